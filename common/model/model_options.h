@@ -1,0 +1,80 @@
+// Plain option structs for the model core: the shapes of the model, the boundary and the
+// optimizers. The proto config (protos/resbm/v1/config.proto) maps onto these in
+// common/config; the model core itself needs neither protobuf nor gRPC. Value types,
+// thread-compatible.
+#ifndef RESBM_COMMON_MODEL_MODEL_OPTIONS_H_
+#define RESBM_COMMON_MODEL_MODEL_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+namespace resbm {
+
+struct ModelOptions {
+  int64_t vocab_size = 256;
+  int64_t d_model = 256;
+  int64_t n_layers = 4;
+  int64_t n_heads = 4;
+  int64_t mlp_hidden = 768;
+  int64_t seq_len = 128;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  double init_std = 0.02;
+};
+
+enum class CompressionKind { kNone, kResbm, kBottleneck, kTruncate };
+enum class WireDtype { kFp32, kBf16, kFp16, kInt8 };
+
+std::string CompressionKindName(CompressionKind kind);
+std::string WireDtypeName(WireDtype dtype);
+
+struct CompressionOptions {
+  CompressionKind kind = CompressionKind::kResbm;
+  // r; k = d_model / ratio. Must be 1 for kNone.
+  int64_t ratio = 128;
+  WireDtype wire_dtype = WireDtype::kBf16;
+  // Std of E and D at initialisation; 0 means zero weights (pure rectangular identity).
+  double init_std = 0.0;
+
+  // Numbers per token crossing the boundary for a residual width of d_model.
+  int64_t WireWidth(int64_t d_model) const { return d_model / ratio; }
+};
+
+struct MuonOptions {
+  double lr = 0.02;
+  double momentum = 0.95;
+  bool nesterov = true;
+  int ns_steps = 5;
+  double weight_decay = 0.0;
+};
+
+struct AdamWOptions {
+  double lr = 3e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+enum class LrDecay { kCosine, kLinear, kConstant };
+
+struct LrScheduleOptions {
+  int64_t warmup_steps = 0;
+  LrDecay decay = LrDecay::kCosine;
+  double min_lr_ratio = 0.1;
+  int64_t total_steps = 1;
+};
+
+struct OptimizerOptions {
+  // false: AdamW for every parameter (the baseline); true: Muon for 2-D hidden matrices.
+  bool use_muon = true;
+  MuonOptions muon;
+  AdamWOptions adamw;
+  LrScheduleOptions schedule;
+  // Global grad-norm clip threshold; 0 disables.
+  double grad_clip = 1.0;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_MODEL_MODEL_OPTIONS_H_
