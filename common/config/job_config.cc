@@ -1,0 +1,608 @@
+#include "common/config/job_config.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "common/status/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace resbm {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Defaults (each states the value of its proto comment).
+
+constexpr char kDefaultName[] = "resbm-job";
+constexpr char kDefaultByteCorpusPath[] = "/usr/share/games/fortunes";
+
+constexpr uint32_t kMaxVocab = 65536;  // Tokens are uint16.
+constexpr uint32_t kMaxDModel = 65536;
+constexpr uint32_t kMaxSeqLen = 65536;
+constexpr uint32_t kMaxNsSteps = 20;
+constexpr uint32_t kMaxSteps = 1000000000;
+constexpr uint32_t kByteVocab = 256;
+
+void ApplyModelDefaults(v1::ModelConfig* m) {
+  if (m->vocab_size() == 0) m->set_vocab_size(256);
+  if (m->d_model() == 0) m->set_d_model(256);
+  if (m->n_layers() == 0) m->set_n_layers(4);
+  if (m->n_heads() == 0) m->set_n_heads(4);
+  if (m->mlp_hidden() == 0) {
+    // Saturates instead of wrapping for absurd widths, which validation then rejects.
+    const uint64_t hidden = 3 * static_cast<uint64_t>(m->d_model());
+    m->set_mlp_hidden(
+        static_cast<uint32_t>(std::min<uint64_t>(hidden, std::numeric_limits<uint32_t>::max())));
+  }
+  if (m->seq_len() == 0) m->set_seq_len(128);
+  if (m->rope_theta() == 0.0f) m->set_rope_theta(10000.0f);
+  if (m->norm_eps() == 0.0f) m->set_norm_eps(1e-5f);
+  if (m->init_std() == 0.0f) m->set_init_std(0.02f);
+}
+
+void ApplyCompressionDefaults(v1::CompressionConfig* c) {
+  if (c->kind() == v1::COMPRESSION_KIND_UNSPECIFIED) c->set_kind(v1::COMPRESSION_KIND_RESBM);
+  if (c->ratio() == 0) c->set_ratio(c->kind() == v1::COMPRESSION_KIND_NONE ? 1 : 128);
+  if (c->wire_dtype() == v1::WIRE_DTYPE_UNSPECIFIED) c->set_wire_dtype(v1::WIRE_DTYPE_BF16);
+  if (!c->has_init_std()) c->set_init_std(0.0f);
+}
+
+void ApplyOptimizerDefaults(v1::OptimizerConfig* o) {
+  if (o->kind() == v1::OPTIMIZER_KIND_UNSPECIFIED) o->set_kind(v1::OPTIMIZER_KIND_MUON);
+
+  v1::MuonConfig* muon = o->mutable_muon();
+  if (muon->lr() == 0.0f) muon->set_lr(0.02f);
+  if (muon->momentum() == 0.0f) muon->set_momentum(0.95f);
+  if (!muon->has_nesterov()) muon->set_nesterov(true);
+  if (muon->ns_steps() == 0) muon->set_ns_steps(5);
+  if (!muon->has_weight_decay()) muon->set_weight_decay(0.0f);
+
+  v1::AdamWConfig* adamw = o->mutable_adamw();
+  if (adamw->lr() == 0.0f) adamw->set_lr(0.003f);
+  if (adamw->beta1() == 0.0f) adamw->set_beta1(0.9f);
+  if (adamw->beta2() == 0.0f) adamw->set_beta2(0.95f);
+  if (adamw->eps() == 0.0f) adamw->set_eps(1e-8f);
+  if (!adamw->has_weight_decay()) adamw->set_weight_decay(0.0f);
+
+  v1::LrScheduleConfig* schedule = o->mutable_lr_schedule();
+  if (!schedule->has_warmup_steps()) schedule->set_warmup_steps(0);
+  if (schedule->decay() == v1::LR_DECAY_UNSPECIFIED) schedule->set_decay(v1::LR_DECAY_COSINE);
+  if (!schedule->has_min_lr_ratio()) schedule->set_min_lr_ratio(0.1f);
+
+  if (!o->has_grad_clip()) o->set_grad_clip(1.0f);
+}
+
+void ApplyTrainingDefaults(v1::TrainingConfig* t) {
+  if (t->steps() == 0) t->set_steps(300);
+  if (t->batch_size() == 0) t->set_batch_size(16);
+  if (t->microbatches() == 0) t->set_microbatches(4);
+  if (!t->has_eval_every()) t->set_eval_every(50);
+  if (t->eval_batches() == 0) t->set_eval_batches(8);
+  if (!t->has_seed()) t->set_seed(1337);
+  if (t->schedule() == v1::PIPELINE_SCHEDULE_UNSPECIFIED) {
+    t->set_schedule(v1::PIPELINE_SCHEDULE_GPIPE);
+  }
+  if (!t->has_checkpoint_every()) t->set_checkpoint_every(0);
+}
+
+void ApplyDataDefaults(v1::DataConfig* d) {
+  if (d->source_case() == v1::DataConfig::SOURCE_NOT_SET) d->mutable_byte_corpus();
+  if (d->has_byte_corpus()) {
+    v1::ByteCorpusSource* corpus = d->mutable_byte_corpus();
+    if (corpus->paths().empty()) corpus->add_paths(kDefaultByteCorpusPath);
+    if (corpus->val_fraction() == 0.0f) corpus->set_val_fraction(0.1f);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation helpers. Each returns OK or "<path>: <value>...; expected ...".
+
+absl::Status Invalid(absl::string_view path, absl::string_view detail) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", detail));
+}
+
+absl::Status CheckRange(absl::string_view path, uint64_t value, uint64_t lo, uint64_t hi) {
+  if (value >= lo && value <= hi) return absl::OkStatus();
+  return Invalid(path, absl::StrCat(value, "; expected ", lo, "..", hi));
+}
+
+absl::Status CheckAtLeast(absl::string_view path, uint64_t value, uint64_t lo) {
+  if (value >= lo) return absl::OkStatus();
+  return Invalid(path, absl::StrCat(value, "; expected >= ", lo));
+}
+
+// The comparisons are written so that NaN fails every check.
+absl::Status CheckPositiveFinite(absl::string_view path, float value) {
+  if (std::isfinite(value) && value > 0.0f) return absl::OkStatus();
+  return Invalid(path, absl::StrCat(value, "; expected a finite value > 0"));
+}
+
+absl::Status CheckNonNegativeFinite(absl::string_view path, float value) {
+  if (std::isfinite(value) && value >= 0.0f) return absl::OkStatus();
+  return Invalid(path, absl::StrCat(value, "; expected a finite value >= 0"));
+}
+
+// [0, 1): momentum and Adam betas.
+absl::Status CheckUnitHalfOpen(absl::string_view path, float value) {
+  if (value >= 0.0f && value < 1.0f) return absl::OkStatus();
+  return Invalid(path, absl::StrCat(value, "; expected a value in [0, 1)"));
+}
+
+// Rejects UNSPECIFIED (0) and numbers the enum does not define: proto3 JSON and text format
+// accept any integer for an open enum.
+absl::Status CheckEnum(absl::string_view path, int value,
+                       const google::protobuf::EnumDescriptor* descriptor) {
+  const google::protobuf::EnumValueDescriptor* found = descriptor->FindValueByNumber(value);
+  if (found != nullptr && value != 0) return absl::OkStatus();
+  std::vector<std::string> allowed;
+  for (int i = 0; i < descriptor->value_count(); ++i) {
+    if (descriptor->value(i)->number() != 0) allowed.push_back(descriptor->value(i)->name());
+  }
+  const std::string shown = found != nullptr ? found->name() : absl::StrCat(value);
+  return Invalid(path, absl::StrCat(shown, "; expected one of ", absl::StrJoin(allowed, ", ")));
+}
+
+// "such as 2, 4, 8, ... 128": the divisors of n in [2, n / 2], abbreviated past four.
+std::string DivisorHint(uint32_t n) {
+  std::vector<uint32_t> divisors;
+  for (uint32_t r = 2; r <= n / 2; ++r) {
+    if (n % r == 0) divisors.push_back(r);
+  }
+  if (divisors.empty()) return absl::StrCat("expected a divisor of ", n, " (1 or ", n, ")");
+  std::string list;
+  if (divisors.size() <= 4) {
+    list = absl::StrJoin(divisors, ", ");
+  } else {
+    list =
+        absl::StrCat(divisors[0], ", ", divisors[1], ", ", divisors[2], ", ... ", divisors.back());
+  }
+  return absl::StrCat("expected a divisor of ", n, " such as ", list);
+}
+
+std::string Quoted(absl::string_view s) { return absl::StrCat("\"", absl::CHexEscape(s), "\""); }
+
+absl::Status ValidateName(const std::string& name) {
+  if (name.size() <= static_cast<size_t>(kMaxJobNameLength)) return absl::OkStatus();
+  return Invalid("name",
+                 absl::StrCat(Quoted(name.substr(0, 24)), "... (", name.size(),
+                              " characters); expected at most ", kMaxJobNameLength, " characters"));
+}
+
+absl::Status ValidateModel(const v1::ModelConfig& m) {
+  RESBM_RETURN_IF_ERROR(CheckRange("model.vocab_size", m.vocab_size(), 2, kMaxVocab));
+  RESBM_RETURN_IF_ERROR(CheckRange("model.d_model", m.d_model(), 8, kMaxDModel));
+  RESBM_RETURN_IF_ERROR(CheckAtLeast("model.n_layers", m.n_layers(), 1));
+  RESBM_RETURN_IF_ERROR(CheckRange("model.n_heads", m.n_heads(), 1, m.d_model()));
+  if (m.d_model() % m.n_heads() != 0) {
+    return Invalid("model.n_heads", absl::StrCat(m.n_heads(), " does not divide model.d_model ",
+                                                 m.d_model(), "; ", DivisorHint(m.d_model())));
+  }
+  const uint32_t head_dim = m.d_model() / m.n_heads();
+  if (head_dim % 2 != 0) {
+    return Invalid("model.n_heads",
+                   absl::StrCat(m.n_heads(), " gives an odd head dim ", head_dim,
+                                " (model.d_model ", m.d_model(), " / ", m.n_heads(),
+                                "); expected an even head dim (rotary embeddings rotate pairs)"));
+  }
+  RESBM_RETURN_IF_ERROR(CheckAtLeast("model.mlp_hidden", m.mlp_hidden(), 1));
+  RESBM_RETURN_IF_ERROR(CheckRange("model.seq_len", m.seq_len(), 2, kMaxSeqLen));
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("model.rope_theta", m.rope_theta()));
+  if (!(m.norm_eps() > 0.0f && m.norm_eps() < 1.0f)) {
+    return Invalid("model.norm_eps",
+                   absl::StrCat(m.norm_eps(), "; expected a value in (0, 1) such as 1e-5"));
+  }
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("model.init_std", m.init_std()));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateStages(const v1::StagesConfig& s, uint32_t n_layers) {
+  if (s.num_stages() < 1 || s.num_stages() > n_layers) {
+    const std::string problem =
+        s.num_stages() > n_layers ? absl::StrCat(" exceeds model.n_layers ", n_layers) : "";
+    return Invalid("stages.num_stages",
+                   absl::StrCat(s.num_stages(), problem, "; expected 1..", n_layers));
+  }
+  if (s.layers_per_stage().empty()) return absl::OkStatus();
+  if (static_cast<uint32_t>(s.layers_per_stage_size()) != s.num_stages()) {
+    return Invalid(
+        "stages.layers_per_stage",
+        absl::StrCat("[", absl::StrJoin(s.layers_per_stage(), ", "), "] has ",
+                     s.layers_per_stage_size(), " entries for stages.num_stages ", s.num_stages(),
+                     "; expected ", s.num_stages(), " entries or none (an even split)"));
+  }
+  uint64_t sum = 0;
+  for (int i = 0; i < s.layers_per_stage_size(); ++i) {
+    RESBM_RETURN_IF_ERROR(
+        CheckAtLeast(absl::StrCat("stages.layers_per_stage[", i, "]"), s.layers_per_stage(i), 1));
+    sum += s.layers_per_stage(i);
+  }
+  if (sum != n_layers) {
+    return Invalid(
+        "stages.layers_per_stage",
+        absl::StrCat("[", absl::StrJoin(s.layers_per_stage(), ", "), "] sums to ", sum,
+                     " but model.n_layers is ", n_layers, "; expected a sum of ", n_layers));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_model) {
+  RESBM_RETURN_IF_ERROR(CheckEnum("compression.kind", c.kind(), v1::CompressionKind_descriptor()));
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("compression.wire_dtype", c.wire_dtype(), v1::WireDtype_descriptor()));
+  if (c.ratio() < 1) {
+    return Invalid("compression.ratio", absl::StrCat(c.ratio(), "; ", DivisorHint(d_model)));
+  }
+  if (c.kind() == v1::COMPRESSION_KIND_NONE && c.ratio() != 1) {
+    return Invalid("compression.ratio",
+                   absl::StrCat(c.ratio(), " with compression.kind COMPRESSION_KIND_NONE; ",
+                                "expected 1 or unset (NONE sends h unchanged)"));
+  }
+  if (d_model % c.ratio() != 0) {
+    return Invalid("compression.ratio", absl::StrCat(c.ratio(), " does not divide model.d_model ",
+                                                     d_model, "; ", DivisorHint(d_model)));
+  }
+  RESBM_RETURN_IF_ERROR(CheckNonNegativeFinite("compression.init_std", c.init_std()));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptimizer(const v1::OptimizerConfig& o, uint32_t training_steps) {
+  RESBM_RETURN_IF_ERROR(CheckEnum("optimizer.kind", o.kind(), v1::OptimizerKind_descriptor()));
+
+  const v1::MuonConfig& muon = o.muon();
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("optimizer.muon.lr", muon.lr()));
+  RESBM_RETURN_IF_ERROR(CheckUnitHalfOpen("optimizer.muon.momentum", muon.momentum()));
+  RESBM_RETURN_IF_ERROR(CheckRange("optimizer.muon.ns_steps", muon.ns_steps(), 1, kMaxNsSteps));
+  RESBM_RETURN_IF_ERROR(CheckNonNegativeFinite("optimizer.muon.weight_decay", muon.weight_decay()));
+
+  const v1::AdamWConfig& adamw = o.adamw();
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("optimizer.adamw.lr", adamw.lr()));
+  RESBM_RETURN_IF_ERROR(CheckUnitHalfOpen("optimizer.adamw.beta1", adamw.beta1()));
+  RESBM_RETURN_IF_ERROR(CheckUnitHalfOpen("optimizer.adamw.beta2", adamw.beta2()));
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("optimizer.adamw.eps", adamw.eps()));
+  RESBM_RETURN_IF_ERROR(
+      CheckNonNegativeFinite("optimizer.adamw.weight_decay", adamw.weight_decay()));
+
+  const v1::LrScheduleConfig& schedule = o.lr_schedule();
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("optimizer.lr_schedule.decay", schedule.decay(), v1::LrDecay_descriptor()));
+  if (!(schedule.min_lr_ratio() >= 0.0f && schedule.min_lr_ratio() <= 1.0f)) {
+    return Invalid("optimizer.lr_schedule.min_lr_ratio",
+                   absl::StrCat(schedule.min_lr_ratio(), "; expected a value in [0, 1]"));
+  }
+  if (schedule.warmup_steps() > training_steps) {
+    return Invalid("optimizer.lr_schedule.warmup_steps",
+                   absl::StrCat(schedule.warmup_steps(), " exceeds training.steps ", training_steps,
+                                "; expected 0..", training_steps));
+  }
+  RESBM_RETURN_IF_ERROR(CheckNonNegativeFinite("optimizer.grad_clip", o.grad_clip()));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTraining(const v1::TrainingConfig& t) {
+  RESBM_RETURN_IF_ERROR(CheckRange("training.steps", t.steps(), 1, kMaxSteps));
+  RESBM_RETURN_IF_ERROR(CheckAtLeast("training.batch_size", t.batch_size(), 1));
+  RESBM_RETURN_IF_ERROR(CheckRange("training.microbatches", t.microbatches(), 1, t.batch_size()));
+  if (t.batch_size() % t.microbatches() != 0) {
+    return Invalid("training.microbatches",
+                   absl::StrCat(t.microbatches(), " does not divide training.batch_size ",
+                                t.batch_size(), "; ", DivisorHint(t.batch_size())));
+  }
+  RESBM_RETURN_IF_ERROR(CheckAtLeast("training.eval_batches", t.eval_batches(), 1));
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("training.schedule", t.schedule(), v1::PipelineSchedule_descriptor()));
+  return absl::OkStatus();
+}
+
+absl::Status CheckPaths(absl::string_view path,
+                        const google::protobuf::RepeatedPtrField<std::string>& paths,
+                        absl::string_view what) {
+  if (paths.empty()) {
+    return Invalid(path, absl::StrCat("empty; expected at least one ", what));
+  }
+  for (int i = 0; i < paths.size(); ++i) {
+    if (paths.Get(i).empty()) {
+      return Invalid(absl::StrCat(path, "[", i, "]"),
+                     absl::StrCat("\"\"; expected a non-empty ", what));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateData(const v1::DataConfig& d, uint32_t vocab_size) {
+  switch (d.source_case()) {
+    case v1::DataConfig::kByteCorpus: {
+      const v1::ByteCorpusSource& corpus = d.byte_corpus();
+      RESBM_RETURN_IF_ERROR(
+          CheckPaths("data.byte_corpus.paths", corpus.paths(), "file or directory path"));
+      if (!(corpus.val_fraction() > 0.0f && corpus.val_fraction() <= 0.5f)) {
+        return Invalid("data.byte_corpus.val_fraction",
+                       absl::StrCat(corpus.val_fraction(), "; expected a value in (0, 0.5]"));
+      }
+      // Cross-field: every byte 0..255 is a token, so a smaller embedding would be indexed out
+      // of range at the first batch.
+      if (vocab_size < kByteVocab) {
+        return Invalid(
+            "model.vocab_size",
+            absl::StrCat(vocab_size, " is too small for data.byte_corpus (one token per ",
+                         "byte, ids 0..255); expected >= ", kByteVocab));
+      }
+      return absl::OkStatus();
+    }
+    case v1::DataConfig::kTokenShards:
+      RESBM_RETURN_IF_ERROR(CheckPaths("data.token_shards.train_paths",
+                                       d.token_shards().train_paths(), "shard file path"));
+      return CheckPaths("data.token_shards.val_paths", d.token_shards().val_paths(),
+                        "shard file path");
+    case v1::DataConfig::SOURCE_NOT_SET:
+      break;
+  }
+  return Invalid("data", "no source set; expected byte_corpus or token_shards");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing.
+
+// Collects text-format parse errors as "line L column C: message" (1-based).
+class TextFormatErrors : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    errors_.push_back(absl::StrCat("line ", line + 1, " column ", column + 1, ": ",
+                                   absl::StripSuffix(message, ".")));
+  }
+  std::string Joined() const { return absl::StrJoin(errors_, "; "); }
+
+ private:
+  std::vector<std::string> errors_;
+};
+
+absl::StatusOr<v1::JobConfig> DefaultAndValidate(v1::JobConfig config) {
+  ApplyJobConfigDefaults(&config);
+  RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
+  return config;
+}
+
+absl::Status PrefixStatus(absl::string_view prefix, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(prefix, ": ", status.message()));
+}
+
+// The float's shortest decimal form ("0.02") read as a double, so that 0.02f becomes exactly
+// the 0.02 a C++ default in model_options.h holds rather than 0.0199999995529651. Keeps the
+// config path and the struct defaults bit-identical.
+double FloatToDouble(float value) {
+  if (!std::isfinite(value)) return static_cast<double>(value);
+  for (int precision = 6; precision <= 9; ++precision) {
+    const std::string text = absl::StrFormat("%.*g", precision, value);
+    float round_trip = 0.0f;
+    double widened = 0.0;
+    if (absl::SimpleAtof(text, &round_trip) && round_trip == value &&
+        absl::SimpleAtod(text, &widened)) {
+      return widened;
+    }
+  }
+  return static_cast<double>(value);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobConfig> ParseJobConfigJson(absl::string_view json) {
+  v1::JobConfig config;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const google::protobuf::util::Status status = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), &config, options);
+  if (!status.ok()) {
+    const auto message = status.message();
+    return absl::InvalidArgumentError(
+        absl::StrCat("job config JSON: ",
+                     absl::StripSuffix(absl::string_view(message.data(), message.size()), "."),
+                     "; expected proto3 JSON of resbm.v1.JobConfig (field names in snake_case ",
+                     "or lowerCamelCase, enum values by name)"));
+  }
+  return DefaultAndValidate(std::move(config));
+}
+
+absl::StatusOr<v1::JobConfig> ParseJobConfigTextproto(absl::string_view text) {
+  v1::JobConfig config;
+  TextFormatErrors errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job config textproto: ", errors.Joined(),
+                     "; expected protobuf text format of resbm.v1.JobConfig"));
+  }
+  return DefaultAndValidate(std::move(config));
+}
+
+absl::StatusOr<v1::JobConfig> LoadJobConfigFile(const std::string& path) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open job config file (", std::strerror(errno), ")"));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a regular file; expected a JSON or textproto job config"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open job config file (", std::strerror(errno), ")"));
+  }
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat(path, ": read failed"));
+  }
+  const bool textproto = absl::EndsWith(path, ".textproto") || absl::EndsWith(path, ".pbtxt");
+  absl::StatusOr<v1::JobConfig> config =
+      textproto ? ParseJobConfigTextproto(contents.str()) : ParseJobConfigJson(contents.str());
+  if (!config.ok()) return PrefixStatus(path, config.status());
+  return config;
+}
+
+v1::JobConfig DefaultJobConfig() {
+  v1::JobConfig config;
+  ApplyJobConfigDefaults(&config);
+  return config;
+}
+
+void ApplyJobConfigDefaults(v1::JobConfig* config) {
+  if (config->name().empty()) config->set_name(kDefaultName);
+  ApplyModelDefaults(config->mutable_model());
+  if (config->mutable_stages()->num_stages() == 0) config->mutable_stages()->set_num_stages(1);
+  ApplyCompressionDefaults(config->mutable_compression());
+  ApplyOptimizerDefaults(config->mutable_optimizer());
+  ApplyTrainingDefaults(config->mutable_training());
+  ApplyDataDefaults(config->mutable_data());
+}
+
+absl::Status ValidateJobConfig(const v1::JobConfig& config) {
+  RESBM_RETURN_IF_ERROR(ValidateName(config.name()));
+  RESBM_RETURN_IF_ERROR(ValidateModel(config.model()));
+  RESBM_RETURN_IF_ERROR(ValidateStages(config.stages(), config.model().n_layers()));
+  RESBM_RETURN_IF_ERROR(ValidateCompression(config.compression(), config.model().d_model()));
+  RESBM_RETURN_IF_ERROR(ValidateOptimizer(config.optimizer(), config.training().steps()));
+  RESBM_RETURN_IF_ERROR(ValidateTraining(config.training()));
+  RESBM_RETURN_IF_ERROR(ValidateData(config.data(), config.model().vocab_size()));
+  return absl::OkStatus();
+}
+
+ModelOptions ToModelOptions(const v1::JobConfig& config) {
+  v1::JobConfig effective = config;
+  ApplyJobConfigDefaults(&effective);
+  const v1::ModelConfig& m = effective.model();
+  ModelOptions options;
+  options.vocab_size = m.vocab_size();
+  options.d_model = m.d_model();
+  options.n_layers = m.n_layers();
+  options.n_heads = m.n_heads();
+  options.mlp_hidden = m.mlp_hidden();
+  options.seq_len = m.seq_len();
+  options.rope_theta = FloatToDouble(m.rope_theta());
+  options.norm_eps = FloatToDouble(m.norm_eps());
+  options.init_std = FloatToDouble(m.init_std());
+  return options;
+}
+
+CompressionOptions ToCompressionOptions(const v1::JobConfig& config) {
+  v1::JobConfig effective = config;
+  ApplyJobConfigDefaults(&effective);
+  const v1::CompressionConfig& c = effective.compression();
+  CompressionOptions options;
+  switch (c.kind()) {
+    case v1::COMPRESSION_KIND_NONE:
+      options.kind = CompressionKind::kNone;
+      break;
+    case v1::COMPRESSION_KIND_BOTTLENECK:
+      options.kind = CompressionKind::kBottleneck;
+      break;
+    case v1::COMPRESSION_KIND_TRUNCATE:
+      options.kind = CompressionKind::kTruncate;
+      break;
+    default:  // RESBM; values ValidateJobConfig rejects keep the struct default.
+      options.kind = CompressionKind::kResbm;
+      break;
+  }
+  options.ratio = c.ratio();
+  switch (c.wire_dtype()) {
+    case v1::WIRE_DTYPE_FP32:
+      options.wire_dtype = WireDtype::kFp32;
+      break;
+    case v1::WIRE_DTYPE_FP16:
+      options.wire_dtype = WireDtype::kFp16;
+      break;
+    case v1::WIRE_DTYPE_INT8:
+      options.wire_dtype = WireDtype::kInt8;
+      break;
+    default:  // BF16; invalid values keep the struct default.
+      options.wire_dtype = WireDtype::kBf16;
+      break;
+  }
+  options.init_std = FloatToDouble(c.init_std());
+  return options;
+}
+
+OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config) {
+  v1::JobConfig effective = config;
+  ApplyJobConfigDefaults(&effective);
+  const v1::OptimizerConfig& o = effective.optimizer();
+  OptimizerOptions options;
+  options.use_muon = o.kind() == v1::OPTIMIZER_KIND_MUON;
+
+  options.muon.lr = FloatToDouble(o.muon().lr());
+  options.muon.momentum = FloatToDouble(o.muon().momentum());
+  options.muon.nesterov = o.muon().nesterov();
+  options.muon.ns_steps = static_cast<int>(o.muon().ns_steps());
+  options.muon.weight_decay = FloatToDouble(o.muon().weight_decay());
+
+  options.adamw.lr = FloatToDouble(o.adamw().lr());
+  options.adamw.beta1 = FloatToDouble(o.adamw().beta1());
+  options.adamw.beta2 = FloatToDouble(o.adamw().beta2());
+  options.adamw.eps = FloatToDouble(o.adamw().eps());
+  options.adamw.weight_decay = FloatToDouble(o.adamw().weight_decay());
+
+  const v1::LrScheduleConfig& schedule = o.lr_schedule();
+  options.schedule.warmup_steps = schedule.warmup_steps();
+  switch (schedule.decay()) {
+    case v1::LR_DECAY_LINEAR:
+      options.schedule.decay = LrDecay::kLinear;
+      break;
+    case v1::LR_DECAY_CONSTANT:
+      options.schedule.decay = LrDecay::kConstant;
+      break;
+    default:  // COSINE; invalid values keep the struct default.
+      options.schedule.decay = LrDecay::kCosine;
+      break;
+  }
+  options.schedule.min_lr_ratio = FloatToDouble(schedule.min_lr_ratio());
+  options.schedule.total_steps = effective.training().steps();
+
+  options.grad_clip = FloatToDouble(o.grad_clip());
+  return options;
+}
+
+std::string JobConfigToJson(const v1::JobConfig& config) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  const google::protobuf::util::Status status =
+      google::protobuf::util::MessageToJsonString(config, &json, options);
+  if (!status.ok()) {
+    // Printing a JobConfig has no failure mode today (no Any, no maps); keep the output
+    // parseable JSON if a future field adds one.
+    const auto message = status.message();
+    return absl::StrCat("{\"json_print_error\": \"",
+                        absl::CEscape(absl::string_view(message.data(), message.size())), "\"}\n");
+  }
+  return json;
+}
+
+}  // namespace resbm

@@ -1,0 +1,46 @@
+#include "common/model/causal_self_attention.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace resbm {
+
+namespace {
+torch::nn::Linear NoBiasLinear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+}  // namespace
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelOptions& options)
+    : n_heads_(options.n_heads), head_dim_(options.d_model / options.n_heads) {
+  const int64_t d = options.d_model;
+  wq_ = register_module("wq", NoBiasLinear(d, d));
+  wk_ = register_module("wk", NoBiasLinear(d, d));
+  wv_ = register_module("wv", NoBiasLinear(d, d));
+  wo_ = register_module("wo", NoBiasLinear(d, d));
+  rotary_ = register_module(
+      "rotary", RotaryEmbedding(head_dim_, options.seq_len, options.rope_theta));
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t batch = x.size(0), seq = x.size(1), d = x.size(2);
+  auto split_heads = [&](const torch::Tensor& t) {
+    return t.view({batch, seq, n_heads_, head_dim_}).transpose(1, 2);  // (B, H, T, hd)
+  };
+  auto q = rotary_->forward(split_heads(wq_->forward(x)));            // (B, H, T, hd)
+  auto k = rotary_->forward(split_heads(wk_->forward(x)));            // (B, H, T, hd)
+  auto v = split_heads(wv_->forward(x));                              // (B, H, T, hd)
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) /
+                std::sqrt(static_cast<double>(head_dim_));            // (B, H, T, T)
+  auto future = torch::ones({seq, seq}, torch::TensorOptions().dtype(torch::kBool).device(
+                                            x.device()))
+                    .triu(1);                                         // (T, T)
+  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  auto attn = torch::softmax(scores, /*dim=*/-1);                     // (B, H, T, T)
+  auto y = torch::matmul(attn, v);                                    // (B, H, T, hd)
+  y = y.transpose(1, 2).contiguous().view({batch, seq, d});           // (B, T, d)
+  return wo_->forward(y);                                             // (B, T, d)
+}
+
+}  // namespace resbm

@@ -1,0 +1,32 @@
+// CausalSelfAttention: multi-head causal self-attention with rotary positions and no biases.
+// Owns its four projections (wq, wk, wv, wo). A torch module; not thread-safe.
+#ifndef RESBM_COMMON_MODEL_CAUSAL_SELF_ATTENTION_H_
+#define RESBM_COMMON_MODEL_CAUSAL_SELF_ATTENTION_H_
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "common/model/model_options.h"
+#include "common/model/rotary_embedding.h"
+
+namespace resbm {
+
+class CausalSelfAttentionImpl : public torch::nn::Module {
+ public:
+  explicit CausalSelfAttentionImpl(const ModelOptions& options);
+
+  // x: (B, T, d) -> (B, T, d)
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  int64_t n_heads_;
+  int64_t head_dim_;
+  torch::nn::Linear wq_{nullptr}, wk_{nullptr}, wv_{nullptr}, wo_{nullptr};
+  RotaryEmbedding rotary_{nullptr};
+};
+TORCH_MODULE(CausalSelfAttention);
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_MODEL_CAUSAL_SELF_ATTENTION_H_

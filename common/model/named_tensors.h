@@ -1,0 +1,18 @@
+// NamedTensors: an ordered list of (name, tensor) pairs, the currency of parameter groups,
+// optimizer state and checkpoints. A type alias; no behaviour.
+#ifndef RESBM_COMMON_MODEL_NAMED_TENSORS_H_
+#define RESBM_COMMON_MODEL_NAMED_TENSORS_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace resbm {
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_MODEL_NAMED_TENSORS_H_

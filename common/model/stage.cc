@@ -1,0 +1,111 @@
+#include "common/model/stage.h"
+
+#include <cmath>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/checksum.h"
+
+namespace resbm {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compression,
+                     const StageSpec& spec)
+    : model_(model), compression_(compression), spec_(spec) {
+  if (spec_.is_first()) {
+    embed_ = register_module("embed", torch::nn::Embedding(model.vocab_size, model.d_model));
+  } else {
+    decoder_ = register_module("decoder", BoundaryDecoder(model.d_model, compression));
+  }
+  for (int64_t i = 0; i < spec_.num_layers; ++i) {
+    blocks_.push_back(register_module(absl::StrCat("layer", spec_.first_layer + i),
+                                      TransformerBlock(model)));
+  }
+  if (spec_.is_last()) {
+    final_norm_ = register_module("final_norm", RmsNorm(model.d_model, model.norm_eps));
+    head_ = register_module(
+        "head", torch::nn::Linear(torch::nn::LinearOptions(model.d_model, model.vocab_size)
+                                      .bias(false)));
+  } else {
+    encoder_ = register_module("encoder", BoundaryEncoder(model.d_model, compression));
+  }
+}
+
+torch::Tensor StageImpl::forward(const torch::Tensor& input) {
+  torch::Tensor h = spec_.is_first() ? embed_->forward(input)    // (B, T, d)
+                                     : decoder_->forward(input);  // (B, T, d)
+  for (auto& block : blocks_) h = block->forward(h);              // (B, T, d)
+  if (spec_.is_last()) {
+    return head_->forward(final_norm_->forward(h));               // (B, T, V)
+  }
+  return encoder_->forward(h);                                    // (B, T, k)
+}
+
+torch::Tensor StageImpl::Loss(const torch::Tensor& logits, const torch::Tensor& targets) {
+  const int64_t vocab = logits.size(-1);
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}),  // (B*T, V)
+                                              targets.reshape({-1}));       // -> ()
+}
+
+int64_t StageImpl::input_width() const {
+  return spec_.is_first() ? 0 : compression_.WireWidth(model_.d_model);
+}
+
+int64_t StageImpl::output_width() const {
+  return spec_.is_last() ? model_.vocab_size : compression_.WireWidth(model_.d_model);
+}
+
+std::string StageImpl::GlobalName(const std::string& local_name) const {
+  // Boundary halves are named after the boundary they belong to: boundary s joins stage s and
+  // stage s + 1, so stage s holds its encoder and stage s + 1 its decoder.
+  if (absl::StartsWith(local_name, "encoder.")) {
+    return absl::StrCat("boundary", spec_.index, ".", local_name);
+  }
+  if (absl::StartsWith(local_name, "decoder.")) {
+    return absl::StrCat("boundary", spec_.index - 1, ".", local_name);
+  }
+  return local_name;
+}
+
+void StageImpl::InitParameters(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  const double residual_std = model_.init_std / std::sqrt(2.0 * model_.n_layers);
+  for (auto& item : named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    torch::Tensor& param = item.value();
+    const std::string global = GlobalName(name);
+    double std = model_.init_std;
+    if (absl::StrContains(name, "norm")) {
+      param.fill_(1.0);
+      continue;
+    }
+    if (absl::StartsWith(name, "encoder.") || absl::StartsWith(name, "decoder.")) {
+      std = compression_.init_std;
+    } else if (absl::EndsWith(name, "attn.wo.weight") || absl::EndsWith(name, "mlp.w2.weight")) {
+      std = residual_std;
+    }
+    if (std == 0.0) {
+      param.zero_();
+      continue;
+    }
+    auto generator = at::detail::createCPUGenerator(
+        SplitMix64(seed ^ Fnv1a64(global.data(), global.size())));
+    auto values = torch::empty(param.sizes(), torch::kFloat32);
+    values.normal_(0.0, std, generator);
+    param.copy_(values);
+  }
+}
+
+}  // namespace resbm

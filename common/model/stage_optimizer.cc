@@ -1,0 +1,101 @@
+#include "common/model/stage_optimizer.h"
+
+#include <algorithm>
+
+#include <torch/torch.h>
+
+#include "absl/strings/match.h"
+#include "common/model/lr_schedule.h"
+
+namespace resbm {
+namespace {
+
+NamedTensors WithPrefix(const NamedTensors& state, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& [name, t] : state) out.emplace_back(prefix + name, t);
+  return out;
+}
+
+NamedTensors StripPrefix(const NamedTensors& state, const std::string& prefix) {
+  NamedTensors out;
+  for (const auto& [name, t] : state) {
+    if (absl::StartsWith(name, prefix)) out.emplace_back(name.substr(prefix.size()), t);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool StageOptimizer::IsHiddenMatrix(const std::string& name, const at::Tensor& param) {
+  return param.dim() == 2 && !absl::StartsWith(name, "embed.") && !absl::StartsWith(name, "head.");
+}
+
+StageOptimizer::StageOptimizer(const NamedTensors& params, const OptimizerOptions& options)
+    : params_(params), options_(options) {
+  NamedTensors muon_group, adamw_group;
+  for (const auto& [name, p] : params) {
+    if (options.use_muon && IsHiddenMatrix(name, p)) {
+      muon_group.emplace_back(name, p);
+    } else {
+      adamw_group.emplace_back(name, p);
+    }
+  }
+  if (!muon_group.empty()) muon_ = std::make_unique<Muon>(muon_group, options.muon);
+  if (!adamw_group.empty()) adamw_ = std::make_unique<AdamW>(adamw_group, options.adamw);
+}
+
+double StageOptimizer::GradSquaredNorm() const {
+  double total = 0.0;
+  for (const auto& [name, p] : params_) {
+    if (p.grad().defined()) total += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+  }
+  return total;
+}
+
+double StageOptimizer::ClipFactor(double global_norm, double clip) {
+  if (clip <= 0.0) return 1.0;
+  return std::min(1.0, clip / (global_norm + 1e-6));
+}
+
+void StageOptimizer::Step(int64_t step, double clip_factor) {
+  {
+    torch::NoGradGuard no_grad;
+    if (clip_factor != 1.0) {
+      for (auto& [name, p] : params_) {
+        if (p.grad().defined()) p.mutable_grad().mul_(clip_factor);
+      }
+    }
+  }
+  const double lr_scale = LrMultiplier(options_.schedule, step);
+  if (muon_) muon_->Step(lr_scale);
+  if (adamw_) adamw_->Step(lr_scale);
+  ZeroGrad();
+}
+
+void StageOptimizer::ZeroGrad() {
+  for (auto& [name, p] : params_) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+NamedTensors StageOptimizer::State() const {
+  NamedTensors state;
+  if (muon_) {
+    for (auto& entry : WithPrefix(muon_->State(), "muon.")) state.push_back(entry);
+  }
+  if (adamw_) {
+    for (auto& entry : WithPrefix(adamw_->State(), "adamw.")) state.push_back(entry);
+  }
+  return state;
+}
+
+absl::Status StageOptimizer::LoadState(const NamedTensors& state) {
+  if (muon_) {
+    auto status = muon_->LoadState(StripPrefix(state, "muon."));
+    if (!status.ok()) return status;
+  }
+  if (adamw_) return adamw_->LoadState(StripPrefix(state, "adamw."));
+  return absl::OkStatus();
+}
+
+}  // namespace resbm

@@ -1,0 +1,52 @@
+// StageOptimizer: the optimizer of one stage. Splits the stage's parameters into the Muon
+// group (2-D hidden matrices: attention, MLP, boundary E and D) and the AdamW group
+// (embedding, LM head, norm gains), applies the schedule and the global clip factor.
+// Holds references to the stage's parameters (the Stage must outlive it). Not thread-safe.
+#ifndef RESBM_COMMON_MODEL_STAGE_OPTIMIZER_H_
+#define RESBM_COMMON_MODEL_STAGE_OPTIMIZER_H_
+
+#include <memory>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "common/model/adamw.h"
+#include "common/model/model_options.h"
+#include "common/model/muon.h"
+#include "common/model/named_tensors.h"
+
+namespace resbm {
+
+class StageOptimizer {
+ public:
+  // `params`: the stage's named parameters (names as in Stage::named_parameters()).
+  StageOptimizer(const NamedTensors& params, const OptimizerOptions& options);
+
+  // True for parameters Muon optimizes when options.use_muon.
+  static bool IsHiddenMatrix(const std::string& name, const at::Tensor& param);
+
+  // Sum of squares of every gradient of this stage (for the global norm).
+  double GradSquaredNorm() const;
+
+  // Scales gradients by `clip_factor`, steps both groups at the scheduled rate for 0-based
+  // `step`, and zeroes the gradients.
+  void Step(int64_t step, double clip_factor);
+
+  void ZeroGrad();
+
+  // Optimizer state prefixed "muon." / "adamw." for checkpoints.
+  NamedTensors State() const;
+  absl::Status LoadState(const NamedTensors& state);
+
+  // The clip factor for a global gradient norm: min(1, clip / (norm + 1e-6)), 1 when clip is 0.
+  static double ClipFactor(double global_norm, double clip);
+
+ private:
+  NamedTensors params_;
+  OptimizerOptions options_;
+  std::unique_ptr<Muon> muon_;    // Null when every parameter goes to AdamW.
+  std::unique_ptr<AdamW> adamw_;  // Null when the stage has no AdamW parameter.
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_MODEL_STAGE_OPTIMIZER_H_

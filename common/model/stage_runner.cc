@@ -1,0 +1,311 @@
+#include "common/model/stage_runner.h"
+
+#include <exception>
+#include <utility>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/model/checkpoint_file.h"
+#include "common/model/stage.h"
+#include "common/model/stage_optimizer.h"
+
+namespace resbm {
+namespace {
+
+// Runs `fn`, turning any exception from LibTorch into an Internal status that names the
+// stage and the operation. The only place in the project where exceptions are caught.
+template <typename Fn>
+auto AtSeam(int64_t stage, const char* op, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(
+        absl::StrCat("stage ", stage, " ", op, ": ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("stage ", stage, " ", op, ": ", e.what()));
+  }
+}
+
+std::string Shape(const at::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]"); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
+    const StageRunnerOptions& options) {
+  const auto& spec = options.spec;
+  if (spec.num_stages < 1 || spec.index < 0 || spec.index >= spec.num_stages ||
+      spec.num_layers < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage spec: index ", spec.index, " of ", spec.num_stages, " with ",
+                     spec.num_layers, " layers; expected 0 <= index < num_stages and >= 1 layer"));
+  }
+  if (options.compression.ratio < 1 || options.model.d_model % options.compression.ratio != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("compression.ratio: ", options.compression.ratio, " does not divide d_model ",
+                     options.model.d_model));
+  }
+  return AtSeam(spec.index, "create",
+                [&]() -> absl::StatusOr<std::unique_ptr<StageRunner>> {
+                  torch::Device device(options.device);
+                  auto stage = std::make_shared<StageImpl>(options.model, options.compression,
+                                                           spec);
+                  stage->InitParameters(options.seed);
+                  stage->to(device);
+                  NamedTensors params;
+                  for (auto& item : stage->named_parameters()) {
+                    params.emplace_back(item.key(), item.value());
+                  }
+                  auto optimizer = std::make_unique<StageOptimizer>(params, options.optimizer);
+                  return std::unique_ptr<StageRunner>(
+                      new StageRunner(options, std::move(stage), std::move(optimizer)));
+                });
+}
+
+StageRunner::StageRunner(const StageRunnerOptions& options, std::shared_ptr<StageImpl> stage,
+                         std::unique_ptr<StageOptimizer> optimizer)
+    : options_(options), stage_(std::move(stage)), optimizer_(std::move(optimizer)) {}
+
+StageRunner::~StageRunner() = default;
+
+absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
+  const auto& spec = options_.spec;
+  if (!input.defined()) {
+    return absl::InvalidArgumentError(absl::StrCat("stage ", spec.index, " input: undefined"));
+  }
+  const int64_t rank = spec.is_first() ? 2 : 3;
+  if (input.dim() != rank || input.size(0) < 1 || input.size(1) < 1 ||
+      input.size(1) > options_.model.seq_len ||
+      (!spec.is_first() && input.size(2) != stage_->input_width())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage ", spec.index, " input: shape ", Shape(input), "; expected ",
+        spec.is_first() ? "(B, T) token ids"
+                        : absl::StrCat("(B, T, ", stage_->input_width(), ")"),
+        " with 1 <= T <= ", options_.model.seq_len));
+  }
+  if (spec.is_first()) {
+    if (input.scalar_type() != torch::kInt64) {
+      return absl::InvalidArgumentError(absl::StrCat("stage 0 input: dtype ",
+                                                     c10::toString(input.scalar_type()),
+                                                     "; expected int64 token ids"));
+    }
+    const int64_t lo = input.min().item<int64_t>(), hi = input.max().item<int64_t>();
+    if (lo < 0 || hi >= options_.model.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage 0 input: token ids span [", lo, ", ", hi, "]; expected [0, ",
+                       options_.model.vocab_size, ")"));
+    }
+  } else if (!torch::isfinite(input).all().item<bool>()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage ", spec.index, " input: contains NaN or Inf"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StageRunner::CheckTargets(const at::Tensor& input, const at::Tensor& targets) const {
+  if (!targets.defined() || targets.scalar_type() != torch::kInt64 || targets.dim() != 2 ||
+      targets.size(0) != input.size(0) || targets.size(1) != input.size(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage ", options_.spec.index, " targets: ",
+        targets.defined() ? Shape(targets) : std::string("undefined"),
+        "; expected int64 (B, T) matching the input ", Shape(input)));
+  }
+  const int64_t lo = targets.min().item<int64_t>(), hi = targets.max().item<int64_t>();
+  if (lo < 0 || hi >= options_.model.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("targets: ids span [", lo, ", ", hi,
+                                                   "]; expected [0, ",
+                                                   options_.model.vocab_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StageRunner::CheckNewMicrobatch(int64_t microbatch) const {
+  if (pending_.count(microbatch) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stage ", options_.spec.index, " microbatch ", microbatch, ": already in flight"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<at::Tensor> StageRunner::PrepareInput(const at::Tensor& input, bool track) const {
+  auto status = CheckInput(input);
+  if (!status.ok()) return status;
+  torch::Device device(options_.device);
+  if (options_.spec.is_first()) return input.to(device);
+  auto z = input.to(device, torch::kFloat32).detach();  // (B, T, k)
+  if (track) z.set_requires_grad(true);
+  return z;
+}
+
+absl::StatusOr<at::Tensor> StageRunner::Forward(int64_t microbatch, const at::Tensor& input) {
+  const auto& spec = options_.spec;
+  if (spec.is_last()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", spec.index, " is the last stage: use ForwardLoss"));
+  }
+  auto status = CheckNewMicrobatch(microbatch);
+  if (!status.ok()) return status;
+  return AtSeam(spec.index, "forward", [&]() -> absl::StatusOr<at::Tensor> {
+    auto prepared = PrepareInput(input, /*track=*/true);
+    if (!prepared.ok()) return prepared.status();
+    auto z = stage_->forward(*prepared);  // (B, T, k)
+    pending_[microbatch] = Pending{*prepared, z};
+    return z.detach();
+  });
+}
+
+absl::StatusOr<double> StageRunner::ForwardLoss(int64_t microbatch, const at::Tensor& input,
+                                                const at::Tensor& targets, double loss_scale) {
+  const auto& spec = options_.spec;
+  if (!spec.is_last()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", spec.index, " is not the last stage: use Forward"));
+  }
+  auto status = CheckNewMicrobatch(microbatch);
+  if (!status.ok()) return status;
+  return AtSeam(spec.index, "forward", [&]() -> absl::StatusOr<double> {
+    auto prepared = PrepareInput(input, /*track=*/true);
+    if (!prepared.ok()) return prepared.status();
+    auto target_status = CheckTargets(*prepared, targets);
+    if (!target_status.ok()) return target_status;
+    torch::Device device(options_.device);
+    auto logits = stage_->forward(*prepared);                      // (B, T, V)
+    auto loss = StageImpl::Loss(logits, targets.to(device));       // ()
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stage ", spec.index, " microbatch ", microbatch, ": loss is ", value));
+    }
+    pending_[microbatch] = Pending{*prepared, loss * loss_scale};
+    return value;
+  });
+}
+
+absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
+                                                 const at::Tensor& grad_output) {
+  const auto& spec = options_.spec;
+  auto it = pending_.find(microbatch);
+  if (it == pending_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stage ", spec.index, " microbatch ", microbatch, ": backward without forward"));
+  }
+  Pending pending = std::move(it->second);
+  pending_.erase(it);
+  return AtSeam(spec.index, "backward", [&]() -> absl::StatusOr<at::Tensor> {
+    if (spec.is_last()) {
+      pending.output.backward();
+    } else {
+      if (!grad_output.defined() || !grad_output.sizes().equals(pending.output.sizes())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "stage ", spec.index, " gradient: shape ",
+            grad_output.defined() ? Shape(grad_output) : std::string("undefined"),
+            "; expected ", Shape(pending.output)));
+      }
+      auto grad = grad_output.to(pending.output.device(), pending.output.scalar_type());
+      if (!torch::isfinite(grad).all().item<bool>()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("stage ", spec.index, " gradient: contains NaN or Inf"));
+      }
+      pending.output.backward(grad);
+    }
+    if (spec.is_first()) return at::Tensor();
+    return pending.input.grad().detach();  // (B, T, k)
+  });
+}
+
+absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input,
+                                                 const at::Tensor& targets) {
+  const auto& spec = options_.spec;
+  return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<at::Tensor> {
+    torch::NoGradGuard no_grad;
+    auto prepared = PrepareInput(input, /*track=*/false);
+    if (!prepared.ok()) return prepared.status();
+    auto out = stage_->forward(*prepared);  // (B, T, k) or (B, T, V)
+    if (!spec.is_last()) return out;
+    auto target_status = CheckTargets(*prepared, targets);
+    if (!target_status.ok()) return target_status;
+    return StageImpl::Loss(out, targets.to(out.device()));  // ()
+  });
+}
+
+absl::StatusOr<double> StageRunner::GradSquaredNorm() const {
+  return AtSeam(options_.spec.index, "grad norm",
+                [&]() -> absl::StatusOr<double> { return optimizer_->GradSquaredNorm(); });
+}
+
+absl::Status StageRunner::ApplyStep(int64_t step, double clip_factor) {
+  if (!pending_.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("stage ", options_.spec.index, ": ",
+                                                      pending_.size(),
+                                                      " microbatches still in flight at step"));
+  }
+  if (!std::isfinite(clip_factor) || clip_factor < 0.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("clip factor: ", clip_factor, "; expected a finite value >= 0"));
+  }
+  return AtSeam(options_.spec.index, "optimizer step", [&]() -> absl::Status {
+    optimizer_->Step(step, clip_factor);
+    return absl::OkStatus();
+  });
+}
+
+void StageRunner::AbortStep() {
+  pending_.clear();
+  optimizer_->ZeroGrad();
+}
+
+NamedTensors StageRunner::Parameters() const {
+  NamedTensors params;
+  for (const auto& item : stage_->named_parameters()) {
+    params.emplace_back(item.key(), item.value());
+  }
+  return params;
+}
+
+absl::Status StageRunner::SaveCheckpoint(const std::string& path, int64_t step) const {
+  return AtSeam(options_.spec.index, "save checkpoint", [&]() -> absl::Status {
+    CheckpointContents contents;
+    contents.stage = options_.spec.index;
+    contents.step = step;
+    for (auto& [name, t] : Parameters()) contents.tensors.emplace_back("param." + name, t);
+    for (auto& [name, t] : optimizer_->State()) contents.tensors.emplace_back("optim." + name, t);
+    return CheckpointFile::Write(path, contents);
+  });
+}
+
+absl::StatusOr<int64_t> StageRunner::LoadCheckpoint(const std::string& path) {
+  auto contents = CheckpointFile::Read(path);
+  if (!contents.ok()) return contents.status();
+  if (contents->stage != options_.spec.index) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": checkpoint of stage ", contents->stage, "; expected ", options_.spec.index));
+  }
+  return AtSeam(options_.spec.index, "load checkpoint", [&]() -> absl::StatusOr<int64_t> {
+    std::map<std::string, at::Tensor> by_name;
+    NamedTensors optim;
+    for (auto& [name, t] : contents->tensors) {
+      if (name.rfind("optim.", 0) == 0) {
+        optim.emplace_back(name.substr(6), t);
+      } else {
+        by_name[name] = t;
+      }
+    }
+    torch::NoGradGuard no_grad;
+    for (auto& [name, param] : Parameters()) {
+      auto it = by_name.find("param." + name);
+      if (it == by_name.end() || !it->second.sizes().equals(param.sizes())) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            path, ": parameter ", name, it == by_name.end() ? " missing" : " has the wrong shape"));
+      }
+      param.copy_(it->second);
+    }
+    auto status = optimizer_->LoadState(optim);
+    if (!status.ok()) return status;
+    pending_.clear();
+    optimizer_->ZeroGrad();
+    return contents->step;
+  });
+}
+
+}  // namespace resbm

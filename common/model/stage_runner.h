@@ -1,0 +1,100 @@
+// StageRunner: the model seam. Owns one Stage, its optimizer and the autograd state of the
+// microbatches in flight, and exposes them as Status-returning calls: every LibTorch
+// exception is caught here and becomes a Status naming the stage and the operation. The
+// single-process trainer and the stage worker both drive stages through this class.
+// Not thread-safe: one executor thread owns it (it owns the module and the device).
+#ifndef RESBM_COMMON_MODEL_STAGE_RUNNER_H_
+#define RESBM_COMMON_MODEL_STAGE_RUNNER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "common/model/model_options.h"
+#include "common/model/named_tensors.h"
+#include "common/model/stage_plan.h"
+
+namespace resbm {
+
+class StageImpl;
+class StageOptimizer;
+
+struct StageRunnerOptions {
+  ModelOptions model;
+  CompressionOptions compression;
+  OptimizerOptions optimizer;
+  StageSpec spec;
+  uint64_t seed = 1337;
+  // A LibTorch device string: "cpu", "cuda", "cuda:1".
+  std::string device = "cpu";
+};
+
+class StageRunner {
+ public:
+  static absl::StatusOr<std::unique_ptr<StageRunner>> Create(const StageRunnerOptions& options);
+  ~StageRunner();
+  StageRunner(const StageRunner&) = delete;
+  StageRunner& operator=(const StageRunner&) = delete;
+
+  // Training forward of `microbatch` on a non-last stage. input: token ids (B, T) int64 on
+  // the first stage, z (B, T, k) float otherwise (any device). Returns z (B, T, k) for the
+  // next boundary, detached; the graph is kept until Backward.
+  absl::StatusOr<at::Tensor> Forward(int64_t microbatch, const at::Tensor& input);
+
+  // Training forward of `microbatch` on the last stage: returns the mean loss over its tokens.
+  // Backward later propagates loss * loss_scale (1 / microbatches for a mean over the step).
+  absl::StatusOr<double> ForwardLoss(int64_t microbatch, const at::Tensor& input,
+                                     const at::Tensor& targets, double loss_scale);
+
+  // Backward of `microbatch`: grad_output is dL/dz (B, T, k) of the z Forward returned, and
+  // is ignored on the last stage. Accumulates parameter gradients and returns dL/d(input)
+  // (B, T, k) as fp32 on the device, or an undefined tensor on the first stage.
+  absl::StatusOr<at::Tensor> Backward(int64_t microbatch, const at::Tensor& grad_output);
+
+  // Forward without autograd (evaluation): z for a non-last stage, or, on the last stage,
+  // the mean loss as a 0-d tensor (targets required there).
+  absl::StatusOr<at::Tensor> Evaluate(const at::Tensor& input, const at::Tensor& targets);
+
+  // Sum of squared gradients of this stage's parameters.
+  absl::StatusOr<double> GradSquaredNorm() const;
+  // Applies optimizer step `step` (0-based) with the global clip factor; zeroes gradients.
+  absl::Status ApplyStep(int64_t step, double clip_factor);
+  // Drops the graphs of microbatches in flight and zeroes gradients (an aborted step).
+  void AbortStep();
+
+  // Writes parameters and optimizer state; `step` is the number of steps applied so far.
+  absl::Status SaveCheckpoint(const std::string& path, int64_t step) const;
+  // Restores a checkpoint written by the same stage; returns its step.
+  absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path);
+
+  // The stage's parameters by stage-local name (shared storage: do not modify).
+  NamedTensors Parameters() const;
+  const StageSpec& spec() const { return options_.spec; }
+  int64_t in_flight() const { return static_cast<int64_t>(pending_.size()); }
+
+ private:
+  struct Pending {
+    at::Tensor input;   // Leaf that requires grad (non-first stages), on the device.
+    at::Tensor output;  // z, or the scaled loss on the last stage.
+  };
+
+  StageRunner(const StageRunnerOptions& options, std::shared_ptr<StageImpl> stage,
+              std::unique_ptr<StageOptimizer> optimizer);
+  absl::Status CheckInput(const at::Tensor& input) const;
+  absl::StatusOr<at::Tensor> PrepareInput(const at::Tensor& input, bool track) const;
+  absl::Status CheckTargets(const at::Tensor& input, const at::Tensor& targets) const;
+  absl::Status CheckNewMicrobatch(int64_t microbatch) const;
+
+  StageRunnerOptions options_;
+  std::shared_ptr<StageImpl> stage_;
+  std::unique_ptr<StageOptimizer> optimizer_;
+  std::map<int64_t, Pending> pending_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_MODEL_STAGE_RUNNER_H_

@@ -1,0 +1,19 @@
+#include "common/model/transformer_block.h"
+
+#include <torch/torch.h>
+
+namespace resbm {
+
+TransformerBlockImpl::TransformerBlockImpl(const ModelOptions& options) {
+  attn_norm_ = register_module("attn_norm", RmsNorm(options.d_model, options.norm_eps));
+  attn_ = register_module("attn", CausalSelfAttention(options));
+  mlp_norm_ = register_module("mlp_norm", RmsNorm(options.d_model, options.norm_eps));
+  mlp_ = register_module("mlp", SwiGluMlp(options));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
+  auto h = x + attn_->forward(attn_norm_->forward(x));  // (B, T, d)
+  return h + mlp_->forward(mlp_norm_->forward(h));      // (B, T, d)
+}
+
+}  // namespace resbm
