@@ -1,0 +1,79 @@
+// LocalPipeline: every stage of a split model in one process, chained through exactly the
+// boundary code the distributed system uses: each stage's output is encoded to wire bytes and
+// decoded by the next stage, gradients likewise, so its losses are the reference the
+// distributed run must match. Counts the bytes that cross each boundary per direction.
+// Owns its StageRunners. Not thread-safe.
+#ifndef RESBM_COMMON_TRAIN_LOCAL_PIPELINE_H_
+#define RESBM_COMMON_TRAIN_LOCAL_PIPELINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/statusor.h"
+#include "common/model/model_options.h"
+#include "common/model/stage_plan.h"
+#include "common/model/stage_runner.h"
+
+namespace resbm {
+
+struct LocalPipelineOptions {
+  ModelOptions model;
+  CompressionOptions compression;
+  OptimizerOptions optimizer;
+  std::vector<StageSpec> plan;
+  uint64_t seed = 1337;
+  std::string device = "cpu";
+};
+
+// Payload bytes that crossed one boundary (z forward, g_z backward) and the tokens they carried.
+struct BoundaryTraffic {
+  int64_t forward_bytes = 0;
+  int64_t backward_bytes = 0;
+  int64_t forward_tokens = 0;
+  int64_t backward_tokens = 0;
+};
+
+struct StepStats {
+  double loss = 0.0;       // Mean over the step's tokens.
+  double grad_norm = 0.0;  // Global, before clipping.
+  double clip_factor = 1.0;
+};
+
+class LocalPipeline {
+ public:
+  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(
+      const LocalPipelineOptions& options);
+  LocalPipeline(const LocalPipeline&) = delete;
+  LocalPipeline& operator=(const LocalPipeline&) = delete;
+
+  // One optimizer step (0-based index `step`) on a batch of token ids: inputs and targets
+  // (B, T) int64, split into `microbatches` equal slices along B.
+  absl::StatusOr<StepStats> TrainStep(int64_t step, const at::Tensor& inputs,
+                                      const at::Tensor& targets, int64_t microbatches);
+
+  // Mean loss on a batch without updating anything (no bytes counted).
+  absl::StatusOr<double> Evaluate(const at::Tensor& inputs, const at::Tensor& targets);
+
+  const std::vector<BoundaryTraffic>& traffic() const { return traffic_; }
+  int64_t num_stages() const { return static_cast<int64_t>(stages_.size()); }
+  StageRunner& stage(int64_t index) { return *stages_[index]; }
+
+ private:
+  LocalPipeline(const LocalPipelineOptions& options,
+                std::vector<std::unique_ptr<StageRunner>> stages);
+  // Encodes `x` for boundary `boundary`, counts its bytes, decodes it.
+  absl::StatusOr<at::Tensor> Cross(const at::Tensor& x, int64_t boundary, bool forward,
+                                   bool count);
+
+  LocalPipelineOptions options_;
+  std::vector<std::unique_ptr<StageRunner>> stages_;
+  std::vector<BoundaryTraffic> traffic_;  // One per boundary (num_stages - 1).
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_TRAIN_LOCAL_PIPELINE_H_

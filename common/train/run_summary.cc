@@ -1,0 +1,56 @@
+#include "common/train/run_summary.h"
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace resbm {
+
+double RunSummary::EffectiveCompression() const {
+  int64_t sent = 0, reference = 0;
+  for (const auto& b : boundaries) {
+    sent += b.forward_bytes + b.backward_bytes;
+    reference += 2 * b.bf16_reference_bytes;
+  }
+  return sent > 0 ? static_cast<double>(reference) / static_cast<double>(sent) : 0.0;
+}
+
+std::string RunSummary::ToJson() const {
+  nlohmann::json boundaries_json = nlohmann::json::array();
+  for (const auto& b : boundaries) {
+    boundaries_json.push_back({{"boundary", b.boundary},
+                               {"forward_bytes", b.forward_bytes},
+                               {"backward_bytes", b.backward_bytes},
+                               {"forward_tokens", b.forward_tokens},
+                               {"backward_tokens", b.backward_tokens},
+                               {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes}});
+  }
+  nlohmann::json j = {{"job_name", job_name},
+                      {"compression", compression},
+                      {"ratio", ratio},
+                      {"wire_dtype", wire_dtype},
+                      {"num_stages", num_stages},
+                      {"steps", steps},
+                      {"tokens", tokens},
+                      {"final_train_loss", final_train_loss},
+                      {"final_val_loss", final_val_loss},
+                      {"unigram_entropy_nats", unigram_entropy_nats},
+                      {"wall_seconds", wall_seconds},
+                      {"tokens_per_second", tokens_per_second},
+                      {"effective_compression_vs_bf16", EffectiveCompression()},
+                      {"boundaries", boundaries_json}};
+  return j.dump(2);
+}
+
+absl::Status RunSummary::WriteJson(const std::string& path) const {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) return absl::UnavailableError(absl::StrCat("summary ", path, ": cannot open"));
+  out << ToJson() << "\n";
+  out.close();
+  if (!out) return absl::DataLossError(absl::StrCat("summary ", path, ": write failed"));
+  return absl::OkStatus();
+}
+
+}  // namespace resbm

@@ -1,0 +1,50 @@
+// RunSummary: what a finished training run reports (losses, tokens, time, wire traffic per
+// boundary and direction, compression against an uncompressed bf16 boundary), and its JSON
+// form for --summary-json. Value type; thread-compatible.
+#ifndef RESBM_COMMON_TRAIN_RUN_SUMMARY_H_
+#define RESBM_COMMON_TRAIN_RUN_SUMMARY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace resbm {
+
+struct BoundarySummary {
+  int64_t boundary = 0;  // Between stage `boundary` and `boundary + 1`.
+  int64_t forward_bytes = 0;
+  int64_t backward_bytes = 0;
+  int64_t forward_tokens = 0;
+  int64_t backward_tokens = 0;
+  // Bytes an uncompressed bf16 boundary (d values x 2 bytes per token) would have sent.
+  int64_t bf16_reference_bytes = 0;
+};
+
+struct RunSummary {
+  std::string job_name;
+  std::string compression;  // "resbm", "none", ...
+  int64_t ratio = 1;
+  std::string wire_dtype;
+  int64_t num_stages = 1;
+  int64_t steps = 0;
+  int64_t tokens = 0;  // Training tokens processed.
+  double final_train_loss = 0.0;  // Mean over the last min(10, steps) steps.
+  double final_val_loss = 0.0;
+  double unigram_entropy_nats = 0.0;  // The corpus baseline the model must beat.
+  double wall_seconds = 0.0;
+  double tokens_per_second = 0.0;
+  std::vector<BoundarySummary> boundaries;
+
+  // (forward + backward bf16 reference bytes) / (forward + backward payload bytes) over all
+  // boundaries; 0 without boundaries.
+  double EffectiveCompression() const;
+  // JSON object with every field above plus the effective compression ratio.
+  std::string ToJson() const;
+  absl::Status WriteJson(const std::string& path) const;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_TRAIN_RUN_SUMMARY_H_

@@ -1,0 +1,169 @@
+#include "common/train/trainer.h"
+
+#include <chrono>
+#include <fstream>
+#include <numeric>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/config/job_config.h"
+#include "common/status/status_macros.h"
+#include "common/train/job_dataset.h"
+#include "common/train/progress_line.h"
+
+namespace resbm {
+namespace {
+
+// Validation batches use their own stream, fixed for the whole run.
+constexpr uint64_t kValidationSeedSalt = 0x76616c6964617465ULL;
+
+void SampleBatch(const BatchSampler& sampler, int64_t step, int64_t rows, at::Tensor* inputs,
+                 at::Tensor* targets) {
+  std::vector<int64_t> x, y;
+  sampler.Sample(step, 0, rows, &x, &y);
+  const int64_t seq = sampler.seq_len();
+  *inputs = torch::from_blob(x.data(), {rows, seq}, torch::kInt64).clone();   // (B, T)
+  *targets = torch::from_blob(y.data(), {rows, seq}, torch::kInt64).clone();  // (B, T)
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options) {
+  const v1::JobConfig& config = options.config;
+  RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
+  RESBM_ASSIGN_OR_RETURN(TokenDataset dataset, LoadJobDataset(config));
+  std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
+                             config.stages().layers_per_stage().end());
+  LocalPipelineOptions pipeline_options;
+  pipeline_options.model = ToModelOptions(config);
+  pipeline_options.compression = ToCompressionOptions(config);
+  pipeline_options.optimizer = ToOptimizerOptions(config);
+  pipeline_options.seed = config.training().seed();
+  pipeline_options.device = options.device;
+  RESBM_ASSIGN_OR_RETURN(pipeline_options.plan,
+                         PlanStages(config.model().n_layers(), config.stages().num_stages(),
+                                    sizes));
+  RESBM_ASSIGN_OR_RETURN(auto pipeline, LocalPipeline::Create(pipeline_options));
+  return std::unique_ptr<Trainer>(new Trainer(options, std::move(dataset), std::move(pipeline)));
+}
+
+Trainer::Trainer(const TrainerOptions& options, TokenDataset dataset,
+                 std::unique_ptr<LocalPipeline> pipeline)
+    : options_(options),
+      dataset_(std::move(dataset)),
+      train_sampler_(&dataset_.train(), options.config.model().seq_len(),
+                     options.config.training().seed()),
+      val_sampler_(&dataset_.val(), options.config.model().seq_len(),
+                   options.config.training().seed() ^ kValidationSeedSalt),
+      pipeline_(std::move(pipeline)) {}
+
+absl::StatusOr<double> Trainer::EvaluateValidation() {
+  const auto& training = options_.config.training();
+  double total = 0.0;
+  for (uint32_t i = 0; i < training.eval_batches(); ++i) {
+    at::Tensor inputs, targets;
+    SampleBatch(val_sampler_, i, training.batch_size(), &inputs, &targets);
+    RESBM_ASSIGN_OR_RETURN(double loss, pipeline_->Evaluate(inputs, targets));
+    total += loss;
+  }
+  return total / training.eval_batches();
+}
+
+absl::StatusOr<RunSummary> Trainer::Run() {
+  const v1::JobConfig& config = options_.config;
+  const auto& training = config.training();
+  const int64_t steps = training.steps();
+  const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
+
+  std::ofstream csv;
+  if (!options_.loss_csv_path.empty()) {
+    csv.open(options_.loss_csv_path, std::ios::trunc);
+    if (!csv) {
+      return absl::UnavailableError(absl::StrCat("loss csv ", options_.loss_csv_path,
+                                                 ": cannot open for writing"));
+    }
+    csv << "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
+  }
+  std::unique_ptr<ProgressLine> progress;
+  if (options_.progress != nullptr) {
+    progress = std::make_unique<ProgressLine>(options_.progress, steps, 5.0);
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<double> losses;
+  double val_loss = -1.0;
+  for (int64_t step = 0; step < steps; ++step) {
+    at::Tensor inputs, targets;
+    SampleBatch(train_sampler_, step, training.batch_size(), &inputs, &targets);
+    RESBM_ASSIGN_OR_RETURN(StepStats stats, pipeline_->TrainStep(step, inputs, targets,
+                                                                 training.microbatches()));
+    losses.push_back(stats.loss);
+    const bool last = step + 1 == steps;
+    const bool eval_now =
+        last || (training.eval_every() > 0 && (step + 1) % training.eval_every() == 0);
+    bool evaluated = false;
+    if (eval_now) {
+      RESBM_ASSIGN_OR_RETURN(val_loss, EvaluateValidation());
+      evaluated = true;
+    }
+    const double seconds = elapsed();
+    const double tokens_done = static_cast<double>((step + 1) * tokens_per_step);
+    if (csv.is_open()) {
+      csv << (step + 1) << "," << static_cast<int64_t>(tokens_done) << ","
+          << absl::StrFormat("%.6f", stats.loss) << ","
+          << (evaluated ? absl::StrFormat("%.6f", val_loss) : "") << ","
+          << absl::StrFormat("%.6f", stats.grad_norm) << "," << absl::StrFormat("%.3f", seconds)
+          << "\n";
+    }
+    if (progress) {
+      progress->Update(step + 1, stats.loss, val_loss, tokens_done / seconds, seconds,
+                       /*force=*/evaluated);
+    }
+  }
+  if (progress) progress->Finish();
+
+  RunSummary summary;
+  summary.job_name = config.name();
+  const CompressionOptions compression = ToCompressionOptions(config);
+  summary.compression = CompressionKindName(compression.kind);
+  summary.ratio = compression.ratio;
+  summary.wire_dtype = WireDtypeName(compression.wire_dtype);
+  summary.num_stages = pipeline_->num_stages();
+  summary.steps = steps;
+  summary.tokens = steps * tokens_per_step;
+  const size_t tail = std::min<size_t>(10, losses.size());
+  summary.final_train_loss =
+      std::accumulate(losses.end() - tail, losses.end(), 0.0) / static_cast<double>(tail);
+  summary.final_val_loss = val_loss;
+  summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
+  summary.wall_seconds = elapsed();
+  summary.tokens_per_second = summary.tokens / summary.wall_seconds;
+  const auto& traffic = pipeline_->traffic();
+  for (size_t b = 0; b < traffic.size(); ++b) {
+    BoundarySummary boundary;
+    boundary.boundary = static_cast<int64_t>(b);
+    boundary.forward_bytes = traffic[b].forward_bytes;
+    boundary.backward_bytes = traffic[b].backward_bytes;
+    boundary.forward_tokens = traffic[b].forward_tokens;
+    boundary.backward_tokens = traffic[b].backward_tokens;
+    boundary.bf16_reference_bytes = traffic[b].forward_tokens * config.model().d_model() * 2;
+    summary.boundaries.push_back(boundary);
+  }
+  if (csv.is_open()) {
+    csv.close();
+    if (!csv) return absl::DataLossError(absl::StrCat("loss csv ", options_.loss_csv_path,
+                                                      ": write failed"));
+  }
+  if (!options_.summary_json_path.empty()) {
+    RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));
+  }
+  return summary;
+}
+
+}  // namespace resbm

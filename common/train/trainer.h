@@ -1,0 +1,59 @@
+// Trainer: the single-process training run behind `resbm-train`. Loads the data a job config
+// names, builds every stage in one LocalPipeline, trains for the configured steps with a live
+// progress line, evaluates on held-out data, and writes the loss curve (CSV) and a
+// RunSummary (JSON). Owns the pipeline and the dataset. Not thread-safe.
+#ifndef RESBM_COMMON_TRAIN_TRAINER_H_
+#define RESBM_COMMON_TRAIN_TRAINER_H_
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/data/batch_sampler.h"
+#include "common/data/token_dataset.h"
+#include "common/train/local_pipeline.h"
+#include "common/train/run_summary.h"
+#include "resbm/v1/config.pb.h"
+
+namespace resbm {
+
+struct TrainerOptions {
+  // A config that passed ValidateJobConfig (LoadJobConfigFile does both).
+  v1::JobConfig config;
+  // Empty: not written.
+  std::string summary_json_path;
+  std::string loss_csv_path;
+  std::string device = "cpu";
+  // Progress output (not owned); null for a silent run.
+  std::FILE* progress = stdout;
+};
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options);
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Trains to the end; returns the summary (also written where the options say).
+  absl::StatusOr<RunSummary> Run();
+
+  // Mean validation loss over the configured eval batches (the same batches every time).
+  absl::StatusOr<double> EvaluateValidation();
+
+  LocalPipeline& pipeline() { return *pipeline_; }
+
+ private:
+  Trainer(const TrainerOptions& options, TokenDataset dataset,
+          std::unique_ptr<LocalPipeline> pipeline);
+
+  TrainerOptions options_;
+  TokenDataset dataset_;
+  BatchSampler train_sampler_;
+  BatchSampler val_sampler_;
+  std::unique_ptr<LocalPipeline> pipeline_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_TRAIN_TRAINER_H_
