@@ -7,7 +7,9 @@
 # TORCH marks targets whose sources include LibTorch headers: they reuse one precompiled
 # <torch/torch.h> (resbm_torch_pch), which cuts a 25-35 s translation unit to about 10 s.
 
-set(RESBM_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+# -pthread on every target: gRPC and GTest add it to their users, and a PCH built without it
+# is silently skipped (_REENTRANT differs), so the PCH owner and all its users carry it.
+set(RESBM_WARNINGS -Wall -Wextra -Wno-unused-parameter -pthread -Winvalid-pch)
 if(RESBM_WERROR)
   list(APPEND RESBM_WARNINGS -Werror)
 endif()

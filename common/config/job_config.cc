@@ -475,7 +475,14 @@ v1::JobConfig DefaultJobConfig() {
 void ApplyJobConfigDefaults(v1::JobConfig* config) {
   if (config->name().empty()) config->set_name(kDefaultName);
   ApplyModelDefaults(config->mutable_model());
-  if (config->mutable_stages()->num_stages() == 0) config->mutable_stages()->set_num_stages(1);
+  auto* stages = config->mutable_stages();
+  if (stages->num_stages() == 0) {
+    // An explicit split says how many stages there are; otherwise the default pipeline is
+    // four stages (ResBM at every boundary), fewer for models with fewer blocks.
+    stages->set_num_stages(stages->layers_per_stage_size() > 0
+                               ? static_cast<uint32_t>(stages->layers_per_stage_size())
+                               : std::min<uint32_t>(4, config->model().n_layers()));
+  }
   ApplyCompressionDefaults(config->mutable_compression());
   ApplyOptimizerDefaults(config->mutable_optimizer());
   ApplyTrainingDefaults(config->mutable_training());

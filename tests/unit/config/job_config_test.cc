@@ -259,7 +259,7 @@ TEST(JobConfigTest, EmptyObjectGivesTheDefaults) {
   EXPECT_FLOAT_EQ(config->model().rope_theta(), 10000.0f);
   EXPECT_FLOAT_EQ(config->model().norm_eps(), 1e-5f);
   EXPECT_FLOAT_EQ(config->model().init_std(), 0.02f);
-  EXPECT_EQ(config->stages().num_stages(), 1u);
+  EXPECT_EQ(config->stages().num_stages(), 4u);
   EXPECT_TRUE(config->stages().layers_per_stage().empty());
   EXPECT_EQ(config->compression().kind(), v1::COMPRESSION_KIND_RESBM);
   EXPECT_EQ(config->compression().ratio(), 128u);
