@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/base/hash.h"
+
 namespace resbm {
 namespace {
 
@@ -16,14 +18,6 @@ namespace {
       std::abort();                                                                             \
     }                                                                                           \
   } while (false)
-
-// The splitmix64 step (Steele, Lea, Flood 2014): add the golden-ratio increment, then finalize.
-uint64_t SplitMix64(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 }  // namespace
 

@@ -11,7 +11,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/base/checksum.h"
+#include "common/base/hash.h"
 
 namespace resbm {
 namespace {

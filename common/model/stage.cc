@@ -7,20 +7,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/base/checksum.h"
+#include "common/base/hash.h"
 
 namespace resbm {
-namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
-
 StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compression,
                      const StageSpec& spec)
     : model_(model), compression_(compression), spec_(spec) {
