@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/unit/data/scoped_temp_dir.h"
+#include "tests/testing/scoped_temp_dir.h"
 
 namespace resbm {
 namespace {

@@ -1,7 +1,7 @@
 // ScopedTempDir: a fresh directory under testing::TempDir() for one test, removed with all its
 // contents when the object is destroyed. Owns the directory; not thread-safe.
-#ifndef RESBM_TESTS_UNIT_DATA_SCOPED_TEMP_DIR_H_
-#define RESBM_TESTS_UNIT_DATA_SCOPED_TEMP_DIR_H_
+#ifndef RESBM_TESTS_TESTING_SCOPED_TEMP_DIR_H_
+#define RESBM_TESTS_TESTING_SCOPED_TEMP_DIR_H_
 
 #include <stdlib.h>
 
@@ -48,4 +48,4 @@ class ScopedTempDir {
 
 }  // namespace resbm
 
-#endif  // RESBM_TESTS_UNIT_DATA_SCOPED_TEMP_DIR_H_
+#endif  // RESBM_TESTS_TESTING_SCOPED_TEMP_DIR_H_
