@@ -537,22 +537,40 @@ CompressionOptions ToCompressionOptions(const v1::JobConfig& config) {
       break;
   }
   options.ratio = c.ratio();
-  switch (c.wire_dtype()) {
-    case v1::WIRE_DTYPE_FP32:
-      options.wire_dtype = WireDtype::kFp32;
-      break;
-    case v1::WIRE_DTYPE_FP16:
-      options.wire_dtype = WireDtype::kFp16;
-      break;
-    case v1::WIRE_DTYPE_INT8:
-      options.wire_dtype = WireDtype::kInt8;
-      break;
-    default:  // BF16; invalid values keep the struct default.
-      options.wire_dtype = WireDtype::kBf16;
-      break;
-  }
+  // Values ValidateJobConfig rejects keep the struct default (bf16).
+  options.wire_dtype = WireDtypeFromProto(c.wire_dtype()).value_or(WireDtype::kBf16);
   options.init_std = FloatToDouble(c.init_std());
   return options;
+}
+
+absl::StatusOr<WireDtype> WireDtypeFromProto(int dtype) {
+  switch (dtype) {
+    case v1::WIRE_DTYPE_FP32:
+      return WireDtype::kFp32;
+    case v1::WIRE_DTYPE_BF16:
+      return WireDtype::kBf16;
+    case v1::WIRE_DTYPE_FP16:
+      return WireDtype::kFp16;
+    case v1::WIRE_DTYPE_INT8:
+      return WireDtype::kInt8;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("dtype: ", dtype, "; expected one of FP32, BF16, FP16, INT8"));
+  }
+}
+
+v1::WireDtype WireDtypeToProto(WireDtype dtype) {
+  switch (dtype) {
+    case WireDtype::kFp32:
+      return v1::WIRE_DTYPE_FP32;
+    case WireDtype::kBf16:
+      return v1::WIRE_DTYPE_BF16;
+    case WireDtype::kFp16:
+      return v1::WIRE_DTYPE_FP16;
+    case WireDtype::kInt8:
+      return v1::WIRE_DTYPE_INT8;
+  }
+  return v1::WIRE_DTYPE_UNSPECIFIED;
 }
 
 OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config) {

@@ -53,6 +53,11 @@ CompressionOptions ToCompressionOptions(const v1::JobConfig& config);
 // schedule.total_steps = training.steps; use_muon = (kind == OPTIMIZER_KIND_MUON).
 OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config);
 
+// The wire dtype between its proto enum and the model core's. FromProto takes an int so that
+// unknown values arriving on the wire are refused (InvalidArgument), UNSPECIFIED included.
+absl::StatusOr<WireDtype> WireDtypeFromProto(int dtype);
+v1::WireDtype WireDtypeToProto(WireDtype dtype);
+
 // Pretty-printed JSON with every field (unset scalars printed as their zero value) and proto
 // field names (snake_case): the effective config echoed into run summaries.
 std::string JobConfigToJson(const v1::JobConfig& config);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/base/hash.h"
+#include "common/config/job_config.h"
 
 namespace resbm {
 namespace {
@@ -15,36 +16,6 @@ std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& shape) {
 
 }  // namespace
 
-v1::WireDtype FrameCodec::ToProto(WireDtype dtype) {
-  switch (dtype) {
-    case WireDtype::kFp32:
-      return v1::WIRE_DTYPE_FP32;
-    case WireDtype::kBf16:
-      return v1::WIRE_DTYPE_BF16;
-    case WireDtype::kFp16:
-      return v1::WIRE_DTYPE_FP16;
-    case WireDtype::kInt8:
-      return v1::WIRE_DTYPE_INT8;
-  }
-  return v1::WIRE_DTYPE_UNSPECIFIED;
-}
-
-absl::StatusOr<WireDtype> FrameCodec::FromProto(int dtype) {
-  switch (dtype) {
-    case v1::WIRE_DTYPE_FP32:
-      return WireDtype::kFp32;
-    case v1::WIRE_DTYPE_BF16:
-      return WireDtype::kBf16;
-    case v1::WIRE_DTYPE_FP16:
-      return WireDtype::kFp16;
-    case v1::WIRE_DTYPE_INT8:
-      return WireDtype::kInt8;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("dtype: ", dtype, "; expected one of FP32, BF16, FP16, INT8"));
-  }
-}
-
 v1::TensorFrame FrameCodec::Encode(const FrameHeader& header, WireTensor tensor) {
   v1::TensorFrame frame;
   frame.set_format_version(kFormatVersion);
@@ -53,7 +24,7 @@ v1::TensorFrame FrameCodec::Encode(const FrameHeader& header, WireTensor tensor)
   frame.set_microbatch(static_cast<uint32_t>(header.microbatch));
   frame.set_kind(header.kind);
   for (int64_t dim : tensor.shape) frame.add_shape(dim);
-  frame.set_dtype(ToProto(tensor.dtype));
+  frame.set_dtype(WireDtypeToProto(tensor.dtype));
   frame.set_checksum(Fnv1a64(tensor.payload.data(), tensor.payload.size()));
   frame.set_payload(std::move(tensor.payload));
   return frame;
@@ -83,7 +54,7 @@ absl::StatusOr<WireTensor> FrameCodec::Decode(v1::TensorFrame frame,
                                                    "; expected 0..",
                                                    expected.num_microbatches - 1));
   }
-  auto dtype = FromProto(frame.dtype());
+  auto dtype = WireDtypeFromProto(frame.dtype());
   if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat("frame.", dtype.status().message()));
   if (*dtype != expected.dtype) {
     return absl::InvalidArgumentError(absl::StrCat("frame.dtype: ", WireDtypeName(*dtype),

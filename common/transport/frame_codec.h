@@ -47,10 +47,6 @@ class FrameCodec {
   // DataLoss for a checksum mismatch. Messages name the field, the value and the expectation.
   static absl::StatusOr<WireTensor> Decode(v1::TensorFrame frame,
                                            const FrameExpectation& expected);
-
-  static v1::WireDtype ToProto(WireDtype dtype);
-  // InvalidArgument for UNSPECIFIED or unknown values.
-  static absl::StatusOr<WireDtype> FromProto(int dtype);
 };
 
 }  // namespace resbm
