@@ -1,8 +1,8 @@
 #include "common/model/adamw.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/optimizer_state.h"
@@ -50,8 +50,8 @@ absl::Status AdamW::LoadState(const NamedTensors& state) {
     auto status =
         RestoreStateTensor(state, absl::StrCat(params_[i].first, ".exp_avg"), exp_avg_[i]);
     if (!status.ok()) return status;
-    status = RestoreStateTensor(state, absl::StrCat(params_[i].first, ".exp_avg_sq"),
-                                exp_avg_sq_[i]);
+    status =
+        RestoreStateTensor(state, absl::StrCat(params_[i].first, ".exp_avg_sq"), exp_avg_sq_[i]);
     if (!status.ok()) return status;
   }
   auto step = torch::zeros({1}, torch::kInt64);

@@ -4,9 +4,9 @@
 #ifndef RESBM_COMMON_MODEL_ADAMW_H_
 #define RESBM_COMMON_MODEL_ADAMW_H_
 
-#include <cstdint>
-
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 #include "absl/status/status.h"
 #include "common/model/model_options.h"

@@ -20,13 +20,13 @@ torch::Tensor BoundaryDecoderImpl::forward(const torch::Tensor& z) {
   };
   switch (kind_) {
     case CompressionKind::kNone:
-      return z;                            // (B, T, d)
+      return z;  // (B, T, d)
     case CompressionKind::kResbm:
-      return pad() + d_->forward(z);       // (B, T, d)
+      return pad() + d_->forward(z);  // (B, T, d)
     case CompressionKind::kBottleneck:
-      return d_->forward(z);               // (B, T, d)
+      return d_->forward(z);  // (B, T, d)
     case CompressionKind::kTruncate:
-      return pad();                        // (B, T, d)
+      return pad();  // (B, T, d)
   }
   return z;
 }

@@ -16,13 +16,13 @@ BoundaryEncoderImpl::BoundaryEncoderImpl(int64_t d_model, const CompressionOptio
 torch::Tensor BoundaryEncoderImpl::forward(const torch::Tensor& h) {
   switch (kind_) {
     case CompressionKind::kNone:
-      return h;                                      // (B, T, d)
+      return h;  // (B, T, d)
     case CompressionKind::kResbm:
-      return h.slice(-1, 0, k_) + e_->forward(h);    // (B, T, k)
+      return h.slice(-1, 0, k_) + e_->forward(h);  // (B, T, k)
     case CompressionKind::kBottleneck:
-      return e_->forward(h);                         // (B, T, k)
+      return e_->forward(h);  // (B, T, k)
     case CompressionKind::kTruncate:
-      return h.slice(-1, 0, k_);                     // (B, T, k)
+      return h.slice(-1, 0, k_);  // (B, T, k)
   }
   return h;
 }

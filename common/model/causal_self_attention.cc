@@ -1,8 +1,8 @@
 #include "common/model/causal_self_attention.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace resbm {
 
@@ -19,8 +19,8 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelOptions& options)
   wk_ = register_module("wk", NoBiasLinear(d, d));
   wv_ = register_module("wv", NoBiasLinear(d, d));
   wo_ = register_module("wo", NoBiasLinear(d, d));
-  rotary_ = register_module(
-      "rotary", RotaryEmbedding(head_dim_, options.seq_len, options.rope_theta));
+  rotary_ =
+      register_module("rotary", RotaryEmbedding(head_dim_, options.seq_len, options.rope_theta));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
@@ -28,19 +28,19 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   auto split_heads = [&](const torch::Tensor& t) {
     return t.view({batch, seq, n_heads_, head_dim_}).transpose(1, 2);  // (B, H, T, hd)
   };
-  auto q = rotary_->forward(split_heads(wq_->forward(x)));            // (B, H, T, hd)
-  auto k = rotary_->forward(split_heads(wk_->forward(x)));            // (B, H, T, hd)
-  auto v = split_heads(wv_->forward(x));                              // (B, H, T, hd)
+  auto q = rotary_->forward(split_heads(wq_->forward(x)));  // (B, H, T, hd)
+  auto k = rotary_->forward(split_heads(wk_->forward(x)));  // (B, H, T, hd)
+  auto v = split_heads(wv_->forward(x));                    // (B, H, T, hd)
   auto scores = torch::matmul(q, k.transpose(-2, -1)) /
-                std::sqrt(static_cast<double>(head_dim_));            // (B, H, T, T)
-  auto future = torch::ones({seq, seq}, torch::TensorOptions().dtype(torch::kBool).device(
-                                            x.device()))
-                    .triu(1);                                         // (T, T)
+                std::sqrt(static_cast<double>(head_dim_));  // (B, H, T, T)
+  auto future =
+      torch::ones({seq, seq}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
+          .triu(1);  // (T, T)
   scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-  auto attn = torch::softmax(scores, /*dim=*/-1);                     // (B, H, T, T)
-  auto y = torch::matmul(attn, v);                                    // (B, H, T, hd)
-  y = y.transpose(1, 2).contiguous().view({batch, seq, d});           // (B, T, d)
-  return wo_->forward(y);                                             // (B, T, d)
+  auto attn = torch::softmax(scores, /*dim=*/-1);            // (B, H, T, T)
+  auto y = torch::matmul(attn, v);                           // (B, H, T, hd)
+  y = y.transpose(1, 2).contiguous().view({batch, seq, d});  // (B, T, d)
+  return wo_->forward(y);                                    // (B, T, d)
 }
 
 }  // namespace resbm

@@ -1,14 +1,13 @@
 #include "common/model/checkpoint_file.h"
 
 #include <fcntl.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/hash.h"
@@ -83,8 +82,8 @@ class Reader {
 
  private:
   absl::Status Truncated(const char* what) const {
-    return absl::DataLossError(absl::StrCat(path_, ": truncated at byte ", pos_, " reading ",
-                                            what, " (file has ", data_.size(), " bytes)"));
+    return absl::DataLossError(absl::StrCat(path_, ": truncated at byte ", pos_, " reading ", what,
+                                            " (file has ", data_.size(), " bytes)"));
   }
   const std::string& data_;
   const std::string& path_;

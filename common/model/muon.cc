@@ -1,9 +1,9 @@
 #include "common/model/muon.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/optimizer_state.h"
@@ -20,15 +20,15 @@ Muon::Muon(NamedTensors params, const MuonOptions& options)
 at::Tensor Muon::Orthogonalize(const at::Tensor& g, int steps) {
   constexpr double a = 3.4445, b = -4.7750, c = 2.0315;
   const bool transpose = g.size(0) > g.size(1);
-  auto x = g.to(torch::kFloat32);                       // (rows, cols)
+  auto x = g.to(torch::kFloat32);  // (rows, cols)
   x = x / (x.norm() + 1e-7);
-  if (transpose) x = x.t();                             // (m, n), m <= n
+  if (transpose) x = x.t();  // (m, n), m <= n
   for (int i = 0; i < steps; ++i) {
-    auto gram = torch::matmul(x, x.t());                // (m, m)
+    auto gram = torch::matmul(x, x.t());                   // (m, m)
     auto poly = b * gram + c * torch::matmul(gram, gram);  // (m, m)
-    x = a * x + torch::matmul(poly, x);                 // (m, n)
+    x = a * x + torch::matmul(poly, x);                    // (m, n)
   }
-  if (transpose) x = x.t();                             // (rows, cols)
+  if (transpose) x = x.t();  // (rows, cols)
   return x.contiguous();
 }
 
@@ -38,7 +38,7 @@ void Muon::Step(double lr_scale) {
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& p = params_[i].second;
     if (!p.grad().defined()) continue;
-    const auto& grad = p.grad();                        // (rows, cols)
+    const auto& grad = p.grad();  // (rows, cols)
     auto& buf = momentum_[i];
     buf.mul_(options_.momentum).add_(grad);
     auto update = options_.nesterov ? grad + options_.momentum * buf : buf;

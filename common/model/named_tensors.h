@@ -3,11 +3,11 @@
 #ifndef RESBM_COMMON_MODEL_NAMED_TENSORS_H_
 #define RESBM_COMMON_MODEL_NAMED_TENSORS_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 namespace resbm {
 

@@ -3,9 +3,9 @@
 #ifndef RESBM_COMMON_MODEL_OPTIMIZER_STATE_H_
 #define RESBM_COMMON_MODEL_OPTIMIZER_STATE_H_
 
-#include <string>
-
 #include <ATen/core/Tensor.h>
+
+#include <string>
 
 #include "absl/status/status.h"
 #include "common/model/named_tensors.h"

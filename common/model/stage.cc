@@ -1,9 +1,9 @@
 #include "common/model/stage.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,27 +19,27 @@ StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compre
     decoder_ = register_module("decoder", BoundaryDecoder(model.d_model, compression));
   }
   for (int64_t i = 0; i < spec_.num_layers; ++i) {
-    blocks_.push_back(register_module(absl::StrCat("layer", spec_.first_layer + i),
-                                      TransformerBlock(model)));
+    blocks_.push_back(
+        register_module(absl::StrCat("layer", spec_.first_layer + i), TransformerBlock(model)));
   }
   if (spec_.is_last()) {
     final_norm_ = register_module("final_norm", RmsNorm(model.d_model, model.norm_eps));
     head_ = register_module(
-        "head", torch::nn::Linear(torch::nn::LinearOptions(model.d_model, model.vocab_size)
-                                      .bias(false)));
+        "head",
+        torch::nn::Linear(torch::nn::LinearOptions(model.d_model, model.vocab_size).bias(false)));
   } else {
     encoder_ = register_module("encoder", BoundaryEncoder(model.d_model, compression));
   }
 }
 
 torch::Tensor StageImpl::forward(const torch::Tensor& input) {
-  torch::Tensor h = spec_.is_first() ? embed_->forward(input)    // (B, T, d)
+  torch::Tensor h = spec_.is_first() ? embed_->forward(input)     // (B, T, d)
                                      : decoder_->forward(input);  // (B, T, d)
   for (auto& block : blocks_) h = block->forward(h);              // (B, T, d)
   if (spec_.is_last()) {
-    return head_->forward(final_norm_->forward(h));               // (B, T, V)
+    return head_->forward(final_norm_->forward(h));  // (B, T, V)
   }
-  return encoder_->forward(h);                                    // (B, T, k)
+  return encoder_->forward(h);  // (B, T, k)
 }
 
 torch::Tensor StageImpl::Loss(const torch::Tensor& logits, const torch::Tensor& targets) {
@@ -89,8 +89,8 @@ void StageImpl::InitParameters(uint64_t seed) {
       param.zero_();
       continue;
     }
-    auto generator = at::detail::createCPUGenerator(
-        SplitMix64(seed ^ Fnv1a64(global.data(), global.size())));
+    auto generator =
+        at::detail::createCPUGenerator(SplitMix64(seed ^ Fnv1a64(global.data(), global.size())));
     auto values = torch::empty(param.sizes(), torch::kFloat32);
     values.normal_(0.0, std, generator);
     param.copy_(values);

@@ -7,13 +7,13 @@
 #ifndef RESBM_COMMON_MODEL_STAGE_H_
 #define RESBM_COMMON_MODEL_STAGE_H_
 
-#include <cstdint>
-#include <vector>
-
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+
+#include <cstdint>
+#include <vector>
 
 #include "common/model/boundary_decoder.h"
 #include "common/model/boundary_encoder.h"

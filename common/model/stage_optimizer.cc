@@ -1,8 +1,8 @@
 #include "common/model/stage_optimizer.h"
 
-#include <algorithm>
-
 #include <torch/torch.h>
+
+#include <algorithm>
 
 #include "absl/strings/match.h"
 #include "common/model/lr_schedule.h"

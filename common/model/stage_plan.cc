@@ -13,9 +13,8 @@ absl::StatusOr<std::vector<StageSpec>> PlanStages(int64_t num_layers, int64_t nu
         absl::StrCat("num_layers: ", num_layers, "; expected at least 1"));
   }
   if (num_stages < 1 || num_stages > num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("num_stages: ", num_stages,
-                                                   "; expected 1..", num_layers,
-                                                   " (at least one block per stage)"));
+    return absl::InvalidArgumentError(absl::StrCat("num_stages: ", num_stages, "; expected 1..",
+                                                   num_layers, " (at least one block per stage)"));
   }
   std::vector<int64_t> sizes = layers_per_stage;
   if (sizes.empty()) {
@@ -31,15 +30,15 @@ absl::StatusOr<std::vector<StageSpec>> PlanStages(int64_t num_layers, int64_t nu
     int64_t total = 0;
     for (size_t s = 0; s < sizes.size(); ++s) {
       if (sizes[s] < 1) {
-        return absl::InvalidArgumentError(absl::StrCat("layers_per_stage[", s, "]: ", sizes[s],
-                                                       "; expected at least 1"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("layers_per_stage[", s, "]: ", sizes[s], "; expected at least 1"));
       }
       total += sizes[s];
     }
     if (total != num_layers) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layers_per_stage: [", absl::StrJoin(sizes, ","), "] sums to ", total,
-                       "; expected num_layers (", num_layers, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("layers_per_stage: [",
+                                                     absl::StrJoin(sizes, ","), "] sums to ", total,
+                                                     "; expected num_layers (", num_layers, ")"));
     }
   }
   std::vector<StageSpec> plan;

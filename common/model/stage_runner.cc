@@ -1,34 +1,29 @@
 #include "common/model/stage_runner.h"
 
+#include <torch/torch.h>
+
 #include <exception>
 #include <utility>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/model/checkpoint_file.h"
 #include "common/model/stage.h"
 #include "common/model/stage_optimizer.h"
+#include "common/model/torch_seam.h"
 
 namespace resbm {
 namespace {
 
-// Runs `fn`, turning any exception from LibTorch into an Internal status that names the
-// stage and the operation. The only place in the project where exceptions are caught.
+// Every LibTorch call of a stage goes through the seam, labelled with the stage index.
 template <typename Fn>
 auto AtSeam(int64_t stage, const char* op, Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const c10::Error& e) {
-    return absl::InternalError(
-        absl::StrCat("stage ", stage, " ", op, ": ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("stage ", stage, " ", op, ": ", e.what()));
-  }
+  return AtTorchSeam(absl::StrCat("stage ", stage), op, std::forward<Fn>(fn));
 }
 
-std::string Shape(const at::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]"); }
+std::string Shape(const at::Tensor& t) {
+  return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]");
+}
 
 }  // namespace
 
@@ -42,25 +37,23 @@ absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
                      spec.num_layers, " layers; expected 0 <= index < num_stages and >= 1 layer"));
   }
   if (options.compression.ratio < 1 || options.model.d_model % options.compression.ratio != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("compression.ratio: ", options.compression.ratio, " does not divide d_model ",
-                     options.model.d_model));
+    return absl::InvalidArgumentError(absl::StrCat("compression.ratio: ", options.compression.ratio,
+                                                   " does not divide d_model ",
+                                                   options.model.d_model));
   }
-  return AtSeam(spec.index, "create",
-                [&]() -> absl::StatusOr<std::unique_ptr<StageRunner>> {
-                  torch::Device device(options.device);
-                  auto stage = std::make_shared<StageImpl>(options.model, options.compression,
-                                                           spec);
-                  stage->InitParameters(options.seed);
-                  stage->to(device);
-                  NamedTensors params;
-                  for (auto& item : stage->named_parameters()) {
-                    params.emplace_back(item.key(), item.value());
-                  }
-                  auto optimizer = std::make_unique<StageOptimizer>(params, options.optimizer);
-                  return std::unique_ptr<StageRunner>(
-                      new StageRunner(options, std::move(stage), std::move(optimizer)));
-                });
+  return AtSeam(spec.index, "create", [&]() -> absl::StatusOr<std::unique_ptr<StageRunner>> {
+    torch::Device device(options.device);
+    auto stage = std::make_shared<StageImpl>(options.model, options.compression, spec);
+    stage->InitParameters(options.seed);
+    stage->to(device);
+    NamedTensors params;
+    for (auto& item : stage->named_parameters()) {
+      params.emplace_back(item.key(), item.value());
+    }
+    auto optimizer = std::make_unique<StageOptimizer>(params, options.optimizer);
+    return std::unique_ptr<StageRunner>(
+        new StageRunner(options, std::move(stage), std::move(optimizer)));
+  });
 }
 
 StageRunner::StageRunner(const StageRunnerOptions& options, std::shared_ptr<StageImpl> stage,
@@ -80,8 +73,7 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
       (!spec.is_first() && input.size(2) != stage_->input_width())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "stage ", spec.index, " input: shape ", Shape(input), "; expected ",
-        spec.is_first() ? "(B, T) token ids"
-                        : absl::StrCat("(B, T, ", stage_->input_width(), ")"),
+        spec.is_first() ? "(B, T) token ids" : absl::StrCat("(B, T, ", stage_->input_width(), ")"),
         " with 1 <= T <= ", options_.model.seq_len));
   }
   if (spec.is_first()) {
@@ -92,9 +84,9 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
     }
     const int64_t lo = input.min().item<int64_t>(), hi = input.max().item<int64_t>();
     if (lo < 0 || hi >= options_.model.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stage 0 input: token ids span [", lo, ", ", hi, "]; expected [0, ",
-                       options_.model.vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("stage 0 input: token ids span [", lo, ", ",
+                                                     hi, "]; expected [0, ",
+                                                     options_.model.vocab_size, ")"));
     }
   } else if (!torch::isfinite(input).all().item<bool>()) {
     return absl::InvalidArgumentError(
@@ -106,24 +98,23 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
 absl::Status StageRunner::CheckTargets(const at::Tensor& input, const at::Tensor& targets) const {
   if (!targets.defined() || targets.scalar_type() != torch::kInt64 || targets.dim() != 2 ||
       targets.size(0) != input.size(0) || targets.size(1) != input.size(1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stage ", options_.spec.index, " targets: ",
-        targets.defined() ? Shape(targets) : std::string("undefined"),
-        "; expected int64 (B, T) matching the input ", Shape(input)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stage ", options_.spec.index,
+                     " targets: ", targets.defined() ? Shape(targets) : std::string("undefined"),
+                     "; expected int64 (B, T) matching the input ", Shape(input)));
   }
   const int64_t lo = targets.min().item<int64_t>(), hi = targets.max().item<int64_t>();
   if (lo < 0 || hi >= options_.model.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("targets: ids span [", lo, ", ", hi,
-                                                   "]; expected [0, ",
-                                                   options_.model.vocab_size, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "targets: ids span [", lo, ", ", hi, "]; expected [0, ", options_.model.vocab_size, ")"));
   }
   return absl::OkStatus();
 }
 
 absl::Status StageRunner::CheckNewMicrobatch(int64_t microbatch) const {
   if (pending_.count(microbatch) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "stage ", options_.spec.index, " microbatch ", microbatch, ": already in flight"));
+    return absl::FailedPreconditionError(absl::StrCat("stage ", options_.spec.index, " microbatch ",
+                                                      microbatch, ": already in flight"));
   }
   return absl::OkStatus();
 }
@@ -170,8 +161,8 @@ absl::StatusOr<double> StageRunner::ForwardLoss(int64_t microbatch, const at::Te
     auto target_status = CheckTargets(*prepared, targets);
     if (!target_status.ok()) return target_status;
     torch::Device device(options_.device);
-    auto logits = stage_->forward(*prepared);                      // (B, T, V)
-    auto loss = StageImpl::Loss(logits, targets.to(device));       // ()
+    auto logits = stage_->forward(*prepared);                 // (B, T, V)
+    auto loss = StageImpl::Loss(logits, targets.to(device));  // ()
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       return absl::InvalidArgumentError(
@@ -187,8 +178,8 @@ absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
   const auto& spec = options_.spec;
   auto it = pending_.find(microbatch);
   if (it == pending_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "stage ", spec.index, " microbatch ", microbatch, ": backward without forward"));
+    return absl::FailedPreconditionError(absl::StrCat("stage ", spec.index, " microbatch ",
+                                                      microbatch, ": backward without forward"));
   }
   Pending pending = std::move(it->second);
   pending_.erase(it);
@@ -197,10 +188,10 @@ absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
       pending.output.backward();
     } else {
       if (!grad_output.defined() || !grad_output.sizes().equals(pending.output.sizes())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "stage ", spec.index, " gradient: shape ",
-            grad_output.defined() ? Shape(grad_output) : std::string("undefined"),
-            "; expected ", Shape(pending.output)));
+        return absl::InvalidArgumentError(
+            absl::StrCat("stage ", spec.index, " gradient: shape ",
+                         grad_output.defined() ? Shape(grad_output) : std::string("undefined"),
+                         "; expected ", Shape(pending.output)));
       }
       auto grad = grad_output.to(pending.output.device(), pending.output.scalar_type());
       if (!torch::isfinite(grad).all().item<bool>()) {

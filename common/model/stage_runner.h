@@ -6,12 +6,12 @@
 #ifndef RESBM_COMMON_MODEL_STAGE_RUNNER_H_
 #define RESBM_COMMON_MODEL_STAGE_RUNNER_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 #include "common/model/model_options.h"

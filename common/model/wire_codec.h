@@ -15,8 +15,9 @@ namespace resbm {
 
 class WireCodec {
  public:
-  // x: (..., k) floating point, any device -> payload on the host.
-  static WireTensor Encode(const at::Tensor& x, WireDtype dtype);
+  // x: (..., k) floating point, any device -> payload on the host. InvalidArgument for an
+  // undefined, non-floating or zero-rank tensor; Internal if LibTorch fails.
+  static absl::StatusOr<WireTensor> Encode(const at::Tensor& x, WireDtype dtype);
 
   // Back to an fp32 CPU tensor of wire.shape. Fails with InvalidArgument (naming the sizes)
   // when the payload does not match the shape and dtype; never allocates before checking.

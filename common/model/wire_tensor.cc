@@ -27,14 +27,13 @@ absl::StatusOr<int64_t> WirePayloadBytes(const std::vector<int64_t>& shape, Wire
   int64_t values = 1;
   for (int64_t dim : shape) {
     if (dim <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shape: [", absl::StrJoin(shape, ","), "]; expected every dimension >= 1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("shape: [", absl::StrJoin(shape, ","), "]; expected every dimension >= 1"));
     }
     // Checked before multiplying so a hostile shape cannot overflow.
     if (values > max_bytes / dim) {
-      return absl::InvalidArgumentError(absl::StrCat("shape: [", absl::StrJoin(shape, ","),
-                                                     "]; exceeds the limit of ", max_bytes,
-                                                     " bytes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shape: [", absl::StrJoin(shape, ","), "]; exceeds the limit of ", max_bytes, " bytes"));
     }
     values *= dim;
   }

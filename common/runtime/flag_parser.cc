@@ -8,8 +8,7 @@ namespace resbm {
 FlagParser::FlagParser(std::string program, std::string summary)
     : program_(std::move(program)), summary_(std::move(summary)) {}
 
-void FlagParser::AddString(const std::string& name, std::string* target,
-                           const std::string& help) {
+void FlagParser::AddString(const std::string& name, std::string* target, const std::string& help) {
   flags_[name] = Flag{help, *target, false, [target](const std::string& value) {
                         *target = value;
                         return absl::OkStatus();
@@ -17,25 +16,24 @@ void FlagParser::AddString(const std::string& name, std::string* target,
 }
 
 void FlagParser::AddInt(const std::string& name, int64_t* target, const std::string& help) {
-  flags_[name] = Flag{help, absl::StrCat(*target), false,
-                      [target, name](const std::string& value) {
+  flags_[name] = Flag{help, absl::StrCat(*target), false, [target, name](const std::string& value) {
                         if (!absl::SimpleAtoi(value, target)) {
-                          return absl::InvalidArgumentError(absl::StrCat(
-                              "--", name, ": '", value, "'; expected an integer"));
+                          return absl::InvalidArgumentError(
+                              absl::StrCat("--", name, ": '", value, "'; expected an integer"));
                         }
                         return absl::OkStatus();
                       }};
 }
 
 void FlagParser::AddBool(const std::string& name, bool* target, const std::string& help) {
-  flags_[name] = Flag{help, *target ? "true" : "false", true,
-                      [target, name](const std::string& value) {
-                        if (!absl::SimpleAtob(value, target)) {
-                          return absl::InvalidArgumentError(absl::StrCat(
-                              "--", name, ": '", value, "'; expected true or false"));
-                        }
-                        return absl::OkStatus();
-                      }};
+  flags_[name] =
+      Flag{help, *target ? "true" : "false", true, [target, name](const std::string& value) {
+             if (!absl::SimpleAtob(value, target)) {
+               return absl::InvalidArgumentError(
+                   absl::StrCat("--", name, ": '", value, "'; expected true or false"));
+             }
+             return absl::OkStatus();
+           }};
 }
 
 absl::Status FlagParser::Parse(int argc, char** argv) {
@@ -80,8 +78,7 @@ std::string FlagParser::Usage() const {
   std::string out = absl::StrCat("usage: ", program_, " [flags]\n", summary_, "\n\nflags:\n");
   for (const auto& [name, flag] : flags_) {
     absl::StrAppend(&out, "  --", name, flag.is_bool ? "" : " VALUE", "\n      ", flag.help,
-                    " (default: ", flag.default_value.empty() ? "\"\"" : flag.default_value,
-                    ")\n");
+                    " (default: ", flag.default_value.empty() ? "\"\"" : flag.default_value, ")\n");
   }
   return out;
 }

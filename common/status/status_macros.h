@@ -12,10 +12,10 @@
 #define RESBM_STATUS_CONCAT_(a, b) RESBM_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define RESBM_RETURN_IF_ERROR(expr)                      \
-  do {                                                   \
-    ::absl::Status resbm_status_ = (expr);               \
-    if (!resbm_status_.ok()) return resbm_status_;       \
+#define RESBM_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status resbm_status_ = (expr);         \
+    if (!resbm_status_.ok()) return resbm_status_; \
   } while (false)
 
 // `lhs` = value of the StatusOr `rexpr`, or returns its status from the enclosing function.

@@ -1,8 +1,8 @@
 #include "common/train/local_pipeline.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/stage_optimizer.h"
@@ -33,9 +33,10 @@ LocalPipeline::LocalPipeline(const LocalPipelineOptions& options,
                              std::vector<std::unique_ptr<StageRunner>> stages)
     : options_(options), stages_(std::move(stages)), traffic_(stages_.size() - 1) {}
 
-absl::StatusOr<at::Tensor> LocalPipeline::Cross(const at::Tensor& x, int64_t boundary,
-                                                bool forward, bool count) {
-  WireTensor wire = WireCodec::Encode(x, options_.compression.wire_dtype);  // (B, T, k)
+absl::StatusOr<at::Tensor> LocalPipeline::Cross(const at::Tensor& x, int64_t boundary, bool forward,
+                                                bool count) {
+  RESBM_ASSIGN_OR_RETURN(WireTensor wire,
+                         WireCodec::Encode(x, options_.compression.wire_dtype));  // (B, T, k)
   if (count) {
     auto& traffic = traffic_[boundary];
     const int64_t tokens = x.size(0) * x.size(1);
@@ -50,23 +51,21 @@ absl::StatusOr<StepStats> LocalPipeline::TrainStep(int64_t step, const at::Tenso
                                                    const at::Tensor& targets,
                                                    int64_t microbatches) {
   if (microbatches < 1 || inputs.dim() != 2 || inputs.size(0) % microbatches != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("microbatches: ", microbatches, " for a batch of ",
-                     inputs.dim() > 0 ? inputs.size(0) : 0,
-                     " sequences; expected a divisor of the batch size"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "microbatches: ", microbatches, " for a batch of ", inputs.dim() > 0 ? inputs.size(0) : 0,
+        " sequences; expected a divisor of the batch size"));
   }
   const int64_t rows = inputs.size(0) / microbatches;
   const int64_t last = num_stages() - 1;
   StepStats stats;
   for (int64_t mb = 0; mb < microbatches; ++mb) {
-    auto x = inputs.narrow(0, mb * rows, rows);  // (b, T)
+    auto x = inputs.narrow(0, mb * rows, rows);   // (b, T)
     auto y = targets.narrow(0, mb * rows, rows);  // (b, T)
     for (int64_t s = 0; s < last; ++s) {
       RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Forward(mb, x));  // (b, T, k)
       RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/true));
     }
-    RESBM_ASSIGN_OR_RETURN(double loss,
-                           stages_[last]->ForwardLoss(mb, x, y, 1.0 / microbatches));
+    RESBM_ASSIGN_OR_RETURN(double loss, stages_[last]->ForwardLoss(mb, x, y, 1.0 / microbatches));
     stats.loss += loss / microbatches;
     at::Tensor grad;
     for (int64_t s = last; s >= 0; --s) {

@@ -6,12 +6,12 @@
 #ifndef RESBM_COMMON_TRAIN_LOCAL_PIPELINE_H_
 #define RESBM_COMMON_TRAIN_LOCAL_PIPELINE_H_
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
 #include "common/model/model_options.h"
@@ -45,8 +45,7 @@ struct StepStats {
 
 class LocalPipeline {
  public:
-  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(
-      const LocalPipelineOptions& options);
+  static absl::StatusOr<std::unique_ptr<LocalPipeline>> Create(const LocalPipelineOptions& options);
   LocalPipeline(const LocalPipeline&) = delete;
   LocalPipeline& operator=(const LocalPipeline&) = delete;
 
@@ -66,8 +65,7 @@ class LocalPipeline {
   LocalPipeline(const LocalPipelineOptions& options,
                 std::vector<std::unique_ptr<StageRunner>> stages);
   // Encodes `x` for boundary `boundary`, counts its bytes, decodes it.
-  absl::StatusOr<at::Tensor> Cross(const at::Tensor& x, int64_t boundary, bool forward,
-                                   bool count);
+  absl::StatusOr<at::Tensor> Cross(const at::Tensor& x, int64_t boundary, bool forward, bool count);
 
   LocalPipelineOptions options_;
   std::vector<std::unique_ptr<StageRunner>> stages_;

@@ -28,12 +28,12 @@ void ProgressLine::Update(int64_t steps_done, double loss, double val_loss,
                              : elapsed_seconds - last_print_ >= interval_seconds_;
   if (!force && !due) return;
   last_print_ = elapsed_seconds;
-  const double eta = steps_done > 0 ? elapsed_seconds / steps_done * (total_steps_ - steps_done)
-                                    : -1.0;
-  std::string line = absl::StrFormat("step %d/%d | loss %.4f | val %s | %.0f tok/s | ETA %s",
-                                     steps_done, total_steps_, loss,
-                                     val_loss >= 0 ? absl::StrFormat("%.4f", val_loss) : "-",
-                                     tokens_per_second, FormatDuration(eta));
+  const double eta =
+      steps_done > 0 ? elapsed_seconds / steps_done * (total_steps_ - steps_done) : -1.0;
+  std::string line =
+      absl::StrFormat("step %d/%d | loss %.4f | val %s | %.0f tok/s | ETA %s", steps_done,
+                      total_steps_, loss, val_loss >= 0 ? absl::StrFormat("%.4f", val_loss) : "-",
+                      tokens_per_second, FormatDuration(eta));
   if (terminal_) {
     std::fprintf(out_, "\r\033[K%s", line.c_str());
   } else {

@@ -1,7 +1,6 @@
 #include "common/train/run_summary.h"
 
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"

@@ -29,7 +29,7 @@ struct RunSummary {
   std::string wire_dtype;
   int64_t num_stages = 1;
   int64_t steps = 0;
-  int64_t tokens = 0;  // Training tokens processed.
+  int64_t tokens = 0;             // Training tokens processed.
   double final_train_loss = 0.0;  // Mean over the last min(10, steps) steps.
   double final_val_loss = 0.0;
   double unigram_entropy_nats = 0.0;  // The corpus baseline the model must beat.

@@ -1,11 +1,11 @@
 #include "common/train/trainer.h"
 
+#include <torch/torch.h>
+
 #include <chrono>
 #include <fstream>
 #include <numeric>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -43,9 +43,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
   pipeline_options.optimizer = ToOptimizerOptions(config);
   pipeline_options.seed = config.training().seed();
   pipeline_options.device = options.device;
-  RESBM_ASSIGN_OR_RETURN(pipeline_options.plan,
-                         PlanStages(config.model().n_layers(), config.stages().num_stages(),
-                                    sizes));
+  RESBM_ASSIGN_OR_RETURN(pipeline_options.plan, PlanStages(config.model().n_layers(),
+                                                           config.stages().num_stages(), sizes));
   RESBM_ASSIGN_OR_RETURN(auto pipeline, LocalPipeline::Create(pipeline_options));
   return std::unique_ptr<Trainer>(new Trainer(options, std::move(dataset), std::move(pipeline)));
 }
@@ -82,8 +81,8 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   if (!options_.loss_csv_path.empty()) {
     csv.open(options_.loss_csv_path, std::ios::trunc);
     if (!csv) {
-      return absl::UnavailableError(absl::StrCat("loss csv ", options_.loss_csv_path,
-                                                 ": cannot open for writing"));
+      return absl::UnavailableError(
+          absl::StrCat("loss csv ", options_.loss_csv_path, ": cannot open for writing"));
     }
     csv << "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
   }
@@ -101,8 +100,8 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   for (int64_t step = 0; step < steps; ++step) {
     at::Tensor inputs, targets;
     SampleBatch(train_sampler_, step, training.batch_size(), &inputs, &targets);
-    RESBM_ASSIGN_OR_RETURN(StepStats stats, pipeline_->TrainStep(step, inputs, targets,
-                                                                 training.microbatches()));
+    RESBM_ASSIGN_OR_RETURN(StepStats stats,
+                           pipeline_->TrainStep(step, inputs, targets, training.microbatches()));
     losses.push_back(stats.loss);
     const bool last = step + 1 == steps;
     const bool eval_now =
@@ -157,8 +156,9 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   }
   if (csv.is_open()) {
     csv.close();
-    if (!csv) return absl::DataLossError(absl::StrCat("loss csv ", options_.loss_csv_path,
-                                                      ": write failed"));
+    if (!csv)
+      return absl::DataLossError(
+          absl::StrCat("loss csv ", options_.loss_csv_path, ": write failed"));
   }
   if (!options_.summary_json_path.empty()) {
     RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));

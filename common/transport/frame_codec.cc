@@ -33,8 +33,8 @@ v1::TensorFrame FrameCodec::Encode(const FrameHeader& header, WireTensor tensor)
 absl::StatusOr<WireTensor> FrameCodec::Decode(v1::TensorFrame frame,
                                               const FrameExpectation& expected) {
   if (frame.format_version() != kFormatVersion) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "frame.format_version: ", frame.format_version(), "; expected ", kFormatVersion));
+    return absl::InvalidArgumentError(absl::StrCat("frame.format_version: ", frame.format_version(),
+                                                   "; expected ", kFormatVersion));
   }
   if (frame.kind() != expected.kind) {
     return absl::FailedPreconditionError(
@@ -42,20 +42,20 @@ absl::StatusOr<WireTensor> FrameCodec::Decode(v1::TensorFrame frame,
                      v1::FrameKind_Name(expected.kind)));
   }
   if (frame.job_id() != expected.job_id) {
-    return absl::FailedPreconditionError(absl::StrCat("frame.job_id: '", frame.job_id(),
-                                                      "'; expected '", expected.job_id, "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", expected.job_id, "'"));
   }
   if (frame.step() != static_cast<uint64_t>(expected.step)) {
     return absl::FailedPreconditionError(
         absl::StrCat("frame.step: ", frame.step(), "; expected ", expected.step));
   }
   if (frame.microbatch() >= static_cast<uint64_t>(expected.num_microbatches)) {
-    return absl::InvalidArgumentError(absl::StrCat("frame.microbatch: ", frame.microbatch(),
-                                                   "; expected 0..",
-                                                   expected.num_microbatches - 1));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "frame.microbatch: ", frame.microbatch(), "; expected 0..", expected.num_microbatches - 1));
   }
   auto dtype = WireDtypeFromProto(frame.dtype());
-  if (!dtype.ok()) return absl::InvalidArgumentError(absl::StrCat("frame.", dtype.status().message()));
+  if (!dtype.ok())
+    return absl::InvalidArgumentError(absl::StrCat("frame.", dtype.status().message()));
   if (*dtype != expected.dtype) {
     return absl::InvalidArgumentError(absl::StrCat("frame.dtype: ", WireDtypeName(*dtype),
                                                    "; expected ", WireDtypeName(expected.dtype)));
@@ -74,12 +74,12 @@ absl::StatusOr<WireTensor> FrameCodec::Decode(v1::TensorFrame frame,
   }
   std::vector<int64_t> dims(shape.begin(), shape.end());
   auto bytes = WirePayloadBytes(dims, *dtype, expected.max_payload_bytes);
-  if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat("frame.", bytes.status().message()));
+  if (!bytes.ok())
+    return absl::InvalidArgumentError(absl::StrCat("frame.", bytes.status().message()));
   if (static_cast<int64_t>(frame.payload().size()) != *bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("frame.payload: ", frame.payload().size(),
-                                                   " bytes; expected ", *bytes, " for shape ",
-                                                   ShapeString(shape), " in ",
-                                                   WireDtypeName(*dtype)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("frame.payload: ", frame.payload().size(), " bytes; expected ", *bytes,
+                     " for shape ", ShapeString(shape), " in ", WireDtypeName(*dtype)));
   }
   const uint64_t checksum = Fnv1a64(frame.payload().data(), frame.payload().size());
   if (checksum != frame.checksum()) {

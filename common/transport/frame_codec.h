@@ -45,8 +45,7 @@ class FrameCodec {
   // Errors: FailedPrecondition for a frame of another job, step or direction (a plan
   // mismatch); InvalidArgument for a malformed frame (version, microbatch, dtype, shape, size);
   // DataLoss for a checksum mismatch. Messages name the field, the value and the expectation.
-  static absl::StatusOr<WireTensor> Decode(v1::TensorFrame frame,
-                                           const FrameExpectation& expected);
+  static absl::StatusOr<WireTensor> Decode(v1::TensorFrame frame, const FrameExpectation& expected);
 };
 
 }  // namespace resbm

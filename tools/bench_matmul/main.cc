@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < repeats; ++i) {
     const auto start = std::chrono::steady_clock::now();
     auto c = torch::matmul(a, b);
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                              .count());
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   const double gflops = 2.0 * size * size * size / best / 1e9;
   std::printf("fp32 %lldx%lld matmul: %.1f GFLOP/s (best of %lld, %lld threads)\n",

@@ -68,14 +68,15 @@ int main(int argc, char** argv) {
   EnsureParent(loss_csv);
 
   const auto& c = options.config;
-  std::printf("resbm-train: %s | d=%u L=%u heads=%u T=%u | %u stages | %s r=%u wire=%s | "
-              "%u steps x %u seqs | %lld threads\n",
-              c.name().c_str(), c.model().d_model(), c.model().n_layers(), c.model().n_heads(),
-              c.model().seq_len(), c.stages().num_stages(),
-              resbm::CompressionKindName(resbm::ToCompressionOptions(c).kind).c_str(),
-              c.compression().ratio(),
-              resbm::WireDtypeName(resbm::ToCompressionOptions(c).wire_dtype).c_str(),
-              c.training().steps(), c.training().batch_size(), static_cast<long long>(threads));
+  std::printf(
+      "resbm-train: %s | d=%u L=%u heads=%u T=%u | %u stages | %s r=%u wire=%s | "
+      "%u steps x %u seqs | %lld threads\n",
+      c.name().c_str(), c.model().d_model(), c.model().n_layers(), c.model().n_heads(),
+      c.model().seq_len(), c.stages().num_stages(),
+      resbm::CompressionKindName(resbm::ToCompressionOptions(c).kind).c_str(),
+      c.compression().ratio(),
+      resbm::WireDtypeName(resbm::ToCompressionOptions(c).wire_dtype).c_str(), c.training().steps(),
+      c.training().batch_size(), static_cast<long long>(threads));
   std::fflush(stdout);
 
   auto trainer = resbm::Trainer::Create(options);
@@ -86,8 +87,7 @@ int main(int argc, char** argv) {
       "done: train loss %.4f | val loss %.4f (unigram entropy %.4f) | %lld tokens in %.1f s "
       "(%.0f tok/s) | wire compression vs bf16 %.1fx\nsummary: %s\nloss curve: %s\n",
       summary->final_train_loss, summary->final_val_loss, summary->unigram_entropy_nats,
-      static_cast<long long>(summary->tokens), summary->wall_seconds,
-      summary->tokens_per_second, summary->EffectiveCompression(), summary_json.c_str(),
-      loss_csv.c_str());
+      static_cast<long long>(summary->tokens), summary->wall_seconds, summary->tokens_per_second,
+      summary->EffectiveCompression(), summary_json.c_str(), loss_csv.c_str());
   return 0;
 }

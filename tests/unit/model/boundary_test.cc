@@ -23,11 +23,11 @@ TEST(BoundaryTest, ResbmStartsAsRectangularIdentity) {
   auto options = Kind(CompressionKind::kResbm, 16);  // k = 4
   BoundaryEncoder encoder(d, options);
   BoundaryDecoder decoder(d, options);
-  auto h = torch::randn({2, 5, d});                   // (B, T, d)
-  auto z = encoder->forward(h);                       // (B, T, k)
+  auto h = torch::randn({2, 5, d});  // (B, T, d)
+  auto z = encoder->forward(h);      // (B, T, k)
   ASSERT_EQ(z.sizes(), (std::vector<int64_t>{2, 5, 4}));
   EXPECT_TRUE(torch::equal(z, h.slice(-1, 0, 4)));
-  auto out = decoder->forward(z);                     // (B, T, d)
+  auto out = decoder->forward(z);  // (B, T, d)
   EXPECT_TRUE(torch::equal(out.slice(-1, 0, 4), h.slice(-1, 0, 4)));
   EXPECT_EQ(out.slice(-1, 4).abs().max().item<float>(), 0.0f);
 }
@@ -107,8 +107,7 @@ TEST(BoundaryTest, GradientsMatchFiniteDifferencesInFloat64) {
         const double minus = loss_fn().item<double>();
         flat[i] = saved;
         const double numeric = (plus - minus) / (2 * eps);
-        max_error = std::max(max_error,
-                             std::abs(numeric - analytic.view({-1})[i].item<double>()));
+        max_error = std::max(max_error, std::abs(numeric - analytic.view({-1})[i].item<double>()));
       }
       EXPECT_LT(max_error, 1e-7) << CompressionKindName(kind) << " grad of " << name
                                  << ": max |numeric - autograd| = " << max_error;
@@ -134,12 +133,13 @@ TEST(BoundaryTest, BackwardMatchesTheClosedForm) {
   auto g = torch::randn({5, d});
   auto z_leaf = z.detach().requires_grad_(true);
   decoder->forward(z_leaf).backward(g);
-  auto g_z = z_leaf.grad();                                        // (N, k)
+  auto g_z = z_leaf.grad();  // (N, k)
   auto expected_gz = g.slice(-1, 0, 2) + torch::matmul(g, decoder->weight());
   EXPECT_TRUE(torch::allclose(g_z, expected_gz, 1e-5, 1e-6));
   z.backward(g_z);
-  auto expected_gh = torch::nn::functional::pad(g_z, torch::nn::functional::PadFuncOptions({0, d - 2})) +
-                     torch::matmul(g_z, encoder->weight());
+  auto expected_gh =
+      torch::nn::functional::pad(g_z, torch::nn::functional::PadFuncOptions({0, d - 2})) +
+      torch::matmul(g_z, encoder->weight());
   EXPECT_TRUE(torch::allclose(h.grad(), expected_gh, 1e-5, 1e-6));
 }
 

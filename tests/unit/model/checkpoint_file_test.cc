@@ -1,10 +1,11 @@
 // Checkpoints round-trip exactly and refuse corrupt files with a clear status.
-#include <cstdio>
-#include <fstream>
+#include "common/model/checkpoint_file.h"
 
 #include <torch/torch.h>
 
-#include "common/model/checkpoint_file.h"
+#include <cstdio>
+#include <fstream>
+
 #include "common/model/stage_runner.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_model.h"

@@ -1,7 +1,7 @@
 // Muon and AdamW against hand-computed references; the schedule and the clip factor.
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "common/model/adamw.h"
 #include "common/model/lr_schedule.h"

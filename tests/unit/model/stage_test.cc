@@ -1,10 +1,11 @@
 // Stages chained through the boundary code (and the wire codec) compute exactly what one
 // unsplit model computes; the planner splits layers as documented.
-#include <map>
+#include "common/model/stage.h"
 
 #include <torch/torch.h>
 
-#include "common/model/stage.h"
+#include <map>
+
 #include "common/model/stage_plan.h"
 #include "common/model/stage_runner.h"
 #include "common/model/wire_codec.h"
@@ -43,12 +44,10 @@ TEST(PlanStagesTest, RejectsInfeasibleInputsWithTheValue) {
     std::vector<int64_t> list;
     std::string message;
   };
-  for (const Row& row : {Row{4, 8, {}, "num_stages: 8; expected 1..4"},
-                         Row{4, 0, {}, "num_stages: 0"},
-                         Row{0, 1, {}, "num_layers: 0"},
-                         Row{4, 2, {3, 2}, "sums to 5"},
-                         Row{4, 2, {4}, "has 1 entries"},
-                         Row{4, 2, {4, 0}, "layers_per_stage[1]: 0"}}) {
+  for (const Row& row :
+       {Row{4, 8, {}, "num_stages: 8; expected 1..4"}, Row{4, 0, {}, "num_stages: 0"},
+        Row{0, 1, {}, "num_layers: 0"}, Row{4, 2, {3, 2}, "sums to 5"},
+        Row{4, 2, {4}, "has 1 entries"}, Row{4, 2, {4, 0}, "layers_per_stage[1]: 0"}}) {
     auto plan = PlanStages(row.layers, row.stages, row.list);
     ASSERT_FALSE(plan.ok());
     EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
@@ -87,15 +86,17 @@ std::vector<std::unique_ptr<StageRunner>> MakeStages(const ModelOptions& model,
 }
 
 torch::Tensor WireRoundTrip(const torch::Tensor& x, WireDtype dtype) {
-  auto decoded = WireCodec::Decode(WireCodec::Encode(x, dtype));
+  auto encoded = WireCodec::Encode(x, dtype);
+  EXPECT_TRUE(encoded.ok()) << encoded.status();
+  auto decoded = WireCodec::Decode(*encoded);
   EXPECT_TRUE(decoded.ok()) << decoded.status();
   return *decoded;
 }
 
 // One training microbatch through every stage, forward then backward, as the pipeline runs
 // it: only wire tensors cross between stages. Returns the loss.
-double ChainedForwardBackward(std::vector<std::unique_ptr<StageRunner>>& stages,
-                              const Batch& batch, WireDtype dtype) {
+double ChainedForwardBackward(std::vector<std::unique_ptr<StageRunner>>& stages, const Batch& batch,
+                              WireDtype dtype) {
   torch::Tensor x = batch.tokens;
   for (size_t s = 0; s + 1 < stages.size(); ++s) {
     auto z = stages[s]->Forward(0, x);
@@ -204,7 +205,8 @@ TEST(StageRunnerTest, RefusesBadInputsWithClearErrors) {
   const ModelOptions model = TinyModel();
   auto stages = MakeStages(model, Fp32Boundary(CompressionKind::kResbm, 8), 2);
   // Wrong width for stage 1 (expects k = 4).
-  auto bad = stages[1]->ForwardLoss(0, torch::zeros({2, 16, 5}), torch::zeros({2, 16}, torch::kInt64), 1);
+  auto bad =
+      stages[1]->ForwardLoss(0, torch::zeros({2, 16, 5}), torch::zeros({2, 16}, torch::kInt64), 1);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("expected (B, T, 4)"), std::string::npos) << bad.status();
   // Token ids out of range.

@@ -1,7 +1,8 @@
 // Wire dtypes round-trip within their stated bounds; malformed payloads are refused.
+#include "common/model/wire_codec.h"
+
 #include <torch/torch.h>
 
-#include "common/model/wire_codec.h"
 #include "gtest/gtest.h"
 
 namespace resbm {
@@ -18,9 +19,10 @@ struct Row {
 TEST(WireCodecTest, EveryDtypeRoundTripsWithinItsBound) {
   torch::manual_seed(5);
   auto x = torch::randn({4, 16, 8}) * torch::rand({4, 16, 1}) * 10;  // (B, T, k)
-  for (const Row& row : {Row{WireDtype::kFp32, 0.0, 4}, Row{WireDtype::kBf16, 1.0 / 256, 2},
-                         Row{WireDtype::kFp16, 1.0 / 2048, 2}, Row{WireDtype::kInt8, 0.5 / 127, 1}}) {
-    WireTensor wire = WireCodec::Encode(x, row.dtype);
+  for (const Row& row :
+       {Row{WireDtype::kFp32, 0.0, 4}, Row{WireDtype::kBf16, 1.0 / 256, 2},
+        Row{WireDtype::kFp16, 1.0 / 2048, 2}, Row{WireDtype::kInt8, 0.5 / 127, 1}}) {
+    WireTensor wire = *WireCodec::Encode(x, row.dtype);
     const int64_t scales = row.dtype == WireDtype::kInt8 ? 4 * 16 * 4 : 0;
     EXPECT_EQ(static_cast<int64_t>(wire.payload.size()), x.numel() * row.bytes_per_value + scales);
     auto decoded = WireCodec::Decode(wire);
@@ -35,26 +37,25 @@ TEST(WireCodecTest, EveryDtypeRoundTripsWithinItsBound) {
 
 TEST(WireCodecTest, Fp32IsExact) {
   auto x = torch::randn({3, 5});
-  auto decoded = WireCodec::Decode(WireCodec::Encode(x, WireDtype::kFp32));
+  auto decoded = WireCodec::Decode(*WireCodec::Encode(x, WireDtype::kFp32));
   ASSERT_TRUE(decoded.ok());
   EXPECT_TRUE(torch::equal(*decoded, x));
 }
 
 TEST(WireCodecTest, Int8KeepsAllZeroTokensZero) {
   auto x = torch::zeros({2, 4});
-  auto decoded = WireCodec::Decode(WireCodec::Encode(x, WireDtype::kInt8));
+  auto decoded = WireCodec::Decode(*WireCodec::Encode(x, WireDtype::kInt8));
   ASSERT_TRUE(decoded.ok());
   EXPECT_TRUE(torch::equal(*decoded, x));
 }
 
 TEST(WireCodecTest, RefusesAPayloadOfTheWrongSize) {
-  WireTensor wire = WireCodec::Encode(torch::randn({2, 3, 4}), WireDtype::kBf16);
+  WireTensor wire = *WireCodec::Encode(torch::randn({2, 3, 4}), WireDtype::kBf16);
   wire.payload.pop_back();
   auto decoded = WireCodec::Decode(wire);
   ASSERT_FALSE(decoded.ok());
   EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(decoded.status().message().find("47 bytes"), std::string::npos)
-      << decoded.status();
+  EXPECT_NE(decoded.status().message().find("47 bytes"), std::string::npos) << decoded.status();
   EXPECT_NE(decoded.status().message().find("expected 48"), std::string::npos);
 }
 

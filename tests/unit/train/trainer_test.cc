@@ -1,14 +1,15 @@
 // The single-process trainer: the debug model learns, runs are reproducible, the summary
 // counts exactly the predicted wire bytes, and splitting without compression changes nothing.
+#include "common/train/trainer.h"
+
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "common/config/job_config.h"
-#include "common/train/trainer.h"
 #include "gtest/gtest.h"
 
 namespace resbm {

@@ -54,10 +54,10 @@ TEST(FrameCodecTest, RefusesEveryBadFrameNamingTheField) {
   std::vector<Row> rows = {
       {"version", [](auto* f, auto*) { f->set_format_version(2); },
        absl::StatusCode::kInvalidArgument, "frame.format_version: 2; expected 1"},
-      {"job", [](auto* f, auto*) { f->set_job_id("other"); },
-       absl::StatusCode::kFailedPrecondition, "frame.job_id: 'other'; expected 'job-1'"},
-      {"wrong step", [](auto* f, auto*) { f->set_step(4); },
-       absl::StatusCode::kFailedPrecondition, "frame.step: 4; expected 5"},
+      {"job", [](auto* f, auto*) { f->set_job_id("other"); }, absl::StatusCode::kFailedPrecondition,
+       "frame.job_id: 'other'; expected 'job-1'"},
+      {"wrong step", [](auto* f, auto*) { f->set_step(4); }, absl::StatusCode::kFailedPrecondition,
+       "frame.step: 4; expected 5"},
       {"direction", [](auto* f, auto*) { f->set_kind(v1::FRAME_KIND_GRADIENT); },
        absl::StatusCode::kFailedPrecondition, "expected FRAME_KIND_ACTIVATION"},
       {"microbatch", [](auto* f, auto*) { f->set_microbatch(4); },
@@ -68,12 +68,9 @@ TEST(FrameCodecTest, RefusesEveryBadFrameNamingTheField) {
        absl::StatusCode::kInvalidArgument, "frame.dtype: 9"},
       {"wrong shape", [](auto* f, auto*) { f->set_shape(2, 5); },
        absl::StatusCode::kInvalidArgument, "frame.shape: [2,8,5]; expected [2,8,4]"},
-      {"rank", [](auto* f, auto*) { f->add_shape(1); },
-       absl::StatusCode::kInvalidArgument, "frame.shape: [2,8,4,1]"},
-      {"oversized",
-       [](auto* f, auto* e) {
-         e->max_payload_bytes = 64;
-       },
+      {"rank", [](auto* f, auto*) { f->add_shape(1); }, absl::StatusCode::kInvalidArgument,
+       "frame.shape: [2,8,4,1]"},
+      {"oversized", [](auto* f, auto* e) { e->max_payload_bytes = 64; },
        absl::StatusCode::kInvalidArgument, "the limit is 64"},
       {"short payload", [](auto* f, auto*) { f->mutable_payload()->pop_back(); },
        absl::StatusCode::kInvalidArgument, "frame.payload: 127 bytes; expected 128"},
@@ -93,9 +90,8 @@ TEST(FrameCodecTest, RefusesEveryBadFrameNamingTheField) {
 }
 
 TEST(FrameCodecTest, AcceptsAShorterSequenceOnlyWhenAllowed) {
-  v1::TensorFrame frame =
-      FrameCodec::Encode(FrameHeader{"job-1", 5, 0, v1::FRAME_KIND_ACTIVATION},
-                         Bf16Tensor({2, 6, 4}));
+  v1::TensorFrame frame = FrameCodec::Encode(FrameHeader{"job-1", 5, 0, v1::FRAME_KIND_ACTIVATION},
+                                             Bf16Tensor({2, 6, 4}));
   FrameExpectation expected = Expect();
   EXPECT_FALSE(FrameCodec::Decode(frame, expected).ok());
   expected.allow_shorter_sequence = true;
@@ -111,8 +107,7 @@ TEST(FrameCodecTest, Int8FramesCarryTheirPerTokenScales) {
   expected.dtype = WireDtype::kInt8;
   expected.shape = {1, 3, 4};
   auto decoded = FrameCodec::Decode(
-      FrameCodec::Encode(FrameHeader{"job-1", 5, 0, v1::FRAME_KIND_ACTIVATION}, tensor),
-      expected);
+      FrameCodec::Encode(FrameHeader{"job-1", 5, 0, v1::FRAME_KIND_ACTIVATION}, tensor), expected);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->payload.size(), 24u);
 }
