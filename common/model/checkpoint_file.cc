@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/base/hash.h"
 
 namespace resbm {
@@ -59,7 +60,8 @@ void Put(std::string* out, T value) {
 // A bounds-checked cursor over the file's bytes.
 class Reader {
  public:
-  Reader(const std::string& data, const std::string& path) : data_(data), path_(path) {}
+  // `data` (not owned) must outlive the reader.
+  Reader(absl::string_view data, const std::string& path) : data_(data), path_(path) {}
 
   template <typename T>
   absl::StatusOr<T> Get(const char* what) {
@@ -70,9 +72,10 @@ class Reader {
     return value;
   }
 
-  absl::StatusOr<std::string> Bytes(uint64_t size, const char* what) {
+  // A view into the data, valid as long as the data.
+  absl::StatusOr<absl::string_view> Bytes(uint64_t size, const char* what) {
     if (remaining() < size) return Truncated(what);
-    std::string out = data_.substr(pos_, size);
+    absl::string_view out = data_.substr(pos_, size);
     pos_ += size;
     return out;
   }
@@ -85,7 +88,7 @@ class Reader {
     return absl::DataLossError(absl::StrCat(path_, ": truncated at byte ", pos_, " reading ", what,
                                             " (file has ", data_.size(), " bytes)"));
   }
-  const std::string& data_;
+  absl::string_view data_;
   const std::string& path_;
   size_t pos_ = 0;
 };
@@ -170,7 +173,8 @@ absl::StatusOr<CheckpointContents> CheckpointFile::Read(const std::string& path)
   if (Fnv1a64(data.data(), body) != stored_sum) {
     return absl::DataLossError(absl::StrCat(path, ": checksum mismatch (corrupt file)"));
   }
-  const std::string payload = data.substr(0, body);
+  // Everything but the trailing checksum, without copying the file again.
+  const absl::string_view payload(data.data(), body);
   Reader reader(payload, path);
   (void)reader.Bytes(sizeof(kMagic), "magic");
   auto version = reader.Get<uint32_t>("version");
@@ -235,7 +239,7 @@ absl::StatusOr<CheckpointContents> CheckpointFile::Read(const std::string& path)
     auto raw = reader.Bytes(*bytes, "tensor data");
     if (!raw.ok()) return raw.status();
     std::memcpy(tensor.data_ptr(), raw->data(), raw->size());
-    contents.tensors.emplace_back(*name, tensor);
+    contents.tensors.emplace_back(std::string(*name), tensor);
   }
   if (reader.remaining() != 0) {
     return absl::DataLossError(

@@ -45,11 +45,14 @@ StageOptimizer::StageOptimizer(const NamedTensors& params, const OptimizerOption
 }
 
 double StageOptimizer::GradSquaredNorm() const {
-  double total = 0.0;
+  // Summed on the device, read back once: one host sync per step, not one per parameter.
+  at::Tensor total;
   for (const auto& [name, p] : params_) {
-    if (p.grad().defined()) total += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+    if (!p.grad().defined()) continue;
+    auto squared = p.grad().to(torch::kFloat64).pow(2).sum();
+    total = total.defined() ? total + squared : squared;
   }
-  return total;
+  return total.defined() ? total.item<double>() : 0.0;
 }
 
 double StageOptimizer::ClipFactor(double global_norm, double clip) {

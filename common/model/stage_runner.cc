@@ -205,18 +205,35 @@ absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
   });
 }
 
-absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input,
-                                                 const at::Tensor& targets) {
+absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input) {
   const auto& spec = options_.spec;
+  if (spec.is_last()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", spec.index, " is the last stage: use EvaluateLoss"));
+  }
   return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<at::Tensor> {
     torch::NoGradGuard no_grad;
     auto prepared = PrepareInput(input, /*track=*/false);
     if (!prepared.ok()) return prepared.status();
-    auto out = stage_->forward(*prepared);  // (B, T, k) or (B, T, V)
-    if (!spec.is_last()) return out;
+    return stage_->forward(*prepared);  // (B, T, k)
+  });
+}
+
+absl::StatusOr<double> StageRunner::EvaluateLoss(const at::Tensor& input,
+                                                 const at::Tensor& targets) {
+  const auto& spec = options_.spec;
+  if (!spec.is_last()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", spec.index, " is not the last stage: use Evaluate"));
+  }
+  return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<double> {
+    torch::NoGradGuard no_grad;
+    auto prepared = PrepareInput(input, /*track=*/false);
+    if (!prepared.ok()) return prepared.status();
     auto target_status = CheckTargets(*prepared, targets);
     if (!target_status.ok()) return target_status;
-    return StageImpl::Loss(out, targets.to(out.device()));  // ()
+    auto logits = stage_->forward(*prepared);  // (B, T, V)
+    return StageImpl::Loss(logits, targets.to(logits.device())).item<double>();
   });
 }
 

@@ -55,9 +55,10 @@ class StageRunner {
   // (B, T, k) as fp32 on the device, or an undefined tensor on the first stage.
   absl::StatusOr<at::Tensor> Backward(int64_t microbatch, const at::Tensor& grad_output);
 
-  // Forward without autograd (evaluation): z for a non-last stage, or, on the last stage,
-  // the mean loss as a 0-d tensor (targets required there).
-  absl::StatusOr<at::Tensor> Evaluate(const at::Tensor& input, const at::Tensor& targets);
+  // Forward without autograd (evaluation) on a non-last stage: z (B, T, k).
+  absl::StatusOr<at::Tensor> Evaluate(const at::Tensor& input);
+  // Forward without autograd on the last stage: the mean loss over the batch's tokens.
+  absl::StatusOr<double> EvaluateLoss(const at::Tensor& input, const at::Tensor& targets);
 
   // Sum of squared gradients of this stage's parameters.
   absl::StatusOr<double> GradSquaredNorm() const;

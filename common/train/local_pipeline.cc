@@ -94,11 +94,10 @@ absl::StatusOr<double> LocalPipeline::Evaluate(const at::Tensor& inputs,
                                                const at::Tensor& targets) {
   at::Tensor x = inputs;
   for (int64_t s = 0; s + 1 < num_stages(); ++s) {
-    RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Evaluate(x, at::Tensor()));
+    RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Evaluate(x));
     RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/false));
   }
-  RESBM_ASSIGN_OR_RETURN(auto loss, stages_.back()->Evaluate(x, targets));
-  return loss.item<double>();
+  return stages_.back()->EvaluateLoss(x, targets);
 }
 
 }  // namespace resbm

@@ -68,14 +68,14 @@ int main(int argc, char** argv) {
   EnsureParent(loss_csv);
 
   const auto& c = options.config;
+  const resbm::CompressionOptions compression = resbm::ToCompressionOptions(c);
   std::printf(
       "resbm-train: %s | d=%u L=%u heads=%u T=%u | %u stages | %s r=%u wire=%s | "
       "%u steps x %u seqs | %lld threads\n",
       c.name().c_str(), c.model().d_model(), c.model().n_layers(), c.model().n_heads(),
       c.model().seq_len(), c.stages().num_stages(),
-      resbm::CompressionKindName(resbm::ToCompressionOptions(c).kind).c_str(),
-      c.compression().ratio(),
-      resbm::WireDtypeName(resbm::ToCompressionOptions(c).wire_dtype).c_str(), c.training().steps(),
+      resbm::CompressionKindName(compression.kind).c_str(), c.compression().ratio(),
+      resbm::WireDtypeName(compression.wire_dtype).c_str(), c.training().steps(),
       c.training().batch_size(), static_cast<long long>(threads));
   std::fflush(stdout);
 
