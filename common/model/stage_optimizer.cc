@@ -55,11 +55,6 @@ double StageOptimizer::GradSquaredNorm() const {
   return total.defined() ? total.item<double>() : 0.0;
 }
 
-double StageOptimizer::ClipFactor(double global_norm, double clip) {
-  if (clip <= 0.0) return 1.0;
-  return std::min(1.0, clip / (global_norm + 1e-6));
-}
-
 void StageOptimizer::Step(int64_t step, double clip_factor) {
   {
     torch::NoGradGuard no_grad;

@@ -37,9 +37,6 @@ class StageOptimizer {
   NamedTensors State() const;
   absl::Status LoadState(const NamedTensors& state);
 
-  // The clip factor for a global gradient norm: min(1, clip / (norm + 1e-6)), 1 when clip is 0.
-  static double ClipFactor(double global_norm, double clip);
-
  private:
   NamedTensors params_;
   OptimizerOptions options_;

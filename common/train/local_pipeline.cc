@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/stage_optimizer.h"
+#include "common/model/grad_clip.h"
 #include "common/model/wire_codec.h"
 #include "common/status/status_macros.h"
 
@@ -83,7 +83,7 @@ absl::StatusOr<StepStats> LocalPipeline::TrainStep(int64_t step, const at::Tenso
     squared += stage_squared;
   }
   stats.grad_norm = std::sqrt(squared);
-  stats.clip_factor = StageOptimizer::ClipFactor(stats.grad_norm, options_.optimizer.grad_clip);
+  stats.clip_factor = GradClipFactor(stats.grad_norm, options_.optimizer.grad_clip);
   for (auto& stage : stages_) {
     RESBM_RETURN_IF_ERROR(stage->ApplyStep(step, stats.clip_factor));
   }

@@ -6,6 +6,7 @@
 #include "common/model/adamw.h"
 #include "common/model/lr_schedule.h"
 #include "common/model/muon.h"
+#include "common/model/grad_clip.h"
 #include "common/model/stage_optimizer.h"
 #include "gtest/gtest.h"
 
@@ -117,9 +118,9 @@ TEST(StageOptimizerTest, GroupsParametersAsTheDesignSays) {
 }
 
 TEST(StageOptimizerTest, ClipFactorCapsTheGlobalNorm) {
-  EXPECT_DOUBLE_EQ(StageOptimizer::ClipFactor(0.5, 1.0), 1.0);
-  EXPECT_NEAR(StageOptimizer::ClipFactor(4.0, 1.0), 0.25, 1e-6);
-  EXPECT_DOUBLE_EQ(StageOptimizer::ClipFactor(100.0, 0.0), 1.0);
+  EXPECT_DOUBLE_EQ(GradClipFactor(0.5, 1.0), 1.0);
+  EXPECT_NEAR(GradClipFactor(4.0, 1.0), 0.25, 1e-6);
+  EXPECT_DOUBLE_EQ(GradClipFactor(100.0, 0.0), 1.0);
 }
 
 TEST(StageOptimizerTest, StateRoundTrips) {

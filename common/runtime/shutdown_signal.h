@@ -1,0 +1,15 @@
+// Shutdown signals for the service binaries: block SIGINT and SIGTERM in every thread (call
+// BlockShutdownSignals first in main, before any thread starts), then wait for one in main.
+// Thread-safe.
+#ifndef RESBM_COMMON_RUNTIME_SHUTDOWN_SIGNAL_H_
+#define RESBM_COMMON_RUNTIME_SHUTDOWN_SIGNAL_H_
+
+namespace resbm {
+
+void BlockShutdownSignals();
+// Blocks until SIGINT or SIGTERM arrives; returns the signal number.
+int WaitForShutdownSignal();
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_RUNTIME_SHUTDOWN_SIGNAL_H_

@@ -1,0 +1,77 @@
+#include "common/transport/frame_link.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace resbm {
+
+FrameLink::FrameLink(int64_t max_queued, int64_t inbox_capacity)
+    : max_queued_(max_queued), inbox_(inbox_capacity) {
+  closed_ = absl::UnavailableError("link not connected yet");
+}
+
+bool FrameLink::open() const {
+  absl::MutexLock lock(&mu_);
+  return closed_.ok();
+}
+
+void FrameLink::Attach(FrameWriter* writer) {
+  absl::MutexLock lock(&mu_);
+  writer_ = writer;
+  closed_ = absl::OkStatus();
+  inbox_.Reopen();
+}
+
+absl::Status FrameLink::Send(v1::TensorFrame frame, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  while (closed_.ok() && static_cast<int64_t>(queue_.size()) >= max_queued_) {
+    if (room_.WaitWithDeadline(&mu_, deadline)) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("link: outbound queue full (", queue_.size(), " frames) until deadline"));
+    }
+  }
+  if (!closed_.ok()) return closed_;
+  queue_.push_back(std::move(frame));
+  if (!writing_) {
+    writing_ = true;
+    writer_->StartFrameWrite(&queue_.front());
+  }
+  return absl::OkStatus();
+}
+
+void FrameLink::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  if (!closed_.ok()) return;
+  if (!queue_.empty()) queue_.pop_front();
+  room_.SignalAll();
+  if (!ok) {
+    writing_ = false;
+    return;  // The reactor sees the failure in OnDone and closes the link.
+  }
+  if (queue_.empty()) {
+    writing_ = false;
+  } else {
+    writer_->StartFrameWrite(&queue_.front());
+  }
+}
+
+void FrameLink::Shutdown(const absl::Status& status) {
+  const absl::Status why = status.ok() ? absl::UnavailableError("link closed") : status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_.ok()) closed_ = why;
+    room_.SignalAll();
+  }
+  inbox_.Close(why);
+}
+
+void FrameLink::Close(const absl::Status& status) {
+  Shutdown(status);
+  absl::MutexLock lock(&mu_);
+  writer_ = nullptr;
+  queue_.clear();
+  writing_ = false;
+}
+
+}  // namespace resbm

@@ -1,0 +1,65 @@
+// FrameLink: one end of a boundary stream as the stage executor sees it: a bounded outbound
+// queue drained by the stream's reactor one write at a time, and the mailbox of frames that
+// arrived. Shared (shared_ptr) by the reactor and the worker, so either may go first; the
+// reactor detaches in OnDone. Thread-safe.
+#ifndef RESBM_COMMON_TRANSPORT_FRAME_LINK_H_
+#define RESBM_COMMON_TRANSPORT_FRAME_LINK_H_
+
+#include <cstdint>
+#include <deque>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/transport/frame_mailbox.h"
+#include "resbm/v1/tensor_frame.pb.h"
+
+namespace resbm {
+
+// Implemented by the reactors: start writing `frame` (which stays alive until the link's
+// OnWriteDone). Called with the link's lock held; must not call back into the link.
+class FrameWriter {
+ public:
+  virtual ~FrameWriter() = default;
+  virtual void StartFrameWrite(const v1::TensorFrame* frame) = 0;
+};
+
+class FrameLink {
+ public:
+  // At most `max_queued` frames wait to be written; the mailbox holds `inbox_capacity`.
+  FrameLink(int64_t max_queued, int64_t inbox_capacity);
+  FrameLink(const FrameLink&) = delete;
+  FrameLink& operator=(const FrameLink&) = delete;
+
+  // Executor side: queues a frame, blocking while the queue is full (the backpressure).
+  // Unavailable once the link is closed; DeadlineExceeded if no room by `deadline`.
+  absl::Status Send(v1::TensorFrame frame, absl::Time deadline);
+  FrameMailbox& inbox() { return inbox_; }
+  bool open() const;
+
+  // Reactor side.
+  void Attach(FrameWriter* writer);
+  void OnWriteDone(bool ok);
+  void Deliver(v1::TensorFrame frame) { inbox_.Deliver(std::move(frame)); }
+  // No new writes start; Send and every inbox wait fail with `status`. Queued frames stay
+  // alive (one may be in flight): safe to call from any reaction, e.g. before Finish.
+  void Shutdown(const absl::Status& status);
+  // Shutdown, then detaches the writer and drops the queue. Only from the reactor's OnDone,
+  // when no operation is outstanding.
+  void Close(const absl::Status& status);
+
+ private:
+  const int64_t max_queued_;
+  FrameMailbox inbox_;
+  mutable absl::Mutex mu_;
+  absl::CondVar room_;
+  std::deque<v1::TensorFrame> queue_ ABSL_GUARDED_BY(mu_);  // Front is being written.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  FrameWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;  // Not owned; null once closed.
+  absl::Status closed_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_TRANSPORT_FRAME_LINK_H_

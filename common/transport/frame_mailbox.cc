@@ -1,0 +1,117 @@
+#include "common/transport/frame_mailbox.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace resbm {
+namespace {
+
+int Window(int kind) { return kind == v1::FRAME_KIND_EVAL_ACTIVATION ? 1 : 0; }
+
+}  // namespace
+
+FrameMailbox::FrameMailbox(int64_t capacity) : capacity_(capacity) {}
+
+void FrameMailbox::Deliver(v1::TensorFrame frame) {
+  absl::MutexLock lock(&mu_);
+  // Any outcome (a stored frame or a frame error) can end a wait.
+  changed_.SignalAll();
+  if (!closed_.ok()) return;
+  // Before the first step nothing is expected yet: hold frames of step 0 and 1 only.
+  const int64_t window = step_[Window(frame.kind())];
+  const int64_t current = window < 0 ? 0 : window;
+  const int64_t step = static_cast<int64_t>(frame.step());
+  if (!job_id_.empty() && frame.job_id() != job_id_) {
+    frame_error_ = absl::FailedPreconditionError(
+        absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'"));
+    return;
+  }
+  if (step < current || step > current + 1) {
+    frame_error_ = absl::FailedPreconditionError(
+        absl::StrCat("frame.step: ", step, "; expected ", current, " (or ", current + 1, ")"));
+    return;
+  }
+  Key key{frame.kind(), frame.step(), frame.microbatch()};
+  if (frames_.count(key) != 0) {
+    frame_error_ = absl::InvalidArgumentError(
+        absl::StrCat("frame (", v1::FrameKind_Name(frame.kind()), ", step ", step, ", microbatch ",
+                     frame.microbatch(), "): duplicate"));
+    return;
+  }
+  if (static_cast<int64_t>(frames_.size()) >= capacity_) {
+    frame_error_ = absl::ResourceExhaustedError(
+        absl::StrCat("mailbox: ", frames_.size(), " frames waiting; the limit is ", capacity_));
+    return;
+  }
+  frames_.emplace(key, std::move(frame));
+}
+
+void FrameMailbox::Close(const absl::Status& status) {
+  absl::MutexLock lock(&mu_);
+  closed_ = status.ok() ? absl::UnavailableError("link closed") : status;
+  frames_.clear();
+  changed_.SignalAll();
+}
+
+void FrameMailbox::Reopen() {
+  absl::MutexLock lock(&mu_);
+  closed_ = absl::OkStatus();
+  frame_error_ = absl::OkStatus();
+}
+
+void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evaluation) {
+  absl::MutexLock lock(&mu_);
+  // Frames that arrived before the first step of a job are kept; a new job drops the old one's.
+  if (!job_id_.empty() && job_id != job_id_) frames_.clear();
+  job_id_ = job_id;
+  const int window = evaluation ? 1 : 0;
+  step_[window] = step;
+  frame_error_ = absl::OkStatus();
+  for (auto it = frames_.begin(); it != frames_.end();) {
+    const bool stale = Window(std::get<0>(it->first)) == window &&
+                       static_cast<int64_t>(std::get<1>(it->first)) < step;
+    it = stale ? frames_.erase(it) : std::next(it);
+  }
+}
+
+absl::StatusOr<v1::TensorFrame> FrameMailbox::Take(v1::FrameKind kind, int64_t step,
+                                                   int64_t microbatch, absl::Time deadline,
+                                                   const std::function<bool()>& cancelled) {
+  const Key key{kind, static_cast<uint64_t>(step), static_cast<uint32_t>(microbatch)};
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    if (!closed_.ok()) return closed_;
+    if (!frame_error_.ok()) return frame_error_;
+    if (auto it = frames_.find(key); it != frames_.end()) {
+      v1::TensorFrame frame = std::move(it->second);
+      frames_.erase(it);
+      return frame;
+    }
+    if (cancelled && cancelled()) {
+      return absl::CancelledError("step cancelled while waiting for a frame");
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("no ", v1::FrameKind_Name(kind),
+                                                      " frame for step ", step, " microbatch ",
+                                                      microbatch, " before the deadline"));
+    }
+    // Wakes on every delivery; the short bound lets cancellation be noticed.
+    changed_.WaitWithDeadline(&mu_, std::min(deadline, now + absl::Milliseconds(20)));
+  }
+}
+
+void FrameMailbox::Clear() {
+  absl::MutexLock lock(&mu_);
+  frames_.clear();
+  frame_error_ = absl::OkStatus();
+}
+
+int64_t FrameMailbox::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(frames_.size());
+}
+
+}  // namespace resbm

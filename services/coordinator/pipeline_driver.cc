@@ -1,0 +1,224 @@
+#include "services/coordinator/pipeline_driver.h"
+
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/model/grad_clip.h"
+#include "common/model/stage_plan.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+
+namespace resbm {
+namespace {
+
+ScheduleKind ToScheduleKind(v1::PipelineSchedule schedule) {
+  return schedule == v1::PIPELINE_SCHEDULE_1F1B ? ScheduleKind::k1F1B : ScheduleKind::kGpipe;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
+    const std::string& job_id, const v1::JobConfig& config,
+    const std::vector<std::string>& worker_addresses) {
+  if (worker_addresses.size() != config.stages().num_stages()) {
+    return absl::InvalidArgumentError(absl::StrCat("workers: ", worker_addresses.size(),
+                                                   " addresses; expected one per stage (",
+                                                   config.stages().num_stages(), ")"));
+  }
+  std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, worker_addresses));
+  RESBM_ASSIGN_OR_RETURN(
+      driver->train_schedule_,
+      MakePipelineSchedule(ToScheduleKind(config.training().schedule()),
+                           config.stages().num_stages(), config.training().microbatches()));
+  return driver;
+}
+
+PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
+                               std::vector<std::string> addresses)
+    : job_id_(job_id), config_(config), addresses_(std::move(addresses)) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  for (const auto& address : addresses_) {
+    stubs_.push_back(v1::StageWorker::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  }
+}
+
+absl::StatusOr<int64_t> PipelineDriver::Assign() {
+  std::vector<int64_t> sizes(config_.stages().layers_per_stage().begin(),
+                             config_.stages().layers_per_stage().end());
+  RESBM_ASSIGN_OR_RETURN(
+      auto plan, PlanStages(config_.model().n_layers(), config_.stages().num_stages(), sizes));
+  int64_t parameters = 0;
+  for (int64_t s = static_cast<int64_t>(plan.size()) - 1; s >= 0; --s) {
+    v1::AssignRequest request;
+    auto* a = request.mutable_assignment();
+    a->set_job_id(job_id_);
+    *a->mutable_config() = config_;
+    a->set_stage_index(static_cast<uint32_t>(s));
+    a->set_num_stages(static_cast<uint32_t>(plan.size()));
+    a->set_first_layer(static_cast<uint32_t>(plan[s].first_layer));
+    a->set_num_layers(static_cast<uint32_t>(plan[s].num_layers));
+    if (s + 1 < static_cast<int64_t>(plan.size())) a->set_downstream_address(addresses_[s + 1]);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::AssignResponse response;
+    grpc::Status status = stubs_[s]->Assign(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(
+          FromGrpcStatus(status).code(),
+          absl::StrCat("assign stage ", s, " to ", addresses_[s], ": ", status.error_message()));
+    }
+    parameters += static_cast<int64_t>(response.parameters());
+  }
+  return parameters;
+}
+
+std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
+    v1::StepMode mode, int64_t step, const PipelineSchedule& schedule,
+    const std::vector<int64_t>& inputs, const std::vector<int64_t>& targets) const {
+  const int64_t stages = schedule.num_stages;
+  const int64_t m = schedule.num_microbatches;
+  const int64_t seq = config_.model().seq_len();
+  const int64_t rows = static_cast<int64_t>(inputs.size()) / seq / m;
+  std::vector<v1::RunStepRequest> requests(stages);
+  for (int64_t s = 0; s < stages; ++s) {
+    auto& r = requests[s];
+    r.set_job_id(job_id_);
+    r.set_step(static_cast<uint64_t>(step));
+    r.set_mode(mode);
+    r.set_rows(static_cast<uint32_t>(rows));
+    r.set_seq_len(static_cast<uint32_t>(seq));
+    r.set_microbatches(static_cast<uint32_t>(m));
+    for (const PipelineOp& op : schedule.stage_ops[s]) {
+      auto* out = r.add_ops();
+      out->set_kind(op.kind == OpKind::kForward ? v1::OP_KIND_FORWARD : v1::OP_KIND_BACKWARD);
+      out->set_microbatch(static_cast<uint32_t>(op.microbatch));
+    }
+    auto fill = [&](const std::vector<int64_t>& ids,
+                    google::protobuf::RepeatedPtrField<v1::TokenIds>* out) {
+      for (int64_t mb = 0; mb < m; ++mb) {
+        auto* batch = out->Add();
+        batch->mutable_ids()->Reserve(static_cast<int>(rows * seq));
+        for (int64_t i = mb * rows * seq; i < (mb + 1) * rows * seq; ++i) {
+          batch->add_ids(static_cast<int32_t>(ids[i]));
+        }
+      }
+    };
+    if (s == 0) fill(inputs, r.mutable_inputs());
+    if (s == stages - 1) fill(targets, r.mutable_targets());
+  }
+  return requests;
+}
+
+absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
+    std::vector<v1::RunStepRequest> requests) {
+  const size_t stages = requests.size();
+  std::vector<v1::RunStepResponse> responses(stages);
+  std::vector<grpc::ClientContext> contexts(stages);
+  std::vector<grpc::Status> statuses(stages);
+  absl::Mutex mu;
+  bool failed = false;
+  std::vector<std::thread> threads;
+  const auto deadline = absl::ToChronoTime(absl::Now() + step_timeout_);
+  for (size_t s = 0; s < stages; ++s) contexts[s].set_deadline(deadline);
+  for (size_t s = 0; s < stages; ++s) {
+    threads.emplace_back([&, s] {
+      statuses[s] = stubs_[s]->RunStep(&contexts[s], requests[s], &responses[s]);
+      if (!statuses[s].ok()) {
+        absl::MutexLock lock(&mu);
+        if (!failed) {
+          failed = true;
+          // The others would wait for frames that will never come.
+          for (size_t t = 0; t < stages; ++t) {
+            if (t != s) contexts[t].TryCancel();
+          }
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  // Report the root cause: the first stage whose failure is not a cancellation we caused.
+  for (size_t s = 0; s < stages; ++s) {
+    if (!statuses[s].ok() && statuses[s].error_code() != grpc::StatusCode::CANCELLED) {
+      return absl::Status(
+          FromGrpcStatus(statuses[s]).code(),
+          absl::StrCat("stage ", s, " (", addresses_[s], "): ", statuses[s].error_message()));
+    }
+  }
+  for (size_t s = 0; s < stages; ++s) {
+    if (!statuses[s].ok()) return FromGrpcStatus(statuses[s]);
+  }
+  return responses;
+}
+
+absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
+                                                             const std::vector<int64_t>& inputs,
+                                                             const std::vector<int64_t>& targets) {
+  const int64_t expected = int64_t{config_.training().batch_size()} * config_.model().seq_len();
+  if (static_cast<int64_t>(inputs.size()) != expected ||
+      static_cast<int64_t>(targets.size()) != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("batch: ", inputs.size(), " inputs and ",
+                                                   targets.size(), " targets; expected ", expected,
+                                                   " each"));
+  }
+  RESBM_ASSIGN_OR_RETURN(auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step,
+                                                             train_schedule_, inputs, targets)));
+  PipelineStepResult result;
+  const auto& last = responses.back();
+  for (const auto& report : last.microbatches()) result.loss += report.loss();
+  result.loss /= std::max(1, last.microbatches_size());
+  double squared = 0.0;
+  for (const auto& response : responses) squared += response.grad_squared_norm();
+  result.grad_norm = std::sqrt(squared);
+  result.clip_factor = GradClipFactor(result.grad_norm, config_.optimizer().grad_clip());
+  // Every stage applies the step or the step is not applied: a failure here is reported and
+  // the caller restores the last checkpoint (recovery, issue 4).
+  std::vector<grpc::Status> statuses(stubs_.size());
+  std::vector<std::thread> threads;
+  for (size_t s = 0; s < stubs_.size(); ++s) {
+    threads.emplace_back([&, s] {
+      v1::ApplyStepRequest request;
+      request.set_job_id(job_id_);
+      request.set_step(static_cast<uint64_t>(step));
+      request.set_clip_factor(result.clip_factor);
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+      v1::ApplyStepResponse response;
+      statuses[s] = stubs_[s]->ApplyStep(&context, request, &response);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (size_t s = 0; s < statuses.size(); ++s) {
+    if (!statuses[s].ok()) {
+      return absl::Status(
+          FromGrpcStatus(statuses[s]).code(),
+          absl::StrCat("apply step on stage ", s, ": ", statuses[s].error_message()));
+    }
+  }
+  result.stages = std::move(responses);
+  return result;
+}
+
+absl::StatusOr<double> PipelineDriver::Evaluate(int64_t round, const std::vector<int64_t>& inputs,
+                                                const std::vector<int64_t>& targets) {
+  // Evaluation is forward-only: every stage runs F0..F(m-1) in order.
+  PipelineSchedule schedule;
+  schedule.num_stages = config_.stages().num_stages();
+  schedule.num_microbatches = config_.training().microbatches();
+  schedule.stage_ops.resize(schedule.num_stages);
+  for (auto& ops : schedule.stage_ops) {
+    for (int64_t mb = 0; mb < schedule.num_microbatches; ++mb) {
+      ops.push_back(PipelineOp{OpKind::kForward, mb});
+    }
+  }
+  RESBM_ASSIGN_OR_RETURN(
+      auto responses, RunAll(MakeRequests(v1::STEP_MODE_EVAL, round, schedule, inputs, targets)));
+  double loss = 0.0;
+  for (const auto& report : responses.back().microbatches()) loss += report.loss();
+  return loss / std::max(1, responses.back().microbatches_size());
+}
+
+}  // namespace resbm

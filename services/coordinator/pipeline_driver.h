@@ -1,0 +1,73 @@
+// PipelineDriver: the coordinator's hand on a running pipeline. Assigns stages to workers,
+// then drives each training step through the schedule: token ids to stage 0, target ids to
+// the last stage, RunStep on every stage at once, the global clip factor from every stage's
+// squared gradient norm, then ApplyStep everywhere. No activation passes through it.
+// Not thread-safe: one caller drives one pipeline.
+#ifndef RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_
+#define RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/schedule/pipeline_schedule.h"
+#include "resbm/v1/config.pb.h"
+#include "resbm/v1/stage_worker.grpc.pb.h"
+
+namespace resbm {
+
+struct PipelineStepResult {
+  double loss = 0.0;       // Mean over the step's tokens.
+  double grad_norm = 0.0;  // Global, before clipping.
+  double clip_factor = 1.0;
+  // One per stage, as the workers reported them.
+  std::vector<v1::RunStepResponse> stages;
+};
+
+class PipelineDriver {
+ public:
+  // `worker_addresses[s]` serves stage s; `config` must be valid.
+  static absl::StatusOr<std::unique_ptr<PipelineDriver>> Create(
+      const std::string& job_id, const v1::JobConfig& config,
+      const std::vector<std::string>& worker_addresses);
+
+  // Sends every stage its assignment (last stage first, so each stage's downstream is built
+  // before it connects). Returns the total parameter count.
+  absl::StatusOr<int64_t> Assign();
+
+  // One training step on a batch: inputs and targets are (batch_size x seq_len) token ids,
+  // row-major, split into the configured microbatches.
+  absl::StatusOr<PipelineStepResult> TrainStep(int64_t step, const std::vector<int64_t>& inputs,
+                                               const std::vector<int64_t>& targets);
+  // Mean loss of a batch, forward only; `round` numbers evaluation passes (frames carry it).
+  absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
+                                  const std::vector<int64_t>& targets);
+
+  void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
+
+ private:
+  PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
+                 std::vector<std::string> addresses);
+  // Runs RunStep on every stage in parallel; cancels the others when one fails.
+  absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests);
+  std::vector<v1::RunStepRequest> MakeRequests(v1::StepMode mode, int64_t step,
+                                               const PipelineSchedule& schedule,
+                                               const std::vector<int64_t>& inputs,
+                                               const std::vector<int64_t>& targets) const;
+
+  std::string job_id_;
+  v1::JobConfig config_;
+  std::vector<std::string> addresses_;
+  std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
+  PipelineSchedule train_schedule_;
+  absl::Duration step_timeout_ = absl::Minutes(5);
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_

@@ -1,0 +1,41 @@
+// ExchangeClientReactor: the upstream end of a boundary stream (stage s calling stage s + 1):
+// writes the activation frames the executor queues and reads gradient frames into its
+// FrameLink's mailbox. One read and at most one write in flight; deleted in OnDone, the only
+// place it is freed. Reactions never block.
+#ifndef RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_
+#define RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+
+#include "common/transport/frame_link.h"
+#include "resbm/v1/stage_worker.grpc.pb.h"
+
+namespace resbm {
+
+class ExchangeClientReactor : public grpc::ClientBidiReactor<v1::TensorFrame, v1::TensorFrame>,
+                              public FrameWriter {
+ public:
+  // Starts the call on `stub` (must outlive the call). The caller keeps `context` to end
+  // the stream from its side with TryCancel (reassignment, shutdown).
+  static void Start(v1::StageWorker::Stub* stub, std::shared_ptr<FrameLink> link,
+                    std::shared_ptr<grpc::ClientContext> context);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+  void StartFrameWrite(const v1::TensorFrame* frame) override;
+
+ private:
+  ExchangeClientReactor(std::shared_ptr<FrameLink> link,
+                        std::shared_ptr<grpc::ClientContext> context);
+
+  std::shared_ptr<grpc::ClientContext> context_;
+  std::shared_ptr<FrameLink> link_;
+  v1::TensorFrame incoming_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_

@@ -1,0 +1,48 @@
+// resbm-worker: serves one pipeline stage. Parses flags, starts the server, waits for
+// SIGINT/SIGTERM, shuts down gracefully.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "common/runtime/flag_parser.h"
+#include "common/runtime/shutdown_signal.h"
+#include "services/stage_worker/stage_worker.h"
+
+int main(int argc, char** argv) {
+  resbm::BlockShutdownSignals();
+  resbm::StageWorkerOptions options;
+  std::string port_file;
+  int64_t threads = std::max(1u, std::thread::hardware_concurrency());
+  resbm::FlagParser flags("resbm-worker", "Serves one pipeline stage of a ResBM job.");
+  flags.AddString("listen", &options.listen_address, "host:port to serve on (port 0: any)");
+  flags.AddString("device", &options.session.device, "LibTorch device: cpu, cuda, cuda:N");
+  flags.AddString("port-file", &port_file, "write the bound port here once serving");
+  flags.AddInt("threads", &threads, "intra-op CPU threads");
+  if (auto status = flags.Parse(argc, argv); !status.ok()) {
+    std::fprintf(stderr, "resbm-worker: %s\n", status.ToString().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  torch::set_num_threads(static_cast<int>(std::max<int64_t>(1, threads)));
+  auto worker = resbm::StageWorker::Start(options);
+  if (!worker.ok()) {
+    std::fprintf(stderr, "resbm-worker: %s\n", worker.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("resbm-worker: serving on %s\n", (*worker)->address().c_str());
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << (*worker)->port() << "\n";
+    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  const int signal = resbm::WaitForShutdownSignal();
+  std::printf("resbm-worker: signal %d, shutting down\n", signal);
+  (*worker)->Shutdown(absl::Now() + absl::Seconds(5));
+  std::printf("resbm-worker: stopped\n");
+  return 0;
+}

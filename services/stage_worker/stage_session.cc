@@ -1,0 +1,291 @@
+#include "services/stage_worker/stage_session.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/config/job_config.h"
+#include "common/model/stage_plan.h"
+#include "common/model/wire_codec.h"
+#include "common/status/status_macros.h"
+#include "common/transport/frame_codec.h"
+#include "services/stage_worker/exchange_client_reactor.h"
+
+namespace resbm {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Token ids of one microbatch as a (rows, seq_len) int64 tensor.
+at::Tensor TokenTensor(const v1::TokenIds& ids, int64_t rows, int64_t seq_len) {
+  std::vector<int64_t> values(ids.ids().begin(), ids.ids().end());
+  return torch::from_blob(values.data(), {rows, seq_len}, torch::kInt64).clone();  // (b, T)
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StageSession>> StageSession::Create(
+    const v1::StageAssignment& assignment, const StageSessionOptions& options) {
+  RESBM_RETURN_IF_ERROR(ValidateJobConfig(assignment.config()));
+  const auto& config = assignment.config();
+  std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
+                             config.stages().layers_per_stage().end());
+  RESBM_ASSIGN_OR_RETURN(
+      auto plan, PlanStages(config.model().n_layers(), config.stages().num_stages(), sizes));
+  const StageSpec given{assignment.stage_index(), assignment.num_stages(), assignment.first_layer(),
+                        assignment.num_layers()};
+  if (assignment.stage_index() >= plan.size() || !(plan[assignment.stage_index()] == given)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("assignment: stage ", given.index, " of ", given.num_stages, " with layers [",
+                     given.first_layer, ", ", given.first_layer + given.num_layers,
+                     ") does not match the job's stage plan"));
+  }
+  if (!given.is_last() && assignment.downstream_address().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "assignment.downstream_address: empty; expected the address of stage ", given.index + 1));
+  }
+  StageRunnerOptions runner_options;
+  runner_options.model = ToModelOptions(config);
+  runner_options.compression = ToCompressionOptions(config);
+  runner_options.optimizer = ToOptimizerOptions(config);
+  runner_options.spec = given;
+  runner_options.seed = config.training().seed();
+  runner_options.device = options.device;
+  RESBM_ASSIGN_OR_RETURN(auto runner, StageRunner::Create(runner_options));
+  std::unique_ptr<StageSession> session(new StageSession(assignment, options, std::move(runner)));
+  if (!given.is_last()) RESBM_RETURN_IF_ERROR(session->ConnectDownstream());
+  return session;
+}
+
+StageSession::StageSession(const v1::StageAssignment& assignment,
+                           const StageSessionOptions& options, std::unique_ptr<StageRunner> runner)
+    : assignment_(assignment), options_(options), runner_(std::move(runner)) {
+  const CompressionOptions compression = ToCompressionOptions(assignment.config());
+  wire_dtype_ = compression.wire_dtype;
+  wire_width_ = compression.WireWidth(assignment.config().model().d_model());
+}
+
+StageSession::~StageSession() {
+  if (downstream_context_) downstream_context_->TryCancel();
+}
+
+absl::Status StageSession::ConnectDownstream() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  channel_ = grpc::CreateCustomChannel(assignment_.downstream_address(),
+                                       grpc::InsecureChannelCredentials(), args);
+  if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + options_.connect_timeout))) {
+    return absl::UnavailableError(absl::StrCat("stage ", assignment_.stage_index() + 1, " at ",
+                                               assignment_.downstream_address(),
+                                               ": not reachable"));
+  }
+  stub_ = v1::StageWorker::NewStub(channel_);
+  downstream_ = std::make_shared<FrameLink>(options_.max_queued_frames,
+                                            2 * assignment_.config().training().microbatches() + 2);
+  downstream_context_ = std::make_shared<grpc::ClientContext>();
+  ExchangeClientReactor::Start(stub_.get(), downstream_, downstream_context_);
+  return absl::OkStatus();
+}
+
+int64_t StageSession::parameter_count() const {
+  int64_t count = 0;
+  for (const auto& [name, p] : runner_->Parameters()) count += p.numel();
+  return count;
+}
+
+absl::Status StageSession::ValidateRequest(const v1::RunStepRequest& request) const {
+  const auto& config = assignment_.config();
+  const StageSpec& spec = runner_->spec();
+  if (request.job_id() != assignment_.job_id()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
+  }
+  if (request.mode() != v1::STEP_MODE_TRAIN && request.mode() != v1::STEP_MODE_EVAL) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mode: ", request.mode(), "; expected STEP_MODE_TRAIN or STEP_MODE_EVAL"));
+  }
+  if (request.rows() < 1 || request.rows() > config.training().batch_size() ||
+      request.seq_len() < 1 || request.seq_len() > config.model().seq_len()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rows x seq_len: ", request.rows(), " x ", request.seq_len(), "; expected 1..",
+                     config.training().batch_size(), " x 1..", config.model().seq_len()));
+  }
+  const int64_t m = request.microbatches();
+  if (m < 1 || m > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("microbatches: ", m, "; expected 1..4096"));
+  }
+  const int64_t ids = int64_t{request.rows()} * request.seq_len();
+  auto check_ids = [&](const auto& batches, const char* field) -> absl::Status {
+    if (batches.size() != m) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", batches.size(), " microbatches; expected ", m));
+    }
+    for (int i = 0; i < batches.size(); ++i) {
+      if (batches[i].ids_size() != ids) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, "[", i, "]: ", batches[i].ids_size(), " ids; expected ", ids));
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (spec.is_first()) RESBM_RETURN_IF_ERROR(check_ids(request.inputs(), "inputs"));
+  if (spec.is_last()) RESBM_RETURN_IF_ERROR(check_ids(request.targets(), "targets"));
+  for (const auto& op : request.ops()) {
+    if (op.microbatch() >= m ||
+        (op.kind() != v1::OP_KIND_FORWARD &&
+         (op.kind() != v1::OP_KIND_BACKWARD || request.mode() != v1::STEP_MODE_TRAIN))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ops: ", v1::OpKind_Name(op.kind()), " of microbatch ", op.microbatch(),
+          "; expected forward (or, in training, backward) ops of microbatches 0..", m - 1));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
+    const v1::RunStepRequest& request, const std::shared_ptr<FrameLink>& upstream,
+    absl::Time deadline, const std::function<bool()>& cancelled) {
+  RESBM_RETURN_IF_ERROR(ValidateRequest(request));
+  const StageSpec& spec = runner_->spec();
+  if (!spec.is_first() && upstream == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("stage ", spec.index, ": stage ", spec.index - 1, " is not connected"));
+  }
+  const bool train = request.mode() == v1::STEP_MODE_TRAIN;
+  const auto forward_kind = train ? v1::FRAME_KIND_ACTIVATION : v1::FRAME_KIND_EVAL_ACTIVATION;
+  const int64_t step = static_cast<int64_t>(request.step());
+  const int64_t m = request.microbatches();
+  const int64_t rows = request.rows(), seq = request.seq_len();
+  const std::string& job = assignment_.job_id();
+  if (upstream) upstream->inbox().BeginStep(job, step, !train);
+  if (downstream_) downstream_->inbox().BeginStep(job, step, !train);
+
+  v1::RunStepResponse response;
+  std::map<int64_t, v1::MicrobatchReport> reports;
+  for (int64_t mb = 0; mb < m; ++mb) reports[mb].set_microbatch(static_cast<uint32_t>(mb));
+
+  // Takes the frame (kind, microbatch) from `link` and decodes it into a tensor.
+  auto receive = [&](FrameLink& link, v1::FrameKind kind, int64_t mb,
+                     uint64_t* bytes) -> absl::StatusOr<at::Tensor> {
+    const auto start = std::chrono::steady_clock::now();
+    RESBM_ASSIGN_OR_RETURN(v1::TensorFrame frame,
+                           link.inbox().Take(kind, step, mb, deadline, cancelled));
+    response.set_wait_seconds(response.wait_seconds() + SecondsSince(start));
+    FrameExpectation expected;
+    expected.job_id = job;
+    expected.step = step;
+    expected.num_microbatches = m;
+    expected.kind = kind;
+    expected.dtype = wire_dtype_;
+    expected.shape = {rows, seq, wire_width_};
+    *bytes += frame.payload().size();
+    RESBM_ASSIGN_OR_RETURN(WireTensor wire, FrameCodec::Decode(std::move(frame), expected));
+    return WireCodec::Decode(wire);
+  };
+  auto send = [&](FrameLink& link, v1::FrameKind kind, int64_t mb, const at::Tensor& x,
+                  uint64_t* bytes) -> absl::Status {
+    RESBM_ASSIGN_OR_RETURN(WireTensor wire, WireCodec::Encode(x, wire_dtype_));
+    *bytes += wire.payload.size();
+    return link.Send(FrameCodec::Encode(FrameHeader{job, step, mb, kind}, std::move(wire)),
+                     deadline);
+  };
+
+  auto run_ops = [&]() -> absl::Status {
+    for (const auto& op : request.ops()) {
+      const int64_t mb = op.microbatch();
+      auto& report = reports[mb];
+      if (op.kind() == v1::OP_KIND_FORWARD) {
+        at::Tensor input;
+        if (spec.is_first()) {
+          input = TokenTensor(request.inputs(mb), rows, seq);
+        } else {
+          uint64_t received = 0;
+          RESBM_ASSIGN_OR_RETURN(input, receive(*upstream, forward_kind, mb, &received));
+          response.set_activation_bytes_received(response.activation_bytes_received() + received);
+        }
+        const auto start = std::chrono::steady_clock::now();
+        if (spec.is_last()) {
+          at::Tensor targets = TokenTensor(request.targets(mb), rows, seq);
+          double loss;
+          if (train) {
+            RESBM_ASSIGN_OR_RETURN(loss, runner_->ForwardLoss(mb, input, targets, 1.0 / m));
+          } else {
+            RESBM_ASSIGN_OR_RETURN(loss, runner_->EvaluateLoss(input, targets));
+          }
+          report.set_loss(loss);
+          report.set_forward_seconds(SecondsSince(start));
+        } else {
+          at::Tensor z;
+          if (train) {
+            RESBM_ASSIGN_OR_RETURN(z, runner_->Forward(mb, input));
+          } else {
+            RESBM_ASSIGN_OR_RETURN(z, runner_->Evaluate(input));
+          }
+          report.set_forward_seconds(SecondsSince(start));
+          uint64_t sent = 0;
+          RESBM_RETURN_IF_ERROR(send(*downstream_, forward_kind, mb, z, &sent));
+          response.set_activation_bytes_sent(response.activation_bytes_sent() + sent);
+        }
+      } else {
+        at::Tensor grad;
+        if (!spec.is_last()) {
+          uint64_t received = 0;
+          RESBM_ASSIGN_OR_RETURN(grad,
+                                 receive(*downstream_, v1::FRAME_KIND_GRADIENT, mb, &received));
+          response.set_gradient_bytes_received(response.gradient_bytes_received() + received);
+        }
+        const auto start = std::chrono::steady_clock::now();
+        RESBM_ASSIGN_OR_RETURN(at::Tensor input_grad, runner_->Backward(mb, grad));
+        report.set_backward_seconds(SecondsSince(start));
+        if (!spec.is_first()) {
+          uint64_t sent = 0;
+          RESBM_RETURN_IF_ERROR(send(*upstream, v1::FRAME_KIND_GRADIENT, mb, input_grad, &sent));
+          response.set_gradient_bytes_sent(response.gradient_bytes_sent() + sent);
+        }
+      }
+    }
+    return absl::OkStatus();
+  };
+
+  absl::Status status = run_ops();
+  if (status.ok() && train && runner_->in_flight() != 0) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "ops: ", runner_->in_flight(), " microbatches have a forward but no backward"));
+  }
+  if (status.ok() && train) {
+    auto norm = runner_->GradSquaredNorm();
+    if (norm.ok()) {
+      response.set_grad_squared_norm(*norm);
+    } else {
+      status = norm.status();
+    }
+  }
+  if (!status.ok()) {
+    runner_->AbortStep();
+    if (upstream) upstream->inbox().Clear();
+    if (downstream_) downstream_->inbox().Clear();
+    return absl::Status(status.code(),
+                        absl::StrCat("stage ", spec.index, " step ", step, ": ", status.message()));
+  }
+  for (auto& [mb, report] : reports) *response.add_microbatches() = report;
+  return response;
+}
+
+absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
+  if (request.job_id() != assignment_.job_id()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
+  }
+  return runner_->ApplyStep(static_cast<int64_t>(request.step()), request.clip_factor());
+}
+
+}  // namespace resbm

@@ -1,0 +1,71 @@
+// StageSession: one stage assignment as the worker's executor thread runs it: the
+// StageRunner (model, optimizer), the link to the next stage, and the step logic that walks
+// this stage's ops, taking frames from neighbours and sending its own. Only the executor
+// thread touches it (it owns the module and the device); not thread-safe.
+#ifndef RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_
+#define RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/model/stage_runner.h"
+#include "common/transport/frame_link.h"
+#include "resbm/v1/stage_worker.grpc.pb.h"
+
+namespace resbm {
+
+struct StageSessionOptions {
+  std::string device = "cpu";
+  // How long Create waits for the next stage to accept a connection.
+  absl::Duration connect_timeout = absl::Seconds(10);
+  // Frames queued for sending before Send blocks (backpressure).
+  int64_t max_queued_frames = 8;
+};
+
+class StageSession {
+ public:
+  static absl::StatusOr<std::unique_ptr<StageSession>> Create(const v1::StageAssignment& assignment,
+                                                              const StageSessionOptions& options);
+  ~StageSession();  // Ends the stream to the next stage.
+  StageSession(const StageSession&) = delete;
+  StageSession& operator=(const StageSession&) = delete;
+
+  // Runs this stage's ops of one step. `upstream` is the link from the previous stage (null on
+  // stage 0). Fails the step (and drops its gradients) on the first bad frame, lost neighbour,
+  // missed `deadline` or `cancelled()`.
+  absl::StatusOr<v1::RunStepResponse> RunStep(const v1::RunStepRequest& request,
+                                              const std::shared_ptr<FrameLink>& upstream,
+                                              absl::Time deadline,
+                                              const std::function<bool()>& cancelled);
+  absl::Status ApplyStep(const v1::ApplyStepRequest& request);
+
+  const v1::StageAssignment& assignment() const { return assignment_; }
+  int64_t parameter_count() const;
+
+ private:
+  StageSession(const v1::StageAssignment& assignment, const StageSessionOptions& options,
+               std::unique_ptr<StageRunner> runner);
+  absl::Status ConnectDownstream();
+  absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
+
+  v1::StageAssignment assignment_;
+  StageSessionOptions options_;
+  std::unique_ptr<StageRunner> runner_;
+  WireDtype wire_dtype_;
+  int64_t wire_width_;
+  // The stream to stage index + 1 (absent on the last stage).
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::StageWorker::Stub> stub_;
+  std::shared_ptr<grpc::ClientContext> downstream_context_;
+  std::shared_ptr<FrameLink> downstream_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_

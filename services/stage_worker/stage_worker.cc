@@ -1,0 +1,51 @@
+#include "services/stage_worker/stage_worker.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace resbm {
+
+absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorkerOptions& options) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  auto service = std::make_unique<StageWorkerService>(options.session);
+  std::unique_ptr<StageWorker> worker(new StageWorker(options, std::move(service)));
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
+                           &worker->port_);
+  builder.RegisterService(worker->service_.get());
+  // Frames are checked against the assignment; this only bounds a hostile message.
+  builder.SetMaxReceiveMessageSize(512 << 20);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  worker->server_ = builder.BuildAndStart();
+  if (worker->server_ == nullptr || worker->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
+  }
+  return worker;
+}
+
+StageWorker::StageWorker(const StageWorkerOptions& options,
+                         std::unique_ptr<StageWorkerService> service)
+    : options_(options), service_(std::move(service)) {}
+
+StageWorker::~StageWorker() { Shutdown(absl::Now() + absl::Seconds(1)); }
+
+std::string StageWorker::address() const {
+  const std::string& listen = options_.listen_address;
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  return absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port_);
+}
+
+void StageWorker::Shutdown(absl::Time deadline) {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(absl::ToChronoTime(deadline));
+  service_->Stop();
+}
+
+}  // namespace resbm

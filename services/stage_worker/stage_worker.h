@@ -1,0 +1,53 @@
+// StageWorker: the stage worker process's server: the StageWorker service, gRPC health
+// checking and reflection, on one listening port (port 0 picks a free one). Construction is
+// by Create; Start/Shutdown(deadline). Thread-safe.
+#ifndef RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_H_
+#define RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/stage_worker/stage_session.h"
+#include "services/stage_worker/stage_worker_service.h"
+
+namespace resbm {
+
+struct StageWorkerOptions {
+  // host:port to listen on; port 0 picks a free port (see port()).
+  std::string listen_address = "127.0.0.1:0";
+  StageSessionOptions session;
+};
+
+class StageWorker {
+ public:
+  // Binds the port and starts serving.
+  static absl::StatusOr<std::unique_ptr<StageWorker>> Start(const StageWorkerOptions& options);
+  ~StageWorker();  // Shutdown with a short deadline.
+  StageWorker(const StageWorker&) = delete;
+  StageWorker& operator=(const StageWorker&) = delete;
+
+  int port() const { return port_; }
+  // host:port a neighbour or the coordinator dials.
+  std::string address() const;
+
+  // Health goes NOT_SERVING, calls in flight get until `deadline`, the executor joins.
+  void Shutdown(absl::Time deadline);
+  void Wait() { server_->Wait(); }
+
+ private:
+  StageWorker(const StageWorkerOptions& options, std::unique_ptr<StageWorkerService> service);
+
+  StageWorkerOptions options_;
+  std::unique_ptr<StageWorkerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_H_

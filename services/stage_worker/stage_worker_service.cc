@@ -1,0 +1,106 @@
+#include "services/stage_worker/stage_worker_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+#include "services/stage_worker/exchange_server_reactor.h"
+
+namespace resbm {
+namespace {
+
+const absl::Status kStopping = absl::UnavailableError("worker is shutting down");
+
+// Posts `work` to the executor and finishes `reactor` with its status; if the executor no
+// longer takes work, finishes at once with UNAVAILABLE.
+template <typename Work>
+grpc::ServerUnaryReactor* PostUnary(grpc::CallbackServerContext* context, ExecutorThread& executor,
+                                    Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool posted = executor.Post(
+      [reactor, work = std::move(work)]() mutable { reactor->Finish(ToGrpcStatus(work())); });
+  if (!posted) reactor->Finish(ToGrpcStatus(kStopping));
+  return reactor;
+}
+
+absl::Status NoAssignment() {
+  return absl::FailedPreconditionError("no stage assigned to this worker; call Assign first");
+}
+
+}  // namespace
+
+StageWorkerService::StageWorkerService(const StageSessionOptions& options) : options_(options) {}
+
+StageWorkerService::~StageWorkerService() { Stop(); }
+
+void StageWorkerService::Stop() {
+  executor_.Post([this] { session_.reset(); });
+  executor_.Stop();
+}
+
+std::shared_ptr<FrameLink> StageWorkerService::WaitForUpstream(
+    absl::Time deadline, const std::function<bool()>& cancelled) {
+  absl::MutexLock lock(&mu_);
+  while ((upstream_ == nullptr || !upstream_->open()) && absl::Now() < deadline && !cancelled()) {
+    upstream_changed_.WaitWithDeadline(&mu_,
+                                       std::min(deadline, absl::Now() + absl::Milliseconds(20)));
+  }
+  return upstream_;
+}
+
+grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext* context,
+                                                     const v1::AssignRequest* request,
+                                                     v1::AssignResponse* response) {
+  return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+    session_.reset();  // Ends the old stream to the next stage first.
+    auto session = StageSession::Create(request->assignment(), options_);
+    if (!session.ok()) return session.status();
+    session_ = std::move(*session);
+    response->set_parameters(static_cast<uint64_t>(session_->parameter_count()));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* StageWorkerService::RunStep(grpc::CallbackServerContext* context,
+                                                      const v1::RunStepRequest* request,
+                                                      v1::RunStepResponse* response) {
+  return PostUnary(context, executor_, [this, context, request, response]() -> absl::Status {
+    if (!session_) return NoAssignment();
+    // A step without a client deadline still ends: 10 minutes is far past any sane step.
+    const absl::Time deadline =
+        std::min(absl::FromChrono(context->deadline()), absl::Now() + absl::Minutes(10));
+    auto cancelled = [context] { return context->IsCancelled(); };
+    std::shared_ptr<FrameLink> upstream;
+    if (session_->assignment().stage_index() > 0) upstream = WaitForUpstream(deadline, cancelled);
+    auto result = session_->RunStep(*request, upstream, deadline, cancelled);
+    if (!result.ok()) return result.status();
+    *response = std::move(*result);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* StageWorkerService::ApplyStep(grpc::CallbackServerContext* context,
+                                                        const v1::ApplyStepRequest* request,
+                                                        v1::ApplyStepResponse* response) {
+  return PostUnary(context, executor_, [this, request]() -> absl::Status {
+    if (!session_) return NoAssignment();
+    return session_->ApplyStep(*request);
+  });
+}
+
+grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::Exchange(
+    grpc::CallbackServerContext* context) {
+  // Room for two steps' frames of any schedule; the mailbox refuses more.
+  auto link = std::make_shared<FrameLink>(options_.max_queued_frames, 2 * 4096 + 2);
+  std::shared_ptr<FrameLink> previous;
+  {
+    absl::MutexLock lock(&mu_);
+    previous = std::exchange(upstream_, link);
+    upstream_changed_.SignalAll();
+  }
+  // A new upstream connection (a restarted or reassigned stage) replaces the old one.
+  if (previous) previous->Shutdown(absl::UnavailableError("replaced by a new upstream stream"));
+  return new ExchangeServerReactor(std::move(link));  // Freed in its OnDone.
+}
+
+}  // namespace resbm

@@ -1,0 +1,56 @@
+// StageWorkerService: the StageWorker gRPC service (callback API). Unary calls post their
+// work to the executor thread, which owns the StageSession; Exchange hands each incoming
+// boundary stream to an ExchangeServerReactor and keeps its link as the upstream link.
+// Reactions never block and never run the model. Thread-safe.
+#ifndef RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_SERVICE_H_
+#define RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_SERVICE_H_
+
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/runtime/executor_thread.h"
+#include "common/transport/frame_link.h"
+#include "resbm/v1/stage_worker.grpc.pb.h"
+#include "services/stage_worker/stage_session.h"
+
+namespace resbm {
+
+class StageWorkerService final : public v1::StageWorker::CallbackService {
+ public:
+  explicit StageWorkerService(const StageSessionOptions& options);
+  ~StageWorkerService() override;  // Stops the executor (and drops the session on it).
+
+  grpc::ServerUnaryReactor* Assign(grpc::CallbackServerContext* context,
+                                   const v1::AssignRequest* request,
+                                   v1::AssignResponse* response) override;
+  grpc::ServerUnaryReactor* RunStep(grpc::CallbackServerContext* context,
+                                    const v1::RunStepRequest* request,
+                                    v1::RunStepResponse* response) override;
+  grpc::ServerUnaryReactor* ApplyStep(grpc::CallbackServerContext* context,
+                                      const v1::ApplyStepRequest* request,
+                                      v1::ApplyStepResponse* response) override;
+  grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
+      grpc::CallbackServerContext* context) override;
+
+  // Stops accepting work and joins the executor; pending calls finish with UNAVAILABLE.
+  void Stop();
+
+ private:
+  // The link from the previous stage, waiting until `deadline` for its stream to arrive (the
+  // first step can start before the previous stage's call reaches this server).
+  std::shared_ptr<FrameLink> WaitForUpstream(absl::Time deadline,
+                                             const std::function<bool()>& cancelled);
+
+  const StageSessionOptions options_;
+  absl::Mutex mu_;
+  absl::CondVar upstream_changed_;
+  std::shared_ptr<FrameLink> upstream_ ABSL_GUARDED_BY(mu_);
+  // Touched only on the executor thread.
+  std::unique_ptr<StageSession> session_;
+  ExecutorThread executor_;  // Last: joined first on destruction.
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_SERVICE_H_
