@@ -22,6 +22,8 @@ void FrameMailbox::Deliver(v1::TensorFrame frame) {
   // Before the first step nothing is expected yet: hold frames of step 0 and 1 only.
   const int64_t window = step_[Window(frame.kind())];
   const int64_t current = window < 0 ? 0 : window;
+  // A refused frame fails the step it arrived in (or the first one, before any began).
+  error_step_ = current;
   const int64_t step = static_cast<int64_t>(frame.step());
   if (!job_id_.empty() && frame.job_id() != job_id_) {
     frame_error_ = absl::FailedPreconditionError(
@@ -68,7 +70,7 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
   job_id_ = job_id;
   const int window = evaluation ? 1 : 0;
   step_[window] = step;
-  frame_error_ = absl::OkStatus();
+  if (error_step_ < step) frame_error_ = absl::OkStatus();
   for (auto it = frames_.begin(); it != frames_.end();) {
     const bool stale = Window(std::get<0>(it->first)) == window &&
                        static_cast<int64_t>(std::get<1>(it->first)) < step;

@@ -33,7 +33,7 @@ class FrameMailbox {
   void Reopen();
 
   // Executor side. Starts step `step` of `job_id`: drops frames of earlier steps and clears
-  // the previous step's frame error. Frames of this step and the next are accepted.
+  // a frame error of an earlier step (one refused before this step began still fails it). Frames of this step and the next are accepted.
   // Training frames (activations, gradients) and evaluation frames count their steps
   // separately: `evaluation` picks which window moves.
   void BeginStep(const std::string& job_id, int64_t step, bool evaluation);
@@ -57,6 +57,7 @@ class FrameMailbox {
   // Current step of the training and the evaluation window (-1: none yet).
   int64_t step_[2] ABSL_GUARDED_BY(mu_) = {-1, -1};
   absl::Status frame_error_ ABSL_GUARDED_BY(mu_);
+  int64_t error_step_ ABSL_GUARDED_BY(mu_) = 0;  // The step frame_error_ belongs to.
   absl::Status closed_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -15,11 +15,14 @@ int main(int argc, char** argv) {
   resbm::StageWorkerOptions options;
   std::string port_file;
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
+  int64_t drain_seconds = 5;
   resbm::FlagParser flags("resbm-worker", "Serves one pipeline stage of a ResBM job.");
   flags.AddString("listen", &options.listen_address, "host:port to serve on (port 0: any)");
   flags.AddString("device", &options.session.device, "LibTorch device: cpu, cuda, cuda:N");
   flags.AddString("port-file", &port_file, "write the bound port here once serving");
   flags.AddInt("threads", &threads, "intra-op CPU threads");
+  flags.AddInt("drain-seconds", &drain_seconds,
+               "on SIGTERM/SIGINT, how long calls in flight (and connected peers) get");
   if (auto status = flags.Parse(argc, argv); !status.ok()) {
     std::fprintf(stderr, "resbm-worker: %s\n", status.ToString().c_str());
     return 2;
@@ -42,7 +45,7 @@ int main(int argc, char** argv) {
   }
   const int signal = resbm::WaitForShutdownSignal();
   std::printf("resbm-worker: signal %d, shutting down\n", signal);
-  (*worker)->Shutdown(absl::Now() + absl::Seconds(5));
+  (*worker)->Shutdown(absl::Now() + absl::Seconds(drain_seconds));
   std::printf("resbm-worker: stopped\n");
   return 0;
 }

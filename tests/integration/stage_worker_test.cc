@@ -1,0 +1,162 @@
+// A stage worker refuses bad frames with a clear status and keeps serving; it refuses work
+// before an assignment and assignments that contradict the job's plan.
+#include <memory>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <torch/torch.h>
+
+#include "common/config/job_config.h"
+#include "common/model/wire_codec.h"
+#include "common/transport/frame_codec.h"
+#include "gtest/gtest.h"
+#include "services/stage_worker/stage_worker.h"
+
+namespace resbm {
+namespace {
+
+constexpr int kRows = 2, kSeq = 8, kWidth = 4;  // d 32 / ratio 8
+
+v1::JobConfig TwoStageJob() {
+  auto config = ParseJobConfigJson(R"({
+    "model": {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2, "mlp_hidden": 64,
+              "seq_len": 8},
+    "stages": {"num_stages": 2},
+    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
+    "training": {"batch_size": 2, "microbatches": 1},
+    "data": {"token_shards": {"train_paths": ["unused.bin"], "val_paths": ["unused.bin"]}}
+  })");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return *config;
+}
+
+class StageWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::set_num_threads(1);
+    auto worker = StageWorker::Start(StageWorkerOptions{});
+    ASSERT_TRUE(worker.ok()) << worker.status();
+    worker_ = std::move(*worker);
+    channel_ = grpc::CreateChannel(worker_->address(), grpc::InsecureChannelCredentials());
+    stub_ = v1::StageWorker::NewStub(channel_);
+  }
+
+  grpc::Status AssignLastStage(uint32_t first_layer = 1) {
+    v1::AssignRequest request;
+    auto* a = request.mutable_assignment();
+    a->set_job_id("job");
+    *a->mutable_config() = TwoStageJob();
+    a->set_stage_index(1);
+    a->set_num_stages(2);
+    a->set_first_layer(first_layer);
+    a->set_num_layers(1);
+    grpc::ClientContext context;
+    v1::AssignResponse response;
+    return stub_->Assign(&context, request, &response);
+  }
+
+  v1::RunStepRequest StepRequest(uint64_t step) {
+    v1::RunStepRequest request;
+    request.set_job_id("job");
+    request.set_step(step);
+    request.set_mode(v1::STEP_MODE_TRAIN);
+    request.set_rows(kRows);
+    request.set_seq_len(kSeq);
+    request.set_microbatches(1);
+    auto* forward = request.add_ops();
+    forward->set_kind(v1::OP_KIND_FORWARD);
+    auto* backward = request.add_ops();
+    backward->set_kind(v1::OP_KIND_BACKWARD);
+    auto* targets = request.add_targets();
+    for (int i = 0; i < kRows * kSeq; ++i) targets->add_ids(i % 64);
+    return request;
+  }
+
+  v1::TensorFrame GoodFrame(uint64_t step) {
+    auto wire = WireCodec::Encode(torch::randn({kRows, kSeq, kWidth}), WireDtype::kFp32);
+    EXPECT_TRUE(wire.ok());
+    return FrameCodec::Encode(FrameHeader{"job", static_cast<int64_t>(step), 0,
+                                          v1::FRAME_KIND_ACTIVATION},
+                              std::move(*wire));
+  }
+
+  // Runs one step as the last stage while a fake stage 0 sends `frame` on an Exchange stream.
+  grpc::Status StepWithFrame(uint64_t step, const v1::TensorFrame& frame,
+                             v1::RunStepResponse* response) {
+    grpc::ClientContext stream_context;
+    auto stream = stub_->Exchange(&stream_context);
+    grpc::Status status;
+    std::thread runner([&] {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      status = stub_->RunStep(&context, StepRequest(step), response);
+    });
+    stream->Write(frame);
+    runner.join();
+    stream_context.TryCancel();
+    stream->Finish();
+    return status;
+  }
+
+  std::unique_ptr<StageWorker> worker_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::StageWorker::Stub> stub_;
+};
+
+TEST_F(StageWorkerTest, RefusesWorkBeforeAnAssignment) {
+  grpc::ClientContext context;
+  v1::RunStepResponse response;
+  auto status = stub_->RunStep(&context, StepRequest(0), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("call Assign first"), std::string::npos);
+}
+
+TEST_F(StageWorkerTest, RefusesAnAssignmentThatContradictsThePlan) {
+  auto status = AssignLastStage(/*first_layer=*/0);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("does not match the job's stage plan"),
+            std::string::npos)
+      << status.error_message();
+}
+
+TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
+  ASSERT_TRUE(AssignLastStage().ok());
+  struct Row {
+    std::string name;
+    std::function<void(v1::TensorFrame*)> corrupt;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  std::vector<Row> rows = {
+      {"wrong shape", [](v1::TensorFrame* f) { f->set_shape(2, 5); },
+       grpc::StatusCode::INVALID_ARGUMENT, "frame.shape: [2,8,5]; expected [2,8,4]"},
+      {"oversized", [](v1::TensorFrame* f) { f->set_shape(0, int64_t{1} << 40); },
+       grpc::StatusCode::INVALID_ARGUMENT, "frame.shape"},
+      {"bad checksum", [](v1::TensorFrame* f) { (*f->mutable_payload())[3] ^= 0x10; },
+       grpc::StatusCode::DATA_LOSS, "frame.checksum"},
+      {"wrong step", [](v1::TensorFrame* f) { f->set_step(7); },
+       grpc::StatusCode::FAILED_PRECONDITION, "frame.step: 7; expected 0"},
+      {"other job", [](v1::TensorFrame* f) { f->set_job_id("intruder"); },
+       grpc::StatusCode::FAILED_PRECONDITION, "frame.job_id: 'intruder'"},
+  };
+  for (const Row& row : rows) {
+    v1::TensorFrame frame = GoodFrame(0);
+    row.corrupt(&frame);
+    v1::RunStepResponse response;
+    grpc::Status status = StepWithFrame(0, frame, &response);
+    EXPECT_EQ(status.error_code(), row.code) << row.name << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(row.message), std::string::npos)
+        << row.name << ": " << status.error_message();
+  }
+  // Still serving: a good frame trains.
+  v1::RunStepResponse response;
+  grpc::Status status = StepWithFrame(0, GoodFrame(0), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.microbatches_size(), 1);
+  EXPECT_GT(response.microbatches(0).loss(), 0.0);
+  EXPECT_GT(response.grad_squared_norm(), 0.0);
+  EXPECT_EQ(response.activation_bytes_received(), uint64_t{kRows * kSeq * kWidth * 4});
+}
+
+}  // namespace
+}  // namespace resbm
