@@ -17,6 +17,7 @@
 #include "common/model/model_options.h"
 #include "common/model/stage_plan.h"
 #include "common/model/stage_runner.h"
+#include "common/train/training_backend.h"
 
 namespace resbm {
 
@@ -27,20 +28,6 @@ struct LocalPipelineOptions {
   std::vector<StageSpec> plan;
   uint64_t seed = 1337;
   std::string device = "cpu";
-};
-
-// Payload bytes that crossed one boundary (z forward, g_z backward) and the tokens they carried.
-struct BoundaryTraffic {
-  int64_t forward_bytes = 0;
-  int64_t backward_bytes = 0;
-  int64_t forward_tokens = 0;
-  int64_t backward_tokens = 0;
-};
-
-struct StepStats {
-  double loss = 0.0;       // Mean over the step's tokens.
-  double grad_norm = 0.0;  // Global, before clipping.
-  double clip_factor = 1.0;
 };
 
 class LocalPipeline {

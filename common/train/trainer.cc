@@ -1,7 +1,5 @@
 #include "common/train/trainer.h"
 
-#include <torch/torch.h>
-
 #include <chrono>
 #include <fstream>
 #include <numeric>
@@ -20,52 +18,35 @@ namespace {
 // Validation batches use their own stream, fixed for the whole run.
 constexpr uint64_t kValidationSeedSalt = 0x76616c6964617465ULL;
 
-void SampleBatch(const BatchSampler& sampler, int64_t step, int64_t rows, at::Tensor* inputs,
-                 at::Tensor* targets) {
-  std::vector<int64_t> x, y;
-  sampler.Sample(step, 0, rows, &x, &y);
-  const int64_t seq = sampler.seq_len();
-  *inputs = torch::from_blob(x.data(), {rows, seq}, torch::kInt64).clone();   // (B, T)
-  *targets = torch::from_blob(y.data(), {rows, seq}, torch::kInt64).clone();  // (B, T)
-}
-
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options) {
-  const v1::JobConfig& config = options.config;
-  RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
-  RESBM_ASSIGN_OR_RETURN(TokenDataset dataset, LoadJobDataset(config));
-  std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
-                             config.stages().layers_per_stage().end());
-  LocalPipelineOptions pipeline_options;
-  pipeline_options.model = ToModelOptions(config);
-  pipeline_options.compression = ToCompressionOptions(config);
-  pipeline_options.optimizer = ToOptimizerOptions(config);
-  pipeline_options.seed = config.training().seed();
-  pipeline_options.device = options.device;
-  RESBM_ASSIGN_OR_RETURN(pipeline_options.plan, PlanStages(config.model().n_layers(),
-                                                           config.stages().num_stages(), sizes));
-  RESBM_ASSIGN_OR_RETURN(auto pipeline, LocalPipeline::Create(pipeline_options));
-  return std::unique_ptr<Trainer>(new Trainer(options, std::move(dataset), std::move(pipeline)));
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
+                                                         std::unique_ptr<TrainingBackend> backend) {
+  RESBM_RETURN_IF_ERROR(ValidateJobConfig(options.config));
+  if (backend == nullptr || backend->num_stages() != options.config.stages().num_stages()) {
+    return absl::InvalidArgumentError("backend: expected one running the config's stages");
+  }
+  RESBM_ASSIGN_OR_RETURN(TokenDataset dataset, LoadJobDataset(options.config));
+  return std::unique_ptr<Trainer>(new Trainer(options, std::move(dataset), std::move(backend)));
 }
 
 Trainer::Trainer(const TrainerOptions& options, TokenDataset dataset,
-                 std::unique_ptr<LocalPipeline> pipeline)
+                 std::unique_ptr<TrainingBackend> backend)
     : options_(options),
       dataset_(std::move(dataset)),
       train_sampler_(&dataset_.train(), options.config.model().seq_len(),
                      options.config.training().seed()),
       val_sampler_(&dataset_.val(), options.config.model().seq_len(),
                    options.config.training().seed() ^ kValidationSeedSalt),
-      pipeline_(std::move(pipeline)) {}
+      backend_(std::move(backend)) {}
 
 absl::StatusOr<double> Trainer::EvaluateValidation() {
   const auto& training = options_.config.training();
   double total = 0.0;
   for (uint32_t i = 0; i < training.eval_batches(); ++i) {
-    at::Tensor inputs, targets;
-    SampleBatch(val_sampler_, i, training.batch_size(), &inputs, &targets);
-    RESBM_ASSIGN_OR_RETURN(double loss, pipeline_->Evaluate(inputs, targets));
+    std::vector<int64_t> inputs, targets;
+    val_sampler_.Sample(i, 0, training.batch_size(), &inputs, &targets);
+    RESBM_ASSIGN_OR_RETURN(double loss, backend_->Evaluate(eval_round_++, inputs, targets));
     total += loss;
   }
   return total / training.eval_batches();
@@ -98,10 +79,9 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   std::vector<double> losses;
   double val_loss = -1.0;
   for (int64_t step = 0; step < steps; ++step) {
-    at::Tensor inputs, targets;
-    SampleBatch(train_sampler_, step, training.batch_size(), &inputs, &targets);
-    RESBM_ASSIGN_OR_RETURN(StepStats stats,
-                           pipeline_->TrainStep(step, inputs, targets, training.microbatches()));
+    std::vector<int64_t> inputs, targets;
+    train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
+    RESBM_ASSIGN_OR_RETURN(StepStats stats, backend_->TrainStep(step, inputs, targets));
     losses.push_back(stats.loss);
     const bool last = step + 1 == steps;
     const bool eval_now =
@@ -133,7 +113,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   summary.compression = CompressionKindName(compression.kind);
   summary.ratio = compression.ratio;
   summary.wire_dtype = WireDtypeName(compression.wire_dtype);
-  summary.num_stages = pipeline_->num_stages();
+  summary.num_stages = backend_->num_stages();
   summary.steps = steps;
   summary.tokens = steps * tokens_per_step;
   const size_t tail = std::min<size_t>(10, losses.size());
@@ -143,7 +123,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
   summary.wall_seconds = elapsed();
   summary.tokens_per_second = summary.tokens / summary.wall_seconds;
-  const auto& traffic = pipeline_->traffic();
+  const std::vector<BoundaryTraffic> traffic = backend_->Traffic();
   for (size_t b = 0; b < traffic.size(); ++b) {
     BoundarySummary boundary;
     boundary.boundary = static_cast<int64_t>(b);

@@ -1,7 +1,8 @@
-// Trainer: the single-process training run behind `resbm-train`. Loads the data a job config
-// names, builds every stage in one LocalPipeline, trains for the configured steps with a live
-// progress line, evaluates on held-out data, and writes the loss curve (CSV) and a
-// RunSummary (JSON). Owns the pipeline and the dataset. Not thread-safe.
+// Trainer: the training loop of a job, the same for resbm-train (LocalBackend) and the
+// coordinator (stage workers behind a DistributedBackend). Loads the data the job config
+// names (the data loader lives here: only token ids reach the backend), trains for the
+// configured steps with a live progress line, evaluates on held-out data, and writes the loss
+// curve (CSV) and a RunSummary (JSON). Owns the backend and the dataset. Not thread-safe.
 #ifndef RESBM_COMMON_TRAIN_TRAINER_H_
 #define RESBM_COMMON_TRAIN_TRAINER_H_
 
@@ -12,8 +13,8 @@
 #include "absl/status/statusor.h"
 #include "common/data/batch_sampler.h"
 #include "common/data/token_dataset.h"
-#include "common/train/local_pipeline.h"
 #include "common/train/run_summary.h"
+#include "common/train/training_backend.h"
 #include "resbm/v1/config.pb.h"
 
 namespace resbm {
@@ -24,14 +25,15 @@ struct TrainerOptions {
   // Empty: not written.
   std::string summary_json_path;
   std::string loss_csv_path;
-  std::string device = "cpu";
   // Progress output (not owned); null for a silent run.
   std::FILE* progress = stdout;
 };
 
 class Trainer {
  public:
-  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options);
+  // `backend` runs the pipeline the config describes.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options,
+                                                         std::unique_ptr<TrainingBackend> backend);
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
@@ -41,17 +43,16 @@ class Trainer {
   // Mean validation loss over the configured eval batches (the same batches every time).
   absl::StatusOr<double> EvaluateValidation();
 
-  LocalPipeline& pipeline() { return *pipeline_; }
-
  private:
   Trainer(const TrainerOptions& options, TokenDataset dataset,
-          std::unique_ptr<LocalPipeline> pipeline);
+          std::unique_ptr<TrainingBackend> backend);
 
   TrainerOptions options_;
   TokenDataset dataset_;
   BatchSampler train_sampler_;
   BatchSampler val_sampler_;
-  std::unique_ptr<LocalPipeline> pipeline_;
+  std::unique_ptr<TrainingBackend> backend_;
+  int64_t eval_round_ = 0;
 };
 
 }  // namespace resbm

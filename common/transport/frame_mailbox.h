@@ -33,9 +33,9 @@ class FrameMailbox {
   void Reopen();
 
   // Executor side. Starts step `step` of `job_id`: drops frames of earlier steps and clears
-  // a frame error of an earlier step (one refused before this step began still fails it). Frames of this step and the next are accepted.
-  // Training frames (activations, gradients) and evaluation frames count their steps
-  // separately: `evaluation` picks which window moves.
+  // a frame error of an earlier step (one refused before this step began still fails it). Frames of
+  // this step and the next are accepted. Training frames (activations, gradients) and evaluation
+  // frames count their steps separately: `evaluation` picks which window moves.
   void BeginStep(const std::string& job_id, int64_t step, bool evaluation);
   // Waits for the frame (kind, step, microbatch) until `deadline`, or until `cancelled()`
   // returns true (polled every 20 ms; may be empty).

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   flags.AddString("listen", &options.listen_address, "host:port to serve on (port 0: any)");
   flags.AddString("device", &options.session.device, "LibTorch device: cpu, cuda, cuda:N");
   flags.AddString("port-file", &port_file, "write the bound port here once serving");
+  flags.AddString("coordinator", &options.coordinator_address,
+                  "host:port of the coordinator to register with");
   flags.AddInt("threads", &threads, "intra-op CPU threads");
   flags.AddInt("drain-seconds", &drain_seconds,
                "on SIGTERM/SIGINT, how long calls in flight (and connected peers) get");

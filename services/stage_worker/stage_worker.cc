@@ -25,6 +25,10 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorke
     return absl::UnavailableError(
         absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
   }
+  if (!options.coordinator_address.empty()) {
+    worker->coordinator_client_ = std::make_unique<CoordinatorClient>(
+        options.coordinator_address, worker->address(), options.session.device);
+  }
   return worker;
 }
 
@@ -43,6 +47,7 @@ std::string StageWorker::address() const {
 void StageWorker::Shutdown(absl::Time deadline) {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
+  coordinator_client_.reset();  // Stop heartbeating: the coordinator sees us leave.
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(absl::ToChronoTime(deadline));
   service_->Stop();

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/stage_worker/coordinator_client.h"
 #include "services/stage_worker/stage_session.h"
 #include "services/stage_worker/stage_worker_service.h"
 
@@ -20,6 +21,9 @@ struct StageWorkerOptions {
   // host:port to listen on; port 0 picks a free port (see port()).
   std::string listen_address = "127.0.0.1:0";
   StageSessionOptions session;
+  // host:port of the coordinator's Control service; empty: do not register (tests that
+  // drive the worker directly).
+  std::string coordinator_address;
 };
 
 class StageWorker {
@@ -44,6 +48,7 @@ class StageWorker {
   StageWorkerOptions options_;
   std::unique_ptr<StageWorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<CoordinatorClient> coordinator_client_;  // Null without a coordinator.
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -22,8 +22,8 @@ TEST_P(GracefulShutdownTest, WorkerExitsZeroOnSignal) {
   const std::string dir = ::testing::TempDir();
   const std::string port_file = dir + "/resbm_worker_port_" + std::to_string(::getpid());
   std::remove(port_file.c_str());
-  Subprocess worker({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
-                     "--port-file=" + port_file, "--threads=1", "--drain-seconds=1"},
+  Subprocess worker({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0", "--port-file=" + port_file,
+                     "--threads=1", "--drain-seconds=1"},
                     dir + "/resbm_worker_log_" + std::to_string(::getpid()));
   const std::string port = WaitForFile(port_file, std::chrono::seconds(30));
   ASSERT_FALSE(port.empty()) << worker.Log();

@@ -1,16 +1,17 @@
 // A stage worker refuses bad frames with a clear status and keeps serving; it refuses work
 // before an assignment and assignments that contradict the job's plan.
-#include <memory>
-#include <thread>
+#include "services/stage_worker/stage_worker.h"
 
 #include <grpcpp/grpcpp.h>
 #include <torch/torch.h>
+
+#include <memory>
+#include <thread>
 
 #include "common/config/job_config.h"
 #include "common/model/wire_codec.h"
 #include "common/transport/frame_codec.h"
 #include "gtest/gtest.h"
-#include "services/stage_worker/stage_worker.h"
 
 namespace resbm {
 namespace {
@@ -75,9 +76,9 @@ class StageWorkerTest : public ::testing::Test {
   v1::TensorFrame GoodFrame(uint64_t step) {
     auto wire = WireCodec::Encode(torch::randn({kRows, kSeq, kWidth}), WireDtype::kFp32);
     EXPECT_TRUE(wire.ok());
-    return FrameCodec::Encode(FrameHeader{"job", static_cast<int64_t>(step), 0,
-                                          v1::FRAME_KIND_ACTIVATION},
-                              std::move(*wire));
+    return FrameCodec::Encode(
+        FrameHeader{"job", static_cast<int64_t>(step), 0, v1::FRAME_KIND_ACTIVATION},
+        std::move(*wire));
   }
 
   // Runs one step as the last stage while a fake stage 0 sends `frame` on an Exchange stream.
@@ -114,8 +115,7 @@ TEST_F(StageWorkerTest, RefusesWorkBeforeAnAssignment) {
 TEST_F(StageWorkerTest, RefusesAnAssignmentThatContradictsThePlan) {
   auto status = AssignLastStage(/*first_layer=*/0);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_NE(status.error_message().find("does not match the job's stage plan"),
-            std::string::npos)
+  EXPECT_NE(status.error_message().find("does not match the job's stage plan"), std::string::npos)
       << status.error_message();
 }
 

@@ -28,8 +28,7 @@ inline std::string BinaryPath(const std::string& name) {
 
 class Subprocess {
  public:
-  Subprocess(std::vector<std::string> argv, std::string log_path)
-      : log_path_(std::move(log_path)) {
+  Subprocess(std::vector<std::string> argv, std::string log_path) : log_path_(std::move(log_path)) {
     pid_ = ::fork();
     if (pid_ == 0) {
       FILE* log = std::fopen(log_path_.c_str(), "w");

@@ -9,6 +9,7 @@
 
 #include "common/config/job_config.h"
 #include "common/runtime/flag_parser.h"
+#include "common/train/local_backend.h"
 #include "common/train/trainer.h"
 
 namespace {
@@ -63,7 +64,6 @@ int main(int argc, char** argv) {
   torch::set_num_threads(static_cast<int>(threads));
   options.summary_json_path = summary_json;
   options.loss_csv_path = loss_csv;
-  options.device = device;
   EnsureParent(summary_json);
   EnsureParent(loss_csv);
 
@@ -79,7 +79,9 @@ int main(int argc, char** argv) {
       c.training().batch_size(), static_cast<long long>(threads));
   std::fflush(stdout);
 
-  auto trainer = resbm::Trainer::Create(options);
+  auto backend = resbm::LocalBackend::Create(options.config, device);
+  if (!backend.ok()) return Fail(backend.status());
+  auto trainer = resbm::Trainer::Create(options, std::move(*backend));
   if (!trainer.ok()) return Fail(trainer.status());
   auto summary = (*trainer)->Run();
   if (!summary.ok()) return Fail(summary.status());

@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "common/model/adamw.h"
+#include "common/model/grad_clip.h"
 #include "common/model/lr_schedule.h"
 #include "common/model/muon.h"
-#include "common/model/grad_clip.h"
 #include "common/model/stage_optimizer.h"
 #include "gtest/gtest.h"
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config/job_config.h"
+#include "common/train/local_backend.h"
 #include "gtest/gtest.h"
 
 namespace resbm {
@@ -29,7 +30,9 @@ RunSummary Train(const v1::JobConfig& config, const std::string& csv = "",
   options.progress = nullptr;
   options.loss_csv_path = csv;
   options.summary_json_path = json;
-  auto trainer = Trainer::Create(options);
+  auto backend = LocalBackend::Create(config, "cpu");
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  auto trainer = Trainer::Create(options, std::move(*backend));
   EXPECT_TRUE(trainer.ok()) << trainer.status();
   auto summary = (*trainer)->Run();
   EXPECT_TRUE(summary.ok()) << summary.status();
@@ -130,7 +133,9 @@ TEST(TrainerTest, MissingDataFileIsAClearError) {
   TrainerOptions options;
   options.config = config;
   options.progress = nullptr;
-  auto trainer = Trainer::Create(options);
+  auto backend = LocalBackend::Create(config, "cpu");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  auto trainer = Trainer::Create(options, std::move(*backend));
   ASSERT_FALSE(trainer.ok());
   EXPECT_NE(trainer.status().message().find("/nonexistent/corpus.txt"), std::string::npos)
       << trainer.status();

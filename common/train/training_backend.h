@@ -1,0 +1,47 @@
+// TrainingBackend: what the training loop needs from a pipeline, whatever runs it: one
+// process (LocalBackend) or stage workers over the network (the coordinator's
+// DistributedBackend). Batches are token ids, row-major (batch_size x seq_len), so the loop
+// itself needs no LibTorch. Implementations are not thread-safe.
+#ifndef RESBM_COMMON_TRAIN_TRAINING_BACKEND_H_
+#define RESBM_COMMON_TRAIN_TRAINING_BACKEND_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace resbm {
+
+// Payload bytes that crossed one boundary (z forward, g_z backward) and the tokens they carried.
+struct BoundaryTraffic {
+  int64_t forward_bytes = 0;
+  int64_t backward_bytes = 0;
+  int64_t forward_tokens = 0;
+  int64_t backward_tokens = 0;
+};
+
+struct StepStats {
+  double loss = 0.0;       // Mean over the step's tokens.
+  double grad_norm = 0.0;  // Global, before clipping.
+  double clip_factor = 1.0;
+};
+
+class TrainingBackend {
+ public:
+  virtual ~TrainingBackend() = default;
+
+  // Optimizer step `step` (0-based) on one batch split into the configured microbatches.
+  virtual absl::StatusOr<StepStats> TrainStep(int64_t step, const std::vector<int64_t>& inputs,
+                                              const std::vector<int64_t>& targets) = 0;
+  // Mean loss of one batch without updating anything; `round` counts evaluation batches over
+  // the whole run (0, 1, 2, ...).
+  virtual absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
+                                          const std::vector<int64_t>& targets) = 0;
+  // Training traffic so far, one entry per boundary (num_stages - 1).
+  virtual std::vector<BoundaryTraffic> Traffic() const = 0;
+  virtual int64_t num_stages() const = 0;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_COMMON_TRAIN_TRAINING_BACKEND_H_

@@ -1,0 +1,36 @@
+#include "services/coordinator/control_service.h"
+
+#include "common/status/grpc_status.h"
+
+namespace resbm {
+
+ControlService::ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval)
+    : registry_(registry), heartbeat_interval_(heartbeat_interval) {}
+
+grpc::ServerUnaryReactor* ControlService::RegisterWorker(grpc::CallbackServerContext* context,
+                                                         const v1::RegisterWorkerRequest* request,
+                                                         v1::RegisterWorkerResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  const auto colon = request->address().rfind(':');
+  if (request->address().empty() || colon == std::string::npos ||
+      colon + 1 == request->address().size()) {
+    reactor->Finish(ToGrpcStatus(
+        absl::InvalidArgumentError("address: '" + request->address() + "'; expected host:port")));
+    return reactor;
+  }
+  response->set_worker_id(registry_->Register(request->address(), request->device()));
+  response->set_heartbeat_interval_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(heartbeat_interval_)));
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ControlService::Heartbeat(grpc::CallbackServerContext* context,
+                                                    const v1::HeartbeatRequest* request,
+                                                    v1::HeartbeatResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(registry_->Heartbeat(request->worker_id())));
+  return reactor;
+}
+
+}  // namespace resbm

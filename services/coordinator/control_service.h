@@ -1,0 +1,31 @@
+// ControlService: the coordinator's Control gRPC service (callback API): worker
+// registration and heartbeats into a WorkerRegistry. Every call finishes at once.
+// Thread-safe.
+#ifndef RESBM_SERVICES_COORDINATOR_CONTROL_SERVICE_H_
+#define RESBM_SERVICES_COORDINATOR_CONTROL_SERVICE_H_
+
+#include "resbm/v1/coordinator.grpc.pb.h"
+#include "services/coordinator/worker_registry.h"
+
+namespace resbm {
+
+class ControlService final : public v1::Control::CallbackService {
+ public:
+  // `registry` is not owned and must outlive the service.
+  ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval);
+
+  grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
+                                           const v1::RegisterWorkerRequest* request,
+                                           v1::RegisterWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+
+ private:
+  WorkerRegistry* registry_;
+  absl::Duration heartbeat_interval_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_COORDINATOR_CONTROL_SERVICE_H_

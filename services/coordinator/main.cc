@@ -1,0 +1,109 @@
+// resbm-coordinator: serves the Control service, waits for one worker per stage, runs the
+// job (the config file, or the default job) on them with live progress, writes the summary
+// and the loss curve, and exits. A SIGTERM/SIGINT stops it at once.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/config/job_config.h"
+#include "common/runtime/flag_parser.h"
+#include "common/runtime/shutdown_signal.h"
+#include "services/coordinator/coordinator.h"
+
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "resbm-coordinator: %s\n", status.ToString().c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  resbm::BlockShutdownSignals();
+  resbm::CoordinatorOptions options;
+  std::string config_path, summary_json = "out/summary.json", loss_csv = "out/loss.csv";
+  std::string port_file, job_id = "job-1";
+  int64_t steps = 0, stages = 0, wait_seconds = 120;
+  resbm::FlagParser flags("resbm-coordinator",
+                          "Runs a ResBM job on registered stage workers (resbm-worker "
+                          "--coordinator=ADDRESS).");
+  flags.AddString("listen", &options.listen_address, "host:port to serve on (port 0: any)");
+  flags.AddString("config", &config_path, "job config file (default: the shipped default job)");
+  flags.AddInt("steps", &steps, "override training.steps");
+  flags.AddInt("stages", &stages, "override stages.num_stages");
+  flags.AddString("job-id", &job_id, "identifier of the job on the wire");
+  flags.AddString("summary-json", &summary_json, "where to write the run summary");
+  flags.AddString("loss-csv", &loss_csv, "where to write the loss curve");
+  flags.AddString("port-file", &port_file, "write the bound port here once serving");
+  flags.AddInt("wait-workers-seconds", &wait_seconds, "how long to wait for the workers");
+  if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+  resbm::TrainerOptions trainer;
+  if (config_path.empty()) {
+    trainer.config = resbm::DefaultJobConfig();
+  } else {
+    auto config = resbm::LoadJobConfigFile(config_path);
+    if (!config.ok()) return Fail(config.status());
+    trainer.config = *config;
+  }
+  if (flags.WasSet("steps")) trainer.config.mutable_training()->set_steps(steps);
+  if (flags.WasSet("stages")) {
+    trainer.config.mutable_stages()->set_num_stages(stages);
+    trainer.config.mutable_stages()->clear_layers_per_stage();
+  }
+  if (auto status = resbm::ValidateJobConfig(trainer.config); !status.ok()) return Fail(status);
+  trainer.summary_json_path = summary_json;
+  trainer.loss_csv_path = loss_csv;
+  for (const auto& path : {summary_json, loss_csv}) {
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
+  }
+  options.worker_wait = absl::Seconds(wait_seconds);
+
+  auto coordinator = resbm::Coordinator::Start(options);
+  if (!coordinator.ok()) return Fail(coordinator.status());
+  std::printf("resbm-coordinator: serving on port %d, waiting for %u workers\n",
+              (*coordinator)->port(), trainer.config.stages().num_stages());
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << (*coordinator)->port() << "\n";
+    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  // The job runs on its own thread so a signal can end the process at any moment.
+  absl::StatusOr<resbm::RunSummary> summary = absl::UnknownError("not finished");
+  std::atomic<bool> job_done{false};
+  std::thread job([&] {
+    summary = (*coordinator)->RunJob(job_id, trainer);
+    job_done = true;
+    ::kill(::getpid(), SIGTERM);  // Wakes the signal wait below.
+  });
+  const int signal = resbm::WaitForShutdownSignal();
+  if (!job_done) {
+    // Stopped mid-job: the job is not persisted yet (that is the job API's work), so there is
+    // nothing to drain but the server; the job thread's calls die with the process.
+    std::printf("resbm-coordinator: signal %d, stopping\n", signal);
+    (*coordinator)->Shutdown(absl::Now() + absl::Seconds(1));
+    std::printf("resbm-coordinator: stopped\n");
+    std::fflush(stdout);
+    std::_Exit(0);
+  }
+  job.join();
+  (*coordinator)->Shutdown(absl::Now() + absl::Seconds(2));
+  if (!summary.ok()) return Fail(summary.status());
+  std::printf(
+      "done: train loss %.4f | val loss %.4f (unigram entropy %.4f) | %lld tokens in %.1f s "
+      "(%.0f tok/s) | wire compression vs bf16 %.1fx\nsummary: %s\nloss curve: %s\n",
+      summary->final_train_loss, summary->final_val_loss, summary->unigram_entropy_nats,
+      static_cast<long long>(summary->tokens), summary->wall_seconds, summary->tokens_per_second,
+      summary->EffectiveCompression(), summary_json.c_str(), loss_csv.c_str());
+  return 0;
+}

@@ -1,0 +1,63 @@
+#include "services/coordinator/worker_registry.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace resbm {
+
+WorkerRegistry::WorkerRegistry(absl::Duration timeout, std::function<absl::Time()> clock)
+    : timeout_(timeout), clock_(std::move(clock)) {}
+
+std::string WorkerRegistry::Register(const std::string& address, const std::string& device) {
+  absl::MutexLock lock(&mu_);
+  for (auto& worker : workers_) {
+    if (worker.address == address) {
+      worker.device = device;
+      worker.last_seen = clock_();
+      return worker.id;
+    }
+  }
+  workers_.push_back(Worker{absl::StrCat("worker-", next_id_++), address, device, clock_()});
+  return workers_.back().id;
+}
+
+absl::Status WorkerRegistry::Heartbeat(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  for (auto& worker : workers_) {
+    if (worker.id == id) {
+      worker.last_seen = clock_();
+      return absl::OkStatus();
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("worker_id: '", id, "' is not registered"));
+}
+
+std::vector<WorkerRegistry::Worker> WorkerRegistry::HealthyLocked() const {
+  std::vector<Worker> healthy;
+  const absl::Time now = clock_();
+  for (const auto& worker : workers_) {
+    if (now - worker.last_seen < timeout_) healthy.push_back(worker);
+  }
+  return healthy;
+}
+
+std::vector<WorkerRegistry::Worker> WorkerRegistry::Healthy() const {
+  absl::MutexLock lock(&mu_);
+  return HealthyLocked();
+}
+
+absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::WaitForHealthy(
+    int64_t count, absl::Time deadline) const {
+  while (true) {
+    std::vector<Worker> healthy = Healthy();
+    if (static_cast<int64_t>(healthy.size()) >= count) return healthy;
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "workers: ", healthy.size(), " healthy; the job needs ", count, " (one per stage)"));
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+}  // namespace resbm

@@ -1,0 +1,52 @@
+// WorkerRegistry: the workers the coordinator knows, with the time each was last heard from;
+// a worker is healthy while its last heartbeat is younger than the timeout. The clock is
+// injectable for tests. Thread-safe.
+#ifndef RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_
+#define RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace resbm {
+
+class WorkerRegistry {
+ public:
+  struct Worker {
+    std::string id;
+    std::string address;
+    std::string device;
+    absl::Time last_seen;
+  };
+
+  explicit WorkerRegistry(
+      absl::Duration timeout, std::function<absl::Time()> clock = [] { return absl::Now(); });
+
+  // Registers (or re-registers, keeping its id) the worker at `address`; returns its id.
+  std::string Register(const std::string& address, const std::string& device);
+  // NotFound for an unknown id (the worker must register again).
+  absl::Status Heartbeat(const std::string& id);
+  // Healthy workers in registration order.
+  std::vector<Worker> Healthy() const;
+  // Waits until at least `count` workers are healthy; DeadlineExceeded naming how many are.
+  absl::StatusOr<std::vector<Worker>> WaitForHealthy(int64_t count, absl::Time deadline) const;
+
+ private:
+  std::vector<Worker> HealthyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const absl::Duration timeout_;
+  const std::function<absl::Time()> clock_;
+  mutable absl::Mutex mu_;
+  std::vector<Worker> workers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_

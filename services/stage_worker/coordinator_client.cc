@@ -1,0 +1,56 @@
+#include "services/stage_worker/coordinator_client.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/time/time.h"
+
+namespace resbm {
+
+CoordinatorClient::CoordinatorClient(const std::string& coordinator_address,
+                                     const std::string& worker_address, const std::string& device)
+    : stub_(v1::Control::NewStub(
+          grpc::CreateChannel(coordinator_address, grpc::InsecureChannelCredentials()))) {
+  registration_.set_address(worker_address);
+  registration_.set_device(device);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+CoordinatorClient::~CoordinatorClient() {
+  stop_.Notify();
+  thread_.join();
+}
+
+void CoordinatorClient::Loop() {
+  std::string worker_id;
+  absl::Duration interval = absl::Seconds(1);
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (!stop_.HasBeenNotified()) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    if (worker_id.empty()) {
+      v1::RegisterWorkerResponse response;
+      grpc::Status status = stub_->RegisterWorker(&context, registration_, &response);
+      if (status.ok()) {
+        worker_id = response.worker_id();
+        interval = absl::Milliseconds(std::max<uint32_t>(50, response.heartbeat_interval_ms()));
+        backoff = absl::Milliseconds(100);
+        std::printf("resbm-worker: registered as %s\n", worker_id.c_str());
+        std::fflush(stdout);
+        continue;
+      }
+      // The coordinator is not up (yet): retry with capped exponential backoff.
+      stop_.WaitForNotificationWithTimeout(backoff);
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+      continue;
+    }
+    v1::HeartbeatRequest request;
+    request.set_worker_id(worker_id);
+    v1::HeartbeatResponse response;
+    grpc::Status status = stub_->Heartbeat(&context, request, &response);
+    if (status.error_code() == grpc::StatusCode::NOT_FOUND) worker_id.clear();
+    stop_.WaitForNotificationWithTimeout(interval);
+  }
+}
+
+}  // namespace resbm
