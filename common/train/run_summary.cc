@@ -24,6 +24,7 @@ std::string RunSummary::ToJson() const {
                                {"backward_bytes", b.backward_bytes},
                                {"forward_tokens", b.forward_tokens},
                                {"backward_tokens", b.backward_tokens},
+                               {"framing_overhead_bytes", b.framing_overhead_bytes},
                                {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes}});
   }
   nlohmann::json j = {{"job_name", job_name},

@@ -18,6 +18,8 @@ struct BoundarySummary {
   int64_t backward_bytes = 0;
   int64_t forward_tokens = 0;
   int64_t backward_tokens = 0;
+  // Frame headers beyond the payloads, both directions (0 in a single process).
+  int64_t framing_overhead_bytes = 0;
   // Bytes an uncompressed bf16 boundary (d values x 2 bytes per token) would have sent.
   int64_t bf16_reference_bytes = 0;
 };

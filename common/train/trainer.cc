@@ -131,6 +131,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     boundary.backward_bytes = traffic[b].backward_bytes;
     boundary.forward_tokens = traffic[b].forward_tokens;
     boundary.backward_tokens = traffic[b].backward_tokens;
+    boundary.framing_overhead_bytes = traffic[b].framing_overhead_bytes;
     boundary.bf16_reference_bytes = traffic[b].forward_tokens * config.model().d_model() * 2;
     summary.boundaries.push_back(boundary);
   }

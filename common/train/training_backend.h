@@ -18,6 +18,8 @@ struct BoundaryTraffic {
   int64_t backward_bytes = 0;
   int64_t forward_tokens = 0;
   int64_t backward_tokens = 0;
+  // Framing beyond the payloads (both directions); 0 where nothing is framed (one process).
+  int64_t framing_overhead_bytes = 0;
 };
 
 struct StepStats {

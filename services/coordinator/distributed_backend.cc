@@ -16,6 +16,9 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   for (int64_t b = 0; b + 1 < num_stages_; ++b) {
     traffic_[b].forward_bytes += static_cast<int64_t>(result.stages[b].activation_bytes_sent());
     traffic_[b].backward_bytes += static_cast<int64_t>(result.stages[b + 1].gradient_bytes_sent());
+    traffic_[b].framing_overhead_bytes +=
+        static_cast<int64_t>(result.stages[b].activation_overhead_bytes_sent() +
+                             result.stages[b + 1].gradient_overhead_bytes_sent());
     traffic_[b].forward_tokens += tokens;
     traffic_[b].backward_tokens += tokens;
   }

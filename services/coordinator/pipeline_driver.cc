@@ -202,6 +202,27 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   return result;
 }
 
+absl::StatusOr<std::vector<std::string>> PipelineDriver::SaveCheckpoints(
+    int64_t step, const std::string& path_prefix) {
+  std::vector<std::string> paths;
+  for (size_t s = 0; s < stubs_.size(); ++s) {
+    v1::SaveCheckpointRequest request;
+    request.set_job_id(job_id_);
+    request.set_step(static_cast<uint64_t>(step));
+    request.set_path(absl::StrCat(path_prefix, "stage-", s, ".ckpt"));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    v1::SaveCheckpointResponse response;
+    grpc::Status status = stubs_[s]->SaveCheckpoint(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(FromGrpcStatus(status).code(),
+                          absl::StrCat("checkpoint of stage ", s, ": ", status.error_message()));
+    }
+    paths.push_back(request.path());
+  }
+  return paths;
+}
+
 absl::StatusOr<double> PipelineDriver::Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                                 const std::vector<int64_t>& targets) {
   // Evaluation is forward-only: every stage runs F0..F(m-1) in order.

@@ -48,6 +48,11 @@ class PipelineDriver {
   absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                   const std::vector<int64_t>& targets);
 
+  // Every stage writes its checkpoint to `path_prefix` + "stage-<s>.ckpt" on its own
+  // filesystem; returns the paths.
+  absl::StatusOr<std::vector<std::string>> SaveCheckpoints(int64_t step,
+                                                           const std::string& path_prefix);
+
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
 
  private:

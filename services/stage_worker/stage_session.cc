@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <utility>
 #include <vector>
@@ -194,9 +195,17 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   auto send = [&](FrameLink& link, v1::FrameKind kind, int64_t mb, const at::Tensor& x,
                   uint64_t* bytes) -> absl::Status {
     RESBM_ASSIGN_OR_RETURN(WireTensor wire, WireCodec::Encode(x, wire_dtype_));
-    *bytes += wire.payload.size();
-    return link.Send(FrameCodec::Encode(FrameHeader{job, step, mb, kind}, std::move(wire)),
-                     deadline);
+    const size_t payload = wire.payload.size();
+    *bytes += payload;
+    v1::TensorFrame frame = FrameCodec::Encode(FrameHeader{job, step, mb, kind}, std::move(wire));
+    const uint64_t overhead = frame.ByteSizeLong() - payload;
+    if (kind == v1::FRAME_KIND_GRADIENT) {
+      response.set_gradient_overhead_bytes_sent(response.gradient_overhead_bytes_sent() + overhead);
+    } else {
+      response.set_activation_overhead_bytes_sent(response.activation_overhead_bytes_sent() +
+                                                  overhead);
+    }
+    return link.Send(std::move(frame), deadline);
   };
 
   auto run_ops = [&]() -> absl::Status {
@@ -286,6 +295,22 @@ absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
         "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
   }
   return runner_->ApplyStep(static_cast<int64_t>(request.step()), request.clip_factor());
+}
+
+absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request) {
+  if (request.job_id() != assignment_.job_id()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
+  }
+  if (request.path().empty()) {
+    return absl::InvalidArgumentError("path: empty; expected a file path on the worker");
+  }
+  RESBM_RETURN_IF_ERROR(
+      runner_->SaveCheckpoint(request.path(), static_cast<int64_t>(request.step())));
+  std::error_code error;
+  const auto size = std::filesystem::file_size(request.path(), error);
+  if (error) return absl::InternalError(absl::StrCat(request.path(), ": ", error.message()));
+  return static_cast<int64_t>(size);
 }
 
 }  // namespace resbm

@@ -44,6 +44,8 @@ class StageSession {
                                               absl::Time deadline,
                                               const std::function<bool()>& cancelled);
   absl::Status ApplyStep(const v1::ApplyStepRequest& request);
+  // Returns the size of the written file.
+  absl::StatusOr<int64_t> SaveCheckpoint(const v1::SaveCheckpointRequest& request);
 
   const v1::StageAssignment& assignment() const { return assignment_; }
   int64_t parameter_count() const;

@@ -88,6 +88,18 @@ grpc::ServerUnaryReactor* StageWorkerService::ApplyStep(grpc::CallbackServerCont
   });
 }
 
+grpc::ServerUnaryReactor* StageWorkerService::SaveCheckpoint(
+    grpc::CallbackServerContext* context, const v1::SaveCheckpointRequest* request,
+    v1::SaveCheckpointResponse* response) {
+  return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+    if (!session_) return NoAssignment();
+    auto bytes = session_->SaveCheckpoint(*request);
+    if (!bytes.ok()) return bytes.status();
+    response->set_bytes(static_cast<uint64_t>(*bytes));
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::Exchange(
     grpc::CallbackServerContext* context) {
   // Room for two steps' frames of any schedule; the mailbox refuses more.

@@ -30,6 +30,9 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   grpc::ServerUnaryReactor* ApplyStep(grpc::CallbackServerContext* context,
                                       const v1::ApplyStepRequest* request,
                                       v1::ApplyStepResponse* response) override;
+  grpc::ServerUnaryReactor* SaveCheckpoint(grpc::CallbackServerContext* context,
+                                           const v1::SaveCheckpointRequest* request,
+                                           v1::SaveCheckpointResponse* response) override;
   grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
       grpc::CallbackServerContext* context) override;
 

@@ -3,14 +3,13 @@
 // single-process `resbm-train` with the same config, for 2 and 4 stages, GPipe and 1F1B,
 // `none` and `resbm` (fp32 wire); its summary reports the measured wire bytes.
 #include <cmath>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/runtime/child_process.h"
 #include "gtest/gtest.h"
@@ -31,12 +30,14 @@ std::string WriteConfig(const Case& c, const std::string& path) {
   std::ofstream out(path);
   out << R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128,
                "seq_len": 32},
-    "stages": {"num_stages": )" << c.stages << R"(},
-    "compression": {"kind": ")" << c.kind << R"(", "ratio": )"
-      << (std::string(c.kind) == "COMPRESSION_KIND_NONE" ? 1 : 8)
+    "stages": {"num_stages": )"
+      << c.stages << R"(},
+    "compression": {"kind": ")"
+      << c.kind << R"(", "ratio": )" << (std::string(c.kind) == "COMPRESSION_KIND_NONE" ? 1 : 8)
       << R"(, "wire_dtype": "WIRE_DTYPE_FP32", "init_std": 0.02},
     "training": {"steps": 6, "batch_size": 8, "microbatches": 4, "eval_every": 3,
-                 "eval_batches": 1, "seed": 11, "schedule": ")" << c.schedule << R"("}})";
+                 "eval_batches": 1, "seed": 11, "schedule": ")"
+      << c.schedule << R"("}})";
   return path;
 }
 

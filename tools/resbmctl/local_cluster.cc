@@ -43,10 +43,12 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   std::filesystem::create_directories(options.log_dir);
   const std::string port_file = options.log_dir + "/coordinator.port";
   std::filesystem::remove(port_file);
-  std::vector<std::string> coordinator_argv = {
-      options.bin_dir + "/resbm-coordinator", "--listen=127.0.0.1:0",
-      "--port-file=" + port_file,           "--summary-json=" + options.summary_json,
-      "--loss-csv=" + options.loss_csv,     absl::StrCat("--stages=", stages)};
+  std::vector<std::string> coordinator_argv = {options.bin_dir + "/resbm-coordinator",
+                                               "--listen=127.0.0.1:0",
+                                               "--port-file=" + port_file,
+                                               "--summary-json=" + options.summary_json,
+                                               "--loss-csv=" + options.loss_csv,
+                                               absl::StrCat("--stages=", stages)};
   if (!options.config_path.empty()) coordinator_argv.push_back("--config=" + options.config_path);
   if (options.steps > 0) coordinator_argv.push_back(absl::StrCat("--steps=", options.steps));
   // The coordinator's output is the job's live progress: it goes straight to the terminal.
@@ -58,12 +60,11 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   std::vector<std::unique_ptr<ChildProcess>> workers;
   for (int64_t i = 0; i < stages; ++i) {
     RESBM_ASSIGN_OR_RETURN(
-        auto worker,
-        ChildProcess::Start({options.bin_dir + "/resbm-worker", "--listen=127.0.0.1:0",
-                             "--coordinator=127.0.0.1:" + port,
-                             absl::StrCat("--threads=", options.threads_per_worker),
-                             "--drain-seconds=2"},
-                            absl::StrCat(options.log_dir, "/worker-", i, ".log")));
+        auto worker, ChildProcess::Start({options.bin_dir + "/resbm-worker", "--listen=127.0.0.1:0",
+                                          "--coordinator=127.0.0.1:" + port,
+                                          absl::StrCat("--threads=", options.threads_per_worker),
+                                          "--drain-seconds=2"},
+                                         absl::StrCat(options.log_dir, "/worker-", i, ".log")));
     workers.push_back(std::move(worker));
   }
   std::printf("resbmctl local: coordinator on 127.0.0.1:%s, %lld workers (logs in %s)\n",
@@ -80,8 +81,8 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
     }
     for (size_t i = 0; i < workers.size(); ++i) {
       if (!workers[i]->Running()) {
-        result = absl::UnavailableError(absl::StrCat(
-            "worker ", i, " exited early; its log:\n", workers[i]->Log()));
+        result = absl::UnavailableError(
+            absl::StrCat("worker ", i, " exited early; its log:\n", workers[i]->Log()));
         coordinator_status = coordinator->Stop(absl::Seconds(5));
         break;
       }
@@ -96,8 +97,8 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   for (size_t i = 0; i < workers.size(); ++i) {
     auto status = workers[i]->Stop(absl::Seconds(10));
     if (result.ok() && (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0)) {
-      result = absl::InternalError(absl::StrCat("worker ", i, " did not stop cleanly: ",
-                                                status ? DescribeWaitStatus(*status) : "lost"));
+      result = absl::InternalError(absl::StrCat(
+          "worker ", i, " did not stop cleanly: ", status ? DescribeWaitStatus(*status) : "lost"));
     }
   }
   return result;
