@@ -79,6 +79,12 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   std::vector<double> losses;
   double val_loss = -1.0;
   for (int64_t step = 0; step < steps; ++step) {
+    if (options_.stop_requested && options_.stop_requested()) {
+      if (progress) progress->Finish();
+      csv.close();
+      return absl::CancelledError(absl::StrCat("stopped before step ", step + 1, " of ", steps,
+                                               "; the loss curve so far is written"));
+    }
     std::vector<int64_t> inputs, targets;
     train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
     RESBM_ASSIGN_OR_RETURN(StepStats stats, backend_->TrainStep(step, inputs, targets));

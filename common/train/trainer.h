@@ -7,6 +7,7 @@
 #define RESBM_COMMON_TRAIN_TRAINER_H_
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,9 @@ struct TrainerOptions {
   std::string loss_csv_path;
   // Progress output (not owned); null for a silent run.
   std::FILE* progress = stdout;
+  // Polled before every step; when it returns true the run stops there: the loss curve so far
+  // is written and Run returns Cancelled. Empty: never.
+  std::function<bool()> stop_requested;
 };
 
 class Trainer {

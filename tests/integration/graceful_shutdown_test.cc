@@ -6,6 +6,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "common/runtime/child_process.h"
 #include "gtest/gtest.h"
@@ -66,6 +70,78 @@ TEST_P(GracefulShutdownTest, CoordinatorExitsZeroOnSignalWhileWaitingForWorkers)
   EXPECT_NE(coordinator.Log().find("resbm-coordinator: stopped"), std::string::npos)
       << coordinator.Log();
   std::remove(port_file.c_str());
+}
+
+// Processes whose command line contains `needle` (to see that a launcher left none behind).
+int CountProcessesWith(const std::string& needle) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+std::string WaitForLog(ChildProcess& process, const std::string& text, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end && process.Log().find(text) == std::string::npos) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return process.Log();
+}
+
+std::string LongDebugJob(const std::string& dir) {
+  const char* root = std::getenv("RESBM_SOURCE_DIR");
+  return std::string("--config=") + (root ? root : ".") + "/configs/debug.json";
+}
+
+TEST_P(GracefulShutdownTest, TrainerStopsBetweenStepsAndKeepsTheLossCurve) {
+  const std::string dir = ::testing::TempDir();
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(GetParam());
+  const std::string csv = dir + "/resbm_train_loss_" + tag + ".csv";
+  auto started = ChildProcess::Start(
+      {BinaryPath("resbm-train"), LongDebugJob(dir), "--steps=100000", "--threads=1",
+       "--summary-json=" + dir + "/resbm_train_summary_" + tag + ".json", "--loss-csv=" + csv},
+      dir + "/resbm_train_log_" + tag);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ChildProcess& trainer = **started;
+  ASSERT_NE(WaitForLog(trainer, "step 1/", absl::Seconds(60)).find("step 1/"), std::string::npos)
+      << trainer.Log();
+  trainer.Signal(GetParam());
+  auto status = trainer.Wait(absl::Seconds(15));
+  ASSERT_TRUE(status.has_value()) << trainer.Log();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 130") << trainer.Log();
+  EXPECT_NE(trainer.Log().find("stopped before step"), std::string::npos) << trainer.Log();
+  std::ifstream in(csv);
+  std::string header, first;
+  std::getline(in, header);
+  EXPECT_EQ(header, "step,tokens,train_loss,val_loss,grad_norm,seconds");
+  EXPECT_TRUE(std::getline(in, first) && first.rfind("1,", 0) == 0) << first;
+}
+
+TEST_P(GracefulShutdownTest, LocalClusterStopsEveryProcess) {
+  const std::string dir = ::testing::TempDir();
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(GetParam());
+  const std::string log_dir = dir + "/resbm_cluster_" + tag;
+  auto started = ChildProcess::Start(
+      {BinaryPath("resbmctl"), "local", LongDebugJob(dir), "--steps=100000", "--log-dir=" + log_dir,
+       "--summary-json=" + log_dir + "/summary.json", "--loss-csv=" + log_dir + "/loss.csv"},
+      dir + "/resbmctl_log_" + tag);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ChildProcess& launcher = **started;
+  ASSERT_NE(WaitForLog(launcher, "step 1/", absl::Seconds(60)).find("step 1/"), std::string::npos)
+      << launcher.Log();
+  const std::string port = WaitForFileLine(log_dir + "/coordinator.port", absl::Seconds(1));
+  ASSERT_FALSE(port.empty());
+  EXPECT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 2);  // Two stages.
+  launcher.Signal(GetParam());
+  auto status = launcher.Wait(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << launcher.Log();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 130") << launcher.Log();
+  EXPECT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 0);
+  EXPECT_EQ(CountProcessesWith(log_dir + "/coordinator.port"), 0);
+  std::filesystem::remove_all(log_dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, GracefulShutdownTest, ::testing::Values(SIGTERM, SIGINT));

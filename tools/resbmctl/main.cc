@@ -60,6 +60,11 @@ int Local(int argc, char** argv) {
     options.threads_per_worker = std::max<int64_t>(1, cores / stages);
   }
   auto status = resbm::RunLocalCluster(options);
+  if (status.code() == absl::StatusCode::kCancelled) {
+    std::fprintf(stderr, "resbmctl local: %s; every process stopped\n",
+                 std::string(status.message()).c_str());
+    return 130;
+  }
   if (!status.ok()) {
     std::fprintf(stderr, "resbmctl local: %s\n", status.ToString().c_str());
     return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;

@@ -2,6 +2,7 @@
 // and wire code. The reference the distributed run must match.
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "common/config/job_config.h"
 #include "common/runtime/flag_parser.h"
+#include "common/runtime/shutdown_signal.h"
 #include "common/train/local_backend.h"
 #include "common/train/trainer.h"
 
@@ -27,6 +29,10 @@ void EnsureParent(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // SIGINT/SIGTERM stop the run between steps (the loss curve so far is kept).
+  resbm::BlockShutdownSignals();
+  static std::atomic<int> stop_signal{0};
+  std::thread([] { stop_signal = resbm::WaitForShutdownSignal(); }).detach();
   std::string config_path, summary_json = "out/summary.json", loss_csv = "out/loss.csv";
   std::string device = "cpu";
   int64_t steps = 0, seed = 0;
@@ -62,6 +68,7 @@ int main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--threads: expected at least 1"));
   }
   torch::set_num_threads(static_cast<int>(threads));
+  options.stop_requested = [] { return stop_signal.load() != 0; };
   options.summary_json_path = summary_json;
   options.loss_csv_path = loss_csv;
   EnsureParent(summary_json);
@@ -84,6 +91,11 @@ int main(int argc, char** argv) {
   auto trainer = resbm::Trainer::Create(options, std::move(*backend));
   if (!trainer.ok()) return Fail(trainer.status());
   auto summary = (*trainer)->Run();
+  if (summary.status().code() == absl::StatusCode::kCancelled) {
+    std::printf("resbm-train: signal %d: %s (%s)\n", stop_signal.load(),
+                std::string(summary.status().message()).c_str(), loss_csv.c_str());
+    return 130;
+  }
   if (!summary.ok()) return Fail(summary.status());
   std::printf(
       "done: train loss %.4f | val loss %.4f (unigram entropy %.4f) | %lld tokens in %.1f s "
