@@ -154,6 +154,34 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   EXPECT_LT(RelativeDifference(*distributed_eval, *local_eval), 1e-5);
 }
 
+// A worker that dies mid-job fails the step promptly with a status naming a stage: nothing
+// waits forever for frames that will not come. (Recovery from it is the job layer's work.)
+TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
+  torch::set_num_threads(1);
+  const v1::JobConfig config = TinyJob(4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B);
+  const auto tokens = RandomTokens(4096, config.model().vocab_size(), 3);
+  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
+  Cluster cluster = StartWorkers(4);
+  auto driver = PipelineDriver::Create("job-fail", config, cluster.addresses);
+  ASSERT_TRUE(driver.ok());
+  ASSERT_TRUE((*driver)->Assign().ok());
+  (*driver)->set_step_timeout(absl::Seconds(20));
+  std::vector<int64_t> x, y;
+  sampler.Sample(0, 0, config.training().batch_size(), &x, &y);
+  ASSERT_TRUE((*driver)->TrainStep(0, x, y).ok());
+
+  cluster.workers[2]->Shutdown(absl::Now());
+  sampler.Sample(1, 0, config.training().batch_size(), &x, &y);
+  const absl::Time start = absl::Now();
+  auto step = (*driver)->TrainStep(1, x, y);
+  ASSERT_FALSE(step.ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15)) << step.status();
+  EXPECT_NE(step.status().message().find("stage "), std::string::npos) << step.status();
+  EXPECT_TRUE(step.status().code() == absl::StatusCode::kUnavailable ||
+              step.status().code() == absl::StatusCode::kCancelled)
+      << step.status();
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllSchedules, PipelineEquivalenceTest,
     ::testing::Values(Case{2, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_GPIPE},

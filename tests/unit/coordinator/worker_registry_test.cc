@@ -1,0 +1,52 @@
+#include "services/coordinator/worker_registry.h"
+
+#include "gtest/gtest.h"
+
+namespace resbm {
+namespace {
+
+class WorkerRegistryTest : public ::testing::Test {
+ protected:
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+  WorkerRegistry registry_{absl::Seconds(5), [this] { return now_; }};
+};
+
+TEST_F(WorkerRegistryTest, WorkersStayHealthyWhileTheyHeartbeat) {
+  const std::string a = registry_.Register("10.0.0.1:7100", "cpu");
+  const std::string b = registry_.Register("10.0.0.2:7100", "cuda:0");
+  EXPECT_NE(a, b);
+  ASSERT_EQ(registry_.Healthy().size(), 2u);
+  EXPECT_EQ(registry_.Healthy()[0].address, "10.0.0.1:7100");  // Registration order.
+  now_ += absl::Seconds(4);
+  EXPECT_TRUE(registry_.Heartbeat(a).ok());
+  now_ += absl::Seconds(2);  // b silent for 6 s, a for 2 s.
+  auto healthy = registry_.Healthy();
+  ASSERT_EQ(healthy.size(), 1u);
+  EXPECT_EQ(healthy[0].id, a);
+}
+
+TEST_F(WorkerRegistryTest, ReRegisteringKeepsTheIdAndRevivesTheWorker) {
+  const std::string a = registry_.Register("10.0.0.1:7100", "cpu");
+  now_ += absl::Seconds(10);
+  EXPECT_TRUE(registry_.Healthy().empty());
+  EXPECT_EQ(registry_.Register("10.0.0.1:7100", "cpu"), a);
+  EXPECT_EQ(registry_.Healthy().size(), 1u);
+}
+
+TEST_F(WorkerRegistryTest, UnknownHeartbeatsAskForRegistration) {
+  auto status = registry_.Heartbeat("worker-99");
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(status.message().find("worker-99"), std::string::npos);
+}
+
+TEST_F(WorkerRegistryTest, WaitingForMoreWorkersThanThereAreTimesOutWithACount) {
+  registry_.Register("10.0.0.1:7100", "cpu");
+  auto workers = registry_.WaitForHealthy(3, absl::Now() + absl::Milliseconds(100));
+  ASSERT_FALSE(workers.ok());
+  EXPECT_EQ(workers.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_NE(workers.status().message().find("1 healthy; the job needs 3"), std::string::npos)
+      << workers.status();
+}
+
+}  // namespace
+}  // namespace resbm
