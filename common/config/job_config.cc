@@ -543,6 +543,37 @@ CompressionOptions ToCompressionOptions(const v1::JobConfig& config) {
   return options;
 }
 
+absl::StatusOr<v1::JobConfig> LoadJobConfigWithOverrides(const std::string& path,
+                                                         const JobOverrides& overrides) {
+  v1::JobConfig config = DefaultJobConfig();
+  if (!path.empty()) {
+    RESBM_ASSIGN_OR_RETURN(config, LoadJobConfigFile(path));
+  }
+  auto positive = [](const char* flag, int64_t value) -> absl::Status {
+    if (value >= 1 && value <= std::numeric_limits<uint32_t>::max()) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": ", value, "; expected a positive integer"));
+  };
+  if (overrides.steps) {
+    RESBM_RETURN_IF_ERROR(positive("steps", *overrides.steps));
+    config.mutable_training()->set_steps(static_cast<uint32_t>(*overrides.steps));
+  }
+  if (overrides.stages) {
+    RESBM_RETURN_IF_ERROR(positive("stages", *overrides.stages));
+    config.mutable_stages()->set_num_stages(static_cast<uint32_t>(*overrides.stages));
+    config.mutable_stages()->clear_layers_per_stage();
+  }
+  if (overrides.seed) {
+    if (*overrides.seed < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--seed: ", *overrides.seed, "; expected a non-negative integer"));
+    }
+    config.mutable_training()->set_seed(static_cast<uint64_t>(*overrides.seed));
+  }
+  RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
+  return config;
+}
+
 absl::StatusOr<WireDtype> WireDtypeFromProto(int dtype) {
   switch (dtype) {
     case v1::WIRE_DTYPE_FP32:

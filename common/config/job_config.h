@@ -6,6 +6,7 @@
 #ifndef RESBM_COMMON_CONFIG_JOB_CONFIG_H_
 #define RESBM_COMMON_CONFIG_JOB_CONFIG_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -52,6 +53,19 @@ ModelOptions ToModelOptions(const v1::JobConfig& config);
 CompressionOptions ToCompressionOptions(const v1::JobConfig& config);
 // schedule.total_steps = training.steps; use_muon = (kind == OPTIMIZER_KIND_MUON).
 OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config);
+
+// Command-line overrides of a job config (the binaries' --steps, --stages, --seed); unset
+// fields leave the config alone.
+struct JobOverrides {
+  std::optional<int64_t> steps;
+  // Also clears an explicit layers_per_stage (the split becomes even).
+  std::optional<int64_t> stages;
+  std::optional<int64_t> seed;
+};
+
+// Loads `path` (the default job when empty), applies `overrides`, validates.
+absl::StatusOr<v1::JobConfig> LoadJobConfigWithOverrides(const std::string& path,
+                                                         const JobOverrides& overrides);
 
 // The wire dtype between its proto enum and the model core's. FromProto takes an int so that
 // unknown values arriving on the wire are refused (InvalidArgument), UNSPECIFIED included.

@@ -29,4 +29,10 @@ int WaitForShutdownSignal() {
   return signal;
 }
 
+bool ShutdownSignalPending() {
+  sigset_t set = ShutdownSet();
+  timespec zero{0, 0};
+  return sigtimedwait(&set, nullptr, &zero) > 0;
+}
+
 }  // namespace resbm

@@ -9,6 +9,8 @@ namespace resbm {
 void BlockShutdownSignals();
 // Blocks until SIGINT or SIGTERM arrives; returns the signal number.
 int WaitForShutdownSignal();
+// Consumes a pending SIGINT or SIGTERM without waiting; true if there was one.
+bool ShutdownSignalPending();
 
 }  // namespace resbm
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace resbm {
 
@@ -14,6 +15,14 @@ double RunSummary::EffectiveCompression() const {
     reference += 2 * b.bf16_reference_bytes;
   }
   return sent > 0 ? static_cast<double>(reference) / static_cast<double>(sent) : 0.0;
+}
+
+std::string RunSummary::Describe() const {
+  return absl::StrFormat(
+      "train loss %.4f | val loss %.4f (unigram entropy %.4f) | %d tokens in %.1f s "
+      "(%.0f tok/s) | wire compression vs bf16 %.1fx",
+      final_train_loss, final_val_loss, unigram_entropy_nats, tokens, wall_seconds,
+      tokens_per_second, EffectiveCompression());
 }
 
 std::string RunSummary::ToJson() const {

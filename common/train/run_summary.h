@@ -42,6 +42,8 @@ struct RunSummary {
   // (forward + backward bf16 reference bytes) / (forward + backward payload bytes) over all
   // boundaries; 0 without boundaries.
   double EffectiveCompression() const;
+  // One line for people: losses, tokens, time, throughput, compression.
+  std::string Describe() const;
   // JSON object with every field above plus the effective compression ratio.
   std::string ToJson() const;
   absl::Status WriteJson(const std::string& path) const;

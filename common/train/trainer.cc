@@ -1,6 +1,7 @@
 #include "common/train/trainer.h"
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <vector>
@@ -58,6 +59,11 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   const int64_t steps = training.steps();
   const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
 
+  for (const std::string& path : {options_.loss_csv_path, options_.summary_json_path}) {
+    const auto parent = std::filesystem::path(path).parent_path();
+    std::error_code error;
+    if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  }
   std::ofstream csv;
   if (!options_.loss_csv_path.empty()) {
     csv.open(options_.loss_csv_path, std::ios::trunc);

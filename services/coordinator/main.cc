@@ -6,7 +6,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -47,26 +46,15 @@ int main(int argc, char** argv) {
     std::printf("%s", flags.Usage().c_str());
     return 0;
   }
+  resbm::JobOverrides overrides;
+  if (flags.WasSet("steps")) overrides.steps = steps;
+  if (flags.WasSet("stages")) overrides.stages = stages;
   resbm::TrainerOptions trainer;
-  if (config_path.empty()) {
-    trainer.config = resbm::DefaultJobConfig();
-  } else {
-    auto config = resbm::LoadJobConfigFile(config_path);
-    if (!config.ok()) return Fail(config.status());
-    trainer.config = *config;
-  }
-  if (flags.WasSet("steps")) trainer.config.mutable_training()->set_steps(steps);
-  if (flags.WasSet("stages")) {
-    trainer.config.mutable_stages()->set_num_stages(stages);
-    trainer.config.mutable_stages()->clear_layers_per_stage();
-  }
-  if (auto status = resbm::ValidateJobConfig(trainer.config); !status.ok()) return Fail(status);
+  auto config = resbm::LoadJobConfigWithOverrides(config_path, overrides);
+  if (!config.ok()) return Fail(config.status());
+  trainer.config = *config;
   trainer.summary_json_path = summary_json;
   trainer.loss_csv_path = loss_csv;
-  for (const auto& path : {summary_json, loss_csv}) {
-    const auto parent = std::filesystem::path(path).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent);
-  }
   options.worker_wait = absl::Seconds(wait_seconds);
 
   auto coordinator = resbm::Coordinator::Start(options);
@@ -99,11 +87,7 @@ int main(int argc, char** argv) {
   job.join();
   (*coordinator)->Shutdown(absl::Now() + absl::Seconds(2));
   if (!summary.ok()) return Fail(summary.status());
-  std::printf(
-      "done: train loss %.4f | val loss %.4f (unigram entropy %.4f) | %lld tokens in %.1f s "
-      "(%.0f tok/s) | wire compression vs bf16 %.1fx\nsummary: %s\nloss curve: %s\n",
-      summary->final_train_loss, summary->final_val_loss, summary->unigram_entropy_nats,
-      static_cast<long long>(summary->tokens), summary->wall_seconds, summary->tokens_per_second,
-      summary->EffectiveCompression(), summary_json.c_str(), loss_csv.c_str());
+  std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
+              summary_json.c_str(), loss_csv.c_str());
   return 0;
 }

@@ -10,39 +10,28 @@
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
 #include "common/runtime/child_process.h"
+#include "common/runtime/shutdown_signal.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
-namespace {
-
-// True once SIGINT or SIGTERM is pending for this (signal-blocked) process.
-bool ShutdownRequested() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  timespec zero{0, 0};
-  return sigtimedwait(&set, nullptr, &zero) > 0;
-}
-
-}  // namespace
 
 absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   // The stage count decides how many workers to start.
-  v1::JobConfig config = DefaultJobConfig();
-  if (!options.config_path.empty()) {
-    RESBM_ASSIGN_OR_RETURN(config, LoadJobConfigFile(options.config_path));
-  }
-  if (options.stages > 0) {
-    config.mutable_stages()->set_num_stages(static_cast<uint32_t>(options.stages));
-    config.mutable_stages()->clear_layers_per_stage();
-  }
-  RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
+  JobOverrides overrides;
+  if (options.stages > 0) overrides.stages = options.stages;
+  if (options.steps > 0) overrides.steps = options.steps;
+  RESBM_ASSIGN_OR_RETURN(v1::JobConfig config,
+                         LoadJobConfigWithOverrides(options.config_path, overrides));
   const int64_t stages = config.stages().num_stages();
 
-  std::filesystem::create_directories(options.log_dir);
+  std::error_code error;
+  std::filesystem::create_directories(options.log_dir, error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log-dir: '", options.log_dir, "': ", error.message()));
+  }
   const std::string port_file = options.log_dir + "/coordinator.port";
-  std::filesystem::remove(port_file);
+  std::filesystem::remove(port_file, error);
   std::vector<std::string> coordinator_argv = {options.bin_dir + "/resbm-coordinator",
                                                "--listen=127.0.0.1:0",
                                                "--port-file=" + port_file,
@@ -74,7 +63,7 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   absl::Status result;
   std::optional<int> coordinator_status;
   while (!(coordinator_status = coordinator->Wait(absl::Milliseconds(200)))) {
-    if (ShutdownRequested()) {
+    if (ShutdownSignalPending()) {
       result = absl::CancelledError("interrupted: stopping the cluster");
       coordinator_status = coordinator->Stop(absl::Seconds(5));
       break;

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -21,11 +20,6 @@ int Fail(const absl::Status& status) {
   return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
 }
 
-void EnsureParent(const std::string& path) {
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,7 +29,7 @@ int main(int argc, char** argv) {
   std::thread([] { stop_signal = resbm::WaitForShutdownSignal(); }).detach();
   std::string config_path, summary_json = "out/summary.json", loss_csv = "out/loss.csv";
   std::string device = "cpu";
-  int64_t steps = 0, seed = 0;
+  int64_t steps = 0, seed = 0, stages = 0;
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
   resbm::FlagParser flags("resbm-train",
                           "Trains a ResBM model in one process from a job config (JSON or "
@@ -43,6 +37,7 @@ int main(int argc, char** argv) {
   flags.AddString("config", &config_path, "job config file (configs/default.json shape)");
   flags.AddInt("steps", &steps, "override training.steps");
   flags.AddInt("seed", &seed, "override training.seed");
+  flags.AddInt("stages", &stages, "override stages.num_stages (even split)");
   flags.AddString("summary-json", &summary_json, "where to write the run summary");
   flags.AddString("loss-csv", &loss_csv, "where to write the loss curve");
   flags.AddString("device", &device, "LibTorch device: cpu, cuda, cuda:N");
@@ -53,17 +48,14 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  resbm::JobOverrides overrides;
+  if (flags.WasSet("steps")) overrides.steps = steps;
+  if (flags.WasSet("stages")) overrides.stages = stages;
+  if (flags.WasSet("seed")) overrides.seed = seed;
   resbm::TrainerOptions options;
-  if (config_path.empty()) {
-    options.config = resbm::DefaultJobConfig();
-  } else {
-    auto config = resbm::LoadJobConfigFile(config_path);
-    if (!config.ok()) return Fail(config.status());
-    options.config = *config;
-  }
-  if (flags.WasSet("steps")) options.config.mutable_training()->set_steps(steps);
-  if (flags.WasSet("seed")) options.config.mutable_training()->set_seed(seed);
-  if (auto status = resbm::ValidateJobConfig(options.config); !status.ok()) return Fail(status);
+  auto config = resbm::LoadJobConfigWithOverrides(config_path, overrides);
+  if (!config.ok()) return Fail(config.status());
+  options.config = *config;
   if (threads < 1) {
     return Fail(absl::InvalidArgumentError("--threads: expected at least 1"));
   }
@@ -71,8 +63,6 @@ int main(int argc, char** argv) {
   options.stop_requested = [] { return stop_signal.load() != 0; };
   options.summary_json_path = summary_json;
   options.loss_csv_path = loss_csv;
-  EnsureParent(summary_json);
-  EnsureParent(loss_csv);
 
   const auto& c = options.config;
   const resbm::CompressionOptions compression = resbm::ToCompressionOptions(c);
@@ -97,11 +87,7 @@ int main(int argc, char** argv) {
     return 130;
   }
   if (!summary.ok()) return Fail(summary.status());
-  std::printf(
-      "done: train loss %.4f | val loss %.4f (unigram entropy %.4f) | %lld tokens in %.1f s "
-      "(%.0f tok/s) | wire compression vs bf16 %.1fx\nsummary: %s\nloss curve: %s\n",
-      summary->final_train_loss, summary->final_val_loss, summary->unigram_entropy_nats,
-      static_cast<long long>(summary->tokens), summary->wall_seconds, summary->tokens_per_second,
-      summary->EffectiveCompression(), summary_json.c_str(), loss_csv.c_str());
+  std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
+              summary_json.c_str(), loss_csv.c_str());
   return 0;
 }

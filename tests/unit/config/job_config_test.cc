@@ -646,3 +646,39 @@ TEST(ConvertersTest, ApplyDefaultsToPartialConfigs) {
 
 }  // namespace
 }  // namespace resbm
+
+namespace resbm {
+namespace {
+
+TEST(JobOverridesTest, AppliesFlagsOnTopOfTheDefaultJob) {
+  JobOverrides overrides;
+  overrides.steps = 7;
+  overrides.stages = 2;
+  overrides.seed = 3;
+  auto config = LoadJobConfigWithOverrides("", overrides);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->training().steps(), 7u);
+  EXPECT_EQ(config->stages().num_stages(), 2u);
+  EXPECT_EQ(config->training().seed(), 3u);
+  EXPECT_EQ(config->model().d_model(), DefaultJobConfig().model().d_model());
+}
+
+TEST(JobOverridesTest, RefusesBadOverridesNamingTheFlag) {
+  JobOverrides overrides;
+  overrides.steps = -1;
+  EXPECT_NE(LoadJobConfigWithOverrides("", overrides).status().message().find(
+                "--steps: -1; expected a positive integer"),
+            std::string::npos);
+  overrides = JobOverrides();
+  overrides.stages = 9;  // The default model has 4 blocks.
+  auto config = LoadJobConfigWithOverrides("", overrides);
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(config.status().message().find("stages.num_stages: 9"), std::string::npos)
+      << config.status();
+  overrides = JobOverrides();
+  EXPECT_EQ(LoadJobConfigWithOverrides("/nonexistent.json", overrides).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace resbm
