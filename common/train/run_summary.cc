@@ -42,6 +42,7 @@ std::string RunSummary::ToJson() const {
                       {"wire_dtype", wire_dtype},
                       {"num_stages", num_stages},
                       {"steps", steps},
+                      {"recoveries", recoveries},
                       {"tokens", tokens},
                       {"final_train_loss", final_train_loss},
                       {"final_val_loss", final_val_loss},

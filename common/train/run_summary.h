@@ -31,6 +31,8 @@ struct RunSummary {
   std::string wire_dtype;
   int64_t num_stages = 1;
   int64_t steps = 0;
+  // Failed steps the run recovered from (from the last checkpoint).
+  int64_t recoveries = 0;
   int64_t tokens = 0;             // Training tokens processed.
   double final_train_loss = 0.0;  // Mean over the last min(10, steps) steps.
   double final_val_loss = 0.0;

@@ -64,60 +64,95 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     std::error_code error;
     if (!parent.empty()) std::filesystem::create_directories(parent, error);
   }
-  std::ofstream csv;
-  if (!options_.loss_csv_path.empty()) {
-    csv.open(options_.loss_csv_path, std::ios::trunc);
-    if (!csv) {
-      return absl::UnavailableError(
-          absl::StrCat("loss csv ", options_.loss_csv_path, ": cannot open for writing"));
-    }
-    csv << "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
+  if (!options_.loss_csv_path.empty() && !std::ofstream(options_.loss_csv_path, std::ios::trunc)) {
+    // Found out now rather than after the whole run.
+    return absl::UnavailableError(
+        absl::StrCat("loss csv ", options_.loss_csv_path, ": cannot open for writing"));
   }
   std::unique_ptr<ProgressLine> progress;
   if (options_.progress != nullptr) {
     progress = std::make_unique<ProgressLine>(options_.progress, steps, 5.0);
   }
-
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
+  // One row per completed step; a recovery drops the rows after its checkpoint, whose steps
+  // are then replayed with the same batches.
+  std::vector<std::string> rows;
   std::vector<double> losses;
   double val_loss = -1.0;
-  for (int64_t step = 0; step < steps; ++step) {
+  int64_t recoveries = 0;
+  const int64_t checkpoint_every =
+      backend_->supports_recovery() ? int64_t{training.checkpoint_every()} : 0;
+  if (checkpoint_every > 0) RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0));
+
+  int64_t step = 0;
+  absl::Status stopped;
+  while (step < steps) {
     if (options_.stop_requested && options_.stop_requested()) {
-      if (progress) progress->Finish();
-      csv.close();
-      return absl::CancelledError(absl::StrCat("stopped before step ", step + 1, " of ", steps,
-                                               "; the loss curve so far is written"));
+      stopped = absl::CancelledError(absl::StrCat("stopped before step ", step + 1, " of ", steps,
+                                                  "; the loss curve so far is written"));
+      break;
     }
     std::vector<int64_t> inputs, targets;
     train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
-    RESBM_ASSIGN_OR_RETURN(StepStats stats, backend_->TrainStep(step, inputs, targets));
-    losses.push_back(stats.loss);
+    auto stats = backend_->TrainStep(step, inputs, targets);
     const bool last = step + 1 == steps;
     const bool eval_now =
         last || (training.eval_every() > 0 && (step + 1) % training.eval_every() == 0);
-    bool evaluated = false;
-    if (eval_now) {
-      RESBM_ASSIGN_OR_RETURN(val_loss, EvaluateValidation());
-      evaluated = true;
+    absl::Status status = stats.status();
+    double step_val_loss = val_loss;
+    if (status.ok() && eval_now) {
+      auto evaluated = EvaluateValidation();
+      status = evaluated.status();
+      if (evaluated.ok()) step_val_loss = *evaluated;
     }
+    if (status.ok() && checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last) {
+      status = backend_->Checkpoint(step + 1);
+    }
+    if (!status.ok()) {
+      if (recoveries >= options_.max_recoveries) return status;
+      if (progress) progress->Finish();
+      auto resumed = backend_->Recover(status);
+      if (!resumed.ok()) return resumed.status();
+      ++recoveries;
+      if (options_.progress != nullptr) {
+        std::fprintf(options_.progress, "recovered from '%s': resuming after step %lld\n",
+                     std::string(status.message()).c_str(), static_cast<long long>(*resumed));
+        std::fflush(options_.progress);
+      }
+      step = *resumed;
+      rows.resize(std::min<size_t>(rows.size(), step));
+      losses.resize(std::min<size_t>(losses.size(), step));
+      continue;
+    }
+    val_loss = step_val_loss;
+    losses.push_back(stats->loss);
     const double seconds = elapsed();
     const double tokens_done = static_cast<double>((step + 1) * tokens_per_step);
-    if (csv.is_open()) {
-      csv << (step + 1) << "," << static_cast<int64_t>(tokens_done) << ","
-          << absl::StrFormat("%.6f", stats.loss) << ","
-          << (evaluated ? absl::StrFormat("%.6f", val_loss) : "") << ","
-          << absl::StrFormat("%.6f", stats.grad_norm) << "," << absl::StrFormat("%.3f", seconds)
-          << "\n";
-    }
+    rows.push_back(absl::StrCat(
+        step + 1, ",", static_cast<int64_t>(tokens_done), ",", absl::StrFormat("%.6f", stats->loss),
+        ",", eval_now ? absl::StrFormat("%.6f", val_loss) : "", ",",
+        absl::StrFormat("%.6f", stats->grad_norm), ",", absl::StrFormat("%.3f", seconds)));
     if (progress) {
-      progress->Update(step + 1, stats.loss, val_loss, tokens_done / seconds, seconds,
-                       /*force=*/evaluated);
+      progress->Update(step + 1, stats->loss, val_loss, tokens_done / seconds, seconds,
+                       /*force=*/eval_now);
     }
+    ++step;
   }
   if (progress) progress->Finish();
+  if (!options_.loss_csv_path.empty()) {
+    std::ofstream csv(options_.loss_csv_path, std::ios::trunc);
+    csv << "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
+    for (const auto& row : rows) csv << row << "\n";
+    csv.close();
+    if (!csv) {
+      return absl::DataLossError(
+          absl::StrCat("loss csv ", options_.loss_csv_path, ": write failed"));
+    }
+  }
+  if (!stopped.ok()) return stopped;
 
   RunSummary summary;
   summary.job_name = config.name();
@@ -127,6 +162,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   summary.wire_dtype = WireDtypeName(compression.wire_dtype);
   summary.num_stages = backend_->num_stages();
   summary.steps = steps;
+  summary.recoveries = recoveries;
   summary.tokens = steps * tokens_per_step;
   const size_t tail = std::min<size_t>(10, losses.size());
   summary.final_train_loss =
@@ -146,12 +182,6 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     boundary.framing_overhead_bytes = traffic[b].framing_overhead_bytes;
     boundary.bf16_reference_bytes = traffic[b].forward_tokens * config.model().d_model() * 2;
     summary.boundaries.push_back(boundary);
-  }
-  if (csv.is_open()) {
-    csv.close();
-    if (!csv)
-      return absl::DataLossError(
-          absl::StrCat("loss csv ", options_.loss_csv_path, ": write failed"));
   }
   if (!options_.summary_json_path.empty()) {
     RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));

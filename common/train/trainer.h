@@ -31,6 +31,9 @@ struct TrainerOptions {
   // Polled before every step; when it returns true the run stops there: the loss curve so far
   // is written and Run returns Cancelled. Empty: never.
   std::function<bool()> stop_requested;
+  // How many failed steps the backend may recover from (TrainingBackend::Recover) before the
+  // run fails.
+  int64_t max_recoveries = 10;
 };
 
 class Trainer {

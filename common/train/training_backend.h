@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace resbm {
@@ -39,10 +40,28 @@ class TrainingBackend {
   // the whole run (0, 1, 2, ...).
   virtual absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                           const std::vector<int64_t>& targets) = 0;
+  // Whether Checkpoint and Recover do anything (the single-process backend has nothing to
+  // recover from: its process is the job).
+  virtual bool supports_recovery() const { return false; }
+  // Writes a checkpoint of every stage after `steps_done` optimizer steps; it becomes the one
+  // Recover restores once every stage has written it. Unimplemented by default.
+  virtual absl::Status Checkpoint(int64_t steps_done);
+  // After a failed step or evaluation: brings the pipeline back (e.g. on replacement workers)
+  // from the last complete checkpoint and returns its step, from which the loop replays the
+  // same batches. By default nothing can be recovered: returns `failure`.
+  virtual absl::StatusOr<int64_t> Recover(const absl::Status& failure);
   // Training traffic so far, one entry per boundary (num_stages - 1).
   virtual std::vector<BoundaryTraffic> Traffic() const = 0;
   virtual int64_t num_stages() const = 0;
 };
+
+inline absl::Status TrainingBackend::Checkpoint(int64_t steps_done) {
+  return absl::UnimplementedError("this backend does not write checkpoints");
+}
+
+inline absl::StatusOr<int64_t> TrainingBackend::Recover(const absl::Status& failure) {
+  return failure;
+}
 
 }  // namespace resbm
 

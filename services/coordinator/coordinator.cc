@@ -6,7 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 #include "services/coordinator/distributed_backend.h"
-#include "services/coordinator/pipeline_driver.h"
 
 namespace resbm {
 
@@ -34,23 +33,30 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
 Coordinator::~Coordinator() { Shutdown(absl::Now() + absl::Seconds(1)); }
 
 absl::StatusOr<RunSummary> Coordinator::RunJob(const std::string& job_id,
-                                               const TrainerOptions& options) {
-  const int64_t stages = options.config.stages().num_stages();
-  RESBM_ASSIGN_OR_RETURN(auto workers,
-                         registry_.WaitForHealthy(stages, absl::Now() + options_.worker_wait));
-  std::vector<std::string> addresses;
-  for (int64_t s = 0; s < stages; ++s) addresses.push_back(workers[s].address);
-  RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(job_id, options.config, addresses));
-  RESBM_ASSIGN_OR_RETURN(int64_t parameters, driver->Assign());
+                                               const TrainerOptions& options,
+                                               const std::string& checkpoint_dir) {
+  DistributedBackendOptions backend_options;
+  backend_options.job_id = job_id;
+  backend_options.config = options.config;
+  backend_options.checkpoint_dir = checkpoint_dir;
+  backend_options.find_workers = [this](int64_t count) -> absl::StatusOr<std::vector<std::string>> {
+    RESBM_ASSIGN_OR_RETURN(auto workers,
+                           registry_.WaitForHealthy(count, absl::Now() + options_.worker_wait));
+    std::vector<std::string> addresses;
+    for (const auto& worker : workers) addresses.push_back(worker.address);
+    return addresses;
+  };
+  RESBM_ASSIGN_OR_RETURN(auto backend, DistributedBackend::Create(backend_options));
   if (options.progress != nullptr) {
     std::fprintf(options.progress, "coordinator: %lld stages assigned (%lld parameters):",
-                 static_cast<long long>(stages), static_cast<long long>(parameters));
-    for (int64_t s = 0; s < stages; ++s) {
-      std::fprintf(options.progress, " %lld=%s", static_cast<long long>(s), addresses[s].c_str());
+                 static_cast<long long>(backend->num_stages()),
+                 static_cast<long long>(backend->parameters()));
+    for (size_t s = 0; s < backend->addresses().size(); ++s) {
+      std::fprintf(options.progress, " %zu=%s", s, backend->addresses()[s].c_str());
     }
     std::fprintf(options.progress, "\n");
+    std::fflush(options.progress);
   }
-  auto backend = std::make_unique<DistributedBackend>(std::move(driver), stages);
   RESBM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options, std::move(backend)));
   return trainer->Run();
 }

@@ -40,7 +40,10 @@ class Coordinator {
   WorkerRegistry& registry() { return registry_; }
 
   // Runs one job to the end on the registered workers (trainer options as for resbm-train).
-  absl::StatusOr<RunSummary> RunJob(const std::string& job_id, const TrainerOptions& options);
+  // With training.checkpoint_every > 0, stages checkpoint into `checkpoint_dir` (a directory
+  // every worker can reach) and a lost worker is replaced from the last checkpoint.
+  absl::StatusOr<RunSummary> RunJob(const std::string& job_id, const TrainerOptions& options,
+                                    const std::string& checkpoint_dir = "");
 
   void Shutdown(absl::Time deadline);
 

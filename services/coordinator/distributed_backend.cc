@@ -1,11 +1,35 @@
 #include "services/coordinator/distributed_backend.h"
 
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
 
-DistributedBackend::DistributedBackend(std::unique_ptr<PipelineDriver> driver, int64_t num_stages)
-    : driver_(std::move(driver)), num_stages_(num_stages), traffic_(num_stages - 1) {}
+absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
+    const DistributedBackendOptions& options) {
+  std::unique_ptr<DistributedBackend> backend(new DistributedBackend(options));
+  RESBM_RETURN_IF_ERROR(backend->Build());
+  return backend;
+}
+
+DistributedBackend::DistributedBackend(const DistributedBackendOptions& options)
+    : options_(options),
+      num_stages_(options.config.stages().num_stages()),
+      traffic_(num_stages_ - 1) {}
+
+absl::Status DistributedBackend::Build() {
+  RESBM_ASSIGN_OR_RETURN(auto addresses, options_.find_workers(num_stages_));
+  addresses.resize(num_stages_);
+  RESBM_ASSIGN_OR_RETURN(auto driver,
+                         PipelineDriver::Create(options_.job_id, options_.config, addresses));
+  driver->set_step_timeout(options_.step_timeout);
+  RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
+  driver_ = std::move(driver);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
                                                         const std::vector<int64_t>& inputs,
@@ -29,6 +53,44 @@ absl::StatusOr<double> DistributedBackend::Evaluate(int64_t round,
                                                     const std::vector<int64_t>& inputs,
                                                     const std::vector<int64_t>& targets) {
   return driver_->Evaluate(round, inputs, targets);
+}
+
+absl::Status DistributedBackend::Checkpoint(int64_t steps_done) {
+  if (options_.checkpoint_dir.empty()) {
+    return absl::FailedPreconditionError("checkpoint_dir: empty; checkpoints need a directory");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(options_.checkpoint_dir, error);
+  RESBM_ASSIGN_OR_RETURN(auto paths,
+                         driver_->SaveCheckpoints(
+                             steps_done, absl::StrCat(options_.checkpoint_dir, "/", options_.job_id,
+                                                      "-step-", steps_done, "-")));
+  // Complete: every stage acknowledged. The previous one is no longer needed.
+  for (const auto& old : checkpoint_paths_) std::filesystem::remove(old, error);
+  checkpoint_step_ = steps_done;
+  checkpoint_paths_ = std::move(paths);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> DistributedBackend::Recover(const absl::Status& failure) {
+  if (checkpoint_step_ < 0) return failure;  // Nothing to go back to.
+  const absl::Time deadline = absl::Now() + options_.recovery_timeout;
+  absl::Status last = failure;
+  while (absl::Now() < deadline) {
+    // A dead worker stays "healthy" until its heartbeats time out, and assigning to it fails
+    // fast (connection refused): keep trying until a live set takes the stages.
+    absl::Status built = Build();
+    if (built.ok()) {
+      auto step = driver_->LoadCheckpoints(checkpoint_paths_);
+      if (step.ok()) return *step;
+      last = step.status();
+    } else {
+      last = built;
+    }
+    absl::SleepFor(absl::Seconds(1));
+  }
+  return absl::Status(last.code(), absl::StrCat("recovery from '", failure.message(),
+                                                "' gave up: ", last.message()));
 }
 
 }  // namespace resbm

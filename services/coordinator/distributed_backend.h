@@ -1,32 +1,69 @@
 // DistributedBackend: the TrainingBackend of the coordinator: the pipeline runs on stage
-// workers driven by a PipelineDriver; this adds up the wire traffic the workers report.
-// Owns the driver. Not thread-safe.
+// workers driven by a PipelineDriver. It adds up the wire traffic the workers report, has
+// every stage checkpoint on request, and recovers from a lost worker: it waits for a healthy
+// set of workers (the same ones back, or spares), assigns the stages anew and restores the
+// last complete checkpoint everywhere. Owns the driver. Not thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_DISTRIBUTED_BACKEND_H_
 #define RESBM_SERVICES_COORDINATOR_DISTRIBUTED_BACKEND_H_
 
+#include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "absl/time/time.h"
 #include "common/train/training_backend.h"
+#include "resbm/v1/config.pb.h"
 #include "services/coordinator/pipeline_driver.h"
 
 namespace resbm {
 
+// Returns the addresses of `count` healthy workers, waiting for them if needed.
+using WorkerFinder = std::function<absl::StatusOr<std::vector<std::string>>(int64_t count)>;
+
+struct DistributedBackendOptions {
+  std::string job_id;
+  v1::JobConfig config;  // Validated.
+  WorkerFinder find_workers;
+  // Where stages write checkpoints (a filesystem every worker and its replacement can read).
+  std::string checkpoint_dir;
+  // How long Recover keeps trying to rebuild the pipeline.
+  absl::Duration recovery_timeout = absl::Seconds(120);
+  absl::Duration step_timeout = absl::Minutes(5);
+};
+
 class DistributedBackend : public TrainingBackend {
  public:
-  // `driver` has assigned every stage.
-  DistributedBackend(std::unique_ptr<PipelineDriver> driver, int64_t num_stages);
+  // Finds one worker per stage and assigns the stages.
+  static absl::StatusOr<std::unique_ptr<DistributedBackend>> Create(
+      const DistributedBackendOptions& options);
 
   absl::StatusOr<StepStats> TrainStep(int64_t step, const std::vector<int64_t>& inputs,
                                       const std::vector<int64_t>& targets) override;
   absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                   const std::vector<int64_t>& targets) override;
+  bool supports_recovery() const override { return true; }
+  absl::Status Checkpoint(int64_t steps_done) override;
+  absl::StatusOr<int64_t> Recover(const absl::Status& failure) override;
   std::vector<BoundaryTraffic> Traffic() const override { return traffic_; }
   int64_t num_stages() const override { return num_stages_; }
 
+  const std::vector<std::string>& addresses() const { return driver_->addresses(); }
+  int64_t parameters() const { return parameters_; }
+
  private:
-  std::unique_ptr<PipelineDriver> driver_;
+  explicit DistributedBackend(const DistributedBackendOptions& options);
+  // Finds workers and assigns every stage on them (replacing the driver).
+  absl::Status Build();
+
+  DistributedBackendOptions options_;
   int64_t num_stages_;
+  std::unique_ptr<PipelineDriver> driver_;
+  int64_t parameters_ = 0;
   std::vector<BoundaryTraffic> traffic_;
+  // The last checkpoint every stage acknowledged.
+  int64_t checkpoint_step_ = -1;
+  std::vector<std::string> checkpoint_paths_;
 };
 
 }  // namespace resbm

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   resbm::BlockShutdownSignals();
   resbm::CoordinatorOptions options;
   std::string config_path, summary_json = "out/summary.json", loss_csv = "out/loss.csv";
-  std::string port_file, job_id = "job-1";
+  std::string port_file, job_id = "job-1", checkpoint_dir = "out/checkpoints";
   int64_t steps = 0, stages = 0, wait_seconds = 120;
   resbm::FlagParser flags("resbm-coordinator",
                           "Runs a ResBM job on registered stage workers (resbm-worker "
@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
   flags.AddString("summary-json", &summary_json, "where to write the run summary");
   flags.AddString("loss-csv", &loss_csv, "where to write the loss curve");
   flags.AddString("port-file", &port_file, "write the bound port here once serving");
+  flags.AddString("checkpoint-dir", &checkpoint_dir,
+                  "where stages write checkpoints (training.checkpoint_every > 0); every "
+                  "worker must reach it");
   flags.AddInt("wait-workers-seconds", &wait_seconds, "how long to wait for the workers");
   if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
   if (flags.help_requested()) {
@@ -70,7 +73,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<resbm::RunSummary> summary = absl::UnknownError("not finished");
   std::atomic<bool> job_done{false};
   std::thread job([&] {
-    summary = (*coordinator)->RunJob(job_id, trainer);
+    summary = (*coordinator)->RunJob(job_id, trainer, checkpoint_dir);
     job_done = true;
     ::kill(::getpid(), SIGTERM);  // Wakes the signal wait below.
   });

@@ -223,6 +223,33 @@ absl::StatusOr<std::vector<std::string>> PipelineDriver::SaveCheckpoints(
   return paths;
 }
 
+absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(const std::vector<std::string>& paths) {
+  if (paths.size() != stubs_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint paths: ", paths.size(), "; expected one per stage (", stubs_.size(), ")"));
+  }
+  int64_t step = -1;
+  for (size_t s = 0; s < stubs_.size(); ++s) {
+    v1::LoadCheckpointRequest request;
+    request.set_job_id(job_id_);
+    request.set_path(paths[s]);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+    v1::LoadCheckpointResponse response;
+    grpc::Status status = stubs_[s]->LoadCheckpoint(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(FromGrpcStatus(status).code(),
+                          absl::StrCat("restore stage ", s, ": ", status.error_message()));
+    }
+    if (step >= 0 && static_cast<int64_t>(response.step()) != step) {
+      return absl::FailedPreconditionError(absl::StrCat("checkpoint of stage ", s, " is at step ",
+                                                        response.step(), "; stage 0's at ", step));
+    }
+    step = static_cast<int64_t>(response.step());
+  }
+  return step;
+}
+
 absl::StatusOr<double> PipelineDriver::Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                                 const std::vector<int64_t>& targets) {
   // Evaluation is forward-only: every stage runs F0..F(m-1) in order.

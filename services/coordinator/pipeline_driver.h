@@ -53,6 +53,10 @@ class PipelineDriver {
   absl::StatusOr<std::vector<std::string>> SaveCheckpoints(int64_t step,
                                                            const std::string& path_prefix);
 
+  // Every stage restores the checkpoint at paths[s]; returns their common step.
+  absl::StatusOr<int64_t> LoadCheckpoints(const std::vector<std::string>& paths);
+
+  const std::vector<std::string>& addresses() const { return addresses_; }
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
 
  private:

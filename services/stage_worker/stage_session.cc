@@ -103,13 +103,18 @@ int64_t StageSession::parameter_count() const {
   return count;
 }
 
+absl::Status StageSession::CheckJob(const std::string& job_id) const {
+  if (job_id != assignment_.job_id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job_id: '", job_id, "'; this worker serves '", assignment_.job_id(), "'"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status StageSession::ValidateRequest(const v1::RunStepRequest& request) const {
   const auto& config = assignment_.config();
   const StageSpec& spec = runner_->spec();
-  if (request.job_id() != assignment_.job_id()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
-  }
+  RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
   if (request.mode() != v1::STEP_MODE_TRAIN && request.mode() != v1::STEP_MODE_EVAL) {
     return absl::InvalidArgumentError(
         absl::StrCat("mode: ", request.mode(), "; expected STEP_MODE_TRAIN or STEP_MODE_EVAL"));
@@ -290,18 +295,12 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
 }
 
 absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
-  if (request.job_id() != assignment_.job_id()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
-  }
+  RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
   return runner_->ApplyStep(static_cast<int64_t>(request.step()), request.clip_factor());
 }
 
 absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request) {
-  if (request.job_id() != assignment_.job_id()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job_id: '", request.job_id(), "'; this worker serves '", assignment_.job_id(), "'"));
-  }
+  RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
   if (request.path().empty()) {
     return absl::InvalidArgumentError("path: empty; expected a file path on the worker");
   }
@@ -311,6 +310,11 @@ absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointReq
   const auto size = std::filesystem::file_size(request.path(), error);
   if (error) return absl::InternalError(absl::StrCat(request.path(), ": ", error.message()));
   return static_cast<int64_t>(size);
+}
+
+absl::StatusOr<int64_t> StageSession::LoadCheckpoint(const v1::LoadCheckpointRequest& request) {
+  RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
+  return runner_->LoadCheckpoint(request.path());
 }
 
 }  // namespace resbm

@@ -46,6 +46,8 @@ class StageSession {
   absl::Status ApplyStep(const v1::ApplyStepRequest& request);
   // Returns the size of the written file.
   absl::StatusOr<int64_t> SaveCheckpoint(const v1::SaveCheckpointRequest& request);
+  // Returns the restored step.
+  absl::StatusOr<int64_t> LoadCheckpoint(const v1::LoadCheckpointRequest& request);
 
   const v1::StageAssignment& assignment() const { return assignment_; }
   int64_t parameter_count() const;
@@ -55,6 +57,7 @@ class StageSession {
                std::unique_ptr<StageRunner> runner);
   absl::Status ConnectDownstream();
   absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
+  absl::Status CheckJob(const std::string& job_id) const;
 
   v1::StageAssignment assignment_;
   StageSessionOptions options_;

@@ -100,6 +100,18 @@ grpc::ServerUnaryReactor* StageWorkerService::SaveCheckpoint(
   });
 }
 
+grpc::ServerUnaryReactor* StageWorkerService::LoadCheckpoint(
+    grpc::CallbackServerContext* context, const v1::LoadCheckpointRequest* request,
+    v1::LoadCheckpointResponse* response) {
+  return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+    if (!session_) return NoAssignment();
+    auto step = session_->LoadCheckpoint(*request);
+    if (!step.ok()) return step.status();
+    response->set_step(static_cast<uint64_t>(*step));
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::Exchange(
     grpc::CallbackServerContext* context) {
   // Room for two steps' frames of any schedule; the mailbox refuses more.

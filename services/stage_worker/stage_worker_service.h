@@ -33,6 +33,9 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   grpc::ServerUnaryReactor* SaveCheckpoint(grpc::CallbackServerContext* context,
                                            const v1::SaveCheckpointRequest* request,
                                            v1::SaveCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* LoadCheckpoint(grpc::CallbackServerContext* context,
+                                           const v1::LoadCheckpointRequest* request,
+                                           v1::LoadCheckpointResponse* response) override;
   grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
       grpc::CallbackServerContext* context) override;
 

@@ -666,8 +666,10 @@ TEST(JobOverridesTest, AppliesFlagsOnTopOfTheDefaultJob) {
 TEST(JobOverridesTest, RefusesBadOverridesNamingTheFlag) {
   JobOverrides overrides;
   overrides.steps = -1;
-  EXPECT_NE(LoadJobConfigWithOverrides("", overrides).status().message().find(
-                "--steps: -1; expected a positive integer"),
+  EXPECT_NE(LoadJobConfigWithOverrides("", overrides)
+                .status()
+                .message()
+                .find("--steps: -1; expected a positive integer"),
             std::string::npos);
   overrides = JobOverrides();
   overrides.stages = 9;  // The default model has 4 blocks.
