@@ -9,7 +9,7 @@
 #include <fstream>
 #include <thread>
 
-#include "common/config/job_config.h"
+#include "common/config/job_flags.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
 #include "services/coordinator/coordinator.h"
@@ -26,19 +26,15 @@ int Fail(const absl::Status& status) {
 int main(int argc, char** argv) {
   resbm::BlockShutdownSignals();
   resbm::CoordinatorOptions options;
-  std::string config_path, summary_json = "out/summary.json", loss_csv = "out/loss.csv";
+  resbm::JobFlags job;
   std::string port_file, job_id = "job-1", checkpoint_dir = "out/checkpoints";
-  int64_t steps = 0, stages = 0, wait_seconds = 120;
+  int64_t wait_seconds = 120;
   resbm::FlagParser flags("resbm-coordinator",
                           "Runs a ResBM job on registered stage workers (resbm-worker "
                           "--coordinator=ADDRESS).");
   flags.AddString("listen", &options.listen_address, "host:port to serve on (port 0: any)");
-  flags.AddString("config", &config_path, "job config file (default: the shipped default job)");
-  flags.AddInt("steps", &steps, "override training.steps");
-  flags.AddInt("stages", &stages, "override stages.num_stages");
+  job.Register(&flags);
   flags.AddString("job-id", &job_id, "identifier of the job on the wire");
-  flags.AddString("summary-json", &summary_json, "where to write the run summary");
-  flags.AddString("loss-csv", &loss_csv, "where to write the loss curve");
   flags.AddString("port-file", &port_file, "write the bound port here once serving");
   flags.AddString("checkpoint-dir", &checkpoint_dir,
                   "where stages write checkpoints (training.checkpoint_every > 0); every "
@@ -49,15 +45,12 @@ int main(int argc, char** argv) {
     std::printf("%s", flags.Usage().c_str());
     return 0;
   }
-  resbm::JobOverrides overrides;
-  if (flags.WasSet("steps")) overrides.steps = steps;
-  if (flags.WasSet("stages")) overrides.stages = stages;
   resbm::TrainerOptions trainer;
-  auto config = resbm::LoadJobConfigWithOverrides(config_path, overrides);
+  auto config = job.LoadConfig(flags);
   if (!config.ok()) return Fail(config.status());
   trainer.config = *config;
-  trainer.summary_json_path = summary_json;
-  trainer.loss_csv_path = loss_csv;
+  trainer.summary_json_path = job.summary_json;
+  trainer.loss_csv_path = job.loss_csv;
   options.worker_wait = absl::Seconds(wait_seconds);
 
   auto coordinator = resbm::Coordinator::Start(options);
@@ -72,7 +65,7 @@ int main(int argc, char** argv) {
   // The job runs on its own thread so a signal can end the process at any moment.
   absl::StatusOr<resbm::RunSummary> summary = absl::UnknownError("not finished");
   std::atomic<bool> job_done{false};
-  std::thread job([&] {
+  std::thread job_thread([&] {
     summary = (*coordinator)->RunJob(job_id, trainer, checkpoint_dir);
     job_done = true;
     ::kill(::getpid(), SIGTERM);  // Wakes the signal wait below.
@@ -87,10 +80,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::_Exit(0);
   }
-  job.join();
+  job_thread.join();
   (*coordinator)->Shutdown(absl::Now() + absl::Seconds(2));
   if (!summary.ok()) return Fail(summary.status());
   std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
-              summary_json.c_str(), loss_csv.c_str());
+              job.summary_json.c_str(), job.loss_csv.c_str());
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/config/job_config.h"
+#include "common/config/job_flags.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
 #include "common/train/local_backend.h"
@@ -27,19 +28,13 @@ int main(int argc, char** argv) {
   resbm::BlockShutdownSignals();
   static std::atomic<int> stop_signal{0};
   std::thread([] { stop_signal = resbm::WaitForShutdownSignal(); }).detach();
-  std::string config_path, summary_json = "out/summary.json", loss_csv = "out/loss.csv";
+  resbm::JobFlags job;
   std::string device = "cpu";
-  int64_t steps = 0, seed = 0, stages = 0;
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
   resbm::FlagParser flags("resbm-train",
                           "Trains a ResBM model in one process from a job config (JSON or "
                           "textproto); without --config, the shipped default job.");
-  flags.AddString("config", &config_path, "job config file (configs/default.json shape)");
-  flags.AddInt("steps", &steps, "override training.steps");
-  flags.AddInt("seed", &seed, "override training.seed");
-  flags.AddInt("stages", &stages, "override stages.num_stages (even split)");
-  flags.AddString("summary-json", &summary_json, "where to write the run summary");
-  flags.AddString("loss-csv", &loss_csv, "where to write the loss curve");
+  job.Register(&flags);
   flags.AddString("device", &device, "LibTorch device: cpu, cuda, cuda:N");
   flags.AddInt("threads", &threads, "intra-op CPU threads");
   if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
@@ -48,12 +43,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  resbm::JobOverrides overrides;
-  if (flags.WasSet("steps")) overrides.steps = steps;
-  if (flags.WasSet("stages")) overrides.stages = stages;
-  if (flags.WasSet("seed")) overrides.seed = seed;
   resbm::TrainerOptions options;
-  auto config = resbm::LoadJobConfigWithOverrides(config_path, overrides);
+  auto config = job.LoadConfig(flags);
   if (!config.ok()) return Fail(config.status());
   options.config = *config;
   if (threads < 1) {
@@ -61,8 +52,8 @@ int main(int argc, char** argv) {
   }
   torch::set_num_threads(static_cast<int>(threads));
   options.stop_requested = [] { return stop_signal.load() != 0; };
-  options.summary_json_path = summary_json;
-  options.loss_csv_path = loss_csv;
+  options.summary_json_path = job.summary_json;
+  options.loss_csv_path = job.loss_csv;
 
   const auto& c = options.config;
   const resbm::CompressionOptions compression = resbm::ToCompressionOptions(c);
@@ -83,11 +74,11 @@ int main(int argc, char** argv) {
   auto summary = (*trainer)->Run();
   if (summary.status().code() == absl::StatusCode::kCancelled) {
     std::printf("resbm-train: signal %d: %s (%s)\n", stop_signal.load(),
-                std::string(summary.status().message()).c_str(), loss_csv.c_str());
+                std::string(summary.status().message()).c_str(), job.loss_csv.c_str());
     return 130;
   }
   if (!summary.ok()) return Fail(summary.status());
   std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
-              summary_json.c_str(), loss_csv.c_str());
+              job.summary_json.c_str(), job.loss_csv.c_str());
   return 0;
 }
