@@ -19,32 +19,35 @@ void FrameMailbox::Deliver(v1::TensorFrame frame) {
   // Any outcome (a stored frame or a frame error) can end a wait.
   changed_.SignalAll();
   if (!closed_.ok()) return;
-  // Before the first step nothing is expected yet: hold frames of step 0 and 1 only.
-  const int64_t window = step_[Window(frame.kind())];
-  const int64_t current = window < 0 ? 0 : window;
-  // A refused frame fails the step it arrived in (or the first one, before any began).
-  error_step_ = current;
   const int64_t step = static_cast<int64_t>(frame.step());
+  const int64_t current = step_[Window(frame.kind())];
+  // A refused frame fails the step it arrived in; before any step began, the first one to
+  // begin (whatever its number: after a recovery a link's first step can be any step).
+  auto refuse = [&](absl::Status why) {
+    frame_error_ = std::move(why);
+    error_step_ = current < 0 ? kNextStep : current;
+  };
   if (!job_id_.empty() && frame.job_id() != job_id_) {
-    frame_error_ = absl::FailedPreconditionError(
-        absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'"));
+    refuse(absl::FailedPreconditionError(
+        absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'")));
     return;
   }
-  if (step < current || step > current + 1) {
-    frame_error_ = absl::FailedPreconditionError(
-        absl::StrCat("frame.step: ", step, "; expected ", current, " (or ", current + 1, ")"));
+  // Before the window's first step the sender may already be on it: hold any step then.
+  if (current >= 0 && (step < current || step > current + 1)) {
+    refuse(absl::FailedPreconditionError(
+        absl::StrCat("frame.step: ", step, "; expected ", current, " (or ", current + 1, ")")));
     return;
   }
   Key key{frame.kind(), frame.step(), frame.microbatch()};
   if (frames_.count(key) != 0) {
-    frame_error_ = absl::InvalidArgumentError(
-        absl::StrCat("frame (", v1::FrameKind_Name(frame.kind()), ", step ", step, ", microbatch ",
-                     frame.microbatch(), "): duplicate"));
+    refuse(absl::InvalidArgumentError(absl::StrCat("frame (", v1::FrameKind_Name(frame.kind()),
+                                                   ", step ", step, ", microbatch ",
+                                                   frame.microbatch(), "): duplicate")));
     return;
   }
   if (static_cast<int64_t>(frames_.size()) >= capacity_) {
-    frame_error_ = absl::ResourceExhaustedError(
-        absl::StrCat("mailbox: ", frames_.size(), " frames waiting; the limit is ", capacity_));
+    refuse(absl::ResourceExhaustedError(
+        absl::StrCat("mailbox: ", frames_.size(), " frames waiting; the limit is ", capacity_)));
     return;
   }
   frames_.emplace(key, std::move(frame));
@@ -70,7 +73,11 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
   job_id_ = job_id;
   const int window = evaluation ? 1 : 0;
   step_[window] = step;
-  if (error_step_ < step) frame_error_ = absl::OkStatus();
+  if (error_step_ == kNextStep) {
+    error_step_ = step;  // Refused before any step began: fails this one.
+  } else if (error_step_ < step) {
+    frame_error_ = absl::OkStatus();
+  }
   for (auto it = frames_.begin(); it != frames_.end();) {
     const bool stale = Window(std::get<0>(it->first)) == window &&
                        static_cast<int64_t>(std::get<1>(it->first)) < step;

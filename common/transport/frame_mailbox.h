@@ -33,9 +33,10 @@ class FrameMailbox {
   void Reopen();
 
   // Executor side. Starts step `step` of `job_id`: drops frames of earlier steps and clears
-  // a frame error of an earlier step (one refused before this step began still fails it). Frames of
-  // this step and the next are accepted. Training frames (activations, gradients) and evaluation
-  // frames count their steps separately: `evaluation` picks which window moves.
+  // a frame error of an earlier step (one refused before this step began still fails it).
+  // Frames of this step and the next are accepted; before a window's first step, frames of
+  // any step are held (bounded by the capacity). Training frames (activations, gradients) and
+  // evaluation frames count their steps separately: `evaluation` picks which window moves.
   void BeginStep(const std::string& job_id, int64_t step, bool evaluation);
   // Waits for the frame (kind, step, microbatch) until `deadline`, or until `cancelled()`
   // returns true (polled every 20 ms; may be empty).
@@ -57,7 +58,9 @@ class FrameMailbox {
   // Current step of the training and the evaluation window (-1: none yet).
   int64_t step_[2] ABSL_GUARDED_BY(mu_) = {-1, -1};
   absl::Status frame_error_ ABSL_GUARDED_BY(mu_);
-  int64_t error_step_ ABSL_GUARDED_BY(mu_) = 0;  // The step frame_error_ belongs to.
+  // The step frame_error_ belongs to; kNextStep: the next step to begin.
+  static constexpr int64_t kNextStep = -2;
+  int64_t error_step_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status closed_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,0 +1,105 @@
+// The mailbox's step window: which frames it holds, which it refuses, and which step a
+// refusal fails.
+#include "common/transport/frame_mailbox.h"
+
+#include "gtest/gtest.h"
+
+namespace resbm {
+namespace {
+
+v1::TensorFrame Frame(const std::string& job, int64_t step, int64_t microbatch,
+                      v1::FrameKind kind = v1::FRAME_KIND_ACTIVATION) {
+  v1::TensorFrame frame;
+  frame.set_job_id(job);
+  frame.set_step(static_cast<uint64_t>(step));
+  frame.set_microbatch(static_cast<uint32_t>(microbatch));
+  frame.set_kind(kind);
+  return frame;
+}
+
+absl::StatusOr<v1::TensorFrame> TakeNow(FrameMailbox& mailbox, int64_t step, int64_t microbatch,
+                                        v1::FrameKind kind = v1::FRAME_KIND_ACTIVATION) {
+  return mailbox.Take(kind, step, microbatch, absl::Now() + absl::Milliseconds(50), nullptr);
+}
+
+// After a recovery a fresh link's first step is the one after the checkpoint, and the sender
+// can be on it before the receiver begins it.
+TEST(FrameMailboxTest, HoldsAnyStepBeforeTheFirstStepBegins) {
+  FrameMailbox mailbox(8);
+  mailbox.Deliver(Frame("job-1", 291, 0));
+  mailbox.Deliver(Frame("job-1", 291, 1));
+  mailbox.BeginStep("job-1", 291, /*evaluation=*/false);
+  EXPECT_TRUE(TakeNow(mailbox, 291, 0).ok());
+  EXPECT_TRUE(TakeNow(mailbox, 291, 1).ok());
+}
+
+TEST(FrameMailboxTest, AcceptsThisStepAndTheNextOnly) {
+  FrameMailbox mailbox(8);
+  mailbox.BeginStep("job-1", 10, false);
+  mailbox.Deliver(Frame("job-1", 11, 0));
+  EXPECT_TRUE(mailbox.size() == 1);
+  mailbox.Deliver(Frame("job-1", 13, 0));
+  auto refused = TakeNow(mailbox, 10, 0);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("frame.step: 13; expected 10 (or 11)"),
+            std::string::npos)
+      << refused.status();
+  // The refusal belonged to step 10: step 11 starts clean, with its early frame kept.
+  mailbox.BeginStep("job-1", 11, false);
+  EXPECT_TRUE(TakeNow(mailbox, 11, 0).ok());
+}
+
+TEST(FrameMailboxTest, ARefusalBeforeAnyStepFailsTheFirstStepOnly) {
+  FrameMailbox mailbox(1);
+  mailbox.Deliver(Frame("job-1", 40, 0));
+  mailbox.Deliver(Frame("job-1", 40, 1));  // Over capacity: refused.
+  mailbox.BeginStep("job-1", 40, false);
+  EXPECT_EQ(TakeNow(mailbox, 40, 0).status().code(), absl::StatusCode::kResourceExhausted);
+  mailbox.Clear();  // The step aborts.
+  mailbox.BeginStep("job-1", 41, false);
+  mailbox.Deliver(Frame("job-1", 41, 0));
+  EXPECT_TRUE(TakeNow(mailbox, 41, 0).ok());
+}
+
+TEST(FrameMailboxTest, RefusesDuplicatesAndOtherJobs) {
+  FrameMailbox mailbox(8);
+  mailbox.BeginStep("job-1", 0, false);
+  mailbox.Deliver(Frame("job-1", 0, 0));
+  mailbox.Deliver(Frame("job-1", 0, 0));
+  EXPECT_EQ(TakeNow(mailbox, 0, 1).status().code(), absl::StatusCode::kInvalidArgument);
+  mailbox.Clear();
+  mailbox.Deliver(Frame("job-2", 0, 0));
+  auto other = TakeNow(mailbox, 0, 0);
+  EXPECT_NE(other.status().message().find("frame.job_id: 'job-2'; expected 'job-1'"),
+            std::string::npos)
+      << other.status();
+}
+
+TEST(FrameMailboxTest, EvaluationFramesHaveTheirOwnWindow) {
+  FrameMailbox mailbox(8);
+  mailbox.BeginStep("job-1", 500, false);
+  mailbox.Deliver(Frame("job-1", 3, 0, v1::FRAME_KIND_EVAL_ACTIVATION));
+  mailbox.BeginStep("job-1", 3, true);
+  EXPECT_TRUE(TakeNow(mailbox, 3, 0, v1::FRAME_KIND_EVAL_ACTIVATION).ok());
+}
+
+TEST(FrameMailboxTest, ClosedFailsEveryWaitUntilReopened) {
+  FrameMailbox mailbox(8);
+  mailbox.Close(absl::UnavailableError("link gone"));
+  EXPECT_EQ(TakeNow(mailbox, 0, 0).status().message(), "link gone");
+  mailbox.Reopen();
+  mailbox.Deliver(Frame("job-1", 0, 0));
+  EXPECT_TRUE(TakeNow(mailbox, 0, 0).ok());
+}
+
+TEST(FrameMailboxTest, TimesOutAndCancels) {
+  FrameMailbox mailbox(8);
+  mailbox.BeginStep("job-1", 0, false);
+  EXPECT_EQ(TakeNow(mailbox, 0, 0).status().code(), absl::StatusCode::kDeadlineExceeded);
+  auto cancelled = mailbox.Take(v1::FRAME_KIND_ACTIVATION, 0, 0, absl::Now() + absl::Seconds(30),
+                                [] { return true; });
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+}
+
+}  // namespace
+}  // namespace resbm
