@@ -36,11 +36,23 @@ void FlagParser::AddBool(const std::string& name, bool* target, const std::strin
            }};
 }
 
+void FlagParser::AcceptPositional(std::vector<std::string>* target, int max_count,
+                                  const std::string& usage) {
+  positional_ = target;
+  max_positional_ = max_count;
+  positional_usage_ = usage;
+}
+
 absl::Status FlagParser::Parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       help_requested_ = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0 && positional_ != nullptr &&
+        static_cast<int>(positional_->size()) < max_positional_) {
+      positional_->push_back(arg);
       continue;
     }
     if (arg.rfind("--", 0) != 0) {
@@ -75,7 +87,8 @@ absl::Status FlagParser::Parse(int argc, char** argv) {
 }
 
 std::string FlagParser::Usage() const {
-  std::string out = absl::StrCat("usage: ", program_, " [flags]\n", summary_, "\n\nflags:\n");
+  std::string out = absl::StrCat("usage: ", program_, positional_usage_.empty() ? "" : " ",
+                                 positional_usage_, " [flags]\n", summary_, "\n\nflags:\n");
   for (const auto& [name, flag] : flags_) {
     absl::StrAppend(&out, "  --", name, flag.is_bool ? "" : " VALUE", "\n      ", flag.help,
                     " (default: ", flag.default_value.empty() ? "\"\"" : flag.default_value, ")\n");

@@ -23,6 +23,10 @@ class FlagParser {
   void AddInt(const std::string& name, int64_t* target, const std::string& help);
   void AddBool(const std::string& name, bool* target, const std::string& help);
 
+  // Up to `max_count` arguments that are not flags go to `target` (not owned), in order;
+  // `usage` names them in Usage() ("JOB_ID").
+  void AcceptPositional(std::vector<std::string>* target, int max_count, const std::string& usage);
+
   // Accepts --name=value and --name value (bools: --name, --name=true|false). Returns
   // InvalidArgument for an unknown flag, a missing or malformed value, or a positional
   // argument; sets help_requested() for --help.
@@ -46,6 +50,9 @@ class FlagParser {
   std::map<std::string, Flag> flags_;
   std::map<std::string, bool> set_;
   bool help_requested_ = false;
+  std::vector<std::string>* positional_ = nullptr;
+  int max_positional_ = 0;
+  std::string positional_usage_;
 };
 
 }  // namespace resbm

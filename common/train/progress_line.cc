@@ -28,8 +28,8 @@ void ProgressLine::Update(int64_t steps_done, double loss, double val_loss,
                              : elapsed_seconds - last_print_ >= interval_seconds_;
   if (!force && !due) return;
   last_print_ = elapsed_seconds;
-  const double eta =
-      steps_done > 0 ? elapsed_seconds / steps_done * (total_steps_ - steps_done) : -1.0;
+  const int64_t timed = steps_done - start_step_;
+  const double eta = timed > 0 ? elapsed_seconds / timed * (total_steps_ - steps_done) : -1.0;
   std::string line =
       absl::StrFormat("step %d/%d | loss %.4f | val %s | %.0f tok/s | ETA %s", steps_done,
                       total_steps_, loss, val_loss >= 0 ? absl::StrFormat("%.4f", val_loss) : "-",

@@ -15,6 +15,9 @@ class ProgressLine {
   // `out` is not owned and must outlive this object.
   ProgressLine(std::FILE* out, int64_t total_steps, double interval_seconds);
 
+  // The run resumed after `steps`: the ETA counts only the steps timed since.
+  void set_start_step(int64_t steps) { start_step_ = steps; }
+
   // Reports completed step `steps_done` (1-based); val_loss < 0 means none yet.
   void Update(int64_t steps_done, double loss, double val_loss, double tokens_per_second,
               double elapsed_seconds, bool force);
@@ -26,6 +29,7 @@ class ProgressLine {
  private:
   std::FILE* out_;
   int64_t total_steps_;
+  int64_t start_step_ = 0;
   double interval_seconds_;
   bool terminal_;
   double last_print_ = -1e9;

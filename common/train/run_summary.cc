@@ -54,6 +54,43 @@ std::string RunSummary::ToJson() const {
   return j.dump(2);
 }
 
+absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
+  const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("summary: not a JSON object");
+  }
+  RunSummary s;
+  try {
+    s.job_name = j.value("job_name", "");
+    s.compression = j.value("compression", "");
+    s.ratio = j.value("ratio", int64_t{1});
+    s.wire_dtype = j.value("wire_dtype", "");
+    s.num_stages = j.value("num_stages", int64_t{1});
+    s.steps = j.value("steps", int64_t{0});
+    s.recoveries = j.value("recoveries", int64_t{0});
+    s.tokens = j.value("tokens", int64_t{0});
+    s.final_train_loss = j.value("final_train_loss", 0.0);
+    s.final_val_loss = j.value("final_val_loss", 0.0);
+    s.unigram_entropy_nats = j.value("unigram_entropy_nats", 0.0);
+    s.wall_seconds = j.value("wall_seconds", 0.0);
+    s.tokens_per_second = j.value("tokens_per_second", 0.0);
+    for (const auto& b : j.value("boundaries", nlohmann::json::array())) {
+      BoundarySummary boundary;
+      boundary.boundary = b.value("boundary", int64_t{0});
+      boundary.forward_bytes = b.value("forward_bytes", int64_t{0});
+      boundary.backward_bytes = b.value("backward_bytes", int64_t{0});
+      boundary.forward_tokens = b.value("forward_tokens", int64_t{0});
+      boundary.backward_tokens = b.value("backward_tokens", int64_t{0});
+      boundary.framing_overhead_bytes = b.value("framing_overhead_bytes", int64_t{0});
+      boundary.bf16_reference_bytes = b.value("bf16_reference_bytes_per_direction", int64_t{0});
+      s.boundaries.push_back(boundary);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("summary: ", e.what()));
+  }
+  return s;
+}
+
 absl::Status RunSummary::WriteJson(const std::string& path) const {
   std::ofstream out(path, std::ios::trunc);
   if (!out) return absl::UnavailableError(absl::StrCat("summary ", path, ": cannot open"));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace resbm {
 
@@ -49,6 +50,8 @@ struct RunSummary {
   // JSON object with every field above plus the effective compression ratio.
   std::string ToJson() const;
   absl::Status WriteJson(const std::string& path) const;
+  // Reads ToJson's output back.
+  static absl::StatusOr<RunSummary> FromJson(const std::string& json);
 };
 
 }  // namespace resbm

@@ -21,6 +21,17 @@ constexpr uint64_t kValidationSeedSalt = 0x76616c6964617465ULL;
 
 }  // namespace
 
+std::string StepRecordsToCsv(const std::vector<StepRecord>& records) {
+  std::string csv = "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
+  for (const auto& r : records) {
+    absl::StrAppend(&csv, r.step, ",", r.tokens, ",", absl::StrFormat("%.6f", r.train_loss), ",",
+                    r.val_loss.has_value() ? absl::StrFormat("%.6f", *r.val_loss) : "", ",",
+                    absl::StrFormat("%.6f", r.grad_norm), ",", absl::StrFormat("%.3f", r.seconds),
+                    "\n");
+  }
+  return csv;
+}
+
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& options,
                                                          std::unique_ptr<TrainingBackend> backend) {
   RESBM_RETURN_IF_ERROR(ValidateJobConfig(options.config));
@@ -77,17 +88,38 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  // One row per completed step; a recovery drops the rows after its checkpoint, whose steps
-  // are then replayed with the same batches.
-  std::vector<std::string> rows;
-  std::vector<double> losses;
+  // One record per completed step; a recovery drops the records after its checkpoint, whose
+  // steps are then replayed with the same batches.
+  std::vector<StepRecord> records;
   double val_loss = -1.0;
   int64_t recoveries = 0;
   const int64_t checkpoint_every =
       backend_->supports_recovery() ? int64_t{training.checkpoint_every()} : 0;
-  if (checkpoint_every > 0) RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0));
-
   int64_t step = 0;
+  double seconds_before = 0.0;  // Run time of the steps a resumed run starts after.
+  if (options_.resume.has_value()) {
+    const TrainerResume& resume = *options_.resume;
+    if (resume.step < 0 || resume.step > steps ||
+        static_cast<int64_t>(resume.records.size()) != resume.step) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resume: step ", resume.step, " with ", resume.records.size(),
+                       " step records; expected 0..", steps, " steps, one record each"));
+    }
+    RESBM_RETURN_IF_ERROR(backend_->Restore(resume.step));
+    step = resume.step;
+    records = resume.records;
+    recoveries = resume.recoveries;
+    for (const auto& record : records) {
+      if (record.val_loss.has_value()) val_loss = *record.val_loss;
+    }
+    if (!records.empty()) seconds_before = records.back().seconds;
+  } else if (checkpoint_every > 0) {
+    RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0));
+    if (options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(0);
+  }
+  const int64_t first_step = step;
+  if (progress) progress->set_start_step(first_step);
+
   absl::Status stopped;
   while (step < steps) {
     if (options_.stop_requested && options_.stop_requested()) {
@@ -108,11 +140,11 @@ absl::StatusOr<RunSummary> Trainer::Run() {
       status = evaluated.status();
       if (evaluated.ok()) step_val_loss = *evaluated;
     }
-    if (status.ok() && checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last) {
-      status = backend_->Checkpoint(step + 1);
-    }
+    const bool checkpoint_now = checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last;
+    if (status.ok() && checkpoint_now) status = backend_->Checkpoint(step + 1);
     if (!status.ok()) {
       if (recoveries >= options_.max_recoveries) return status;
+      if (options_.stop_requested && options_.stop_requested()) continue;  // Stops above.
       if (progress) progress->Finish();
       auto resumed = backend_->Recover(status);
       if (!resumed.ok()) return resumed.status();
@@ -123,20 +155,25 @@ absl::StatusOr<RunSummary> Trainer::Run() {
         std::fflush(options_.progress);
       }
       step = *resumed;
-      rows.resize(std::min<size_t>(rows.size(), step));
-      losses.resize(std::min<size_t>(losses.size(), step));
+      records.resize(std::min<size_t>(records.size(), step));
+      if (options_.hooks.on_recovery) options_.hooks.on_recovery(status, step);
       continue;
     }
     val_loss = step_val_loss;
-    losses.push_back(stats->loss);
     const double seconds = elapsed();
-    const double tokens_done = static_cast<double>((step + 1) * tokens_per_step);
-    rows.push_back(absl::StrCat(
-        step + 1, ",", static_cast<int64_t>(tokens_done), ",", absl::StrFormat("%.6f", stats->loss),
-        ",", eval_now ? absl::StrFormat("%.6f", val_loss) : "", ",",
-        absl::StrFormat("%.6f", stats->grad_norm), ",", absl::StrFormat("%.3f", seconds)));
+    StepRecord record;
+    record.step = step + 1;
+    record.tokens = (step + 1) * tokens_per_step;
+    record.train_loss = stats->loss;
+    if (eval_now) record.val_loss = val_loss;
+    record.grad_norm = stats->grad_norm;
+    record.seconds = seconds_before + seconds;
+    records.push_back(record);
+    if (options_.hooks.on_step) options_.hooks.on_step(record);
+    if (checkpoint_now && options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(step + 1);
     if (progress) {
-      progress->Update(step + 1, stats->loss, val_loss, tokens_done / seconds, seconds,
+      const double tokens_this_run = static_cast<double>((step + 1 - first_step) * tokens_per_step);
+      progress->Update(step + 1, stats->loss, val_loss, tokens_this_run / seconds, seconds,
                        /*force=*/eval_now);
     }
     ++step;
@@ -144,8 +181,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   if (progress) progress->Finish();
   if (!options_.loss_csv_path.empty()) {
     std::ofstream csv(options_.loss_csv_path, std::ios::trunc);
-    csv << "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
-    for (const auto& row : rows) csv << row << "\n";
+    csv << StepRecordsToCsv(records);
     csv.close();
     if (!csv) {
       return absl::DataLossError(
@@ -164,12 +200,13 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   summary.steps = steps;
   summary.recoveries = recoveries;
   summary.tokens = steps * tokens_per_step;
-  const size_t tail = std::min<size_t>(10, losses.size());
-  summary.final_train_loss =
-      std::accumulate(losses.end() - tail, losses.end(), 0.0) / static_cast<double>(tail);
+  const size_t tail = std::min<size_t>(10, records.size());
+  for (size_t i = records.size() - tail; i < records.size(); ++i) {
+    summary.final_train_loss += records[i].train_loss / static_cast<double>(tail);
+  }
   summary.final_val_loss = val_loss;
   summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
-  summary.wall_seconds = elapsed();
+  summary.wall_seconds = seconds_before + elapsed();
   summary.tokens_per_second = summary.tokens / summary.wall_seconds;
   const std::vector<BoundaryTraffic> traffic = backend_->Traffic();
   for (size_t b = 0; b < traffic.size(); ++b) {

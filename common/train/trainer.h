@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/data/batch_sampler.h"
@@ -19,6 +21,33 @@
 #include "resbm/v1/config.pb.h"
 
 namespace resbm {
+
+// One completed optimizer step, as the loss curve (CSV) and the job store keep it.
+struct StepRecord {
+  int64_t step = 0;  // Optimizer steps done (1-based).
+  int64_t tokens = 0;
+  double train_loss = 0.0;
+  std::optional<double> val_loss;  // Set on the steps that evaluated.
+  double grad_norm = 0.0;
+  double seconds = 0.0;  // Since the run first started, across resumes.
+};
+
+// Where a resumed run starts: a checkpoint every stage completed after `step` steps, and the
+// records of those steps.
+struct TrainerResume {
+  int64_t step = 0;
+  std::vector<StepRecord> records;  // Exactly `step` of them.
+  int64_t recoveries = 0;
+};
+
+// Called on the training thread; they must not block for long.
+struct TrainerHooks {
+  std::function<void(const StepRecord&)> on_step;
+  // A checkpoint after `step` steps is complete (every stage wrote it).
+  std::function<void(int64_t step)> on_checkpoint;
+  // The run recovered from `failure` and replays the steps after `step`.
+  std::function<void(const absl::Status& failure, int64_t step)> on_recovery;
+};
 
 struct TrainerOptions {
   // A config that passed ValidateJobConfig (LoadJobConfigFile does both).
@@ -34,7 +63,13 @@ struct TrainerOptions {
   // How many failed steps the backend may recover from (TrainingBackend::Recover) before the
   // run fails.
   int64_t max_recoveries = 10;
+  TrainerHooks hooks;
+  // Start from a checkpoint instead of step 0 (the backend must support recovery).
+  std::optional<TrainerResume> resume;
 };
+
+// "step,tokens,train_loss,val_loss,grad_norm,seconds" rows.
+std::string StepRecordsToCsv(const std::vector<StepRecord>& records);
 
 class Trainer {
  public:

@@ -50,6 +50,9 @@ class TrainingBackend {
   // from the last complete checkpoint and returns its step, from which the loop replays the
   // same batches. By default nothing can be recovered: returns `failure`.
   virtual absl::StatusOr<int64_t> Recover(const absl::Status& failure);
+  // Brings every stage to the complete checkpoint written after `steps_done` steps (a run
+  // resumed by a restarted coordinator). Unimplemented by default.
+  virtual absl::Status Restore(int64_t steps_done);
   // Training traffic so far, one entry per boundary (num_stages - 1).
   virtual std::vector<BoundaryTraffic> Traffic() const = 0;
   virtual int64_t num_stages() const = 0;
@@ -57,6 +60,10 @@ class TrainingBackend {
 
 inline absl::Status TrainingBackend::Checkpoint(int64_t steps_done) {
   return absl::UnimplementedError("this backend does not write checkpoints");
+}
+
+inline absl::Status TrainingBackend::Restore(int64_t steps_done) {
+  return absl::UnimplementedError("this backend cannot restore checkpoints");
 }
 
 inline absl::StatusOr<int64_t> TrainingBackend::Recover(const absl::Status& failure) {

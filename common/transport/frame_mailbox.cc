@@ -79,9 +79,26 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
     frame_error_ = absl::OkStatus();
   }
   for (auto it = frames_.begin(); it != frames_.end();) {
-    const bool stale = Window(std::get<0>(it->first)) == window &&
-                       static_cast<int64_t>(std::get<1>(it->first)) < step;
-    it = stale ? frames_.erase(it) : std::next(it);
+    const v1::TensorFrame& frame = it->second;
+    const int64_t frame_step = static_cast<int64_t>(frame.step());
+    if (Window(frame.kind()) != window) {
+      ++it;
+      continue;
+    }
+    // Frames held before the first step get the checks Deliver would have made.
+    if (frame.job_id() != job_id_) {
+      frame_error_ = absl::FailedPreconditionError(
+          absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'"));
+      error_step_ = step;
+    } else if (frame_step > step + 1) {
+      frame_error_ = absl::FailedPreconditionError(
+          absl::StrCat("frame.step: ", frame_step, "; expected ", step, " (or ", step + 1, ")"));
+      error_step_ = step;
+    } else if (frame_step >= step) {
+      ++it;
+      continue;
+    }
+    it = frames_.erase(it);  // Stale, or refused above.
   }
 }
 

@@ -3,8 +3,11 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
+#include "common/train/trainer.h"
 #include "services/coordinator/distributed_backend.h"
 
 namespace resbm {
@@ -13,12 +16,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<Coordinator> coordinator(new Coordinator(options));
+  Coordinator* c = coordinator.get();
+  RESBM_ASSIGN_OR_RETURN(c->jobs_, JobManager::Open(options.data_dir, [c](const JobRun& run) {
+                           return c->RunJob(run);
+                         }));
+  c->job_service_ = std::make_unique<JobService>(c->jobs_.get(), &c->registry_);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &coordinator->port_);
-  builder.RegisterService(&coordinator->control_);
-  coordinator->server_ = builder.BuildAndStart();
-  if (coordinator->server_ == nullptr || coordinator->port_ == 0) {
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &c->port_);
+  builder.RegisterService(&c->control_);
+  builder.RegisterService(c->job_service_.get());
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  c->server_ = builder.BuildAndStart();
+  if (c->server_ == nullptr || c->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
   }
@@ -28,42 +38,88 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
 Coordinator::Coordinator(const CoordinatorOptions& options)
     : options_(options),
       registry_(options.heartbeat_timeout),
-      control_(&registry_, options.heartbeat_interval) {}
+      control_(&registry_, options.heartbeat_interval) {
+  if (options_.checkpoint_dir.empty()) options_.checkpoint_dir = options_.data_dir + "/checkpoints";
+  // Workers get these paths: independent of their working directory.
+  options_.checkpoint_dir =
+      std::filesystem::absolute(options_.checkpoint_dir).lexically_normal().string();
+}
 
 Coordinator::~Coordinator() { Shutdown(absl::Now() + absl::Seconds(1)); }
 
-absl::StatusOr<RunSummary> Coordinator::RunJob(const std::string& job_id,
-                                               const TrainerOptions& options,
-                                               const std::string& checkpoint_dir) {
+absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
+  const std::string& job_id = run.job.job_id();
   DistributedBackendOptions backend_options;
   backend_options.job_id = job_id;
-  backend_options.config = options.config;
-  backend_options.checkpoint_dir = checkpoint_dir;
-  backend_options.find_workers = [this](int64_t count) -> absl::StatusOr<std::vector<std::string>> {
-    RESBM_ASSIGN_OR_RETURN(auto workers,
-                           registry_.WaitForHealthy(count, absl::Now() + options_.worker_wait));
-    std::vector<std::string> addresses;
-    for (const auto& worker : workers) addresses.push_back(worker.address);
-    return addresses;
-  };
-  RESBM_ASSIGN_OR_RETURN(auto backend, DistributedBackend::Create(backend_options));
-  if (options.progress != nullptr) {
-    std::fprintf(options.progress, "coordinator: %lld stages assigned (%lld parameters):",
-                 static_cast<long long>(backend->num_stages()),
-                 static_cast<long long>(backend->parameters()));
-    for (size_t s = 0; s < backend->addresses().size(); ++s) {
-      std::fprintf(options.progress, " %zu=%s", s, backend->addresses()[s].c_str());
+  backend_options.config = run.job.config();
+  backend_options.checkpoint_dir = options_.checkpoint_dir;
+  backend_options.step_timeout = options_.step_timeout;
+  backend_options.cancelled = run.stop_requested;
+  backend_options.on_assigned = run.on_assigned;
+  const absl::Duration worker_wait = options_.worker_wait;
+  backend_options.find_workers =
+      [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<std::string>> {
+    const absl::Time deadline = absl::Now() + worker_wait;
+    int64_t told = -1;
+    while (true) {
+      const auto healthy = registry_.Healthy();
+      const int64_t have = static_cast<int64_t>(healthy.size());
+      if (have >= count) {
+        std::vector<std::string> addresses;
+        for (const auto& worker : healthy) addresses.push_back(worker.address);
+        return addresses;
+      }
+      if (run.stop_requested()) return absl::CancelledError("stopped while waiting for workers");
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("workers: ", have, " healthy; the job needs ", count, " (one per stage)"));
+      }
+      if (have != told) {
+        run.on_status(absl::StrCat("waiting for ", count, " workers (", have, " healthy)"));
+        told = have;
+      }
+      absl::SleepFor(absl::Milliseconds(100));
     }
-    std::fprintf(options.progress, "\n");
-    std::fflush(options.progress);
+  };
+  // A worker can die between being seen healthy and being assigned: try again while the
+  // wait for workers lasts.
+  const absl::Time deadline = absl::Now() + worker_wait;
+  absl::StatusOr<std::unique_ptr<DistributedBackend>> backend =
+      DistributedBackend::Create(backend_options);
+  while (!backend.ok() && absl::IsUnavailable(backend.status()) && !run.stop_requested() &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Seconds(1));
+    backend = DistributedBackend::Create(backend_options);
   }
-  RESBM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(options, std::move(backend)));
+  RESBM_RETURN_IF_ERROR(backend.status());
+  if (options_.progress != nullptr) {
+    std::fprintf(options_.progress,
+                 "coordinator: %s: %lld stages assigned (%lld parameters):", job_id.c_str(),
+                 static_cast<long long>((*backend)->num_stages()),
+                 static_cast<long long>((*backend)->parameters()));
+    for (size_t s = 0; s < (*backend)->addresses().size(); ++s) {
+      std::fprintf(options_.progress, " %zu=%s", s, (*backend)->addresses()[s].c_str());
+    }
+    std::fprintf(options_.progress, "\n");
+    std::fflush(options_.progress);
+  }
+  TrainerOptions trainer_options;
+  trainer_options.config = run.job.config();
+  trainer_options.summary_json_path = run.output_dir + "/summary.json";
+  trainer_options.loss_csv_path = run.output_dir + "/losses.csv";
+  trainer_options.progress = options_.progress;
+  trainer_options.stop_requested = run.stop_requested;
+  trainer_options.hooks = run.hooks;
+  trainer_options.resume = run.resume;
+  RESBM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(trainer_options, std::move(*backend)));
   return trainer->Run();
 }
 
 void Coordinator::Shutdown(absl::Time deadline) {
-  if (shut_down_ || server_ == nullptr) return;
+  if (shut_down_) return;
   shut_down_ = true;
+  if (jobs_) jobs_->Shutdown();
+  if (server_ == nullptr) return;
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(absl::ToChronoTime(deadline));
 }

@@ -1,20 +1,23 @@
-// Coordinator: the coordinator process's server (the Control service for workers, gRPC
-// health and reflection) and the job runner: waits for one healthy worker per stage, assigns
-// the stages, and drives the job's training loop over them through a DistributedBackend.
-// Start/RunJob/Shutdown; thread-safe.
+// Coordinator: the coordinator process's server: the Control service for workers, the
+// public JobService, gRPC health and reflection; and the job runner behind the JobManager:
+// waits for one healthy worker per stage, assigns the stages, and drives each job's training
+// loop over them through a DistributedBackend. Jobs live in `data_dir` and survive restarts.
+// Start/Shutdown; thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_COORDINATOR_H_
 #define RESBM_SERVICES_COORDINATOR_COORDINATOR_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/train/run_summary.h"
-#include "common/train/trainer.h"
 #include "services/coordinator/control_service.h"
+#include "services/coordinator/job_manager.h"
+#include "services/coordinator/job_service.h"
 #include "services/coordinator/worker_registry.h"
 
 namespace resbm {
@@ -22,15 +25,25 @@ namespace resbm {
 struct CoordinatorOptions {
   // host:port to listen on; port 0 picks a free port.
   std::string listen_address = "127.0.0.1:0";
+  // Jobs (jobs.db) and their outputs (jobs/<job-id>/).
+  std::string data_dir = "out/coordinator";
+  // Where stages write checkpoints: a directory every worker can reach. Empty:
+  // `data_dir`/checkpoints.
+  std::string checkpoint_dir;
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // A worker unheard of for this long is not healthy.
   absl::Duration heartbeat_timeout = absl::Seconds(5);
-  // How long RunJob waits for enough workers.
-  absl::Duration worker_wait = absl::Seconds(60);
+  // How long a job waits for enough healthy workers before it fails.
+  absl::Duration worker_wait = absl::Minutes(10);
+  // A step that takes longer is failed (and recovered from).
+  absl::Duration step_timeout = absl::Minutes(5);
+  // Live progress of the running job (not owned); null: silent.
+  std::FILE* progress = stdout;
 };
 
 class Coordinator {
  public:
+  // Opens the data directory, resumes an interrupted job, and serves.
   static absl::StatusOr<std::unique_ptr<Coordinator>> Start(const CoordinatorOptions& options);
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;
@@ -38,21 +51,22 @@ class Coordinator {
 
   int port() const { return port_; }
   WorkerRegistry& registry() { return registry_; }
+  JobManager& jobs() { return *jobs_; }
 
-  // Runs one job to the end on the registered workers (trainer options as for resbm-train).
-  // With training.checkpoint_every > 0, stages checkpoint into `checkpoint_dir` (a directory
-  // every worker can reach) and a lost worker is replaced from the last checkpoint.
-  absl::StatusOr<RunSummary> RunJob(const std::string& job_id, const TrainerOptions& options,
-                                    const std::string& checkpoint_dir = "");
-
+  // Stops the running job before its next step (it stays RUNNING in the store, resumed by
+  // the next start) and the server. Idempotent.
   void Shutdown(absl::Time deadline);
 
  private:
   explicit Coordinator(const CoordinatorOptions& options);
+  // The JobRunner: one run of one job on the registered workers.
+  absl::StatusOr<RunSummary> RunJob(const JobRun& run);
 
   CoordinatorOptions options_;
   WorkerRegistry registry_;
   ControlService control_;
+  std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<JobService> job_service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

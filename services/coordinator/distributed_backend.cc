@@ -1,5 +1,6 @@
 #include "services/coordinator/distributed_backend.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -7,6 +8,11 @@
 #include "common/status/status_macros.h"
 
 namespace resbm {
+
+std::string CheckpointPath(const std::string& checkpoint_dir, const std::string& job_id,
+                           int64_t steps_done, int64_t stage) {
+  return absl::StrCat(checkpoint_dir, "/", job_id, "-step-", steps_done, "-stage-", stage, ".ckpt");
+}
 
 absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
     const DistributedBackendOptions& options) {
@@ -20,6 +26,10 @@ DistributedBackend::DistributedBackend(const DistributedBackendOptions& options)
       num_stages_(options.config.stages().num_stages()),
       traffic_(num_stages_ - 1) {}
 
+DistributedBackend::~DistributedBackend() {
+  if (driver_) driver_->Release();
+}
+
 absl::Status DistributedBackend::Build() {
   RESBM_ASSIGN_OR_RETURN(auto addresses, options_.find_workers(num_stages_));
   addresses.resize(num_stages_);
@@ -28,6 +38,7 @@ absl::Status DistributedBackend::Build() {
   driver->set_step_timeout(options_.step_timeout);
   RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
   driver_ = std::move(driver);
+  if (options_.on_assigned) options_.on_assigned(driver_->addresses());
   return absl::OkStatus();
 }
 
@@ -61,12 +72,16 @@ absl::Status DistributedBackend::Checkpoint(int64_t steps_done) {
   }
   std::error_code error;
   std::filesystem::create_directories(options_.checkpoint_dir, error);
-  RESBM_ASSIGN_OR_RETURN(auto paths,
-                         driver_->SaveCheckpoints(
-                             steps_done, absl::StrCat(options_.checkpoint_dir, "/", options_.job_id,
-                                                      "-step-", steps_done, "-")));
-  // Complete: every stage acknowledged. The previous one is no longer needed.
-  for (const auto& old : checkpoint_paths_) std::filesystem::remove(old, error);
+  std::vector<std::string> paths;
+  for (int64_t s = 0; s < num_stages_; ++s) {
+    paths.push_back(CheckpointPath(options_.checkpoint_dir, options_.job_id, steps_done, s));
+  }
+  RESBM_RETURN_IF_ERROR(driver_->SaveCheckpoints(steps_done, paths));
+  // Complete: every stage acknowledged. The one before the previous is no longer needed; the
+  // previous one stays until whoever records checkpoints durably (the job store) has seen
+  // this one.
+  for (const auto& old : previous_checkpoint_paths_) std::filesystem::remove(old, error);
+  previous_checkpoint_paths_ = std::move(checkpoint_paths_);
   checkpoint_step_ = steps_done;
   checkpoint_paths_ = std::move(paths);
   return absl::OkStatus();
@@ -74,9 +89,35 @@ absl::Status DistributedBackend::Checkpoint(int64_t steps_done) {
 
 absl::StatusOr<int64_t> DistributedBackend::Recover(const absl::Status& failure) {
   if (checkpoint_step_ < 0) return failure;  // Nothing to go back to.
+  return RebuildFromCheckpoint(failure);
+}
+
+absl::Status DistributedBackend::Restore(int64_t steps_done) {
+  checkpoint_step_ = steps_done;
+  checkpoint_paths_.clear();
+  for (int64_t s = 0; s < num_stages_; ++s) {
+    checkpoint_paths_.push_back(
+        CheckpointPath(options_.checkpoint_dir, options_.job_id, steps_done, s));
+  }
+  auto step = driver_->LoadCheckpoints(checkpoint_paths_);
+  // A worker may have gone since the stages were assigned: the same way back as a recovery.
+  if (!step.ok() && absl::IsUnavailable(step.status())) step = RebuildFromCheckpoint(step.status());
+  RESBM_RETURN_IF_ERROR(step.status());
+  if (*step != steps_done) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint after step ", steps_done, " holds step ", *step));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> DistributedBackend::RebuildFromCheckpoint(const absl::Status& failure) {
   const absl::Time deadline = absl::Now() + options_.recovery_timeout;
   absl::Status last = failure;
   while (absl::Now() < deadline) {
+    if (options_.cancelled && options_.cancelled()) {
+      return absl::CancelledError(
+          absl::StrCat("cancelled while recovering from '", failure.message(), "'"));
+    }
     // A dead worker stays "healthy" until its heartbeats time out, and assigning to it fails
     // fast (connection refused): keep trying until a live set takes the stages.
     absl::Status built = Build();

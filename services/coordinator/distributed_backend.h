@@ -30,13 +30,23 @@ struct DistributedBackendOptions {
   // How long Recover keeps trying to rebuild the pipeline.
   absl::Duration recovery_timeout = absl::Seconds(120);
   absl::Duration step_timeout = absl::Minutes(5);
+  // Polled while recovering: true gives up with CANCELLED (the job was cancelled).
+  std::function<bool()> cancelled;
+  // Told the worker address of each stage whenever the stages are (re)assigned.
+  std::function<void(const std::vector<std::string>&)> on_assigned;
 };
+
+// The checkpoint file of `stage` after `steps_done` steps of job `job_id`.
+std::string CheckpointPath(const std::string& checkpoint_dir, const std::string& job_id,
+                           int64_t steps_done, int64_t stage);
 
 class DistributedBackend : public TrainingBackend {
  public:
   // Finds one worker per stage and assigns the stages.
   static absl::StatusOr<std::unique_ptr<DistributedBackend>> Create(
       const DistributedBackendOptions& options);
+  // Releases the job's state on the workers that run its stages.
+  ~DistributedBackend() override;
 
   absl::StatusOr<StepStats> TrainStep(int64_t step, const std::vector<int64_t>& inputs,
                                       const std::vector<int64_t>& targets) override;
@@ -45,6 +55,7 @@ class DistributedBackend : public TrainingBackend {
   bool supports_recovery() const override { return true; }
   absl::Status Checkpoint(int64_t steps_done) override;
   absl::StatusOr<int64_t> Recover(const absl::Status& failure) override;
+  absl::Status Restore(int64_t steps_done) override;
   std::vector<BoundaryTraffic> Traffic() const override { return traffic_; }
   int64_t num_stages() const override { return num_stages_; }
 
@@ -55,6 +66,8 @@ class DistributedBackend : public TrainingBackend {
   explicit DistributedBackend(const DistributedBackendOptions& options);
   // Finds workers and assigns every stage on them (replacing the driver).
   absl::Status Build();
+  // Rebuilds and restores the last complete checkpoint until it works or time runs out.
+  absl::StatusOr<int64_t> RebuildFromCheckpoint(const absl::Status& failure);
 
   DistributedBackendOptions options_;
   int64_t num_stages_;
@@ -64,6 +77,7 @@ class DistributedBackend : public TrainingBackend {
   // The last checkpoint every stage acknowledged.
   int64_t checkpoint_step_ = -1;
   std::vector<std::string> checkpoint_paths_;
+  std::vector<std::string> previous_checkpoint_paths_;
 };
 
 }  // namespace resbm

@@ -202,14 +202,16 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   return result;
 }
 
-absl::StatusOr<std::vector<std::string>> PipelineDriver::SaveCheckpoints(
-    int64_t step, const std::string& path_prefix) {
-  std::vector<std::string> paths;
+absl::Status PipelineDriver::SaveCheckpoints(int64_t step, const std::vector<std::string>& paths) {
+  if (paths.size() != stubs_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint paths: ", paths.size(), "; expected one per stage (", stubs_.size(), ")"));
+  }
   for (size_t s = 0; s < stubs_.size(); ++s) {
     v1::SaveCheckpointRequest request;
     request.set_job_id(job_id_);
     request.set_step(static_cast<uint64_t>(step));
-    request.set_path(absl::StrCat(path_prefix, "stage-", s, ".ckpt"));
+    request.set_path(paths[s]);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
     v1::SaveCheckpointResponse response;
@@ -218,9 +220,23 @@ absl::StatusOr<std::vector<std::string>> PipelineDriver::SaveCheckpoints(
       return absl::Status(FromGrpcStatus(status).code(),
                           absl::StrCat("checkpoint of stage ", s, ": ", status.error_message()));
     }
-    paths.push_back(request.path());
   }
-  return paths;
+  return absl::OkStatus();
+}
+
+void PipelineDriver::Release() {
+  std::vector<std::thread> threads;
+  for (size_t s = 0; s < stubs_.size(); ++s) {
+    threads.emplace_back([this, s] {
+      v1::ReleaseRequest request;
+      request.set_job_id(job_id_);
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+      v1::ReleaseResponse response;
+      stubs_[s]->Release(&context, request, &response);  // A gone worker has nothing to drop.
+    });
+  }
+  for (auto& thread : threads) thread.join();
 }
 
 absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(const std::vector<std::string>& paths) {

@@ -48,13 +48,15 @@ class PipelineDriver {
   absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                   const std::vector<int64_t>& targets);
 
-  // Every stage writes its checkpoint to `path_prefix` + "stage-<s>.ckpt" on its own
-  // filesystem; returns the paths.
-  absl::StatusOr<std::vector<std::string>> SaveCheckpoints(int64_t step,
-                                                           const std::string& path_prefix);
+  // Every stage writes its checkpoint after `step` steps to paths[s] (all stages in turn;
+  // complete only when every one acknowledged).
+  absl::Status SaveCheckpoints(int64_t step, const std::vector<std::string>& paths);
 
   // Every stage restores the checkpoint at paths[s]; returns their common step.
   absl::StatusOr<int64_t> LoadCheckpoints(const std::vector<std::string>& paths);
+
+  // Tells every stage's worker to drop this job's state (best effort, short deadlines).
+  void Release();
 
   const std::vector<std::string>& addresses() const { return addresses_; }
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }

@@ -42,6 +42,11 @@ std::vector<WorkerRegistry::Worker> WorkerRegistry::HealthyLocked() const {
   return healthy;
 }
 
+std::vector<WorkerRegistry::Worker> WorkerRegistry::All() const {
+  absl::MutexLock lock(&mu_);
+  return workers_;
+}
+
 std::vector<WorkerRegistry::Worker> WorkerRegistry::Healthy() const {
   absl::MutexLock lock(&mu_);
   return HealthyLocked();

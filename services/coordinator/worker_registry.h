@@ -34,6 +34,9 @@ class WorkerRegistry {
   absl::Status Heartbeat(const std::string& id);
   // Healthy workers in registration order.
   std::vector<Worker> Healthy() const;
+  // Every worker ever registered, healthy or not, in registration order.
+  std::vector<Worker> All() const;
+  bool IsHealthy(const Worker& worker) const { return clock_() - worker.last_seen < timeout_; }
   // Waits until at least `count` workers are healthy; DeadlineExceeded naming how many are.
   absl::StatusOr<std::vector<Worker>> WaitForHealthy(int64_t count, absl::Time deadline) const;
 

@@ -112,6 +112,18 @@ grpc::ServerUnaryReactor* StageWorkerService::LoadCheckpoint(
   });
 }
 
+grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContext* context,
+                                                      const v1::ReleaseRequest* request,
+                                                      v1::ReleaseResponse* response) {
+  return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+    if (session_ && session_->assignment().job_id() == request->job_id()) {
+      session_.reset();  // Ends the stream to the next stage too.
+      response->set_released(true);
+    }
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::Exchange(
     grpc::CallbackServerContext* context) {
   // Room for two steps' frames of any schedule; the mailbox refuses more.

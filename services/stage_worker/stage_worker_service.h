@@ -36,6 +36,9 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   grpc::ServerUnaryReactor* LoadCheckpoint(grpc::CallbackServerContext* context,
                                            const v1::LoadCheckpointRequest* request,
                                            v1::LoadCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* context,
+                                    const v1::ReleaseRequest* request,
+                                    v1::ReleaseResponse* response) override;
   grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
       grpc::CallbackServerContext* context) override;
 

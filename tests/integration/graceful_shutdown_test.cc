@@ -11,10 +11,12 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/config/job_config.h"
 #include "common/runtime/child_process.h"
 #include "gtest/gtest.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "tests/testing/binaries.h"
+#include "tools/resbmctl/job_client.h"
 
 namespace resbm {
 namespace {
@@ -52,26 +54,6 @@ TEST_P(GracefulShutdownTest, WorkerExitsZeroOnSignal) {
   std::remove(port_file.c_str());
 }
 
-TEST_P(GracefulShutdownTest, CoordinatorExitsZeroOnSignalWhileWaitingForWorkers) {
-  const std::string dir = ::testing::TempDir();
-  const std::string port_file = dir + "/resbm_coord_port_" + std::to_string(::getpid());
-  std::remove(port_file.c_str());
-  auto started = ChildProcess::Start(
-      {BinaryPath("resbm-coordinator"), "--listen=127.0.0.1:0", "--port-file=" + port_file,
-       "--summary-json=" + dir + "/unused.json", "--loss-csv=" + dir + "/unused.csv"},
-      dir + "/resbm_coord_log_" + std::to_string(::getpid()));
-  ASSERT_TRUE(started.ok()) << started.status();
-  ChildProcess& coordinator = **started;
-  ASSERT_FALSE(WaitForFileLine(port_file, absl::Seconds(30)).empty()) << coordinator.Log();
-  coordinator.Signal(GetParam());
-  auto status = coordinator.Wait(absl::Seconds(15));
-  ASSERT_TRUE(status.has_value()) << coordinator.Log();
-  EXPECT_EQ(DescribeWaitStatus(*status), "exit 0") << coordinator.Log();
-  EXPECT_NE(coordinator.Log().find("resbm-coordinator: stopped"), std::string::npos)
-      << coordinator.Log();
-  std::remove(port_file.c_str());
-}
-
 // Processes whose command line contains `needle` (to see that a launcher left none behind).
 int CountProcessesWith(const std::string& needle) {
   int count = 0;
@@ -89,6 +71,42 @@ std::string WaitForLog(ChildProcess& process, const std::string& text, absl::Dur
     absl::SleepFor(absl::Milliseconds(50));
   }
   return process.Log();
+}
+
+// With a job waiting for workers that never come: the signal ends the wait and the process.
+TEST_P(GracefulShutdownTest, CoordinatorExitsZeroOnSignalWhileAJobWaitsForWorkers) {
+  const std::string dir = ::testing::TempDir();
+  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(GetParam());
+  const std::string port_file = dir + "/resbm_coord_port_" + tag;
+  std::remove(port_file.c_str());
+  auto started = ChildProcess::Start(
+      {BinaryPath("resbm-coordinator"), "--listen=127.0.0.1:0", "--port-file=" + port_file,
+       "--data-dir=" + dir + "/resbm_coord_data_" + tag},
+      dir + "/resbm_coord_log_" + tag);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ChildProcess& coordinator = **started;
+  const std::string port = WaitForFileLine(port_file, absl::Seconds(30));
+  ASSERT_FALSE(port.empty()) << coordinator.Log();
+  JobClient client("127.0.0.1:" + port);
+  v1::JobConfig config = DefaultJobConfig();
+  config.mutable_stages()->set_num_stages(2);
+  auto job = client.Submit(config);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const absl::Time end = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < end &&
+         client.Get(job->job_id()).value_or(v1::Job()).message().find("waiting for 2 workers") ==
+             std::string::npos) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(client.Get(job->job_id())->message(), "waiting for 2 workers (0 healthy)");
+  coordinator.Signal(GetParam());
+  auto status = coordinator.Wait(absl::Seconds(15));
+  ASSERT_TRUE(status.has_value()) << coordinator.Log();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 0") << coordinator.Log();
+  EXPECT_NE(coordinator.Log().find("resbm-coordinator: stopped"), std::string::npos)
+      << coordinator.Log();
+  std::remove(port_file.c_str());
+  std::filesystem::remove_all(dir + "/resbm_coord_data_" + tag);
 }
 
 std::string LongDebugJob(const std::string& dir) {

@@ -124,10 +124,12 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   }
   // The updated parameters on the workers equal the single-process ones.
   const std::string prefix = ::testing::TempDir() + "/resbm_eq_" + std::to_string(::getpid()) + "_";
-  auto paths = (*driver)->SaveCheckpoints(5, prefix);
-  ASSERT_TRUE(paths.ok()) << paths.status();
+  std::vector<std::string> paths;
+  for (int s = 0; s < c.stages; ++s) paths.push_back(prefix + std::to_string(s) + ".ckpt");
+  absl::Status saved_all = (*driver)->SaveCheckpoints(5, paths);
+  ASSERT_TRUE(saved_all.ok()) << saved_all;
   for (int s = 0; s < c.stages; ++s) {
-    auto saved = CheckpointFile::Read((*paths)[s]);
+    auto saved = CheckpointFile::Read(paths[s]);
     ASSERT_TRUE(saved.ok()) << saved.status();
     EXPECT_EQ(saved->step, 5);
     std::map<std::string, torch::Tensor> remote;
@@ -140,7 +142,7 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
           ((remote["param." + name] - p).norm() / p.norm().clamp_min(1e-12)).item<double>();
       EXPECT_LT(diff, 1e-5) << "stage " << s << " " << name;
     }
-    std::remove((*paths)[s].c_str());
+    std::remove(paths[s].c_str());
   }
   // Evaluation through the workers equals the local evaluation of the updated model.
   std::vector<int64_t> x, y;

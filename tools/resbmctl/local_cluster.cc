@@ -12,42 +12,69 @@
 #include "common/runtime/child_process.h"
 #include "common/runtime/shutdown_signal.h"
 #include "common/status/status_macros.h"
+#include "common/train/run_summary.h"
+#include "tools/resbmctl/follow_job.h"
+#include "tools/resbmctl/job_client.h"
+#include "tools/resbmctl/job_views.h"
 
 namespace resbm {
+namespace {
+
+absl::Status CopyOutput(const std::string& from, const std::string& to) {
+  std::error_code error;
+  const auto parent = std::filesystem::path(to).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing, error);
+  if (error) return absl::UnavailableError(absl::StrCat(from, " -> ", to, ": ", error.message()));
+  return absl::OkStatus();
+}
+
+// Stops a child with SIGTERM; an error unless it exited 0.
+absl::Status StopCleanly(ChildProcess& child, const std::string& name) {
+  auto status = child.Stop(absl::Seconds(15));
+  if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+    return absl::InternalError(absl::StrCat(
+        name, " did not stop cleanly: ", status ? DescribeWaitStatus(*status) : "lost"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status RunLocalCluster(const LocalClusterOptions& options) {
-  // The stage count decides how many workers to start.
   JobOverrides overrides;
   if (options.stages > 0) overrides.stages = options.stages;
   if (options.steps > 0) overrides.steps = options.steps;
   RESBM_ASSIGN_OR_RETURN(v1::JobConfig config,
                          LoadJobConfigWithOverrides(options.config_path, overrides));
-  const int64_t stages = config.stages().num_stages();
+  if (options.spare_workers < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--spare-workers: ", options.spare_workers, "; expected >= 0"));
+  }
+  const int64_t workers_wanted = config.stages().num_stages() + options.spare_workers;
 
   std::error_code error;
-  std::filesystem::create_directories(options.log_dir, error);
+  const std::string data_dir = options.log_dir + "/data";
+  std::filesystem::remove_all(data_dir, error);
+  std::filesystem::create_directories(data_dir, error);
   if (error) {
     return absl::InvalidArgumentError(
         absl::StrCat("--log-dir: '", options.log_dir, "': ", error.message()));
   }
   const std::string port_file = options.log_dir + "/coordinator.port";
   std::filesystem::remove(port_file, error);
-  std::vector<std::string> coordinator_argv = {options.bin_dir + "/resbm-coordinator",
-                                               "--listen=127.0.0.1:0",
-                                               "--port-file=" + port_file,
-                                               "--summary-json=" + options.summary_json,
-                                               "--loss-csv=" + options.loss_csv,
-                                               absl::StrCat("--stages=", stages)};
-  if (!options.config_path.empty()) coordinator_argv.push_back("--config=" + options.config_path);
-  if (options.steps > 0) coordinator_argv.push_back(absl::StrCat("--steps=", options.steps));
-  // The coordinator's output is the job's live progress: it goes straight to the terminal.
-  RESBM_ASSIGN_OR_RETURN(auto coordinator, ChildProcess::Start(coordinator_argv));
+  RESBM_ASSIGN_OR_RETURN(auto coordinator,
+                         ChildProcess::Start({options.bin_dir + "/resbm-coordinator",
+                                              "--listen=127.0.0.1:0", "--port-file=" + port_file,
+                                              "--data-dir=" + data_dir, "--drain-seconds=1"},
+                                             options.log_dir + "/coordinator.log"));
   const std::string port = WaitForFileLine(port_file, absl::Seconds(60));
   if (port.empty()) {
-    return absl::UnavailableError("coordinator: did not start serving within 60 s");
+    return absl::UnavailableError(absl::StrCat(
+        "coordinator: did not start serving within 60 s; its log:\n", coordinator->Log()));
   }
   std::vector<std::unique_ptr<ChildProcess>> workers;
-  for (int64_t i = 0; i < stages; ++i) {
+  for (int64_t i = 0; i < workers_wanted; ++i) {
     RESBM_ASSIGN_OR_RETURN(
         auto worker, ChildProcess::Start({options.bin_dir + "/resbm-worker", "--listen=127.0.0.1:0",
                                           "--coordinator=127.0.0.1:" + port,
@@ -56,39 +83,51 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
                                          absl::StrCat(options.log_dir, "/worker-", i, ".log")));
     workers.push_back(std::move(worker));
   }
-  std::printf("resbmctl local: coordinator on 127.0.0.1:%s, %lld workers (logs in %s)\n",
-              port.c_str(), static_cast<long long>(stages), options.log_dir.c_str());
+  std::printf(
+      "resbmctl local: coordinator on 127.0.0.1:%s, %lld workers (%lld spare); logs in %s\n",
+      port.c_str(), static_cast<long long>(workers_wanted),
+      static_cast<long long>(options.spare_workers), options.log_dir.c_str());
   std::fflush(stdout);
 
+  JobClient client("127.0.0.1:" + port);
   absl::Status result;
-  std::optional<int> coordinator_status;
-  while (!(coordinator_status = coordinator->Wait(absl::Milliseconds(200)))) {
-    if (ShutdownSignalPending()) {
-      result = absl::CancelledError("interrupted: stopping the cluster");
-      coordinator_status = coordinator->Stop(absl::Seconds(5));
-      break;
-    }
-    for (size_t i = 0; i < workers.size(); ++i) {
-      if (!workers[i]->Running()) {
-        result = absl::UnavailableError(
-            absl::StrCat("worker ", i, " exited early; its log:\n", workers[i]->Log()));
-        coordinator_status = coordinator->Stop(absl::Seconds(5));
-        break;
+  auto submitted = client.Submit(config);
+  absl::StatusOr<v1::Job> job = submitted;
+  if (submitted.ok()) {
+    std::printf("submitted %s; resbmctl watch %s --coordinator=127.0.0.1:%s follows it too\n",
+                submitted->job_id().c_str(), submitted->job_id().c_str(), port.c_str());
+    std::fflush(stdout);
+    job = FollowJob(client, submitted->job_id(), /*json=*/false);
+  }
+  if (!job.ok()) {
+    result = absl::IsCancelled(job.status())
+                 ? absl::CancelledError("interrupted: stopping the cluster")
+                 : job.status();
+  } else if (job->state() != v1::JOB_STATE_SUCCEEDED) {
+    result = absl::InternalError(
+        absl::StrCat(job->job_id(), " ", JobStateName(job->state()), ": ", job->message(),
+                     "\ncoordinator log: ", options.log_dir, "/coordinator.log"));
+  } else {
+    for (const auto& [name, to] :
+         {std::pair<std::string, std::string>{"summary.json", options.summary_json},
+          {"losses.csv", options.loss_csv}}) {
+      if (absl::Status copied = CopyOutput(job->output_dir() + "/" + name, to); !copied.ok()) {
+        result = copied;
       }
     }
-    if (!result.ok()) break;
-  }
-  if (result.ok() && (!coordinator_status.has_value() || !WIFEXITED(*coordinator_status) ||
-                      WEXITSTATUS(*coordinator_status) != 0)) {
-    result = absl::InternalError(absl::StrCat(
-        "coordinator: ", coordinator_status ? DescribeWaitStatus(*coordinator_status) : "lost"));
-  }
-  for (size_t i = 0; i < workers.size(); ++i) {
-    auto status = workers[i]->Stop(absl::Seconds(10));
-    if (result.ok() && (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0)) {
-      result = absl::InternalError(absl::StrCat(
-          "worker ", i, " did not stop cleanly: ", status ? DescribeWaitStatus(*status) : "lost"));
+    auto summary = RunSummary::FromJson(job->summary_json());
+    if (summary.ok()) {
+      std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
+                  options.summary_json.c_str(), options.loss_csv.c_str());
     }
+  }
+  absl::Status stopped = StopCleanly(*coordinator, "coordinator");
+  if (result.ok()) result = stopped;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    // A worker that died during the job (and was recovered from) is not a failure here.
+    if (!workers[i]->Running()) continue;
+    absl::Status worker_stopped = StopCleanly(*workers[i], absl::StrCat("worker ", i));
+    if (result.ok()) result = worker_stopped;
   }
   return result;
 }

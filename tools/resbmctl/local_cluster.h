@@ -1,6 +1,7 @@
-// LocalCluster: `resbmctl local`: a coordinator and one stage worker per stage as separate
-// processes on loopback, running one job to the end with live progress (the coordinator's
-// output), then stopped cleanly. Worker logs go to `log_dir`. Not thread-safe.
+// LocalCluster: `resbmctl local`: a coordinator and one stage worker per stage (plus spares)
+// as separate processes on loopback. The job goes in through the job API like any other and
+// is followed with a live progress bar; then every process is stopped cleanly. Logs and the
+// coordinator's data directory go to `log_dir`. Not thread-safe.
 #ifndef RESBM_TOOLS_RESBMCTL_LOCAL_CLUSTER_H_
 #define RESBM_TOOLS_RESBMCTL_LOCAL_CLUSTER_H_
 
@@ -18,13 +19,17 @@ struct LocalClusterOptions {
   std::string config_path;  // Empty: the default job.
   int64_t stages = 0;       // 0: from the config.
   int64_t steps = 0;        // 0: from the config.
+  // Workers beyond one per stage: they take over a stage whose worker dies.
+  int64_t spare_workers = 0;
   std::string summary_json = "out/summary.json";
   std::string loss_csv = "out/loss.csv";
+  // Process logs, and the coordinator's data in `log_dir`/data (wiped at start: each run is
+  // a fresh cluster).
   std::string log_dir = "out/local-cluster";
   int64_t threads_per_worker = 1;
 };
 
-// Runs the job; OK when the coordinator finished it and every process stopped cleanly.
+// Runs the job; OK when it SUCCEEDED and every process stopped cleanly.
 absl::Status RunLocalCluster(const LocalClusterOptions& options);
 
 }  // namespace resbm

@@ -33,6 +33,29 @@ TEST(FrameMailboxTest, HoldsAnyStepBeforeTheFirstStepBegins) {
   EXPECT_TRUE(TakeNow(mailbox, 291, 1).ok());
 }
 
+// What was held is checked when the first step begins: a frame too far ahead or of another
+// job fails that step; an earlier step's frame is dropped.
+TEST(FrameMailboxTest, ChecksHeldFramesWhenTheFirstStepBegins) {
+  FrameMailbox ahead(8);
+  ahead.Deliver(Frame("job-1", 7, 0));
+  ahead.BeginStep("job-1", 0, false);
+  auto refused = TakeNow(ahead, 0, 0);
+  EXPECT_NE(refused.status().message().find("frame.step: 7; expected 0 (or 1)"), std::string::npos)
+      << refused.status();
+
+  FrameMailbox intruder(8);
+  intruder.Deliver(Frame("intruder", 0, 0));
+  intruder.BeginStep("job-1", 0, false);
+  EXPECT_NE(TakeNow(intruder, 0, 0).status().message().find("frame.job_id: 'intruder'"),
+            std::string::npos);
+
+  FrameMailbox stale(8);
+  stale.Deliver(Frame("job-1", 3, 0));
+  stale.BeginStep("job-1", 5, false);
+  EXPECT_EQ(stale.size(), 0);
+  EXPECT_EQ(TakeNow(stale, 5, 0).status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
 TEST(FrameMailboxTest, AcceptsThisStepAndTheNextOnly) {
   FrameMailbox mailbox(8);
   mailbox.BeginStep("job-1", 10, false);

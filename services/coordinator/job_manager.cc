@@ -1,0 +1,321 @@
+#include "services/coordinator/job_manager.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/config/job_config.h"
+#include "common/status/status_macros.h"
+
+namespace resbm {
+namespace {
+
+int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
+
+bool Finished(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+// The coordinator reads the data, so it checks that the files are there before accepting.
+absl::Status CheckDataFiles(const v1::JobConfig& config) {
+  auto check = [](const std::string& field, const std::string& path) -> absl::Status {
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": '", path,
+                       "' does not exist on the coordinator; expected a file or directory"));
+    }
+    return absl::OkStatus();
+  };
+  const auto& data = config.data();
+  if (data.has_byte_corpus()) {
+    for (int i = 0; i < data.byte_corpus().paths_size(); ++i) {
+      RESBM_RETURN_IF_ERROR(
+          check(absl::StrCat("data.byte_corpus.paths[", i, "]"), data.byte_corpus().paths(i)));
+    }
+  }
+  if (data.has_token_shards()) {
+    for (int i = 0; i < data.token_shards().train_paths_size(); ++i) {
+      RESBM_RETURN_IF_ERROR(check(absl::StrCat("data.token_shards.train_paths[", i, "]"),
+                                  data.token_shards().train_paths(i)));
+    }
+    for (int i = 0; i < data.token_shards().val_paths_size(); ++i) {
+      RESBM_RETURN_IF_ERROR(check(absl::StrCat("data.token_shards.val_paths[", i, "]"),
+                                  data.token_shards().val_paths(i)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& data_dir,
+                                                             JobRunner runner) {
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat("data_dir: '", data_dir, "' cannot be created: ", error.message()));
+  }
+  RESBM_ASSIGN_OR_RETURN(auto store, JobStore::Open(data_dir + "/jobs.db"));
+  std::unique_ptr<JobManager> manager(new JobManager(
+      std::filesystem::absolute(data_dir).lexically_normal().string(), std::move(store),
+      std::move(runner)));
+  manager->runner_thread_ = std::thread([m = manager.get()] { m->RunLoop(); });
+  return manager;
+}
+
+JobManager::JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner)
+    : data_dir_(std::move(data_dir)), store_(std::move(store)), runner_(std::move(runner)) {}
+
+JobManager::~JobManager() { Shutdown(); }
+
+void JobManager::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    wake_.SignalAll();
+  }
+  if (runner_thread_.joinable()) runner_thread_.join();
+}
+
+absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config) {
+  ApplyJobConfigDefaults(&config);
+  RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
+  RESBM_RETURN_IF_ERROR(CheckDataFiles(config));
+  v1::Job job;
+  *job.mutable_config() = std::move(config);
+  job.set_state(v1::JOB_STATE_QUEUED);
+  job.set_submitted_unix_ms(NowUnixMs());
+  job.mutable_progress()->set_total_steps(job.config().training().steps());
+  absl::MutexLock publish(&publish_mu_);
+  absl::MutexLock lock(&mu_);
+  RESBM_ASSIGN_OR_RETURN(job, store_->Create(std::move(job)));
+  job.set_output_dir(absl::StrCat(data_dir_, "/jobs/", job.job_id()));
+  RESBM_RETURN_IF_ERROR(store_->Put(job));
+  wake_.SignalAll();
+  return job;
+}
+
+absl::StatusOr<v1::Job> JobManager::Get(const std::string& job_id) { return store_->Get(job_id); }
+
+absl::StatusOr<std::vector<v1::Job>> JobManager::List() { return store_->List(); }
+
+absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
+  absl::MutexLock publish(&publish_mu_);
+  v1::Job job;
+  {
+    absl::MutexLock lock(&mu_);
+    RESBM_ASSIGN_OR_RETURN(job, store_->Get(job_id));
+    if (Finished(job.state())) {
+      return absl::FailedPreconditionError(absl::StrCat("job_id: '", job_id, "' already ended (",
+                                                        v1::JobState_Name(job.state()), ")"));
+    }
+    if (job_id == running_) {
+      cancel_running_ = true;
+      job.set_message("cancelling: stops before its next step");
+      return job;
+    }
+    job.set_state(v1::JOB_STATE_CANCELLED);
+    job.set_message("cancelled before it started");
+    job.set_finished_unix_ms(NowUnixMs());
+    RESBM_RETURN_IF_ERROR(store_->Put(job));
+  }
+  // Publish (after mu_ is released: it takes it) stores the same job again and tells the
+  // watchers; publish_mu_ is still held, so events stay in order.
+  PublishLocked(job, v1::JOB_EVENT_KIND_STATE, job.message());
+  return job;
+}
+
+absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& job_id, Listener listener,
+                                              v1::Job* snapshot) {
+  absl::MutexLock publish(&publish_mu_);
+  RESBM_ASSIGN_OR_RETURN(*snapshot, store_->Get(job_id));
+  absl::MutexLock lock(&mu_);
+  const int64_t handle = next_handle_++;
+  listeners_[handle] = {job_id, std::move(listener)};
+  return handle;
+}
+
+void JobManager::Unsubscribe(int64_t handle) {
+  absl::MutexLock publish(&publish_mu_);
+  absl::MutexLock lock(&mu_);
+  listeners_.erase(handle);
+}
+
+std::string JobManager::running_job_id() const {
+  absl::MutexLock lock(&mu_);
+  return running_;
+}
+
+int64_t JobManager::queued_jobs() const {
+  auto jobs = store_->List();
+  if (!jobs.ok()) return 0;
+  int64_t queued = 0;
+  for (const auto& job : *jobs) queued += job.state() == v1::JOB_STATE_QUEUED;
+  return queued;
+}
+
+void JobManager::Publish(const v1::Job& job, v1::JobEventKind kind, const std::string& message) {
+  absl::MutexLock publish(&publish_mu_);
+  PublishLocked(job, kind, message);
+}
+
+void JobManager::PublishLocked(const v1::Job& job, v1::JobEventKind kind,
+                               const std::string& message) {
+  if (absl::Status stored = store_->Put(job); !stored.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
+  }
+  v1::JobEvent event;
+  event.set_kind(kind);
+  *event.mutable_job() = job;
+  event.set_message(message);
+  std::vector<Listener> targets;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [handle, entry] : listeners_) {
+      if (entry.first == job.job_id()) targets.push_back(entry.second);
+    }
+  }
+  for (const auto& listener : targets) listener(event);
+}
+
+std::optional<v1::Job> JobManager::NextJob() {
+  absl::MutexLock lock(&mu_);
+  while (!stopping_) {
+    auto jobs = store_->List();
+    if (jobs.ok()) {
+      const v1::Job* next = nullptr;
+      for (const auto& job : *jobs) {
+        if (job.state() == v1::JOB_STATE_RUNNING) {
+          next = &job;
+          break;
+        }
+        if (job.state() == v1::JOB_STATE_QUEUED && next == nullptr) next = &job;
+      }
+      if (next != nullptr) {
+        running_ = next->job_id();
+        cancel_running_ = false;
+        return *next;
+      }
+    }
+    wake_.WaitWithTimeout(&mu_, absl::Seconds(1));
+  }
+  return std::nullopt;
+}
+
+void JobManager::RunLoop() {
+  while (auto job = NextJob()) {
+    RunOne(std::move(*job));
+    absl::MutexLock lock(&mu_);
+    running_.clear();
+  }
+}
+
+void JobManager::RunOne(v1::Job job) {
+  const std::string job_id = job.job_id();
+  JobRun run;
+  run.output_dir = job.output_dir();
+  std::error_code error;
+  std::filesystem::create_directories(run.output_dir, error);
+
+  // A job already RUNNING was interrupted by a coordinator restart: resume it.
+  if (job.state() == v1::JOB_STATE_RUNNING) {
+    auto* progress = job.mutable_progress();
+    const int64_t from = progress->has_checkpoint_step() ? progress->checkpoint_step() : 0;
+    absl::Status truncated = store_->TruncateSteps(job_id, from);
+    auto steps = store_->Steps(job_id);
+    if (truncated.ok() && steps.ok() && static_cast<int64_t>(steps->size()) == from &&
+        progress->has_checkpoint_step()) {
+      run.resume = TrainerResume{from, std::move(*steps), progress->recoveries()};
+    } else {
+      (void)store_->TruncateSteps(job_id, 0);  // No usable checkpoint: from the start.
+      progress->clear_checkpoint_step();
+    }
+    progress->set_step(run.resume ? from : 0);
+    progress->set_resumes(progress->resumes() + 1);
+    Publish(job, v1::JOB_EVENT_KIND_STATE,
+            absl::StrCat("resuming after step ", progress->step(), " (coordinator restarted)"));
+  } else {
+    job.set_state(v1::JOB_STATE_RUNNING);
+    job.set_started_unix_ms(NowUnixMs());
+    job.set_message("");
+    Publish(job, v1::JOB_EVENT_KIND_STATE, "started");
+  }
+
+  // The hooks run on this thread (the trainer's): `job` is only touched here.
+  const int64_t steps_at_start = job.progress().step();
+  const double seconds_at_start =
+      run.resume && !run.resume->records.empty() ? run.resume->records.back().seconds : 0.0;
+  run.hooks.on_step = [&](const StepRecord& record) {
+    if (absl::Status status = store_->PutStep(job_id, record); !status.ok()) {
+      std::fprintf(stderr, "coordinator: %s\n", status.ToString().c_str());
+    }
+    auto* p = job.mutable_progress();
+    p->set_step(record.step);
+    p->set_train_loss(record.train_loss);
+    if (record.val_loss.has_value()) p->set_val_loss(*record.val_loss);
+    const double seconds = record.seconds - seconds_at_start;
+    const int64_t tokens_per_step = record.tokens / std::max<int64_t>(1, record.step);
+    const double rate =
+        seconds > 0 ? (record.step - steps_at_start) * tokens_per_step / seconds : 0.0;
+    p->set_tokens_per_second(rate);
+    p->set_eta_seconds(rate > 0 ? (p->total_steps() - record.step) * tokens_per_step / rate : 0.0);
+    job.set_message("");
+    Publish(job, v1::JOB_EVENT_KIND_STEP, "");
+  };
+  run.hooks.on_checkpoint = [&](int64_t step) {
+    job.mutable_progress()->set_checkpoint_step(step);
+    Publish(job, v1::JOB_EVENT_KIND_CHECKPOINT, absl::StrCat("checkpoint after step ", step));
+  };
+  run.hooks.on_recovery = [&](const absl::Status& failure, int64_t step) {
+    (void)store_->TruncateSteps(job_id, step);
+    auto* p = job.mutable_progress();
+    p->set_recoveries(p->recoveries() + 1);
+    p->set_step(step);
+    Publish(job, v1::JOB_EVENT_KIND_RECOVERY,
+            absl::StrCat("recovered from '", failure.message(), "': resuming after step ", step));
+  };
+  run.on_assigned = [&](const std::vector<std::string>& addresses) {
+    job.clear_stage_addresses();
+    for (const auto& address : addresses) job.add_stage_addresses(address);
+    Publish(job, v1::JOB_EVENT_KIND_STATE, "stages assigned");
+  };
+  run.on_status = [&](const std::string& message) {
+    job.set_message(message);
+    Publish(job, v1::JOB_EVENT_KIND_STATE, message);
+  };
+  run.stop_requested = [this] {
+    absl::MutexLock lock(&mu_);
+    return stopping_ || cancel_running_;
+  };
+  run.job = job;
+
+  absl::StatusOr<RunSummary> summary = runner_(run);
+
+  bool cancelled, stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled = cancel_running_;
+    stopping = stopping_;
+  }
+  if (stopping && !cancelled) return;  // Stays RUNNING: the next coordinator resumes it.
+  job.clear_stage_addresses();
+  job.set_finished_unix_ms(NowUnixMs());
+  if (cancelled) {
+    job.set_state(v1::JOB_STATE_CANCELLED);
+    job.set_message("cancelled by request");
+  } else if (summary.ok()) {
+    job.set_state(v1::JOB_STATE_SUCCEEDED);
+    job.set_message("");
+    job.set_summary_json(summary->ToJson());
+    job.mutable_progress()->set_step(job.progress().total_steps());
+  } else {
+    job.set_state(v1::JOB_STATE_FAILED);
+    job.set_message(std::string(summary.status().message()));
+  }
+  Publish(job, v1::JOB_EVENT_KIND_STATE, job.message().empty() ? "succeeded" : job.message());
+}
+
+}  // namespace resbm

@@ -1,0 +1,111 @@
+// JobManager: the coordinator's job queue. Jobs are validated on submission, stored in a
+// JobStore, and run one at a time, oldest first, on one runner thread by a JobRunner (the
+// coordinator's: a Trainer over a DistributedBackend). Progress, checkpoints and recoveries
+// are stored as they happen and fanned out to watchers. A job that was RUNNING when the
+// coordinator died is resumed first, from its last complete checkpoint. Thread-safe.
+#ifndef RESBM_SERVICES_COORDINATOR_JOB_MANAGER_H_
+#define RESBM_SERVICES_COORDINATOR_JOB_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/train/run_summary.h"
+#include "common/train/trainer.h"
+#include "resbm/v1/job_service.pb.h"
+#include "services/coordinator/job_store.h"
+
+namespace resbm {
+
+// One run of a job, as the runner gets it.
+struct JobRun {
+  v1::Job job;
+  // Where summary.json and losses.csv go (exists).
+  std::string output_dir;
+  // Set when the job resumes from a checkpoint after a coordinator restart.
+  std::optional<TrainerResume> resume;
+  TrainerHooks hooks;
+  // True once the job is cancelled or the coordinator stops: end the run soon.
+  std::function<bool()> stop_requested;
+  // The runner reports each (re)assignment of the stages.
+  std::function<void(const std::vector<std::string>& stage_addresses)> on_assigned;
+  // The runner reports what it is waiting for ("waiting for 2 workers, 1 healthy").
+  std::function<void(const std::string& message)> on_status;
+};
+
+using JobRunner = std::function<absl::StatusOr<RunSummary>(const JobRun& run)>;
+
+class JobManager {
+ public:
+  using Listener = std::function<void(const v1::JobEvent& event)>;
+
+  // Opens `data_dir`/jobs.db (creating the directory) and starts the runner thread.
+  static absl::StatusOr<std::unique_ptr<JobManager>> Open(const std::string& data_dir,
+                                                          JobRunner runner);
+  // Shutdown().
+  ~JobManager();
+  JobManager(const JobManager&) = delete;
+  JobManager& operator=(const JobManager&) = delete;
+
+  // Applies the defaults, validates (INVALID_ARGUMENT naming field, value and expectation;
+  // nothing is stored then) and queues the job.
+  absl::StatusOr<v1::Job> Submit(v1::JobConfig config);
+  absl::StatusOr<v1::Job> Get(const std::string& job_id);
+  absl::StatusOr<std::vector<v1::Job>> List();
+  // QUEUED: cancelled now. RUNNING: stops before its next step (the returned job is still
+  // RUNNING; its STATE event follows). Finished: FAILED_PRECONDITION.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+
+  // Calls `listener` with every event of the job from now on (on the runner thread, never
+  // after Unsubscribe returns); returns a handle and puts the job as it is in `snapshot`.
+  absl::StatusOr<int64_t> Subscribe(const std::string& job_id, Listener listener,
+                                    v1::Job* snapshot);
+  void Unsubscribe(int64_t handle);
+
+  // The running job's id ("" when idle) and the number of queued jobs.
+  std::string running_job_id() const;
+  int64_t queued_jobs() const;
+
+  // Stops the runner: a running job stops before its next step and stays RUNNING in the
+  // store, to be resumed by the next coordinator. Idempotent.
+  void Shutdown();
+
+ private:
+  JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner);
+  void RunLoop();
+  // Takes the next job to run: a RUNNING one (resumed) first, then the oldest QUEUED.
+  std::optional<v1::Job> NextJob();
+  void RunOne(v1::Job job);
+  // Stores `job` and sends `kind` to its watchers.
+  void Publish(const v1::Job& job, v1::JobEventKind kind, const std::string& message)
+      ABSL_LOCKS_EXCLUDED(publish_mu_);
+  void PublishLocked(const v1::Job& job, v1::JobEventKind kind, const std::string& message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
+
+  const std::string data_dir_;
+  std::unique_ptr<JobStore> store_;
+  JobRunner runner_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::string running_ ABSL_GUARDED_BY(mu_);
+  bool cancel_running_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<int64_t, std::pair<std::string, Listener>> listeners_ ABSL_GUARDED_BY(mu_);
+  // Serializes Publish so watchers see events in order and never after Unsubscribe.
+  absl::Mutex publish_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::thread runner_thread_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_COORDINATOR_JOB_MANAGER_H_

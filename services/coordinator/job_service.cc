@@ -1,0 +1,101 @@
+#include "services/coordinator/job_service.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+#include "services/coordinator/watch_job_reactor.h"
+
+namespace resbm {
+namespace {
+
+// Finishes a unary call with `result`'s status, moving its value into `response` when OK.
+template <typename T>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::StatusOr<T> result,
+                                 T* response) {
+  auto* reactor = context->DefaultReactor();
+  if (result.ok()) *response = std::move(*result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+absl::Status CheckJobId(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id: empty; expected e.g. 'job-1'");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+JobService::JobService(JobManager* manager, WorkerRegistry* registry)
+    : manager_(manager), registry_(registry) {}
+
+grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* context,
+                                                const v1::SubmitJobRequest* request,
+                                                v1::Job* response) {
+  return Answer(context, manager_->Submit(request->config()), response);
+}
+
+grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* context,
+                                             const v1::GetJobRequest* request, v1::Job* response) {
+  if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
+    return Answer<v1::Job>(context, status, response);
+  }
+  return Answer(context, manager_->Get(request->job_id()), response);
+}
+
+grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* context,
+                                               const v1::ListJobsRequest* request,
+                                               v1::ListJobsResponse* response) {
+  auto jobs = manager_->List();
+  if (!jobs.ok()) return Answer<v1::ListJobsResponse>(context, jobs.status(), response);
+  v1::ListJobsResponse list;
+  for (auto& job : *jobs) *list.add_jobs() = std::move(job);
+  return Answer(context, absl::StatusOr<v1::ListJobsResponse>(std::move(list)), response);
+}
+
+grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* context,
+                                                const v1::CancelJobRequest* request,
+                                                v1::Job* response) {
+  if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
+    return Answer<v1::Job>(context, status, response);
+  }
+  return Answer(context, manager_->Cancel(request->job_id()), response);
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* JobService::WatchJob(grpc::CallbackServerContext* context,
+                                                             const v1::WatchJobRequest* request) {
+  return WatchJobReactor::Start(manager_, request->job_id());
+}
+
+grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerContext* context,
+                                                       const v1::GetClusterStatusRequest* request,
+                                                       v1::ClusterStatus* response) {
+  const std::string running = manager_->running_job_id();
+  v1::ClusterStatus status;
+  status.set_running_job_id(running);
+  status.set_queued_jobs(static_cast<uint32_t>(manager_->queued_jobs()));
+  std::vector<std::string> stages;
+  if (!running.empty()) {
+    if (auto job = manager_->Get(running); job.ok()) {
+      stages.assign(job->stage_addresses().begin(), job->stage_addresses().end());
+    }
+  }
+  const absl::Time now = absl::Now();
+  for (const auto& worker : registry_->All()) {
+    auto* w = status.add_workers();
+    w->set_worker_id(worker.id);
+    w->set_address(worker.address);
+    w->set_device(worker.device);
+    w->set_healthy(registry_->IsHealthy(worker));
+    w->set_last_seen_ms_ago(absl::ToInt64Milliseconds(now - worker.last_seen));
+    for (size_t s = 0; s < stages.size(); ++s) {
+      if (stages[s] == worker.address) {
+        w->set_job_id(running);
+        w->set_stage(static_cast<uint32_t>(s));
+      }
+    }
+  }
+  return Answer(context, absl::StatusOr<v1::ClusterStatus>(std::move(status)), response);
+}
+
+}  // namespace resbm

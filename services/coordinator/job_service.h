@@ -1,0 +1,42 @@
+// JobService: the coordinator's public job API (callback API) over a JobManager and the
+// worker registry. Unary calls answer at once (a store read or write); WatchJob streams
+// through a WatchJobReactor. Thread-safe.
+#ifndef RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_
+#define RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_
+
+#include "resbm/v1/job_service.grpc.pb.h"
+#include "services/coordinator/job_manager.h"
+#include "services/coordinator/worker_registry.h"
+
+namespace resbm {
+
+class JobService final : public v1::JobService::CallbackService {
+ public:
+  // Neither is owned; both must outlive the service.
+  JobService(JobManager* manager, WorkerRegistry* registry);
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const v1::SubmitJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
+                                                   const v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* GetClusterStatus(grpc::CallbackServerContext* context,
+                                             const v1::GetClusterStatusRequest* request,
+                                             v1::ClusterStatus* response) override;
+
+ private:
+  JobManager* manager_;
+  WorkerRegistry* registry_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_

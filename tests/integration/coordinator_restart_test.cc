@@ -1,0 +1,80 @@
+// The coordinator killed with SIGKILL mid-job, twice, and started again on the same data
+// directory: the job is still there, resumes from its last complete checkpoint on the same
+// workers (they re-register), and ends with exactly the losses of an uninterrupted run.
+#include <signal.h>
+#include <unistd.h>
+
+#include <random>
+#include <string>
+
+#include "common/config/job_config.h"
+#include "gtest/gtest.h"
+#include "tests/testing/job_files.h"
+#include "tests/testing/process_cluster.h"
+
+namespace resbm {
+namespace {
+
+using ::resbm::testing::ExpectSameLosses;
+using ::resbm::testing::ProcessCluster;
+using ::resbm::testing::ReferenceLosses;
+using ::resbm::testing::TrainLosses;
+
+bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (absl::Now() < end) {
+    if (condition()) return true;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
+}
+
+TEST(CoordinatorRestartTest, KilledCoordinatorResumesTheJobWithTheUninterruptedLosses) {
+  ProcessCluster cluster(::testing::TempDir() + "/resbm_restart_" + std::to_string(::getpid()));
+  const std::string config = cluster.dir() + "/job.json";
+  std::ofstream(config) << R"({"name": "survivor",
+    "model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
+    "stages": {"num_stages": 2},
+    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
+    "training": {"steps": 300, "batch_size": 8, "microbatches": 2, "eval_every": 100,
+                 "eval_batches": 1, "seed": 9, "checkpoint_every": 10}})";
+  const auto expected = ReferenceLosses(config, cluster.dir());
+  ASSERT_EQ(expected.size(), 300u);
+
+  ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
+  auto submitted = cluster.client().Submit(*LoadJobConfigFile(config));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string job_id = submitted->job_id();
+
+  std::mt19937 rng(77);
+  for (int kill = 0; kill < 2; ++kill) {
+    // Let it get past a checkpoint beyond where it (re)started, then kill at a random moment.
+    const uint64_t past = 40 + 100 * kill;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto job = cluster.client().Get(job_id);
+          return job.ok() && job->progress().checkpoint_step() >= past;
+        },
+        absl::Seconds(120)))
+        << "kill " << kill << "\n"
+        << cluster.Logs();
+    absl::SleepFor(absl::Milliseconds(rng() % 700));
+    cluster.coordinator().Signal(SIGKILL);
+    cluster.coordinator().Wait(absl::Seconds(10));
+    ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
+  }
+  auto ended = cluster.client().WaitForEnd(job_id, absl::Seconds(240));
+  ASSERT_TRUE(ended.ok()) << ended.status() << "\n" << cluster.Logs();
+  EXPECT_EQ(ended->state(), v1::JOB_STATE_SUCCEEDED) << ended->message() << cluster.Logs();
+  EXPECT_EQ(ended->config().name(), "survivor");
+  EXPECT_EQ(ended->progress().resumes(), 2u);
+  EXPECT_EQ(ended->progress().recoveries(), 0u);
+  ExpectSameLosses(TrainLosses(ended->output_dir() + "/losses.csv"), expected);
+  auto jobs = cluster.client().List();
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->size(), 1u);
+}
+
+}  // namespace
+}  // namespace resbm

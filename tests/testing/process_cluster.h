@@ -1,0 +1,123 @@
+// ProcessCluster: a real coordinator process and stage-worker processes on loopback for the
+// integration tests, with a JobClient to the coordinator. The coordinator can be killed and
+// started again on the same port and data directory; workers can be killed and added.
+// Logs() gathers every process's log for failure messages. Stops everything on destruction.
+// Header-only; not thread-safe.
+#ifndef RESBM_TESTS_TESTING_PROCESS_CLUSTER_H_
+#define RESBM_TESTS_TESTING_PROCESS_CLUSTER_H_
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/runtime/child_process.h"
+#include "tests/testing/binaries.h"
+#include "tools/resbmctl/job_client.h"
+
+namespace resbm::testing {
+
+class ProcessCluster {
+ public:
+  // Everything goes under `dir` (created; left in place so a failure's logs stay readable).
+  explicit ProcessCluster(std::string dir) : dir_(std::move(dir)) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  ~ProcessCluster() {
+    for (auto& worker : workers_) worker->Stop(absl::Seconds(10));
+    if (coordinator_) coordinator_->Stop(absl::Seconds(10));
+  }
+  ProcessCluster(const ProcessCluster&) = delete;
+  ProcessCluster& operator=(const ProcessCluster&) = delete;
+
+  // Starts the coordinator (again on the same port after the first start) with the data
+  // directory `dir`/data and `flags`; waits until it serves.
+  absl::Status StartCoordinator(const std::vector<std::string>& flags = {}) {
+    const std::string port_file = absl::StrCat(dir_, "/coordinator-", starts_, ".port");
+    std::vector<std::string> argv = {
+        BinaryPath("resbm-coordinator"),
+        port_.empty() ? "--listen=127.0.0.1:0" : "--listen=127.0.0.1:" + port_,
+        "--port-file=" + port_file, "--data-dir=" + data_dir(), "--drain-seconds=1"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto started =
+        ChildProcess::Start(argv, absl::StrCat(dir_, "/coordinator-", starts_++, ".log"));
+    if (!started.ok()) return started.status();
+    coordinator_ = std::move(*started);
+    const std::string port = WaitForFileLine(port_file, absl::Seconds(30));
+    if (port.empty()) return absl::UnavailableError("coordinator did not serve:\n" + Logs());
+    port_ = port;
+    client_ = std::make_unique<JobClient>(address());
+    return absl::OkStatus();
+  }
+
+  // Starts one more worker registered with the coordinator; returns its index.
+  absl::StatusOr<size_t> StartWorker() {
+    auto started =
+        ChildProcess::Start({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
+                             "--coordinator=" + address(), "--threads=1", "--drain-seconds=1"},
+                            absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
+    if (!started.ok()) return started.status();
+    workers_.push_back(std::move(*started));
+    return workers_.size() - 1;
+  }
+
+  // Replaces worker `i` with a fresh process (as an orchestrator restarts a dead pod).
+  absl::Status ReplaceWorker(size_t i) {
+    workers_[i]->Wait(absl::Seconds(10));
+    auto started =
+        ChildProcess::Start({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
+                             "--coordinator=" + address(), "--threads=1", "--drain-seconds=1"},
+                            absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
+    if (!started.ok()) return started.status();
+    workers_[i] = std::move(*started);
+    return absl::OkStatus();
+  }
+
+  // Index of the worker serving `address` ("127.0.0.1:port"), or -1.
+  int WorkerAt(const std::string& address) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (workers_[i]->Log().find("serving on " + address) != std::string::npos) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+
+  ChildProcess& coordinator() { return *coordinator_; }
+  ChildProcess& worker(size_t i) { return *workers_[i]; }
+  size_t num_workers() const { return workers_.size(); }
+  JobClient& client() { return *client_; }
+  std::string address() const { return "127.0.0.1:" + port_; }
+  std::string data_dir() const { return dir_ + "/data"; }
+  const std::string& dir() const { return dir_; }
+
+  // Every log under `dir`, each headed by its name.
+  std::string Logs() const {
+    std::string all;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
+      if (entry.path().extension() != ".log") continue;
+      std::ifstream in(entry.path());
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (text.size() > 6000) text = "..." + text.substr(text.size() - 6000);
+      absl::StrAppend(&all, "==== ", entry.path().filename().string(), "\n", text, "\n");
+    }
+    return all;
+  }
+
+ private:
+  std::string dir_;
+  std::string port_;
+  int starts_ = 0;
+  int worker_logs_ = 0;
+  std::unique_ptr<ChildProcess> coordinator_;
+  std::vector<std::unique_ptr<ChildProcess>> workers_;
+  std::unique_ptr<JobClient> client_;
+};
+
+}  // namespace resbm::testing
+
+#endif  // RESBM_TESTS_TESTING_PROCESS_CLUSTER_H_

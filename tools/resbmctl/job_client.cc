@@ -1,0 +1,136 @@
+#include "tools/resbmctl/job_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+
+namespace resbm {
+namespace {
+
+absl::Status WithAddress(const grpc::Status& status, const std::string& address) {
+  if (status.ok()) return absl::OkStatus();
+  absl::Status s = FromGrpcStatus(status);
+  if (absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s)) {
+    return absl::Status(s.code(), absl::StrCat("coordinator at ", address, ": ", s.message()));
+  }
+  return s;
+}
+
+}  // namespace
+
+bool JobEnded(const v1::Job& job) {
+  return job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
+         job.state() == v1::JOB_STATE_CANCELLED;
+}
+
+JobClient::JobClient(const std::string& address, absl::Duration deadline)
+    : address_(address), deadline_(deadline) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  stub_ = v1::JobService::NewStub(
+      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+}
+
+template <typename Request, typename Response>
+absl::StatusOr<Response> JobClient::Call(
+    grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+    const Request& request) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+  Response response;
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+  if (!status.ok()) return WithAddress(status, address_);
+  return response;
+}
+
+absl::StatusOr<v1::Job> JobClient::Submit(const v1::JobConfig& config) {
+  v1::SubmitJobRequest request;
+  *request.mutable_config() = config;
+  return Call(&v1::JobService::Stub::SubmitJob, request);
+}
+
+absl::StatusOr<v1::Job> JobClient::Get(const std::string& job_id) {
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  return Call(&v1::JobService::Stub::GetJob, request);
+}
+
+absl::StatusOr<std::vector<v1::Job>> JobClient::List() {
+  RESBM_ASSIGN_OR_RETURN(auto response,
+                         Call(&v1::JobService::Stub::ListJobs, v1::ListJobsRequest()));
+  return std::vector<v1::Job>(response.jobs().begin(), response.jobs().end());
+}
+
+absl::StatusOr<v1::Job> JobClient::Cancel(const std::string& job_id) {
+  v1::CancelJobRequest request;
+  request.set_job_id(job_id);
+  return Call(&v1::JobService::Stub::CancelJob, request);
+}
+
+absl::StatusOr<v1::ClusterStatus> JobClient::ClusterStatus() {
+  return Call(&v1::JobService::Stub::GetClusterStatus, v1::GetClusterStatusRequest());
+}
+
+absl::StatusOr<v1::Job> JobClient::Watch(const std::string& job_id,
+                                         const std::function<void(const v1::JobEvent&)>& on_event,
+                                         const std::function<bool()>& stop) {
+  grpc::ClientContext context;
+  v1::WatchJobRequest request;
+  request.set_job_id(job_id);
+  std::atomic<bool> done{false};
+  std::atomic<bool> stopped{false};
+  std::thread watchdog;
+  if (stop) {
+    watchdog = std::thread([&] {
+      while (!done) {
+        if (stop()) {
+          stopped = true;
+          context.TryCancel();
+          return;
+        }
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
+  }
+  auto reader = stub_->WatchJob(&context, request);
+  v1::JobEvent event;
+  v1::Job last;
+  bool any = false;
+  while (reader->Read(&event)) {
+    on_event(event);
+    last = event.job();
+    any = true;
+  }
+  grpc::Status status = reader->Finish();
+  done = true;
+  if (watchdog.joinable()) watchdog.join();
+  if (stopped) return absl::CancelledError("watch stopped");
+  if (!status.ok()) return WithAddress(status, address_);
+  if (!any || !JobEnded(last)) {
+    return absl::UnavailableError(absl::StrCat("watch of ", job_id, " ended before the job"));
+  }
+  return last;
+}
+
+absl::StatusOr<v1::Job> JobClient::WaitForEnd(const std::string& job_id, absl::Duration timeout) {
+  const absl::Time end = absl::Now() + timeout;
+  while (true) {
+    auto job = Get(job_id);
+    if (job.ok() && JobEnded(*job)) return job;
+    if (!job.ok() && !absl::IsUnavailable(job.status())) return job.status();
+    if (absl::Now() >= end) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(job_id, ": not ended after ", absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+}
+
+}  // namespace resbm

@@ -1,0 +1,55 @@
+// JobClient: a blocking client of the coordinator's JobService for resbmctl and the tests:
+// one channel (keepalive on), a deadline on every unary call, and WatchJob as a callback
+// per event. Errors come back as absl::Status with the server's message. Thread-compatible.
+#ifndef RESBM_TOOLS_RESBMCTL_JOB_CLIENT_H_
+#define RESBM_TOOLS_RESBMCTL_JOB_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "resbm/v1/job_service.grpc.pb.h"
+
+namespace resbm {
+
+class JobClient {
+ public:
+  // `address` is host:port of the coordinator.
+  explicit JobClient(const std::string& address, absl::Duration deadline = absl::Seconds(15));
+
+  absl::StatusOr<v1::Job> Submit(const v1::JobConfig& config);
+  absl::StatusOr<v1::Job> Get(const std::string& job_id);
+  absl::StatusOr<std::vector<v1::Job>> List();
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
+  absl::StatusOr<v1::ClusterStatus> ClusterStatus();
+  // Streams the job's events to `on_event` until the job ends; returns the job as it ended.
+  // `stop` is polled every 100 ms: true cancels the watch (CANCELLED).
+  absl::StatusOr<v1::Job> Watch(const std::string& job_id,
+                                const std::function<void(const v1::JobEvent&)>& on_event,
+                                const std::function<bool()>& stop = nullptr);
+  // Polls until the job ends or `timeout` passes (DEADLINE_EXCEEDED).
+  absl::StatusOr<v1::Job> WaitForEnd(const std::string& job_id, absl::Duration timeout);
+
+  const std::string& address() const { return address_; }
+
+ private:
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*,
+                                                                             const Request&,
+                                                                             Response*),
+                                const Request& request);
+
+  std::string address_;
+  absl::Duration deadline_;
+  std::unique_ptr<v1::JobService::Stub> stub_;
+};
+
+// Whether the job is SUCCEEDED, FAILED or CANCELLED.
+bool JobEnded(const v1::Job& job);
+
+}  // namespace resbm
+
+#endif  // RESBM_TOOLS_RESBMCTL_JOB_CLIENT_H_
