@@ -105,7 +105,7 @@ void ApplyTrainingDefaults(v1::TrainingConfig* t) {
   if (t->schedule() == v1::PIPELINE_SCHEDULE_UNSPECIFIED) {
     t->set_schedule(v1::PIPELINE_SCHEDULE_GPIPE);
   }
-  if (!t->has_checkpoint_every()) t->set_checkpoint_every(0);
+  if (!t->has_checkpoint_every()) t->set_checkpoint_every(50);
 }
 
 void ApplyDataDefaults(v1::DataConfig* d) {

@@ -1,5 +1,5 @@
-// JobFlags: the command-line flags shared by the binaries that run a job (resbm-train,
-// resbm-coordinator): --config, --steps, --stages, --seed, --summary-json, --loss-csv; and the
+// JobFlags: the command-line flags of a binary that runs a job from its command line
+// (resbm-train): --config, --steps, --stages, --seed, --summary-json, --loss-csv; and the
 // validated config they describe. Process plumbing only: the job itself is the proto config.
 // Not thread-safe.
 #ifndef RESBM_COMMON_CONFIG_JOB_FLAGS_H_

@@ -40,6 +40,11 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
     : job_id_(job_id), config_(config), addresses_(std::move(addresses)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
+  // A worker that vanishes without closing its connection (host down, link cut) is noticed
+  // within seconds, not at the step deadline.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   for (const auto& address : addresses_) {
     stubs_.push_back(v1::StageWorker::NewStub(
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));

@@ -287,7 +287,7 @@ TEST(JobConfigTest, EmptyObjectGivesTheDefaults) {
   EXPECT_EQ(config->training().eval_batches(), 8u);
   EXPECT_EQ(config->training().seed(), 1337u);
   EXPECT_EQ(config->training().schedule(), v1::PIPELINE_SCHEDULE_GPIPE);
-  EXPECT_EQ(config->training().checkpoint_every(), 0u);
+  EXPECT_EQ(config->training().checkpoint_every(), 50u);
   ASSERT_TRUE(config->data().has_byte_corpus());
   ASSERT_EQ(config->data().byte_corpus().paths_size(), 1);
   EXPECT_EQ(config->data().byte_corpus().paths(0), "/usr/share/games/fortunes");
@@ -421,7 +421,7 @@ TEST(JobConfigTest, JsonEchoRoundTripsWithEveryFieldSpelledOut) {
   EXPECT_THAT(json, HasSubstr("\"d_model\": 64"));
   EXPECT_THAT(json, HasSubstr("\"warmup_steps\": 0"));
   EXPECT_THAT(json, HasSubstr("\"wire_dtype\": \"WIRE_DTYPE_FP32\""));
-  EXPECT_THAT(json, HasSubstr("\"checkpoint_every\": 0"));
+  EXPECT_THAT(json, HasSubstr("\"checkpoint_every\": 50"));
   const absl::StatusOr<v1::JobConfig> reparsed = ParseJobConfigJson(json);
   ASSERT_TRUE(reparsed.ok()) << reparsed.status();
   EXPECT_TRUE(ProtoEquals(debug, *reparsed));
