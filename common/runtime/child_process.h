@@ -19,7 +19,9 @@ namespace resbm {
 class ChildProcess {
  public:
   // Starts argv[0] (a path) with `argv`. With a `log_path`, stdout and stderr go to that
-  // file; otherwise they are inherited. The child starts with SIGINT/SIGTERM unblocked.
+  // file; otherwise they are inherited. The child starts with SIGINT/SIGTERM unblocked and
+  // with RESBM_PARENT_PID set: our binaries then get SIGTERM when the thread that started
+  // them ends (so start long-lived children from the main thread).
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
                                                              const std::string& log_path = "");
   ~ChildProcess();

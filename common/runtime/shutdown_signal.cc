@@ -2,6 +2,11 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
 
 namespace resbm {
 namespace {
@@ -19,6 +24,12 @@ sigset_t ShutdownSet() {
 void BlockShutdownSignals() {
   sigset_t set = ShutdownSet();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // Started by a launcher (ChildProcess): stop cleanly when it dies, even by SIGKILL, rather
+  // than live on as an orphan that still holds its job.
+  if (const char* parent = std::getenv(kParentPidVariable); parent != nullptr) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (std::to_string(::getppid()) != parent) ::kill(::getpid(), SIGTERM);  // Already gone.
+  }
 }
 
 int WaitForShutdownSignal() {

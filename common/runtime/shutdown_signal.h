@@ -6,6 +6,10 @@
 
 namespace resbm {
 
+// Set by ChildProcess in its children's environment: the launcher's pid.
+inline constexpr char kParentPidVariable[] = "RESBM_PARENT_PID";
+
+// Also, when kParentPidVariable names the parent, asks for SIGTERM when the parent dies.
 void BlockShutdownSignals();
 // Blocks until SIGINT or SIGTERM arrives; returns the signal number.
 int WaitForShutdownSignal();

@@ -162,6 +162,35 @@ TEST_P(GracefulShutdownTest, LocalClusterStopsEveryProcess) {
   std::filesystem::remove_all(log_dir);
 }
 
+// The launcher killed outright (SIGKILL: it can clean nothing up): its children notice
+// and stop on their own instead of living on as orphans holding a job.
+TEST(OrphanTest, LocalClusterProcessesStopWhenTheLauncherIsKilled) {
+  const std::string dir = ::testing::TempDir();
+  const std::string log_dir = dir + "/resbm_orphans_" + std::to_string(::getpid());
+  auto started = ChildProcess::Start(
+      {BinaryPath("resbmctl"), "local", LongDebugJob(dir), "--steps=100000", "--log-dir=" + log_dir,
+       "--summary-json=" + log_dir + "/summary.json", "--loss-csv=" + log_dir + "/loss.csv"},
+      dir + "/resbmctl_orphans_log_" + std::to_string(::getpid()));
+  ASSERT_TRUE(started.ok()) << started.status();
+  ChildProcess& launcher = **started;
+  ASSERT_NE(WaitForLog(launcher, "step 1/", absl::Seconds(60)).find("step 1/"), std::string::npos)
+      << launcher.Log();
+  const std::string port = WaitForFileLine(log_dir + "/coordinator.port", absl::Seconds(1));
+  ASSERT_FALSE(port.empty());
+  ASSERT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 2);
+  launcher.Signal(SIGKILL);
+  launcher.Wait(absl::Seconds(10));
+  const absl::Time end = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < end && CountProcessesWith("127.0.0.1:" + port) +
+                                      CountProcessesWith(log_dir + "/coordinator.port") >
+                                  0) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 0);
+  EXPECT_EQ(CountProcessesWith(log_dir + "/coordinator.port"), 0);
+  std::filesystem::remove_all(log_dir);
+}
+
 INSTANTIATE_TEST_SUITE_P(Signals, GracefulShutdownTest, ::testing::Values(SIGTERM, SIGINT));
 
 }  // namespace
