@@ -18,8 +18,9 @@ packages=(
   fortunes
   # Plots for the studies.
   gnuplot-nox
-  # Tools the test suite uses.
-  python3 procps
+  # Tools the test suite uses: a real Prometheus server scrapes a running cluster
+  # (prometheus; its postinst starts no service), the deploy files' checker (python3-yaml).
+  python3 python3-yaml procps prometheus
 )
 
 missing=()

@@ -16,6 +16,11 @@ bool FrameLink::open() const {
   return closed_.ok();
 }
 
+int64_t FrameLink::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
 void FrameLink::Attach(FrameWriter* writer) {
   absl::MutexLock lock(&mu_);
   writer_ = writer;

@@ -37,6 +37,8 @@ class FrameLink {
   absl::Status Send(v1::TensorFrame frame, absl::Time deadline);
   FrameMailbox& inbox() { return inbox_; }
   bool open() const;
+  // Frames waiting to be written.
+  int64_t queued() const;
 
   // Reactor side.
   void Attach(FrameWriter* writer);

@@ -29,7 +29,7 @@ grpc::ServerUnaryReactor* ControlService::Heartbeat(grpc::CallbackServerContext*
                                                     const v1::HeartbeatRequest* request,
                                                     v1::HeartbeatResponse* response) {
   auto* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(registry_->Heartbeat(request->worker_id())));
+  reactor->Finish(ToGrpcStatus(registry_->Heartbeat(request->worker_id(), request->address())));
   return reactor;
 }
 

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 #include "common/train/trainer.h"
@@ -17,9 +18,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   std::unique_ptr<Coordinator> coordinator(new Coordinator(options));
   Coordinator* c = coordinator.get();
-  RESBM_ASSIGN_OR_RETURN(c->jobs_, JobManager::Open(options.data_dir, [c](const JobRun& run) {
-                           return c->RunJob(run);
-                         }));
+  RESBM_ASSIGN_OR_RETURN(
+      c->jobs_,
+      JobManager::Open(
+          options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_));
   c->job_service_ = std::make_unique<JobService>(c->jobs_.get(), &c->registry_);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &c->port_);
@@ -32,13 +34,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
     return absl::UnavailableError(
         absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
   }
+  if (!options.metrics_address.empty()) {
+    RESBM_ASSIGN_OR_RETURN(c->metrics_server_,
+                           MetricsServer::Start(options.metrics_address, c->metrics_.registry(),
+                                                [c] { c->RefreshMetrics(); }));
+  }
   return coordinator;
 }
 
 Coordinator::Coordinator(const CoordinatorOptions& options)
     : options_(options),
       registry_(options.heartbeat_timeout),
-      control_(&registry_, options.heartbeat_interval) {
+      control_(&registry_, options.heartbeat_interval),
+      metrics_(std::make_shared<prometheus::Registry>()) {
   if (options_.checkpoint_dir.empty()) options_.checkpoint_dir = options_.data_dir + "/checkpoints";
   // Workers get these paths: independent of their working directory.
   options_.checkpoint_dir =
@@ -46,6 +54,22 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
 }
 
 Coordinator::~Coordinator() { Shutdown(absl::Now() + absl::Seconds(1)); }
+
+void Coordinator::RefreshMetrics() {
+  std::map<std::string, int64_t> states;
+  for (int state = v1::JOB_STATE_QUEUED; state <= v1::JOB_STATE_CANCELLED; ++state) {
+    states[absl::AsciiStrToLower(v1::JobState_Name(static_cast<v1::JobState>(state)).substr(10))] =
+        0;
+  }
+  if (auto jobs = jobs_->List(); jobs.ok()) {
+    for (const auto& job : *jobs)
+      ++states[absl::AsciiStrToLower(v1::JobState_Name(job.state()).substr(10))];
+  }
+  metrics_.SetJobs(states);
+  int64_t healthy = 0, lost = 0;
+  for (const auto& worker : registry_.All()) ++(registry_.IsHealthy(worker) ? healthy : lost);
+  metrics_.SetWorkers(healthy, lost);
+}
 
 absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   const std::string& job_id = run.job.job_id();
@@ -56,6 +80,7 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   backend_options.step_timeout = options_.step_timeout;
   backend_options.cancelled = run.stop_requested;
   backend_options.on_assigned = run.on_assigned;
+  backend_options.metrics = &metrics_;
   const absl::Duration worker_wait = options_.worker_wait;
   backend_options.find_workers =
       [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<std::string>> {
@@ -119,6 +144,7 @@ void Coordinator::Shutdown(absl::Time deadline) {
   if (shut_down_) return;
   shut_down_ = true;
   if (jobs_) jobs_->Shutdown();
+  metrics_server_.reset();
   if (server_ == nullptr) return;
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(absl::ToChronoTime(deadline));

@@ -14,8 +14,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/metrics/metrics_server.h"
 #include "common/train/run_summary.h"
 #include "services/coordinator/control_service.h"
+#include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/job_manager.h"
 #include "services/coordinator/job_service.h"
 #include "services/coordinator/worker_registry.h"
@@ -37,6 +39,8 @@ struct CoordinatorOptions {
   absl::Duration worker_wait = absl::Minutes(10);
   // A step that takes longer is failed (and recovered from).
   absl::Duration step_timeout = absl::Minutes(5);
+  // host:port of the Prometheus /metrics endpoint; empty: none.
+  std::string metrics_address;
   // Live progress of the running job (not owned); null: silent.
   std::FILE* progress = stdout;
 };
@@ -50,6 +54,8 @@ class Coordinator {
   Coordinator& operator=(const Coordinator&) = delete;
 
   int port() const { return port_; }
+  // Port of /metrics; 0 without one.
+  int metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
   WorkerRegistry& registry() { return registry_; }
   JobManager& jobs() { return *jobs_; }
 
@@ -61,13 +67,17 @@ class Coordinator {
   explicit Coordinator(const CoordinatorOptions& options);
   // The JobRunner: one run of one job on the registered workers.
   absl::StatusOr<RunSummary> RunJob(const JobRun& run);
+  // Before a scrape: jobs by state, workers by health.
+  void RefreshMetrics();
 
   CoordinatorOptions options_;
   WorkerRegistry registry_;
   ControlService control_;
+  CoordinatorMetrics metrics_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<JobService> job_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -46,6 +46,7 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
                                                         const std::vector<int64_t>& inputs,
                                                         const std::vector<int64_t>& targets) {
   RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, driver_->TrainStep(step, inputs, targets));
+  if (options_.metrics != nullptr) options_.metrics->WaitedOn(result.waited_on_stage);
   const int64_t tokens = static_cast<int64_t>(inputs.size());
   // Boundary b: what stage b sent down and what stage b + 1 sent back up.
   for (int64_t b = 0; b + 1 < num_stages_; ++b) {
@@ -76,7 +77,11 @@ absl::Status DistributedBackend::Checkpoint(int64_t steps_done) {
   for (int64_t s = 0; s < num_stages_; ++s) {
     paths.push_back(CheckpointPath(options_.checkpoint_dir, options_.job_id, steps_done, s));
   }
-  RESBM_RETURN_IF_ERROR(driver_->SaveCheckpoints(steps_done, paths));
+  const absl::Time start = absl::Now();
+  RESBM_ASSIGN_OR_RETURN(const int64_t bytes, driver_->SaveCheckpoints(steps_done, paths));
+  if (options_.metrics != nullptr) {
+    options_.metrics->Checkpointed(absl::ToDoubleSeconds(absl::Now() - start), bytes);
+  }
   // Complete: every stage acknowledged. The one before the previous is no longer needed; the
   // previous one stays until whoever records checkpoints durably (the job store) has seen
   // this one.

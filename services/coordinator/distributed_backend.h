@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/train/training_backend.h"
 #include "resbm/v1/config.pb.h"
+#include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/pipeline_driver.h"
 
 namespace resbm {
@@ -34,6 +35,8 @@ struct DistributedBackendOptions {
   std::function<bool()> cancelled;
   // Told the worker address of each stage whenever the stages are (re)assigned.
   std::function<void(const std::vector<std::string>&)> on_assigned;
+  // Checkpoint times and sizes, the stage each step waited on (not owned); may be null.
+  CoordinatorMetrics* metrics = nullptr;
 };
 
 // The checkpoint file of `stage` after `steps_done` steps of job `job_id`.

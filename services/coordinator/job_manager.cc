@@ -22,9 +22,8 @@ absl::Status CheckDataFiles(const v1::JobConfig& config) {
   auto check = [](const std::string& field, const std::string& path) -> absl::Status {
     std::error_code error;
     if (!std::filesystem::exists(path, error)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": '", path,
-                       "' does not exist on the coordinator; expected a file or directory"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": '", path, "' does not exist on the coordinator; expected a file or directory"));
     }
     return absl::OkStatus();
   };
@@ -51,7 +50,8 @@ absl::Status CheckDataFiles(const v1::JobConfig& config) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& data_dir,
-                                                             JobRunner runner) {
+                                                             JobRunner runner,
+                                                             CoordinatorMetrics* metrics) {
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
   if (error) {
@@ -59,15 +59,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& 
         absl::StrCat("data_dir: '", data_dir, "' cannot be created: ", error.message()));
   }
   RESBM_ASSIGN_OR_RETURN(auto store, JobStore::Open(data_dir + "/jobs.db"));
-  std::unique_ptr<JobManager> manager(new JobManager(
-      std::filesystem::absolute(data_dir).lexically_normal().string(), std::move(store),
-      std::move(runner)));
+  std::unique_ptr<JobManager> manager(
+      new JobManager(std::filesystem::absolute(data_dir).lexically_normal().string(),
+                     std::move(store), std::move(runner), metrics));
   manager->runner_thread_ = std::thread([m = manager.get()] { m->RunLoop(); });
   return manager;
 }
 
-JobManager::JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner)
-    : data_dir_(std::move(data_dir)), store_(std::move(store)), runner_(std::move(runner)) {}
+JobManager::JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner,
+                       CoordinatorMetrics* metrics)
+    : data_dir_(std::move(data_dir)),
+      store_(std::move(store)),
+      runner_(std::move(runner)),
+      metrics_(metrics) {}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -91,9 +95,9 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config) {
   job.mutable_progress()->set_total_steps(job.config().training().steps());
   absl::MutexLock publish(&publish_mu_);
   absl::MutexLock lock(&mu_);
-  RESBM_ASSIGN_OR_RETURN(job, store_->Create(std::move(job)));
-  job.set_output_dir(absl::StrCat(data_dir_, "/jobs/", job.job_id()));
-  RESBM_RETURN_IF_ERROR(store_->Put(job));
+  RESBM_ASSIGN_OR_RETURN(job, store_->Create(std::move(job), [this](v1::Job* created) {
+    created->set_output_dir(absl::StrCat(data_dir_, "/jobs/", created->job_id()));
+  }));
   wake_.SignalAll();
   return job;
 }
@@ -114,6 +118,8 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
     }
     if (job_id == running_) {
       cancel_running_ = true;
+      job.set_cancel_requested(true);  // Kept, should the coordinator restart meanwhile.
+      RESBM_RETURN_IF_ERROR(store_->Put(job));
       job.set_message("cancelling: stops before its next step");
       return job;
     }
@@ -128,10 +134,12 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   return job;
 }
 
-absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& job_id, Listener listener,
-                                              v1::Job* snapshot) {
-  absl::MutexLock publish(&publish_mu_);
-  RESBM_ASSIGN_OR_RETURN(*snapshot, store_->Get(job_id));
+absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& job_id, Listener listener) {
+  absl::MutexLock publish(&publish_mu_);  // No event can come between snapshot and the rest.
+  v1::JobEvent snapshot;
+  snapshot.set_kind(v1::JOB_EVENT_KIND_SNAPSHOT);
+  RESBM_ASSIGN_OR_RETURN(*snapshot.mutable_job(), store_->Get(job_id));
+  listener(snapshot);
   absl::MutexLock lock(&mu_);
   const int64_t handle = next_handle_++;
   listeners_[handle] = {job_id, std::move(listener)};
@@ -164,9 +172,6 @@ void JobManager::Publish(const v1::Job& job, v1::JobEventKind kind, const std::s
 
 void JobManager::PublishLocked(const v1::Job& job, v1::JobEventKind kind,
                                const std::string& message) {
-  if (absl::Status stored = store_->Put(job); !stored.ok()) {
-    std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
-  }
   v1::JobEvent event;
   event.set_kind(kind);
   *event.mutable_job() = job;
@@ -174,9 +179,15 @@ void JobManager::PublishLocked(const v1::Job& job, v1::JobEventKind kind,
   std::vector<Listener> targets;
   {
     absl::MutexLock lock(&mu_);
+    // The runner's copy of the job does not know of a cancel request; the store must.
+    if (job.job_id() == running_ && cancel_running_)
+      event.mutable_job()->set_cancel_requested(true);
     for (const auto& [handle, entry] : listeners_) {
       if (entry.first == job.job_id()) targets.push_back(entry.second);
     }
+  }
+  if (absl::Status stored = store_->Put(event.job()); !stored.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", stored.ToString().c_str());
   }
   for (const auto& listener : targets) listener(event);
 }
@@ -220,6 +231,14 @@ void JobManager::RunOne(v1::Job job) {
   std::error_code error;
   std::filesystem::create_directories(run.output_dir, error);
 
+  if (job.cancel_requested()) {  // Cancelled, then the coordinator restarted.
+    job.set_state(v1::JOB_STATE_CANCELLED);
+    job.set_message("cancelled by request");
+    job.set_finished_unix_ms(NowUnixMs());
+    job.clear_stage_addresses();
+    Publish(job, v1::JOB_EVENT_KIND_STATE, job.message());
+    return;
+  }
   // A job already RUNNING was interrupted by a coordinator restart: resume it.
   if (job.state() == v1::JOB_STATE_RUNNING) {
     auto* progress = job.mutable_progress();
@@ -235,6 +254,7 @@ void JobManager::RunOne(v1::Job job) {
     }
     progress->set_step(run.resume ? from : 0);
     progress->set_resumes(progress->resumes() + 1);
+    if (metrics_ != nullptr) metrics_->Resumed();
     Publish(job, v1::JOB_EVENT_KIND_STATE,
             absl::StrCat("resuming after step ", progress->step(), " (coordinator restarted)"));
   } else {
@@ -248,6 +268,7 @@ void JobManager::RunOne(v1::Job job) {
   const int64_t steps_at_start = job.progress().step();
   const double seconds_at_start =
       run.resume && !run.resume->records.empty() ? run.resume->records.back().seconds : 0.0;
+  double last_seconds = seconds_at_start;
   run.hooks.on_step = [&](const StepRecord& record) {
     if (absl::Status status = store_->PutStep(job_id, record); !status.ok()) {
       std::fprintf(stderr, "coordinator: %s\n", status.ToString().c_str());
@@ -262,6 +283,11 @@ void JobManager::RunOne(v1::Job job) {
         seconds > 0 ? (record.step - steps_at_start) * tokens_per_step / seconds : 0.0;
     p->set_tokens_per_second(rate);
     p->set_eta_seconds(rate > 0 ? (p->total_steps() - record.step) * tokens_per_step / rate : 0.0);
+    if (metrics_ != nullptr) {
+      metrics_->StepDone(record.seconds - last_seconds, rate, record.train_loss);
+      if (record.val_loss.has_value()) metrics_->Evaluated(*record.val_loss);
+    }
+    last_seconds = record.seconds;
     job.set_message("");
     Publish(job, v1::JOB_EVENT_KIND_STEP, "");
   };
@@ -273,6 +299,7 @@ void JobManager::RunOne(v1::Job job) {
     (void)store_->TruncateSteps(job_id, step);
     auto* p = job.mutable_progress();
     p->set_recoveries(p->recoveries() + 1);
+    if (metrics_ != nullptr) metrics_->Recovered(failure);
     p->set_step(step);
     Publish(job, v1::JOB_EVENT_KIND_RECOVERY,
             absl::StrCat("recovered from '", failure.message(), "': resuming after step ", step));
@@ -300,7 +327,9 @@ void JobManager::RunOne(v1::Job job) {
     cancelled = cancel_running_;
     stopping = stopping_;
   }
-  if (stopping && !cancelled) return;  // Stays RUNNING: the next coordinator resumes it.
+  if (stopping && !cancelled && !summary.ok() && absl::IsCancelled(summary.status())) {
+    return;  // Stopped by the shutdown: stays RUNNING, and the next coordinator resumes it.
+  }
   job.clear_stage_addresses();
   job.set_finished_unix_ms(NowUnixMs());
   if (cancelled) {

@@ -21,6 +21,7 @@
 #include "common/train/run_summary.h"
 #include "common/train/trainer.h"
 #include "resbm/v1/job_service.pb.h"
+#include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/job_store.h"
 
 namespace resbm {
@@ -47,9 +48,11 @@ class JobManager {
  public:
   using Listener = std::function<void(const v1::JobEvent& event)>;
 
-  // Opens `data_dir`/jobs.db (creating the directory) and starts the runner thread.
+  // Opens `data_dir`/jobs.db (creating the directory) and starts the runner thread. Steps,
+  // recoveries and resumes are counted in `metrics` (not owned; may be null).
   static absl::StatusOr<std::unique_ptr<JobManager>> Open(const std::string& data_dir,
-                                                          JobRunner runner);
+                                                          JobRunner runner,
+                                                          CoordinatorMetrics* metrics = nullptr);
   // Shutdown().
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -64,10 +67,10 @@ class JobManager {
   // RUNNING; its STATE event follows). Finished: FAILED_PRECONDITION.
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
 
-  // Calls `listener` with every event of the job from now on (on the runner thread, never
-  // after Unsubscribe returns); returns a handle and puts the job as it is in `snapshot`.
-  absl::StatusOr<int64_t> Subscribe(const std::string& job_id, Listener listener,
-                                    v1::Job* snapshot);
+  // Calls `listener` with a SNAPSHOT event of the job as it is (before Subscribe returns),
+  // then with every later event of the job, in order (on the thread that publishes it, never
+  // after Unsubscribe returns). Returns a handle for Unsubscribe.
+  absl::StatusOr<int64_t> Subscribe(const std::string& job_id, Listener listener);
   void Unsubscribe(int64_t handle);
 
   // The running job's id ("" when idle) and the number of queued jobs.
@@ -79,7 +82,8 @@ class JobManager {
   void Shutdown();
 
  private:
-  JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner);
+  JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner,
+             CoordinatorMetrics* metrics);
   void RunLoop();
   // Takes the next job to run: a RUNNING one (resumed) first, then the oldest QUEUED.
   std::optional<v1::Job> NextJob();
@@ -93,6 +97,7 @@ class JobManager {
   const std::string data_dir_;
   std::unique_ptr<JobStore> store_;
   JobRunner runner_;
+  CoordinatorMetrics* const metrics_;
 
   mutable absl::Mutex mu_;
   absl::CondVar wake_;

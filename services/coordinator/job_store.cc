@@ -106,7 +106,8 @@ absl::Status JobStore::Error(const std::string& what) {
   return absl::InternalError(absl::StrCat("job store: ", what, ": ", sqlite3_errmsg(db_)));
 }
 
-absl::StatusOr<v1::Job> JobStore::Create(v1::Job job) {
+absl::StatusOr<v1::Job> JobStore::Create(v1::Job job,
+                                         const std::function<void(v1::Job*)>& complete) {
   absl::MutexLock lock(&mu_);
   int64_t seq = 1;
   {
@@ -115,6 +116,7 @@ absl::StatusOr<v1::Job> JobStore::Create(v1::Job job) {
     seq = sqlite3_column_int64(next.get(), 0);
   }
   job.set_job_id(absl::StrCat("job-", seq));
+  if (complete) complete(&job);
   Statement insert(db_, "INSERT INTO jobs (seq, job_id, state, job) VALUES (?, ?, ?, ?)");
   if (!insert.prepared()) return Error("insert job");
   insert.Bind(1, seq);

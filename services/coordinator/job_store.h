@@ -6,6 +6,7 @@
 #define RESBM_SERVICES_COORDINATOR_JOB_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,8 +28,10 @@ class JobStore {
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
 
-  // Stores a new job under the next id ("job-1", "job-2", ...) and returns it.
-  absl::StatusOr<v1::Job> Create(v1::Job job);
+  // Stores a new job under the next id ("job-1", "job-2", ...) and returns it. `complete`
+  // (may be empty) fills in what depends on the id before the one insert.
+  absl::StatusOr<v1::Job> Create(v1::Job job,
+                                 const std::function<void(v1::Job*)>& complete = nullptr);
   // Replaces the stored job with the same job_id (NOT_FOUND if there is none).
   absl::Status Put(const v1::Job& job);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);

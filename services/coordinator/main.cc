@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   flags.AddString("checkpoint-dir", &options.checkpoint_dir,
                   "where stages write checkpoints; every worker must reach it (default: "
                   "<data-dir>/checkpoints)");
+  flags.AddString("metrics-listen", &options.metrics_address,
+                  "host:port of the Prometheus /metrics endpoint (empty: none)");
   flags.AddInt("wait-workers-seconds", &wait_seconds,
                "how long a job waits for one healthy worker per stage");
   flags.AddInt("step-timeout-seconds", &step_timeout_seconds,
@@ -55,6 +57,9 @@ int main(int argc, char** argv) {
   if (!coordinator.ok()) return Fail(coordinator.status());
   std::printf("resbm-coordinator: serving on port %d, data in %s\n", (*coordinator)->port(),
               options.data_dir.c_str());
+  if ((*coordinator)->metrics_port() != 0) {
+    std::printf("resbm-coordinator: metrics on port %d\n", (*coordinator)->metrics_port());
+  }
   std::fflush(stdout);
   if (!port_file.empty()) {
     std::ofstream(port_file + ".tmp") << (*coordinator)->port() << "\n";

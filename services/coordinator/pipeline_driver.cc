@@ -119,7 +119,7 @@ std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
 }
 
 absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
-    std::vector<v1::RunStepRequest> requests) {
+    std::vector<v1::RunStepRequest> requests, int64_t* last) {
   const size_t stages = requests.size();
   std::vector<v1::RunStepResponse> responses(stages);
   std::vector<grpc::ClientContext> contexts(stages);
@@ -132,6 +132,10 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   for (size_t s = 0; s < stages; ++s) {
     threads.emplace_back([&, s] {
       statuses[s] = stubs_[s]->RunStep(&contexts[s], requests[s], &responses[s]);
+      if (last != nullptr) {
+        absl::MutexLock lock(&mu);
+        *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
+      }
       if (!statuses[s].ok()) {
         absl::MutexLock lock(&mu);
         if (!failed) {
@@ -169,9 +173,10 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
                                                    targets.size(), " targets; expected ", expected,
                                                    " each"));
   }
-  RESBM_ASSIGN_OR_RETURN(auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step,
-                                                             train_schedule_, inputs, targets)));
   PipelineStepResult result;
+  RESBM_ASSIGN_OR_RETURN(auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step,
+                                                             train_schedule_, inputs, targets),
+                                                &result.waited_on_stage));
   const auto& last = responses.back();
   for (const auto& report : last.microbatches()) result.loss += report.loss();
   result.loss /= std::max(1, last.microbatches_size());
@@ -207,7 +212,9 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   return result;
 }
 
-absl::Status PipelineDriver::SaveCheckpoints(int64_t step, const std::vector<std::string>& paths) {
+absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step,
+                                                        const std::vector<std::string>& paths) {
+  int64_t bytes = 0;
   if (paths.size() != stubs_.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint paths: ", paths.size(), "; expected one per stage (", stubs_.size(), ")"));
@@ -225,8 +232,9 @@ absl::Status PipelineDriver::SaveCheckpoints(int64_t step, const std::vector<std
       return absl::Status(FromGrpcStatus(status).code(),
                           absl::StrCat("checkpoint of stage ", s, ": ", status.error_message()));
     }
+    bytes += static_cast<int64_t>(response.bytes());
   }
-  return absl::OkStatus();
+  return bytes;
 }
 
 void PipelineDriver::Release() {

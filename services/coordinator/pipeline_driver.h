@@ -27,6 +27,8 @@ struct PipelineStepResult {
   double clip_factor = 1.0;
   // One per stage, as the workers reported them.
   std::vector<v1::RunStepResponse> stages;
+  // The stage whose RunStep ended last: the one the step waited on.
+  int64_t waited_on_stage = -1;
 };
 
 class PipelineDriver {
@@ -50,7 +52,8 @@ class PipelineDriver {
 
   // Every stage writes its checkpoint after `step` steps to paths[s] (all stages in turn;
   // complete only when every one acknowledged).
-  absl::Status SaveCheckpoints(int64_t step, const std::vector<std::string>& paths);
+  // Returns the bytes written.
+  absl::StatusOr<int64_t> SaveCheckpoints(int64_t step, const std::vector<std::string>& paths);
 
   // Every stage restores the checkpoint at paths[s]; returns their common step.
   absl::StatusOr<int64_t> LoadCheckpoints(const std::vector<std::string>& paths);
@@ -65,7 +68,9 @@ class PipelineDriver {
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                  std::vector<std::string> addresses);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
-  absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests);
+  // `last` (may be null) gets the stage that finished last.
+  absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
+                                                          int64_t* last = nullptr);
   std::vector<v1::RunStepRequest> MakeRequests(v1::StepMode mode, int64_t step,
                                                const PipelineSchedule& schedule,
                                                const std::vector<int64_t>& inputs,

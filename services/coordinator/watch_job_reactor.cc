@@ -17,9 +17,8 @@ bool Ends(const v1::JobEvent& event) {
 
 WatchJobReactor* WatchJobReactor::Start(JobManager* manager, const std::string& job_id) {
   auto* reactor = new WatchJobReactor(manager);  // Freed in OnDone.
-  v1::Job snapshot;
-  auto handle = manager->Subscribe(
-      job_id, [reactor](const v1::JobEvent& event) { reactor->Enqueue(event); }, &snapshot);
+  auto handle =
+      manager->Subscribe(job_id, [reactor](const v1::JobEvent& event) { reactor->Enqueue(event); });
   if (!handle.ok()) {
     {
       absl::MutexLock lock(&reactor->mu_);
@@ -29,10 +28,6 @@ WatchJobReactor* WatchJobReactor::Start(JobManager* manager, const std::string& 
     return reactor;
   }
   reactor->handle_ = *handle;
-  v1::JobEvent first;
-  first.set_kind(v1::JOB_EVENT_KIND_SNAPSHOT);
-  *first.mutable_job() = std::move(snapshot);
-  reactor->Enqueue(std::move(first));
   return reactor;
 }
 

@@ -22,15 +22,16 @@ std::string WorkerRegistry::Register(const std::string& address, const std::stri
   return workers_.back().id;
 }
 
-absl::Status WorkerRegistry::Heartbeat(const std::string& id) {
+absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string& address) {
   absl::MutexLock lock(&mu_);
   for (auto& worker : workers_) {
-    if (worker.id == id) {
+    if (worker.id == id && (address.empty() || worker.address == address)) {
       worker.last_seen = clock_();
       return absl::OkStatus();
     }
   }
-  return absl::NotFoundError(absl::StrCat("worker_id: '", id, "' is not registered"));
+  return absl::NotFoundError(absl::StrCat("worker_id: '", id, "' is not registered",
+                                          address.empty() ? "" : " at ", address));
 }
 
 std::vector<WorkerRegistry::Worker> WorkerRegistry::HealthyLocked() const {

@@ -31,7 +31,8 @@ class WorkerRegistry {
   // Registers (or re-registers, keeping its id) the worker at `address`; returns its id.
   std::string Register(const std::string& address, const std::string& device);
   // NotFound for an unknown id (the worker must register again).
-  absl::Status Heartbeat(const std::string& id);
+  // NOT_FOUND unless `id` is registered (with `address`, when one is given).
+  absl::Status Heartbeat(const std::string& id, const std::string& address = "");
   // Healthy workers in registration order.
   std::vector<Worker> Healthy() const;
   // Every worker ever registered, healthy or not, in registration order.

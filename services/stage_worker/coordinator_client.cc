@@ -57,6 +57,7 @@ void CoordinatorClient::Loop() {
     }
     v1::HeartbeatRequest request;
     request.set_worker_id(worker_id);
+    request.set_address(registration_.address());
     v1::HeartbeatResponse response;
     grpc::Status status = stub_->Heartbeat(&context, request, &response);
     if (status.error_code() == grpc::StatusCode::NOT_FOUND) worker_id.clear();

@@ -22,6 +22,11 @@ int main(int argc, char** argv) {
   flags.AddString("port-file", &port_file, "write the bound port here once serving");
   flags.AddString("coordinator", &options.coordinator_address,
                   "host:port of the coordinator to register with");
+  flags.AddString("advertise-address", &options.advertise_address,
+                  "host:port the coordinator and the previous stage reach this worker at "
+                  "(default: the listen address with the bound port)");
+  flags.AddString("metrics-listen", &options.metrics_address,
+                  "host:port of the Prometheus /metrics endpoint (empty: none)");
   flags.AddInt("threads", &threads, "intra-op CPU threads");
   flags.AddInt("drain-seconds", &drain_seconds,
                "on SIGTERM/SIGINT, how long calls in flight (and connected peers) get");
@@ -40,6 +45,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("resbm-worker: serving on %s\n", (*worker)->address().c_str());
+  if ((*worker)->metrics_port() != 0) {
+    std::printf("resbm-worker: metrics on port %d\n", (*worker)->metrics_port());
+  }
   std::fflush(stdout);
   if (!port_file.empty()) {
     std::ofstream(port_file + ".tmp") << (*worker)->port() << "\n";

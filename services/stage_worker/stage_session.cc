@@ -1,9 +1,11 @@
 #include "services/stage_worker/stage_session.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <utility>
 #include <vector>
@@ -27,6 +29,14 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 at::Tensor TokenTensor(const v1::TokenIds& ids, int64_t rows, int64_t seq_len) {
   std::vector<int64_t> values(ids.ids().begin(), ids.ids().end());
   return torch::from_blob(values.data(), {rows, seq_len}, torch::kInt64).clone();  // (b, T)
+}
+
+// Resident memory of this process (what a CPU stage uses; /proc/self/statm counts pages).
+double ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace
@@ -172,6 +182,8 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   const int64_t m = request.microbatches();
   const int64_t rows = request.rows(), seq = request.seq_len();
   const std::string& job = assignment_.job_id();
+  const int64_t d_model = assignment_.config().model().d_model();
+  StageMetrics* const metrics = options_.metrics;
   if (upstream) upstream->inbox().BeginStep(job, step, !train);
   if (downstream_) downstream_->inbox().BeginStep(job, step, !train);
 
@@ -185,7 +197,14 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     const auto start = std::chrono::steady_clock::now();
     RESBM_ASSIGN_OR_RETURN(v1::TensorFrame frame,
                            link.inbox().Take(kind, step, mb, deadline, cancelled));
-    response.set_wait_seconds(response.wait_seconds() + SecondsSince(start));
+    const double waited = SecondsSince(start);
+    response.set_wait_seconds(response.wait_seconds() + waited);
+    const bool gradient = kind == v1::FRAME_KIND_GRADIENT;
+    if (metrics != nullptr) {
+      metrics->Waited(gradient, waited);
+      metrics->FrameReceived(gradient ? spec.index + 1 : spec.index - 1, gradient,
+                             frame.payload().size(), frame.ByteSizeLong());
+    }
     FrameExpectation expected;
     expected.job_id = job;
     expected.step = step;
@@ -203,14 +222,23 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     const size_t payload = wire.payload.size();
     *bytes += payload;
     v1::TensorFrame frame = FrameCodec::Encode(FrameHeader{job, step, mb, kind}, std::move(wire));
-    const uint64_t overhead = frame.ByteSizeLong() - payload;
+    const uint64_t frame_bytes = frame.ByteSizeLong();
+    const uint64_t overhead = frame_bytes - payload;
+    const bool gradient = kind == v1::FRAME_KIND_GRADIENT;
+    const int64_t peer = gradient ? spec.index - 1 : spec.index + 1;
+    if (metrics != nullptr) {
+      metrics->FrameSent(peer, gradient, payload, frame_bytes);
+      metrics->Bf16Reference(peer, static_cast<uint64_t>(rows * seq * d_model * 2));
+    }
     if (kind == v1::FRAME_KIND_GRADIENT) {
       response.set_gradient_overhead_bytes_sent(response.gradient_overhead_bytes_sent() + overhead);
     } else {
       response.set_activation_overhead_bytes_sent(response.activation_overhead_bytes_sent() +
                                                   overhead);
     }
-    return link.Send(std::move(frame), deadline);
+    absl::Status sent = link.Send(std::move(frame), deadline);
+    if (metrics != nullptr) metrics->QueueDepth(peer, link.queued());
+    return sent;
   };
 
   auto run_ops = [&]() -> absl::Status {
@@ -237,6 +265,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
           }
           report.set_loss(loss);
           report.set_forward_seconds(SecondsSince(start));
+          if (metrics != nullptr) metrics->Forward(report.forward_seconds());
         } else {
           at::Tensor z;
           if (train) {
@@ -245,6 +274,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
             RESBM_ASSIGN_OR_RETURN(z, runner_->Evaluate(input));
           }
           report.set_forward_seconds(SecondsSince(start));
+          if (metrics != nullptr) metrics->Forward(report.forward_seconds());
           uint64_t sent = 0;
           RESBM_RETURN_IF_ERROR(send(*downstream_, forward_kind, mb, z, &sent));
           response.set_activation_bytes_sent(response.activation_bytes_sent() + sent);
@@ -260,6 +290,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
         const auto start = std::chrono::steady_clock::now();
         RESBM_ASSIGN_OR_RETURN(at::Tensor input_grad, runner_->Backward(mb, grad));
         report.set_backward_seconds(SecondsSince(start));
+        if (metrics != nullptr) metrics->Backward(report.backward_seconds());
         if (!spec.is_first()) {
           uint64_t sent = 0;
           RESBM_RETURN_IF_ERROR(send(*upstream, v1::FRAME_KIND_GRADIENT, mb, input_grad, &sent));
@@ -282,6 +313,13 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     } else {
       status = norm.status();
     }
+  }
+  if (metrics != nullptr) {
+    metrics->StepDone(train, status.ok());
+    if (!status.ok() && StageMetrics::FrameErrorReason(status) != "other") {
+      metrics->FrameError(status);
+    }
+    metrics->DeviceMemory(options_.device, ResidentBytes());
   }
   if (!status.ok()) {
     runner_->AbortStep();

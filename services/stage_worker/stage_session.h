@@ -17,6 +17,7 @@
 #include "common/model/stage_runner.h"
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
+#include "services/stage_worker/stage_metrics.h"
 
 namespace resbm {
 
@@ -26,6 +27,8 @@ struct StageSessionOptions {
   absl::Duration connect_timeout = absl::Seconds(10);
   // Frames queued for sending before Send blocks (backpressure).
   int64_t max_queued_frames = 8;
+  // Where the session reports its traffic, timings and errors (not owned); may be null.
+  StageMetrics* metrics = nullptr;
 };
 
 class StageSession {

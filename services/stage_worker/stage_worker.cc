@@ -10,8 +10,19 @@ namespace resbm {
 absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorkerOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  auto service = std::make_unique<StageWorkerService>(options.session);
-  std::unique_ptr<StageWorker> worker(new StageWorker(options, std::move(service)));
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = std::make_unique<StageMetrics>(registry);
+  StageSessionOptions session = options.session;
+  session.metrics = metrics.get();
+  auto service = std::make_unique<StageWorkerService>(session);
+  std::unique_ptr<StageWorker> worker(
+      new StageWorker(options, std::move(metrics), std::move(service)));
+  worker->registry_ = std::move(registry);
+  if (!options.metrics_address.empty()) {
+    auto server = MetricsServer::Start(options.metrics_address, worker->registry_);
+    if (!server.ok()) return server.status();
+    worker->metrics_server_ = std::move(*server);
+  }
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
                            &worker->port_);
@@ -32,13 +43,14 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorke
   return worker;
 }
 
-StageWorker::StageWorker(const StageWorkerOptions& options,
+StageWorker::StageWorker(const StageWorkerOptions& options, std::unique_ptr<StageMetrics> metrics,
                          std::unique_ptr<StageWorkerService> service)
-    : options_(options), service_(std::move(service)) {}
+    : options_(options), metrics_(std::move(metrics)), service_(std::move(service)) {}
 
 StageWorker::~StageWorker() { Shutdown(absl::Now() + absl::Seconds(1)); }
 
 std::string StageWorker::address() const {
+  if (!options_.advertise_address.empty()) return options_.advertise_address;
   const std::string& listen = options_.listen_address;
   const std::string host = listen.substr(0, listen.rfind(':'));
   return absl::StrCat(host == "0.0.0.0" || host == "[::]" ? "127.0.0.1" : host, ":", port_);

@@ -11,7 +11,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/metrics/metrics_server.h"
 #include "services/stage_worker/coordinator_client.h"
+#include "services/stage_worker/stage_metrics.h"
 #include "services/stage_worker/stage_session.h"
 #include "services/stage_worker/stage_worker_service.h"
 
@@ -24,6 +26,12 @@ struct StageWorkerOptions {
   // host:port of the coordinator's Control service; empty: do not register (tests that
   // drive the worker directly).
   std::string coordinator_address;
+  // host:port the coordinator and the previous stage reach this worker at (a Kubernetes pod's
+  // DNS name, a public address behind NAT). Empty: the listen address (0.0.0.0 and [::] as
+  // 127.0.0.1) with the bound port.
+  std::string advertise_address;
+  // host:port of the Prometheus /metrics endpoint; empty: none.
+  std::string metrics_address;
 };
 
 class StageWorker {
@@ -35,6 +43,8 @@ class StageWorker {
   StageWorker& operator=(const StageWorker&) = delete;
 
   int port() const { return port_; }
+  // Port of /metrics; 0 without one.
+  int metrics_port() const { return metrics_server_ ? metrics_server_->port() : 0; }
   // host:port a neighbour or the coordinator dials.
   std::string address() const;
 
@@ -43,9 +53,13 @@ class StageWorker {
   void Wait() { server_->Wait(); }
 
  private:
-  StageWorker(const StageWorkerOptions& options, std::unique_ptr<StageWorkerService> service);
+  StageWorker(const StageWorkerOptions& options, std::unique_ptr<StageMetrics> metrics,
+              std::unique_ptr<StageWorkerService> service);
 
   StageWorkerOptions options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<StageMetrics> metrics_;  // Outlives the service, which reports to it.
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<StageWorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<CoordinatorClient> coordinator_client_;  // Null without a coordinator.

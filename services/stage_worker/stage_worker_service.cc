@@ -56,6 +56,10 @@ grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext
     auto session = StageSession::Create(request->assignment(), options_);
     if (!session.ok()) return session.status();
     session_ = std::move(*session);
+    if (options_.metrics != nullptr) {
+      options_.metrics->Assigned(request->assignment().stage_index(),
+                                 request->assignment().num_stages());
+    }
     response->set_parameters(static_cast<uint64_t>(session_->parameter_count()));
     return absl::OkStatus();
   });
@@ -119,6 +123,7 @@ grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContex
     if (session_ && session_->assignment().job_id() == request->job_id()) {
       session_.reset();  // Ends the stream to the next stage too.
       response->set_released(true);
+      if (options_.metrics != nullptr) options_.metrics->Released();
     }
     return absl::OkStatus();
   });

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/job_files.h"
 #include "tests/testing/process_cluster.h"
+#include "tests/testing/wait_for.h"
 
 namespace resbm {
 namespace {
@@ -19,15 +20,7 @@ using ::resbm::testing::ExpectSameLosses;
 using ::resbm::testing::ProcessCluster;
 using ::resbm::testing::ReferenceLosses;
 using ::resbm::testing::TrainLosses;
-
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return false;
-}
+using ::resbm::testing::WaitFor;
 
 TEST(CoordinatorRestartTest, KilledCoordinatorResumesTheJobWithTheUninterruptedLosses) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_restart_" + std::to_string(::getpid()));

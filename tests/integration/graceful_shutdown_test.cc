@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 
 #include "common/config/job_config.h"
 #include "common/runtime/child_process.h"
@@ -138,57 +139,60 @@ TEST_P(GracefulShutdownTest, TrainerStopsBetweenStepsAndKeepsTheLossCurve) {
   EXPECT_TRUE(std::getline(in, first) && first.rfind("1,", 0) == 0) << first;
 }
 
-TEST_P(GracefulShutdownTest, LocalClusterStopsEveryProcess) {
+// `resbmctl local` running a long job on two workers, and the coordinator's port.
+struct LongLocalCluster {
+  std::unique_ptr<ChildProcess> launcher;
+  std::string log_dir;
+  std::string port;
+};
+
+void StartLongLocalCluster(const std::string& tag, LongLocalCluster* cluster) {
   const std::string dir = ::testing::TempDir();
-  const std::string tag = std::to_string(::getpid()) + "_" + std::to_string(GetParam());
-  const std::string log_dir = dir + "/resbm_cluster_" + tag;
+  cluster->log_dir = dir + "/resbm_cluster_" + tag;
   auto started = ChildProcess::Start(
-      {BinaryPath("resbmctl"), "local", LongDebugJob(dir), "--steps=100000", "--log-dir=" + log_dir,
-       "--summary-json=" + log_dir + "/summary.json", "--loss-csv=" + log_dir + "/loss.csv"},
+      {BinaryPath("resbmctl"), "local", LongDebugJob(dir), "--steps=100000",
+       "--log-dir=" + cluster->log_dir, "--summary-json=" + cluster->log_dir + "/summary.json",
+       "--loss-csv=" + cluster->log_dir + "/loss.csv"},
       dir + "/resbmctl_log_" + tag);
   ASSERT_TRUE(started.ok()) << started.status();
-  ChildProcess& launcher = **started;
-  ASSERT_NE(WaitForLog(launcher, "step 1/", absl::Seconds(60)).find("step 1/"), std::string::npos)
-      << launcher.Log();
-  const std::string port = WaitForFileLine(log_dir + "/coordinator.port", absl::Seconds(1));
-  ASSERT_FALSE(port.empty());
-  EXPECT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 2);  // Two stages.
-  launcher.Signal(GetParam());
-  auto status = launcher.Wait(absl::Seconds(30));
-  ASSERT_TRUE(status.has_value()) << launcher.Log();
-  EXPECT_EQ(DescribeWaitStatus(*status), "exit 130") << launcher.Log();
-  EXPECT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 0);
-  EXPECT_EQ(CountProcessesWith(log_dir + "/coordinator.port"), 0);
-  std::filesystem::remove_all(log_dir);
+  cluster->launcher = std::move(*started);
+  ASSERT_NE(WaitForLog(*cluster->launcher, "step 1/", absl::Seconds(60)).find("step 1/"),
+            std::string::npos)
+      << cluster->launcher->Log();
+  cluster->port = WaitForFileLine(cluster->log_dir + "/coordinator.port", absl::Seconds(1));
+  ASSERT_FALSE(cluster->port.empty());
+  ASSERT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + cluster->port), 2);  // Two stages.
+}
+
+// Processes of that cluster still running: its workers and its coordinator.
+int ProcessesLeft(const LongLocalCluster& cluster) {
+  return CountProcessesWith("--coordinator=127.0.0.1:" + cluster.port) +
+         CountProcessesWith(cluster.log_dir + "/coordinator.port");
+}
+
+TEST_P(GracefulShutdownTest, LocalClusterStopsEveryProcess) {
+  LongLocalCluster cluster;
+  ASSERT_NO_FATAL_FAILURE(StartLongLocalCluster(
+      std::to_string(::getpid()) + "_" + std::to_string(GetParam()), &cluster));
+  cluster.launcher->Signal(GetParam());
+  auto status = cluster.launcher->Wait(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << cluster.launcher->Log();
+  EXPECT_EQ(DescribeWaitStatus(*status), "exit 130") << cluster.launcher->Log();
+  EXPECT_EQ(ProcessesLeft(cluster), 0);
+  std::filesystem::remove_all(cluster.log_dir);
 }
 
 // The launcher killed outright (SIGKILL: it can clean nothing up): its children notice
 // and stop on their own instead of living on as orphans holding a job.
 TEST(OrphanTest, LocalClusterProcessesStopWhenTheLauncherIsKilled) {
-  const std::string dir = ::testing::TempDir();
-  const std::string log_dir = dir + "/resbm_orphans_" + std::to_string(::getpid());
-  auto started = ChildProcess::Start(
-      {BinaryPath("resbmctl"), "local", LongDebugJob(dir), "--steps=100000", "--log-dir=" + log_dir,
-       "--summary-json=" + log_dir + "/summary.json", "--loss-csv=" + log_dir + "/loss.csv"},
-      dir + "/resbmctl_orphans_log_" + std::to_string(::getpid()));
-  ASSERT_TRUE(started.ok()) << started.status();
-  ChildProcess& launcher = **started;
-  ASSERT_NE(WaitForLog(launcher, "step 1/", absl::Seconds(60)).find("step 1/"), std::string::npos)
-      << launcher.Log();
-  const std::string port = WaitForFileLine(log_dir + "/coordinator.port", absl::Seconds(1));
-  ASSERT_FALSE(port.empty());
-  ASSERT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 2);
-  launcher.Signal(SIGKILL);
-  launcher.Wait(absl::Seconds(10));
+  LongLocalCluster cluster;
+  ASSERT_NO_FATAL_FAILURE(StartLongLocalCluster(std::to_string(::getpid()) + "_kill", &cluster));
+  cluster.launcher->Signal(SIGKILL);
+  cluster.launcher->Wait(absl::Seconds(10));
   const absl::Time end = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < end && CountProcessesWith("127.0.0.1:" + port) +
-                                      CountProcessesWith(log_dir + "/coordinator.port") >
-                                  0) {
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  EXPECT_EQ(CountProcessesWith("--coordinator=127.0.0.1:" + port), 0);
-  EXPECT_EQ(CountProcessesWith(log_dir + "/coordinator.port"), 0);
-  std::filesystem::remove_all(log_dir);
+  while (absl::Now() < end && ProcessesLeft(cluster) > 0) absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(ProcessesLeft(cluster), 0);
+  std::filesystem::remove_all(cluster.log_dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, GracefulShutdownTest, ::testing::Values(SIGTERM, SIGINT));

@@ -8,16 +8,20 @@
 
 #include <future>
 #include <string>
+#include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "common/config/job_config.h"
 #include "gtest/gtest.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "tests/testing/process_cluster.h"
+#include "tests/testing/wait_for.h"
 
 namespace resbm {
 namespace {
 
 using ::resbm::testing::ProcessCluster;
+using ::resbm::testing::WaitFor;
 
 v1::JobConfig TinyJob(int steps) {
   auto config = ParseJobConfigJson(R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2,
@@ -28,15 +32,6 @@ v1::JobConfig TinyJob(int steps) {
   EXPECT_TRUE(config.ok()) << config.status();
   config->mutable_training()->set_steps(steps);
   return *config;
-}
-
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return false;
 }
 
 class JobApiTest : public ::testing::Test {
@@ -156,10 +151,19 @@ TEST_F(JobApiTest, QueueCancelAndWatch) {
   const std::vector<std::string> a_stages(running.stage_addresses().begin(),
                                           running.stage_addresses().end());
   ASSERT_EQ(a_stages.size(), 2u);
+  // B starts right after A ends: watch it from before, on its own client and thread.
+  std::vector<v1::JobEvent> events;
+  absl::StatusOr<v1::Job> ended_b = absl::UnknownError("not watched");
+  JobClient watcher(cluster_.address());
+  std::thread watch([&] {
+    ended_b =
+        watcher.Watch(b->job_id(), [&](const v1::JobEvent& event) { events.push_back(event); });
+  });
+  auto join_watch = absl::MakeCleanup([&] {
+    if (watch.joinable()) watch.join();
+  });
   auto cancelling = cluster_.client().Cancel(a->job_id());
   ASSERT_TRUE(cancelling.ok()) << cancelling.status();
-  // B starts right after A ends; watch it from its first event.
-  std::vector<v1::JobEvent> events;
   auto ended_a = cluster_.client().WaitForEnd(a->job_id(), absl::Seconds(60));
   ASSERT_TRUE(ended_a.ok()) << ended_a.status();
   EXPECT_EQ(ended_a->state(), v1::JOB_STATE_CANCELLED);
@@ -180,12 +184,12 @@ TEST_F(JobApiTest, QueueCancelAndWatch) {
   EXPECT_EQ(cluster_.client().Cancel(a->job_id()).status().code(),
             absl::StatusCode::kFailedPrecondition);
 
-  auto ended_b = cluster_.client().Watch(
-      b->job_id(), [&](const v1::JobEvent& event) { events.push_back(event); });
+  std::move(join_watch).Invoke();
   ASSERT_TRUE(ended_b.ok()) << ended_b.status() << cluster_.Logs();
   EXPECT_EQ(ended_b->state(), v1::JOB_STATE_SUCCEEDED) << ended_b->message();
   ASSERT_GE(events.size(), 2u);
   EXPECT_EQ(events.front().kind(), v1::JOB_EVENT_KIND_SNAPSHOT);
+  EXPECT_EQ(events.front().job().state(), v1::JOB_STATE_QUEUED);
   EXPECT_EQ(events.back().kind(), v1::JOB_EVENT_KIND_STATE);
   EXPECT_EQ(events.back().job().progress().step(), 20u);
   int64_t last_step = -1;

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/job_files.h"
 #include "tests/testing/process_cluster.h"
+#include "tests/testing/wait_for.h"
 
 namespace resbm {
 namespace {
@@ -19,6 +20,7 @@ using ::resbm::testing::ExpectSameLosses;
 using ::resbm::testing::ProcessCluster;
 using ::resbm::testing::ReferenceLosses;
 using ::resbm::testing::TrainLosses;
+using ::resbm::testing::WaitFor;
 
 constexpr char kJob[] = R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2,
     "mlp_hidden": 128, "seq_len": 32},
@@ -31,15 +33,6 @@ std::string JobJson(int steps, int eval_every, int seed) {
   char json[1024];
   std::snprintf(json, sizeof(json), kJob, steps, eval_every, seed);
   return json;
-}
-
-bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return false;
 }
 
 // The job as the coordinator has it now (an empty job if it cannot say).

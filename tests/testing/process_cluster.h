@@ -54,12 +54,12 @@ class ProcessCluster {
     return absl::OkStatus();
   }
 
+  // Flags every worker started from now on gets.
+  void set_worker_flags(std::vector<std::string> flags) { worker_flags_ = std::move(flags); }
+
   // Starts one more worker registered with the coordinator; returns its index.
   absl::StatusOr<size_t> StartWorker() {
-    auto started =
-        ChildProcess::Start({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
-                             "--coordinator=" + address(), "--threads=1", "--drain-seconds=1"},
-                            absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
+    auto started = LaunchWorker();
     if (!started.ok()) return started.status();
     workers_.push_back(std::move(*started));
     return workers_.size() - 1;
@@ -68,10 +68,7 @@ class ProcessCluster {
   // Replaces worker `i` with a fresh process (as an orchestrator restarts a dead pod).
   absl::Status ReplaceWorker(size_t i) {
     workers_[i]->Wait(absl::Seconds(10));
-    auto started =
-        ChildProcess::Start({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
-                             "--coordinator=" + address(), "--threads=1", "--drain-seconds=1"},
-                            absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
+    auto started = LaunchWorker();
     if (!started.ok()) return started.status();
     workers_[i] = std::move(*started);
     return absl::OkStatus();
@@ -109,10 +106,19 @@ class ProcessCluster {
   }
 
  private:
+  absl::StatusOr<std::unique_ptr<ChildProcess>> LaunchWorker() {
+    std::vector<std::string> argv = {BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
+                                     "--coordinator=" + address(), "--threads=1",
+                                     "--drain-seconds=1"};
+    argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
+    return ChildProcess::Start(argv, absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
+  }
+
   std::string dir_;
   std::string port_;
   int starts_ = 0;
   int worker_logs_ = 0;
+  std::vector<std::string> worker_flags_;
   std::unique_ptr<ChildProcess> coordinator_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
   std::unique_ptr<JobClient> client_;

@@ -39,6 +39,15 @@ TEST_F(WorkerRegistryTest, UnknownHeartbeatsAskForRegistration) {
   EXPECT_NE(status.message().find("worker-99"), std::string::npos);
 }
 
+// After a coordinator restart ids start again: a worker heartbeating with an id that now
+// belongs to another address must register again.
+TEST_F(WorkerRegistryTest, AnIdOfAnotherAddressAsksForRegistration) {
+  const std::string id = registry_.Register("10.0.0.2:7100", "cpu");
+  EXPECT_TRUE(registry_.Heartbeat(id, "10.0.0.2:7100").ok());
+  auto status = registry_.Heartbeat(id, "10.0.0.1:7100");
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound) << status;
+}
+
 TEST_F(WorkerRegistryTest, WaitingForMoreWorkersThanThereAreTimesOutWithACount) {
   registry_.Register("10.0.0.1:7100", "cpu");
   auto workers = registry_.WaitForHealthy(3, absl::Now() + absl::Milliseconds(100));

@@ -1,0 +1,58 @@
+// CoordinatorMetrics: the coordinator's Prometheus metrics (names and labels in the README's
+// table): jobs by state, workers by health, the running job's step time, tokens/s and losses,
+// recoveries by cause, resumes, checkpoints, and the stage the last step waited on. Labels
+// are bounded (states, health, status codes). Thread-safe.
+#ifndef RESBM_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
+#define RESBM_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace resbm {
+
+class CoordinatorMetrics {
+ public:
+  explicit CoordinatorMetrics(std::shared_ptr<prometheus::Registry> registry);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  // Gauges set from a fresh count (before each scrape).
+  void SetJobs(const std::map<std::string, int64_t>& jobs_by_state);
+  void SetWorkers(int64_t healthy, int64_t lost);
+
+  void StepDone(double seconds, double tokens_per_second, double train_loss);
+  void Evaluated(double val_loss);
+  void Recovered(const absl::Status& failure);
+  void Resumed();
+  void Checkpointed(double seconds, int64_t bytes);
+  // The stage whose RunStep ended last in the last step (the one the others waited on).
+  void WaitedOn(int64_t stage);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
+  prometheus::Family<prometheus::Gauge>& workers_;
+  prometheus::Histogram& step_seconds_;
+  prometheus::Gauge& tokens_per_second_;
+  prometheus::Gauge& train_loss_;
+  prometheus::Gauge& val_loss_;
+  prometheus::Counter& steps_;
+  prometheus::Family<prometheus::Counter>& recoveries_;
+  prometheus::Counter& resumes_;
+  prometheus::Histogram& checkpoint_seconds_;
+  prometheus::Counter& checkpoint_bytes_;
+  prometheus::Gauge& waited_on_;
+};
+
+}  // namespace resbm
+
+#endif  // RESBM_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
