@@ -126,9 +126,22 @@ Dependency DependencyOf(const PipelineOp& op, int64_t stage, int64_t num_stages)
 absl::StatusOr<ScheduleTimeline> SimulateChecked(const PipelineSchedule& s,
                                                  const std::vector<double>& forward_seconds,
                                                  const std::vector<double>& backward_seconds,
-                                                 double link_seconds) {
+                                                 const LinkModel& link) {
   const int64_t p = s.num_stages;
   const int64_t m = s.num_microbatches;
+  // [boundary * 2 + direction]: when that link direction is free again. A consumer takes its
+  // frames in the order the producer sent them (both run microbatches in increasing order
+  // per direction), so computing transfers in consumer order serializes them correctly.
+  std::vector<double> link_free(2 * std::max<int64_t>(p - 1, 0), 0.0);
+  auto arrival = [&](const PipelineOp& op, int64_t consumer, double sent) {
+    if (link.bytes_per_second <= 0) return sent + link.latency_seconds;
+    const bool forward = op.kind == OpKind::kForward;
+    const int64_t boundary = forward ? consumer - 1 : consumer;
+    double& free = link_free[boundary * 2 + (forward ? 0 : 1)];
+    const double start = std::max(free, sent);
+    free = start + (forward ? link.forward_bytes : link.backward_bytes) / link.bytes_per_second;
+    return free + link.latency_seconds;
+  };
   // End time of F / B of microbatch mb on stage st at [st * m + mb]; -1 until it has run.
   std::vector<double> forward_end(p * m, -1.0);
   std::vector<double> backward_end(p * m, -1.0);
@@ -162,7 +175,7 @@ absl::StatusOr<ScheduleTimeline> SimulateChecked(const PipelineSchedule& s,
       if (dep.exists) {
         const double dep_end = end_of(dep.stage, dep.op);
         if (dep_end < 0) break;  // Not run yet; running it wakes this stage again.
-        ready = dep_end + (dep.crosses_link ? link_seconds : 0.0);
+        ready = dep.crosses_link ? arrival(op, st, dep_end) : dep_end;
       }
       const double duration =
           op.kind == OpKind::kForward ? forward_seconds[st] : backward_seconds[st];
@@ -249,7 +262,7 @@ int64_t MaxInFlight(const PipelineSchedule& s, int64_t stage) {
 absl::Status ValidatePipelineSchedule(const PipelineSchedule& s) {
   RESBM_RETURN_IF_ERROR(CheckStructure(s));
   const std::vector<double> unit(s.num_stages, 1.0);
-  return SimulateChecked(s, unit, unit, 0.0).status();
+  return SimulateChecked(s, unit, unit, LinkModel{}).status();
 }
 
 absl::StatusOr<ScheduleTimeline> SimulateSchedule(const PipelineSchedule& s,
@@ -263,7 +276,29 @@ absl::StatusOr<ScheduleTimeline> SimulateSchedule(const PipelineSchedule& s,
     return absl::InvalidArgumentError(
         absl::StrCat("link_seconds: ", link_seconds, "; expected a finite value >= 0"));
   }
-  return SimulateChecked(s, forward_seconds, backward_seconds, link_seconds);
+  LinkModel link;
+  link.latency_seconds = link_seconds;
+  return SimulateChecked(s, forward_seconds, backward_seconds, link);
+}
+
+absl::StatusOr<ScheduleTimeline> SimulateSchedule(const PipelineSchedule& s,
+                                                  const std::vector<double>& forward_seconds,
+                                                  const std::vector<double>& backward_seconds,
+                                                  const LinkModel& link) {
+  RESBM_RETURN_IF_ERROR(CheckStructure(s));
+  RESBM_RETURN_IF_ERROR(CheckTimes("forward_seconds", forward_seconds, s.num_stages));
+  RESBM_RETURN_IF_ERROR(CheckTimes("backward_seconds", backward_seconds, s.num_stages));
+  for (const auto& [name, value] :
+       {std::pair<const char*, double>{"link.latency_seconds", link.latency_seconds},
+        {"link.bytes_per_second", link.bytes_per_second},
+        {"link.forward_bytes", link.forward_bytes},
+        {"link.backward_bytes", link.backward_bytes}}) {
+    if (!std::isfinite(value) || value < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": ", value, "; expected a finite value >= 0"));
+    }
+  }
+  return SimulateChecked(s, forward_seconds, backward_seconds, link);
 }
 
 double TheoreticalBubbleFraction(int64_t num_stages, int64_t num_microbatches) {

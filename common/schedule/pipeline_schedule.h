@@ -87,6 +87,23 @@ absl::StatusOr<ScheduleTimeline> SimulateSchedule(const PipelineSchedule& s,
                                                   const std::vector<double>& backward_seconds,
                                                   double link_seconds);
 
+// A boundary link between neighbouring stages, the same for every boundary, each direction
+// independent (full duplex). A frame occupies its direction for bytes / bytes_per_second, one
+// frame at a time in send order, then arrives `latency_seconds` later.
+struct LinkModel {
+  double latency_seconds = 0;
+  double bytes_per_second = 0;  // 0: unlimited (no serialization).
+  double forward_bytes = 0;     // One microbatch's activation frame.
+  double backward_bytes = 0;    // One microbatch's gradient frame.
+};
+
+// As SimulateSchedule above, with frames that queue on a link of limited rate. Errors as
+// above, plus InvalidArgument naming a negative or non-finite link field.
+absl::StatusOr<ScheduleTimeline> SimulateSchedule(const PipelineSchedule& s,
+                                                  const std::vector<double>& forward_seconds,
+                                                  const std::vector<double>& backward_seconds,
+                                                  const LinkModel& link);
+
 // The textbook bubble fraction (p - 1) / (m + p - 1) of GPipe and 1F1B with uniform stages and
 // no link latency. Returns 0 when either argument is below 1.
 double TheoreticalBubbleFraction(int64_t num_stages, int64_t num_microbatches);

@@ -211,6 +211,72 @@ TEST(PipelineScheduleTest, LinkLatencyAddsTwoHopsPerStageBoundary) {
   }
 }
 
+TEST(PipelineScheduleTest, AnUnlimitedLinkModelIsJustLatency) {
+  for (ScheduleKind kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B}) {
+    for (int64_t p = 1; p <= 5; ++p) {
+      for (int64_t m = 1; m <= 8; ++m) {
+        auto s = MakePipelineSchedule(kind, p, m);
+        ASSERT_TRUE(s.ok());
+        const std::vector<double> f(p, 1.0), b(p, 2.0);
+        LinkModel link;
+        link.latency_seconds = 0.25;
+        link.forward_bytes = 1e6;  // Ignored without a rate.
+        auto with_model = SimulateSchedule(*s, f, b, link);
+        auto with_latency = SimulateSchedule(*s, f, b, 0.25);
+        ASSERT_TRUE(with_model.ok() && with_latency.ok());
+        EXPECT_NEAR(with_model->makespan_seconds, with_latency->makespan_seconds, kTolerance);
+      }
+    }
+  }
+}
+
+// With free compute, two stages and GPipe, frames only queue on the link: m activation
+// frames one after another, then m gradient frames.
+TEST(PipelineScheduleTest, ALinkBoundPipelineSerializesItsFrames) {
+  for (int64_t m = 1; m <= 8; ++m) {
+    auto s = MakePipelineSchedule(ScheduleKind::kGpipe, 2, m);
+    ASSERT_TRUE(s.ok());
+    LinkModel link;
+    link.bytes_per_second = 1000;
+    link.forward_bytes = 500;   // 0.5 s a frame.
+    link.backward_bytes = 250;  // 0.25 s a frame.
+    link.latency_seconds = 0.1;
+    auto t = SimulateSchedule(*s, {0, 0}, {0, 0}, link);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_NEAR(t->makespan_seconds, m * 0.5 + 0.1 + m * 0.25 + 0.1, kTolerance) << "m=" << m;
+  }
+}
+
+// A slower link can only make a step longer, never shorter.
+TEST(PipelineScheduleTest, MakespanGrowsAsTheLinkSlowsDown) {
+  for (ScheduleKind kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B}) {
+    auto s = MakePipelineSchedule(kind, 4, 8);
+    ASSERT_TRUE(s.ok());
+    double previous = 0;
+    for (double rate : {1e9, 1e7, 1e6, 1e5}) {
+      LinkModel link;
+      link.bytes_per_second = rate;
+      link.forward_bytes = link.backward_bytes = 1e5;
+      auto t = SimulateSchedule(*s, std::vector<double>(4, 0.1), std::vector<double>(4, 0.2), link);
+      ASSERT_TRUE(t.ok());
+      EXPECT_GE(t->makespan_seconds, previous - kTolerance) << "rate " << rate;
+      previous = t->makespan_seconds;
+    }
+    EXPECT_GT(previous, 8 * 2 * 1.0);  // At 1e5 B/s each frame takes 1 s, 8 of them each way.
+  }
+}
+
+TEST(PipelineScheduleTest, BadLinkModelsAreInvalidArgumentNamingTheField) {
+  auto s = MakePipelineSchedule(ScheduleKind::kGpipe, 2, 2);
+  ASSERT_TRUE(s.ok());
+  LinkModel link;
+  link.bytes_per_second = -1;
+  auto t = SimulateSchedule(*s, {1, 1}, {1, 1}, link);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("link.bytes_per_second: -1"), std::string::npos)
+      << t.status();
+}
+
 TEST(PipelineScheduleTest, SingleStageHasNoBubble) {
   absl::StatusOr<PipelineSchedule> s = MakePipelineSchedule(ScheduleKind::k1F1B, 1, 5);
   ASSERT_TRUE(s.ok()) << s.status();
