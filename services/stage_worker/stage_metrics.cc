@@ -151,19 +151,16 @@ void StageMetrics::StepDone(bool train, bool ok) {
 }
 
 void StageMetrics::Assigned(int64_t stage, int64_t num_stages) {
-  Released();
-  stage_.Add({{"stage", Stage(stage)}, {"num_stages", Stage(num_stages)}}).Set(1);
+  absl::MutexLock lock(&stage_mu_);
+  if (stage_gauge_ != nullptr) stage_.Remove(stage_gauge_);
+  stage_gauge_ = &stage_.Add({{"stage", Stage(stage)}, {"num_stages", Stage(num_stages)}});
+  stage_gauge_->Set(1);
 }
 
 void StageMetrics::Released() {
-  // Drop every stage series: the worker runs at most one.
-  for (const auto& family : stage_.Collect()) {
-    for (const auto& metric : family.metric) {
-      std::map<std::string, std::string> labels;
-      for (const auto& label : metric.label) labels[label.name] = label.value;
-      stage_.Remove(&stage_.Add(labels));
-    }
-  }
+  absl::MutexLock lock(&stage_mu_);
+  if (stage_gauge_ != nullptr) stage_.Remove(stage_gauge_);
+  stage_gauge_ = nullptr;
 }
 
 void StageMetrics::DeviceMemory(const std::string& device, double bytes) {

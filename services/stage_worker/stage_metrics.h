@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -56,6 +57,9 @@ class StageMetrics {
   prometheus::Family<prometheus::Counter>& frame_errors_;
   prometheus::Family<prometheus::Counter>& steps_;
   prometheus::Family<prometheus::Gauge>& stage_;
+  absl::Mutex stage_mu_;
+  // The series of the stage this worker runs; null when idle.
+  prometheus::Gauge* stage_gauge_ ABSL_GUARDED_BY(stage_mu_) = nullptr;
   prometheus::Family<prometheus::Gauge>& memory_;
 };
 

@@ -163,6 +163,9 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
   EXPECT_EQ(SampleValue(first, "resbm_stage_steps_total{mode=\"train\",outcome=\"ok\"}"), 200);
   EXPECT_GT(SampleValue(last, "resbm_stage_wait_seconds_total{waiting_for=\"activation\"}"), 0);
   EXPECT_GT(SampleValue(first, "resbm_device_memory_bytes{device=\"cpu\"}"), 1e6);
+  // The job ended: both workers released their stage.
+  EXPECT_EQ(first.find("resbm_stage_info{"), std::string::npos) << first;
+  EXPECT_EQ(last.find("resbm_stage_info{"), std::string::npos) << last;
 
   // What Prometheus scraped: every service up, the final counts, the configured ratio.
   EXPECT_TRUE(WaitFor([&] { return query("resbm_steps_total") == std::vector<double>{200}; },
