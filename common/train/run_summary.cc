@@ -36,6 +36,14 @@ std::string RunSummary::ToJson() const {
                                {"framing_overhead_bytes", b.framing_overhead_bytes},
                                {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes}});
   }
+  nlohmann::json stages_json = nlohmann::json::array();
+  for (const auto& s : stages) {
+    stages_json.push_back({{"stage", s.stage},
+                           {"steps", s.steps},
+                           {"forward_seconds_per_microbatch", s.forward_seconds},
+                           {"backward_seconds_per_microbatch", s.backward_seconds},
+                           {"wait_seconds_per_step", s.wait_seconds_per_step}});
+  }
   nlohmann::json j = {{"job_name", job_name},
                       {"compression", compression},
                       {"ratio", ratio},
@@ -50,7 +58,8 @@ std::string RunSummary::ToJson() const {
                       {"wall_seconds", wall_seconds},
                       {"tokens_per_second", tokens_per_second},
                       {"effective_compression_vs_bf16", EffectiveCompression()},
-                      {"boundaries", boundaries_json}};
+                      {"boundaries", boundaries_json},
+                      {"stages", stages_json}};
   return j.dump(2);
 }
 
@@ -84,6 +93,15 @@ absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
       boundary.framing_overhead_bytes = b.value("framing_overhead_bytes", int64_t{0});
       boundary.bf16_reference_bytes = b.value("bf16_reference_bytes_per_direction", int64_t{0});
       s.boundaries.push_back(boundary);
+    }
+    for (const auto& t : j.value("stages", nlohmann::json::array())) {
+      StageSummary stage;
+      stage.stage = t.value("stage", int64_t{0});
+      stage.steps = t.value("steps", int64_t{0});
+      stage.forward_seconds = t.value("forward_seconds_per_microbatch", 0.0);
+      stage.backward_seconds = t.value("backward_seconds_per_microbatch", 0.0);
+      stage.wait_seconds_per_step = t.value("wait_seconds_per_step", 0.0);
+      s.stages.push_back(stage);
     }
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("summary: ", e.what()));

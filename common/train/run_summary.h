@@ -25,6 +25,16 @@ struct BoundarySummary {
   int64_t bf16_reference_bytes = 0;
 };
 
+// Where one stage's time went, per microbatch and per step (from the workers' own reports;
+// each pipeline's first step is left out: it opens the links).
+struct StageSummary {
+  int64_t stage = 0;
+  int64_t steps = 0;                   // Steps measured.
+  double forward_seconds = 0.0;        // Mean per microbatch.
+  double backward_seconds = 0.0;       // Mean per microbatch.
+  double wait_seconds_per_step = 0.0;  // Waiting for a neighbour's frame.
+};
+
 struct RunSummary {
   std::string job_name;
   std::string compression;  // "resbm", "none", ...
@@ -41,6 +51,7 @@ struct RunSummary {
   double wall_seconds = 0.0;
   double tokens_per_second = 0.0;
   std::vector<BoundarySummary> boundaries;
+  std::vector<StageSummary> stages;  // Empty where the backend does not time stages.
 
   // (forward + backward bf16 reference bytes) / (forward + backward payload bytes) over all
   // boundaries; 0 without boundaries.

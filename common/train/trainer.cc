@@ -1,5 +1,6 @@
 #include "common/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -219,6 +220,18 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     boundary.framing_overhead_bytes = traffic[b].framing_overhead_bytes;
     boundary.bf16_reference_bytes = traffic[b].forward_tokens * config.model().d_model() * 2;
     summary.boundaries.push_back(boundary);
+  }
+  const std::vector<StageTiming> timing = backend_->Timing();
+  for (size_t s = 0; s < timing.size(); ++s) {
+    if (timing[s].steps == 0) continue;
+    StageSummary stage;
+    stage.stage = static_cast<int64_t>(s);
+    stage.steps = timing[s].steps;
+    const double microbatches = static_cast<double>(std::max<int64_t>(timing[s].microbatches, 1));
+    stage.forward_seconds = timing[s].forward_seconds / microbatches;
+    stage.backward_seconds = timing[s].backward_seconds / microbatches;
+    stage.wait_seconds_per_step = timing[s].wait_seconds / static_cast<double>(timing[s].steps);
+    summary.stages.push_back(stage);
   }
   if (!options_.summary_json_path.empty()) {
     RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));

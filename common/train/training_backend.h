@@ -23,6 +23,15 @@ struct BoundaryTraffic {
   int64_t framing_overhead_bytes = 0;
 };
 
+// One stage's compute and waiting time over the training steps a backend measured.
+struct StageTiming {
+  int64_t steps = 0;
+  int64_t microbatches = 0;       // Forward+backward pairs, over all those steps.
+  double forward_seconds = 0.0;   // Summed over the microbatches.
+  double backward_seconds = 0.0;  // Summed over the microbatches.
+  double wait_seconds = 0.0;      // Waiting for a neighbour's frame, summed over the steps.
+};
+
 struct StepStats {
   double loss = 0.0;       // Mean over the step's tokens.
   double grad_norm = 0.0;  // Global, before clipping.
@@ -55,6 +64,9 @@ class TrainingBackend {
   virtual absl::Status Restore(int64_t steps_done);
   // Training traffic so far, one entry per boundary (num_stages - 1).
   virtual std::vector<BoundaryTraffic> Traffic() const = 0;
+  // Per-stage timing of the training steps so far, where the stages report it; empty
+  // otherwise.
+  virtual std::vector<StageTiming> Timing() const { return {}; }
   virtual int64_t num_stages() const = 0;
 };
 

@@ -3,6 +3,14 @@
 #include "common/status/grpc_status.h"
 
 namespace resbm {
+namespace {
+
+bool IsHostPort(const std::string& address) {
+  const auto colon = address.rfind(':');
+  return colon != std::string::npos && colon > 0 && colon + 1 < address.size();
+}
+
+}  // namespace
 
 ControlService::ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval)
     : registry_(registry), heartbeat_interval_(heartbeat_interval) {}
@@ -11,14 +19,18 @@ grpc::ServerUnaryReactor* ControlService::RegisterWorker(grpc::CallbackServerCon
                                                          const v1::RegisterWorkerRequest* request,
                                                          v1::RegisterWorkerResponse* response) {
   auto* reactor = context->DefaultReactor();
-  const auto colon = request->address().rfind(':');
-  if (request->address().empty() || colon == std::string::npos ||
-      colon + 1 == request->address().size()) {
+  if (!IsHostPort(request->address())) {
     reactor->Finish(ToGrpcStatus(
         absl::InvalidArgumentError("address: '" + request->address() + "'; expected host:port")));
     return reactor;
   }
-  response->set_worker_id(registry_->Register(request->address(), request->device()));
+  if (!request->exchange_address().empty() && !IsHostPort(request->exchange_address())) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        "exchange_address: '" + request->exchange_address() + "'; expected host:port or empty")));
+    return reactor;
+  }
+  response->set_worker_id(
+      registry_->Register(request->address(), request->device(), request->exchange_address()));
   response->set_heartbeat_interval_ms(
       static_cast<uint32_t>(absl::ToInt64Milliseconds(heartbeat_interval_)));
   reactor->Finish(grpc::Status::OK);

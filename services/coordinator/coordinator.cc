@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status/status_macros.h"
 #include "common/train/trainer.h"
+#include "common/transport/grpc_settings.h"
 #include "services/coordinator/distributed_backend.h"
 
 namespace resbm {
@@ -27,8 +28,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &c->port_);
   builder.RegisterService(&c->control_);
   builder.RegisterService(c->job_service_.get());
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  AcceptKeepalivePings(&builder);
   c->server_ = builder.BuildAndStart();
   if (c->server_ == nullptr || c->port_ == 0) {
     return absl::UnavailableError(
@@ -83,16 +83,18 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   backend_options.metrics = &metrics_;
   const absl::Duration worker_wait = options_.worker_wait;
   backend_options.find_workers =
-      [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<std::string>> {
+      [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<StageEndpoint>> {
     const absl::Time deadline = absl::Now() + worker_wait;
     int64_t told = -1;
     while (true) {
       const auto healthy = registry_.Healthy();
       const int64_t have = static_cast<int64_t>(healthy.size());
       if (have >= count) {
-        std::vector<std::string> addresses;
-        for (const auto& worker : healthy) addresses.push_back(worker.address);
-        return addresses;
+        std::vector<StageEndpoint> workers;
+        for (const auto& worker : healthy) {
+          workers.push_back(StageEndpoint{worker.address, worker.exchange_address});
+        }
+        return workers;
       }
       if (run.stop_requested()) return absl::CancelledError("stopped while waiting for workers");
       if (absl::Now() >= deadline) {

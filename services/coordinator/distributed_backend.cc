@@ -24,20 +24,22 @@ absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
 DistributedBackend::DistributedBackend(const DistributedBackendOptions& options)
     : options_(options),
       num_stages_(options.config.stages().num_stages()),
-      traffic_(num_stages_ - 1) {}
+      traffic_(num_stages_ - 1),
+      timing_(num_stages_) {}
 
 DistributedBackend::~DistributedBackend() {
   if (driver_) driver_->Release();
 }
 
 absl::Status DistributedBackend::Build() {
-  RESBM_ASSIGN_OR_RETURN(auto addresses, options_.find_workers(num_stages_));
-  addresses.resize(num_stages_);
+  RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_stages_));
+  workers.resize(num_stages_);
   RESBM_ASSIGN_OR_RETURN(auto driver,
-                         PipelineDriver::Create(options_.job_id, options_.config, addresses));
+                         PipelineDriver::Create(options_.job_id, options_.config, workers));
   driver->set_step_timeout(options_.step_timeout);
   RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
   driver_ = std::move(driver);
+  timed_step_ = false;
   if (options_.on_assigned) options_.on_assigned(driver_->addresses());
   return absl::OkStatus();
 }
@@ -48,6 +50,21 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, driver_->TrainStep(step, inputs, targets));
   if (options_.metrics != nullptr) options_.metrics->WaitedOn(result.waited_on_stage);
   const int64_t tokens = static_cast<int64_t>(inputs.size());
+  // A pipeline's first step opens the links; timing it would blur the stages' steady state.
+  if (timed_step_) {
+    for (int64_t s = 0; s < num_stages_; ++s) {
+      StageTiming& timing = timing_[s];
+      const v1::RunStepResponse& stage = result.stages[s];
+      ++timing.steps;
+      timing.wait_seconds += stage.wait_seconds();
+      for (const auto& mb : stage.microbatches()) {
+        ++timing.microbatches;
+        timing.forward_seconds += mb.forward_seconds();
+        timing.backward_seconds += mb.backward_seconds();
+      }
+    }
+  }
+  timed_step_ = true;
   // Boundary b: what stage b sent down and what stage b + 1 sent back up.
   for (int64_t b = 0; b + 1 < num_stages_; ++b) {
     traffic_[b].forward_bytes += static_cast<int64_t>(result.stages[b].activation_bytes_sent());

@@ -19,8 +19,8 @@
 
 namespace resbm {
 
-// Returns the addresses of `count` healthy workers, waiting for them if needed.
-using WorkerFinder = std::function<absl::StatusOr<std::vector<std::string>>(int64_t count)>;
+// Returns `count` healthy workers, waiting for them if needed.
+using WorkerFinder = std::function<absl::StatusOr<std::vector<StageEndpoint>>(int64_t count)>;
 
 struct DistributedBackendOptions {
   std::string job_id;
@@ -60,6 +60,7 @@ class DistributedBackend : public TrainingBackend {
   absl::StatusOr<int64_t> Recover(const absl::Status& failure) override;
   absl::Status Restore(int64_t steps_done) override;
   std::vector<BoundaryTraffic> Traffic() const override { return traffic_; }
+  std::vector<StageTiming> Timing() const override { return timing_; }
   int64_t num_stages() const override { return num_stages_; }
 
   const std::vector<std::string>& addresses() const { return driver_->addresses(); }
@@ -77,6 +78,8 @@ class DistributedBackend : public TrainingBackend {
   std::unique_ptr<PipelineDriver> driver_;
   int64_t parameters_ = 0;
   std::vector<BoundaryTraffic> traffic_;
+  std::vector<StageTiming> timing_;  // [stage]
+  bool timed_step_ = false;          // False until the current pipeline's first step is done.
   // The last checkpoint every stage acknowledged.
   int64_t checkpoint_step_ = -1;
   std::vector<std::string> checkpoint_paths_;

@@ -9,6 +9,7 @@
 #include "common/model/stage_plan.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/transport/grpc_settings.h"
 
 namespace resbm {
 namespace {
@@ -22,12 +23,20 @@ ScheduleKind ToScheduleKind(v1::PipelineSchedule schedule) {
 absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
     const std::string& job_id, const v1::JobConfig& config,
     const std::vector<std::string>& worker_addresses) {
-  if (worker_addresses.size() != config.stages().num_stages()) {
-    return absl::InvalidArgumentError(absl::StrCat("workers: ", worker_addresses.size(),
+  std::vector<StageEndpoint> workers;
+  for (const auto& address : worker_addresses) workers.push_back(StageEndpoint{address, ""});
+  return Create(job_id, config, workers);
+}
+
+absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
+    const std::string& job_id, const v1::JobConfig& config,
+    const std::vector<StageEndpoint>& workers) {
+  if (workers.size() != config.stages().num_stages()) {
+    return absl::InvalidArgumentError(absl::StrCat("workers: ", workers.size(),
                                                    " addresses; expected one per stage (",
                                                    config.stages().num_stages(), ")"));
   }
-  std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, worker_addresses));
+  std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers));
   RESBM_ASSIGN_OR_RETURN(
       driver->train_schedule_,
       MakePipelineSchedule(ToScheduleKind(config.training().schedule()),
@@ -36,15 +45,16 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
 }
 
 PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
-                               std::vector<std::string> addresses)
-    : job_id_(job_id), config_(config), addresses_(std::move(addresses)) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  // A worker that vanishes without closing its connection (host down, link cut) is noticed
-  // within seconds, not at the step deadline.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+                               const std::vector<StageEndpoint>& workers)
+    : job_id_(job_id), config_(config) {
+  for (const auto& worker : workers) {
+    addresses_.push_back(worker.address);
+    exchange_addresses_.push_back(worker.exchange_address.empty() ? worker.address
+                                                                  : worker.exchange_address);
+  }
+  // Keepalives: a worker that vanishes without closing its connection (host down, link cut)
+  // is noticed within seconds, not at the step deadline.
+  const grpc::ChannelArguments args = PeerChannelArguments();
   for (const auto& address : addresses_) {
     stubs_.push_back(v1::StageWorker::NewStub(
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
@@ -66,7 +76,8 @@ absl::StatusOr<int64_t> PipelineDriver::Assign() {
     a->set_num_stages(static_cast<uint32_t>(plan.size()));
     a->set_first_layer(static_cast<uint32_t>(plan[s].first_layer));
     a->set_num_layers(static_cast<uint32_t>(plan[s].num_layers));
-    if (s + 1 < static_cast<int64_t>(plan.size())) a->set_downstream_address(addresses_[s + 1]);
+    if (s + 1 < static_cast<int64_t>(plan.size()))
+      a->set_downstream_address(exchange_addresses_[s + 1]);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     v1::AssignResponse response;

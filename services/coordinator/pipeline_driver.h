@@ -31,9 +31,20 @@ struct PipelineStepResult {
   int64_t waited_on_stage = -1;
 };
 
+// Where one stage's worker is reached: by the coordinator (`address`) and by the previous
+// stage's Exchange stream (`exchange_address`; empty: `address`).
+struct StageEndpoint {
+  std::string address;
+  std::string exchange_address;
+};
+
 class PipelineDriver {
  public:
-  // `worker_addresses[s]` serves stage s; `config` must be valid.
+  // `workers[s]` serves stage s; `config` must be valid.
+  static absl::StatusOr<std::unique_ptr<PipelineDriver>> Create(
+      const std::string& job_id, const v1::JobConfig& config,
+      const std::vector<StageEndpoint>& workers);
+  // Workers reached at one address by everyone.
   static absl::StatusOr<std::unique_ptr<PipelineDriver>> Create(
       const std::string& job_id, const v1::JobConfig& config,
       const std::vector<std::string>& worker_addresses);
@@ -66,7 +77,7 @@ class PipelineDriver {
 
  private:
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
-                 std::vector<std::string> addresses);
+                 const std::vector<StageEndpoint>& workers);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
@@ -79,6 +90,7 @@ class PipelineDriver {
   std::string job_id_;
   v1::JobConfig config_;
   std::vector<std::string> addresses_;
+  std::vector<std::string> exchange_addresses_;
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
   PipelineSchedule train_schedule_;
   absl::Duration step_timeout_ = absl::Minutes(5);

@@ -9,16 +9,20 @@ namespace resbm {
 WorkerRegistry::WorkerRegistry(absl::Duration timeout, std::function<absl::Time()> clock)
     : timeout_(timeout), clock_(std::move(clock)) {}
 
-std::string WorkerRegistry::Register(const std::string& address, const std::string& device) {
+std::string WorkerRegistry::Register(const std::string& address, const std::string& device,
+                                     const std::string& exchange_address) {
+  const std::string& exchange = exchange_address.empty() ? address : exchange_address;
   absl::MutexLock lock(&mu_);
   for (auto& worker : workers_) {
     if (worker.address == address) {
+      worker.exchange_address = exchange;
       worker.device = device;
       worker.last_seen = clock_();
       return worker.id;
     }
   }
-  workers_.push_back(Worker{absl::StrCat("worker-", next_id_++), address, device, clock_()});
+  workers_.push_back(
+      Worker{absl::StrCat("worker-", next_id_++), address, exchange, device, clock_()});
   return workers_.back().id;
 }
 

@@ -20,7 +20,8 @@ class WorkerRegistry {
  public:
   struct Worker {
     std::string id;
-    std::string address;
+    std::string address;           // Where the coordinator calls it.
+    std::string exchange_address;  // Where the previous stage streams to it.
     std::string device;
     absl::Time last_seen;
   };
@@ -29,7 +30,9 @@ class WorkerRegistry {
       absl::Duration timeout, std::function<absl::Time()> clock = [] { return absl::Now(); });
 
   // Registers (or re-registers, keeping its id) the worker at `address`; returns its id.
-  std::string Register(const std::string& address, const std::string& device);
+  // An empty `exchange_address` means `address`.
+  std::string Register(const std::string& address, const std::string& device,
+                       const std::string& exchange_address = "");
   // NotFound for an unknown id (the worker must register again).
   // NOT_FOUND unless `id` is registered (with `address`, when one is given).
   absl::Status Heartbeat(const std::string& id, const std::string& address = "");

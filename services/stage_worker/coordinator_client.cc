@@ -2,28 +2,18 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <utility>
 
 #include "absl/time/time.h"
+#include "common/transport/grpc_settings.h"
 
 namespace resbm {
-namespace {
-
-grpc::ChannelArguments KeepaliveArguments() {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return args;
-}
-
-}  // namespace
 
 CoordinatorClient::CoordinatorClient(const std::string& coordinator_address,
-                                     const std::string& worker_address, const std::string& device)
+                                     v1::RegisterWorkerRequest registration)
     : stub_(v1::Control::NewStub(grpc::CreateCustomChannel(
-          coordinator_address, grpc::InsecureChannelCredentials(), KeepaliveArguments()))) {
-  registration_.set_address(worker_address);
-  registration_.set_device(device);
+          coordinator_address, grpc::InsecureChannelCredentials(), PeerChannelArguments()))),
+      registration_(std::move(registration)) {
   thread_ = std::thread([this] { Loop(); });
 }
 

@@ -18,8 +18,8 @@ namespace resbm {
 
 class CoordinatorClient {
  public:
-  CoordinatorClient(const std::string& coordinator_address, const std::string& worker_address,
-                    const std::string& device);
+  // `registration` is sent as is (again whenever the coordinator no longer knows the worker).
+  CoordinatorClient(const std::string& coordinator_address, v1::RegisterWorkerRequest registration);
   ~CoordinatorClient();  // Stops the thread.
   CoordinatorClient(const CoordinatorClient&) = delete;
   CoordinatorClient& operator=(const CoordinatorClient&) = delete;

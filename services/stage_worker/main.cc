@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   flags.AddString("advertise-address", &options.advertise_address,
                   "host:port the coordinator and the previous stage reach this worker at "
                   "(default: the listen address with the bound port)");
+  flags.AddString("exchange-address", &options.exchange_address,
+                  "host:port the previous stage streams to, when it differs from the "
+                  "advertised address (default: the advertised address)");
   flags.AddString("metrics-listen", &options.metrics_address,
                   "host:port of the Prometheus /metrics endpoint (empty: none)");
   flags.AddInt("threads", &threads, "intra-op CPU threads");

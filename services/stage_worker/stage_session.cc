@@ -16,6 +16,7 @@
 #include "common/model/wire_codec.h"
 #include "common/status/status_macros.h"
 #include "common/transport/frame_codec.h"
+#include "common/transport/grpc_settings.h"
 #include "services/stage_worker/exchange_client_reactor.h"
 
 namespace resbm {
@@ -87,13 +88,8 @@ StageSession::~StageSession() {
 }
 
 absl::Status StageSession::ConnectDownstream() {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   channel_ = grpc::CreateCustomChannel(assignment_.downstream_address(),
-                                       grpc::InsecureChannelCredentials(), args);
+                                       grpc::InsecureChannelCredentials(), PeerChannelArguments());
   if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + options_.connect_timeout))) {
     return absl::UnavailableError(absl::StrCat("stage ", assignment_.stage_index() + 1, " at ",
                                                assignment_.downstream_address(),

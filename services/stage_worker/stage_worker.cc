@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/transport/grpc_settings.h"
 
 namespace resbm {
 
@@ -27,18 +28,20 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorke
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
                            &worker->port_);
   builder.RegisterService(worker->service_.get());
-  // Frames are checked against the assignment; this only bounds a hostile message.
-  builder.SetMaxReceiveMessageSize(512 << 20);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.SetMaxReceiveMessageSize(kMaxWorkerMessageBytes);
+  AcceptKeepalivePings(&builder);
   worker->server_ = builder.BuildAndStart();
   if (worker->server_ == nullptr || worker->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
   }
   if (!options.coordinator_address.empty()) {
-    worker->coordinator_client_ = std::make_unique<CoordinatorClient>(
-        options.coordinator_address, worker->address(), options.session.device);
+    v1::RegisterWorkerRequest registration;
+    registration.set_address(worker->address());
+    registration.set_exchange_address(options.exchange_address);
+    registration.set_device(options.session.device);
+    worker->coordinator_client_ =
+        std::make_unique<CoordinatorClient>(options.coordinator_address, std::move(registration));
   }
   return worker;
 }

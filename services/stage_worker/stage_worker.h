@@ -30,6 +30,9 @@ struct StageWorkerOptions {
   // DNS name, a public address behind NAT). Empty: the listen address (0.0.0.0 and [::] as
   // 127.0.0.1) with the bound port.
   std::string advertise_address;
+  // host:port the previous stage opens its Exchange stream to, when peers reach this worker
+  // another way than the coordinator does (a data network, a relay). Empty: the address above.
+  std::string exchange_address;
   // host:port of the Prometheus /metrics endpoint; empty: none.
   std::string metrics_address;
 };

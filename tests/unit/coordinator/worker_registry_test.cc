@@ -33,6 +33,18 @@ TEST_F(WorkerRegistryTest, ReRegisteringKeepsTheIdAndRevivesTheWorker) {
   EXPECT_EQ(registry_.Healthy().size(), 1u);
 }
 
+TEST_F(WorkerRegistryTest, TheExchangeAddressDefaultsToTheAddress) {
+  registry_.Register("10.0.0.1:7100", "cpu");
+  registry_.Register("10.0.0.2:7100", "cpu", "relay.example:7200");
+  auto workers = registry_.Healthy();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[0].exchange_address, "10.0.0.1:7100");
+  EXPECT_EQ(workers[1].exchange_address, "relay.example:7200");
+  // Re-registering updates it.
+  registry_.Register("10.0.0.2:7100", "cpu");
+  EXPECT_EQ(registry_.Healthy()[1].exchange_address, "10.0.0.2:7100");
+}
+
 TEST_F(WorkerRegistryTest, UnknownHeartbeatsAskForRegistration) {
   auto status = registry_.Heartbeat("worker-99");
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);

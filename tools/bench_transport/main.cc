@@ -1,0 +1,495 @@
+// bench_transport: how much of loopback TCP's throughput the project's frame path keeps. In one
+// run, for frames of 64 KiB, 256 KiB and 1 MiB, the same byte budget goes through (a) a plain TCP
+// socket pair and (b) resbm.v1.StageWorker/Exchange carrying TensorFrames, with the stage
+// worker's channel and server arguments; it prints MiB/s of each and the ratio gRPC / TCP.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "common/base/hash.h"
+#include "common/runtime/flag_parser.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+#include "common/transport/grpc_settings.h"
+#include "resbm/v1/stage_worker.grpc.pb.h"
+#include "resbm/v1/tensor_frame.pb.h"
+
+namespace {
+
+using resbm::v1::TensorFrame;
+
+constexpr int64_t kKiB = int64_t{1} << 10;
+constexpr int64_t kMiB = int64_t{1} << 20;
+// The default job's frames are ~2 KiB (ResBM 128x) and 256 KiB (uncompressed bf16); 1 MiB
+// stands for a wider model. Below 64 KiB per-frame costs dominate and say little about the link.
+constexpr int64_t kFrameSizes[] = {64 * kKiB, 256 * kKiB, 1 * kMiB};
+
+// One timed transfer of `frames` frames.
+struct Measurement {
+  int64_t frames = 0;
+  int64_t bytes = 0;  // Bytes written (TCP) or payload bytes (gRPC: headers not counted).
+  double seconds = 0.0;
+
+  double MiBPerSecond() const { return static_cast<double>(bytes) / kMiB / seconds; }
+  double GbitPerSecond() const { return static_cast<double>(bytes) * 8.0 / 1e9 / seconds; }
+};
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string SizeName(int64_t bytes) {
+  return bytes % kMiB == 0 ? absl::StrCat(bytes / kMiB, " MiB")
+                           : absl::StrCat(bytes / kKiB, " KiB");
+}
+
+// Pseudo-random bytes (seeded), so nothing on either path could compress them.
+std::string Payload(int64_t size) {
+  std::string payload(static_cast<size_t>(size), '\0');
+  for (int64_t i = 0; i < size; ++i) {
+    payload[i] = static_cast<char>(resbm::SplitMix64(static_cast<uint64_t>(i)));
+  }
+  return payload;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw TCP.
+
+absl::Status ErrnoError(const std::string& what) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+// Owns a file descriptor and closes it once.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd) : fd_(fd) {}
+  ScopedFd(ScopedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  ScopedFd& operator=(ScopedFd&&) = delete;
+  ~ScopedFd() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// A connected loopback pair: `sender` is the connecting end, `receiver` the accepted one.
+struct SocketPair {
+  ScopedFd sender;
+  ScopedFd receiver;
+};
+
+absl::StatusOr<SocketPair> ConnectLoopback() {
+  ScopedFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (listener.get() < 0) return ErrnoError("socket");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;  // The kernel picks a free port; getsockname reads it back.
+  socklen_t length = sizeof(address);
+  auto* generic = reinterpret_cast<sockaddr*>(&address);
+  if (bind(listener.get(), generic, sizeof(address)) != 0) return ErrnoError("bind 127.0.0.1:0");
+  if (listen(listener.get(), 1) != 0) return ErrnoError("listen");
+  if (getsockname(listener.get(), generic, &length) != 0) return ErrnoError("getsockname");
+  ScopedFd sender(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (sender.get() < 0) return ErrnoError("socket");
+  // The kernel completes a loopback handshake into the backlog, so connect returns before
+  // accept and one thread can do both.
+  if (connect(sender.get(), generic, sizeof(address)) != 0) {
+    return ErrnoError(absl::StrCat("connect 127.0.0.1:", ntohs(address.sin_port)));
+  }
+  ScopedFd receiver(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (receiver.get() < 0) return ErrnoError("accept");
+  return SocketPair{std::move(sender), std::move(receiver)};
+}
+
+// Writes all `size` bytes, retrying short writes and EINTR. MSG_NOSIGNAL: a vanished peer is
+// an error to report, not a SIGPIPE.
+absl::Status WriteAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("send");
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AwaitAck(int fd) {
+  char ack = 0;
+  while (true) {
+    const ssize_t n = read(fd, &ack, 1);
+    if (n == 1) return absl::OkStatus();
+    if (n == 0) return absl::UnavailableError("receiver closed the socket before acking");
+    if (errno != EINTR) return ErrnoError("read ack");
+  }
+}
+
+// The receiving end: reads each phase's bytes into a scratch buffer, then sends one ack byte.
+// The sender's clock stops at the ack, i.e. when every byte has arrived; the last write
+// returning would only mean the kernel had buffered it.
+absl::Status Receive(int fd, const std::vector<int64_t>& phase_bytes) {
+  std::vector<char> buffer(kMiB);
+  for (const int64_t phase : phase_bytes) {
+    int64_t left = phase;
+    while (left > 0) {
+      const ssize_t n = read(fd, buffer.data(), static_cast<size_t>(std::min<int64_t>(left, kMiB)));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError("read");
+      }
+      if (n == 0) {
+        return absl::UnavailableError(
+            absl::StrCat("sender closed the socket with ", left, " bytes still expected"));
+      }
+      left -= n;
+    }
+    const char ack = 1;
+    RESBM_RETURN_IF_ERROR(WriteAll(fd, &ack, 1));
+  }
+  return absl::OkStatus();
+}
+
+// `warmup_frames` untimed, then `frames` timed: one write() of the whole frame each.
+absl::StatusOr<Measurement> MeasureTcp(const std::string& payload, int64_t frames,
+                                       int64_t warmup_frames) {
+  RESBM_ASSIGN_OR_RETURN(SocketPair pair, ConnectLoopback());
+  const int64_t frame_bytes = static_cast<int64_t>(payload.size());
+  absl::Status received;
+  std::thread receiver([&] {
+    received = Receive(pair.receiver.get(), {warmup_frames * frame_bytes, frames * frame_bytes});
+    // Wakes a sender blocked on a full socket or on the ack.
+    if (!received.ok()) shutdown(pair.receiver.get(), SHUT_RDWR);
+  });
+  auto send_phase = [&](int64_t count) {
+    for (int64_t i = 0; i < count; ++i) {
+      RESBM_RETURN_IF_ERROR(WriteAll(pair.sender.get(), payload.data(), payload.size()));
+    }
+    return AwaitAck(pair.sender.get());
+  };
+  absl::Status sent = send_phase(warmup_frames);
+  const auto start = std::chrono::steady_clock::now();
+  if (sent.ok()) sent = send_phase(frames);
+  const double seconds = SecondsSince(start);
+  if (!sent.ok()) shutdown(pair.sender.get(), SHUT_RDWR);  // Wakes a receiver blocked in read.
+  receiver.join();
+  RESBM_RETURN_IF_ERROR(received);
+  RESBM_RETURN_IF_ERROR(sent);
+  return Measurement{frames, frames * frame_bytes, seconds};
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC: the project's Exchange RPC.
+
+// The downstream end of a boundary stream without the executor: counts each frame's payload
+// bytes and drops the frame. One read in flight; finishes once; freed in OnDone.
+class CountingExchangeReactor : public grpc::ServerBidiReactor<TensorFrame, TensorFrame> {
+ public:
+  // The counters are the service's, which outlives every call of its server.
+  CountingExchangeReactor(std::atomic<int64_t>* bytes, std::atomic<int64_t>* frames)
+      : bytes_(bytes), frames_(frames) {
+    StartRead(&incoming_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      FinishOnce(grpc::Status::OK);  // The client called WritesDone (or the call broke).
+      return;
+    }
+    bytes_->fetch_add(static_cast<int64_t>(incoming_.payload().size()));
+    frames_->fetch_add(1);
+    StartRead(&incoming_);
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnDone() override { delete this; }
+
+ private:
+  void FinishOnce(const grpc::Status& status) {
+    if (!finished_.exchange(true)) Finish(status);
+  }
+
+  std::atomic<int64_t>* bytes_;
+  std::atomic<int64_t>* frames_;
+  TensorFrame incoming_;
+  std::atomic<bool> finished_{false};
+};
+
+// StageWorker with only Exchange implemented (the other RPCs answer UNIMPLEMENTED).
+class CountingStageWorker final : public resbm::v1::StageWorker::CallbackService {
+ public:
+  grpc::ServerBidiReactor<TensorFrame, TensorFrame>* Exchange(
+      grpc::CallbackServerContext* context) override {
+    return new CountingExchangeReactor(&bytes_, &frames_);  // Freed in its OnDone.
+  }
+
+  // Payload bytes and frames received so far, over all calls.
+  int64_t bytes() const { return bytes_.load(); }
+  int64_t frames() const { return frames_.load(); }
+
+ private:
+  std::atomic<int64_t> bytes_{0};
+  std::atomic<int64_t> frames_{0};
+};
+
+// A CountingStageWorker server on 127.0.0.1:0 and a channel to it, both configured as the
+// stage worker configures its own (see Start). Measure is not thread-safe.
+class GrpcLoopback {
+ public:
+  GrpcLoopback(const GrpcLoopback&) = delete;
+  GrpcLoopback& operator=(const GrpcLoopback&) = delete;
+  ~GrpcLoopback() { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
+
+  static absl::StatusOr<std::unique_ptr<GrpcLoopback>> Start() {
+    std::unique_ptr<GrpcLoopback> loopback(new GrpcLoopback());
+    // The stage worker's own server and channel settings, so the benchmark measures them.
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &loopback->port_);
+    builder.RegisterService(&loopback->service_);
+    builder.SetMaxReceiveMessageSize(resbm::kMaxWorkerMessageBytes);
+    resbm::AcceptKeepalivePings(&builder);
+    loopback->server_ = builder.BuildAndStart();
+    if (loopback->server_ == nullptr || loopback->port_ == 0) {
+      return absl::UnavailableError("gRPC: cannot listen on 127.0.0.1:0");
+    }
+    const grpc::ChannelArguments args = resbm::PeerChannelArguments();
+    const std::string address = absl::StrCat("127.0.0.1:", loopback->port_);
+    loopback->channel_ =
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    if (!loopback->channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                              std::chrono::seconds(5))) {
+      return absl::UnavailableError(absl::StrCat("gRPC: ", address, " not reachable"));
+    }
+    loopback->stub_ = resbm::v1::StageWorker::NewStub(loopback->channel_);
+    return loopback;
+  }
+
+  // `warmup_frames` on one stream, then `frames` timed on a fresh stream of the same channel,
+  // as the worker keeps one channel per neighbour.
+  absl::StatusOr<Measurement> Measure(TensorFrame frame, int64_t frames, int64_t warmup_frames) {
+    if (warmup_frames > 0) {
+      RESBM_RETURN_IF_ERROR(Stream(&frame, warmup_frames, nullptr));
+    }
+    double seconds = 0.0;
+    RESBM_RETURN_IF_ERROR(Stream(&frame, frames, &seconds));
+    return Measurement{frames, frames * static_cast<int64_t>(frame.payload().size()), seconds};
+  }
+
+ private:
+  GrpcLoopback() = default;
+
+  // One Exchange call carrying `count` copies of `frame` (microbatch and step advancing as in a
+  // real step). `seconds`, if not null, gets the time from the first Write to Finish returning.
+  absl::Status Stream(TensorFrame* frame, int64_t count, double* seconds) {
+    const int64_t bytes_before = service_.bytes();
+    grpc::ClientContext context;
+    auto stream = stub_->Exchange(&context);
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < count; ++i) {
+      frame->set_step(static_cast<uint64_t>(i / 4));
+      frame->set_microbatch(static_cast<uint32_t>(i % 4));
+      if (!stream->Write(*frame)) break;  // The stream broke; Finish says why.
+    }
+    stream->WritesDone();
+    TensorFrame ignored;
+    while (stream->Read(&ignored)) {
+    }
+    RESBM_RETURN_IF_ERROR(resbm::FromGrpcStatus(stream->Finish()));
+    if (seconds != nullptr) *seconds = SecondsSince(start);
+    // The server finishes only after its last read, so its count is final once Finish returned.
+    const int64_t expected = count * static_cast<int64_t>(frame->payload().size());
+    const int64_t received = service_.bytes() - bytes_before;
+    if (received != expected) {
+      return absl::DataLossError(
+          absl::StrCat("gRPC: server counted ", received, " payload bytes, expected ", expected));
+    }
+    return absl::OkStatus();
+  }
+
+  // Declared before server_ so that it outlives the server's calls.
+  CountingStageWorker service_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<resbm::v1::StageWorker::Stub> stub_;
+};
+
+// A frame as stage s sends it downstream in the default job: bf16 (B, T, k) activations of a
+// microbatch of 4 sequences of 128 tokens, k chosen so the payload is `payload.size()` bytes.
+TensorFrame MakeFrame(const std::string& payload) {
+  constexpr int64_t kSequences = 4, kTokens = 128, kBf16Bytes = 2;
+  TensorFrame frame;
+  frame.set_format_version(1);
+  frame.set_job_id("bench-transport");
+  frame.set_kind(resbm::v1::FRAME_KIND_ACTIVATION);
+  frame.add_shape(kSequences);
+  frame.add_shape(kTokens);
+  frame.add_shape(static_cast<int64_t>(payload.size()) / (kSequences * kTokens * kBf16Bytes));
+  frame.set_dtype(resbm::v1::WIRE_DTYPE_BF16);
+  frame.set_payload(payload);
+  frame.set_checksum(resbm::Fnv1a64(payload.data(), payload.size()));
+  return frame;
+}
+
+// Best (shortest) of the repeats, per transport, for one frame size, and the worst throughput
+// seen, so that a noisy machine shows in the output.
+struct Row {
+  int64_t frame_bytes = 0;
+  Measurement tcp;
+  Measurement grpc;
+  double tcp_worst_mib_per_s = 0.0;
+  double grpc_worst_mib_per_s = 0.0;
+};
+
+void PrintMeasurement(const char* transport, const Measurement& m) {
+  std::printf("  %-9s %8lld %8lld %8.3f %9.1f %7.2f\n", transport, static_cast<long long>(m.frames),
+              static_cast<long long>(m.bytes / kMiB), m.seconds, m.MiBPerSecond(),
+              m.GbitPerSecond());
+}
+
+absl::Status WriteJson(const std::string& path, const std::vector<Row>& rows, int64_t repeats) {
+  nlohmann::json results = nlohmann::json::array();
+  for (const Row& row : rows) {
+    results.push_back({{"frame_bytes", row.frame_bytes},
+                       {"frames", row.tcp.frames},
+                       {"mib", row.tcp.bytes / kMiB},
+                       {"repeats", repeats},
+                       {"tcp_seconds", row.tcp.seconds},
+                       {"tcp_mib_per_s", row.tcp.MiBPerSecond()},
+                       {"grpc_seconds", row.grpc.seconds},
+                       {"tcp_worst_mib_per_s", row.tcp_worst_mib_per_s},
+                       {"grpc_mib_per_s", row.grpc.MiBPerSecond()},
+                       {"grpc_worst_mib_per_s", row.grpc_worst_mib_per_s},
+                       {"ratio", row.grpc.MiBPerSecond() / row.tcp.MiBPerSecond()}});
+  }
+  std::ofstream out(path);
+  out << results.dump(2) << "\n";
+  out.close();
+  if (!out) return absl::UnavailableError(absl::StrCat("--json: cannot write '", path, "'"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t mib = 2048, repeats = 3, warmup_mib = 16;
+  std::string json_path;
+  resbm::FlagParser flags("bench_transport",
+                          "loopback throughput of raw TCP vs the StageWorker/Exchange gRPC "
+                          "stream, for 64 KiB, 256 KiB and 1 MiB frames.");
+  flags.AddInt("mib", &mib, "MiB sent per measurement, for every frame size");
+  flags.AddInt("repeats", &repeats, "timed repetitions of each measurement (best is reported)");
+  flags.AddInt("warmup_mib", &warmup_mib, "untimed MiB sent before each timed transfer");
+  flags.AddString("json", &json_path, "also write the results to this JSON file");
+  // The upper bounds only keep byte counts far from int64 overflow.
+  if (auto status = flags.Parse(argc, argv); !status.ok() || mib < 1 || mib > (1 << 20) ||
+                                             repeats < 1 || warmup_mib < 0 ||
+                                             warmup_mib > (1 << 20)) {
+    std::fprintf(stderr, "bench_transport: %s\n",
+                 status.ok() ? "--mib in [1, 1048576], --repeats >= 1, --warmup_mib in "
+                               "[0, 1048576]"
+                             : status.ToString().c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Usage().c_str());
+    return 0;
+  }
+
+  auto grpc_loopback = GrpcLoopback::Start();
+  if (!grpc_loopback.ok()) {
+    std::fprintf(stderr, "bench_transport: %s\n", grpc_loopback.status().ToString().c_str());
+    return 1;
+  }
+  std::printf(
+      "bench_transport: loopback 127.0.0.1, %u CPUs | %lld MiB per measurement after %lld MiB "
+      "of warm-up | best of %lld repeats\n"
+      "  raw TCP: one socket pair, one write() per frame; timed until the receiver acks the last "
+      "byte\n"
+      "  gRPC:    StageWorker/Exchange stream of TensorFrames (sync client, callback server, the "
+      "worker's channel arguments); MiB counts payload only\n",
+      std::thread::hardware_concurrency(), static_cast<long long>(mib),
+      static_cast<long long>(warmup_mib), static_cast<long long>(repeats));
+
+  std::vector<Row> rows;
+  for (const int64_t frame_bytes : kFrameSizes) {
+    const std::string payload = Payload(frame_bytes);
+    const TensorFrame frame = MakeFrame(payload);
+    const int64_t frames = mib * kMiB / frame_bytes;
+    const int64_t warmup_frames = warmup_mib * kMiB / frame_bytes;
+    Row row;
+    row.frame_bytes = frame_bytes;
+    // Alternating the transports spreads slow drift (thermal, other load) over both.
+    for (int64_t r = 0; r < repeats; ++r) {
+      auto over_tcp = MeasureTcp(payload, frames, warmup_frames);
+      auto over_grpc = over_tcp.ok() ? (*grpc_loopback)->Measure(frame, frames, warmup_frames)
+                                     : absl::StatusOr<Measurement>(over_tcp.status());
+      if (!over_grpc.ok()) {
+        std::fprintf(stderr, "bench_transport: %s frames: %s\n", SizeName(frame_bytes).c_str(),
+                     over_grpc.status().ToString().c_str());
+        return 1;
+      }
+      if (r == 0 || over_tcp->seconds < row.tcp.seconds) row.tcp = *over_tcp;
+      if (r == 0 || over_grpc->seconds < row.grpc.seconds) row.grpc = *over_grpc;
+      if (r == 0 || over_tcp->MiBPerSecond() < row.tcp_worst_mib_per_s) {
+        row.tcp_worst_mib_per_s = over_tcp->MiBPerSecond();
+      }
+      if (r == 0 || over_grpc->MiBPerSecond() < row.grpc_worst_mib_per_s) {
+        row.grpc_worst_mib_per_s = over_grpc->MiBPerSecond();
+      }
+    }
+    std::printf("\nframe %s (%lld repeats, best shown)\n", SizeName(frame_bytes).c_str(),
+                static_cast<long long>(repeats));
+    std::printf("  %-9s %8s %8s %8s %9s %7s\n", "transport", "frames", "MiB", "seconds", "MiB/s",
+                "Gbit/s");
+    PrintMeasurement("raw TCP", row.tcp);
+    PrintMeasurement("gRPC", row.grpc);
+    std::printf("  gRPC / raw TCP = %.3f   (worst repeat: raw TCP %.1f MiB/s, gRPC %.1f MiB/s)\n",
+                row.grpc.MiBPerSecond() / row.tcp.MiBPerSecond(), row.tcp_worst_mib_per_s,
+                row.grpc_worst_mib_per_s);
+    std::fflush(stdout);
+    rows.push_back(row);
+  }
+
+  std::printf("\n%-10s | %10s | %13s | %10s\n", "frame size", "gRPC MiB/s", "raw TCP MiB/s",
+              "gRPC / TCP");
+  for (const Row& row : rows) {
+    std::printf("%-10s | %10.1f | %13.1f | %10.3f\n", SizeName(row.frame_bytes).c_str(),
+                row.grpc.MiBPerSecond(), row.tcp.MiBPerSecond(),
+                row.grpc.MiBPerSecond() / row.tcp.MiBPerSecond());
+  }
+  if (!json_path.empty()) {
+    if (auto status = WriteJson(json_path, rows, repeats); !status.ok()) {
+      std::fprintf(stderr, "bench_transport: %s\n", status.ToString().c_str());
+      return 1;
+    }
+    std::printf("wrote %s\n", json_path.c_str());
+  }
+  return 0;
+}
