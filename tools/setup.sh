@@ -19,8 +19,9 @@ packages=(
   # Plots for the studies.
   gnuplot-nox
   # Tools the test suite uses: a real Prometheus server scrapes a running cluster
-  # (prometheus; its postinst starts no service), the deploy files' checker (python3-yaml).
-  python3 python3-yaml procps prometheus
+  # (prometheus; its postinst starts no service), the deploy files' checker (python3-yaml),
+  # the network study's namespaces and rate limits (iproute2: ip, tc).
+  python3 python3-yaml procps prometheus iproute2
 )
 
 missing=()
