@@ -20,8 +20,9 @@ packages=(
   gnuplot-nox
   # Tools the test suite uses: a real Prometheus server scrapes a running cluster
   # (prometheus; its postinst starts no service), the deploy files' checker (python3-yaml),
-  # the network study's namespaces and rate limits (iproute2: ip, tc).
-  python3 python3-yaml procps prometheus iproute2
+  # the network study's namespaces and rate limits (iproute2: ip, tc), certificates for the
+  # TLS tests and tools/make_certs.sh (openssl).
+  python3 python3-yaml procps prometheus iproute2 openssl
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #include "services/coordinator/control_service.h"
 
 #include "common/status/grpc_status.h"
+#include "common/transport/transport_security.h"
 
 namespace resbm {
 namespace {
@@ -12,13 +13,27 @@ bool IsHostPort(const std::string& address) {
 
 }  // namespace
 
-ControlService::ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval)
-    : registry_(registry), heartbeat_interval_(heartbeat_interval) {}
+ControlService::ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval,
+                               bool require_certificate)
+    : registry_(registry),
+      heartbeat_interval_(heartbeat_interval),
+      require_certificate_(require_certificate) {}
+
+absl::Status ControlService::CheckPeer(const grpc::CallbackServerContext& context) const {
+  if (!require_certificate_ || PeerCertificateVerified(context)) return absl::OkStatus();
+  return absl::UnauthenticatedError(
+      "client certificate: none; a worker must present one signed by the cluster's CA "
+      "(resbm-worker --tls-cert/--tls-key)");
+}
 
 grpc::ServerUnaryReactor* ControlService::RegisterWorker(grpc::CallbackServerContext* context,
                                                          const v1::RegisterWorkerRequest* request,
                                                          v1::RegisterWorkerResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (absl::Status peer = CheckPeer(*context); !peer.ok()) {
+    reactor->Finish(ToGrpcStatus(peer));
+    return reactor;
+  }
   if (!IsHostPort(request->address())) {
     reactor->Finish(ToGrpcStatus(
         absl::InvalidArgumentError("address: '" + request->address() + "'; expected host:port")));
@@ -41,6 +56,10 @@ grpc::ServerUnaryReactor* ControlService::Heartbeat(grpc::CallbackServerContext*
                                                     const v1::HeartbeatRequest* request,
                                                     v1::HeartbeatResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (absl::Status peer = CheckPeer(*context); !peer.ok()) {
+    reactor->Finish(ToGrpcStatus(peer));
+    return reactor;
+  }
   reactor->Finish(ToGrpcStatus(registry_->Heartbeat(request->worker_id(), request->address())));
   return reactor;
 }

@@ -12,7 +12,10 @@ namespace resbm {
 class ControlService final : public v1::Control::CallbackService {
  public:
   // `registry` is not owned and must outlive the service.
-  ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval);
+  // With `require_certificate`, callers must have presented a certificate that chains to the
+  // cluster's CA (UNAUTHENTICATED otherwise).
+  ControlService(WorkerRegistry* registry, absl::Duration heartbeat_interval,
+                 bool require_certificate = false);
 
   grpc::ServerUnaryReactor* RegisterWorker(grpc::CallbackServerContext* context,
                                            const v1::RegisterWorkerRequest* request,
@@ -22,8 +25,11 @@ class ControlService final : public v1::Control::CallbackService {
                                       v1::HeartbeatResponse* response) override;
 
  private:
+  absl::Status CheckPeer(const grpc::CallbackServerContext& context) const;
+
   WorkerRegistry* registry_;
   absl::Duration heartbeat_interval_;
+  bool require_certificate_;
 };
 
 }  // namespace resbm

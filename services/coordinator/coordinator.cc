@@ -17,15 +17,24 @@ namespace resbm {
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (!options.security.plaintext() && !options.tokens.has_value()) {
+    return absl::InvalidArgumentError(
+        "auth_tokens_file: empty; a coordinator with TLS needs the job API's bearer tokens");
+  }
   std::unique_ptr<Coordinator> coordinator(new Coordinator(options));
   Coordinator* c = coordinator.get();
   RESBM_ASSIGN_OR_RETURN(
       c->jobs_,
       JobManager::Open(
           options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_));
-  c->job_service_ = std::make_unique<JobService>(c->jobs_.get(), &c->registry_);
+  c->job_service_ = std::make_unique<JobService>(c->jobs_.get(), &c->registry_,
+                                                 options.tokens ? &*c->options_.tokens : nullptr);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &c->port_);
+  // Workers present certificates (the Control service insists), users bearer tokens.
+  builder.AddListeningPort(
+      options.listen_address,
+      options.security.ServerCredentials(TransportSecurity::ClientCertificates::kVerifyIfPresented),
+      &c->port_);
   builder.RegisterService(&c->control_);
   builder.RegisterService(c->job_service_.get());
   AcceptKeepalivePings(&builder);
@@ -45,7 +54,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
 Coordinator::Coordinator(const CoordinatorOptions& options)
     : options_(options),
       registry_(options.heartbeat_timeout),
-      control_(&registry_, options.heartbeat_interval),
+      control_(&registry_, options.heartbeat_interval,
+               /*require_certificate=*/!options.security.plaintext()),
       metrics_(std::make_shared<prometheus::Registry>()) {
   if (options_.checkpoint_dir.empty()) options_.checkpoint_dir = options_.data_dir + "/checkpoints";
   // Workers get these paths: independent of their working directory.
@@ -81,6 +91,7 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   backend_options.cancelled = run.stop_requested;
   backend_options.on_assigned = run.on_assigned;
   backend_options.metrics = &metrics_;
+  backend_options.credentials = options_.security.ChannelCredentials();
   const absl::Duration worker_wait = options_.worker_wait;
   backend_options.find_workers =
       [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<StageEndpoint>> {

@@ -10,12 +10,15 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/metrics/metrics_server.h"
 #include "common/train/run_summary.h"
+#include "common/transport/bearer_tokens.h"
+#include "common/transport/transport_security.h"
 #include "services/coordinator/control_service.h"
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/job_manager.h"
@@ -41,6 +44,13 @@ struct CoordinatorOptions {
   absl::Duration step_timeout = absl::Minutes(5);
   // host:port of the Prometheus /metrics endpoint; empty: none.
   std::string metrics_address;
+  // TLS for every connection (workers must present a certificate from the CA, and the
+  // coordinator presents its own to them), or plaintext (the default here for in-process
+  // use; the binary asks for it explicitly with --plaintext).
+  TransportSecurity security = TransportSecurity::Plaintext();
+  // Users of the job API and their bearer tokens; required with TLS. Unset: the job API is
+  // open (plaintext runs on one machine).
+  std::optional<BearerTokens> tokens;
   // Live progress of the running job (not owned); null: silent.
   std::FILE* progress = stdout;
 };

@@ -34,8 +34,8 @@ DistributedBackend::~DistributedBackend() {
 absl::Status DistributedBackend::Build() {
   RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_stages_));
   workers.resize(num_stages_);
-  RESBM_ASSIGN_OR_RETURN(auto driver,
-                         PipelineDriver::Create(options_.job_id, options_.config, workers));
+  RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, options_.config,
+                                                             workers, options_.credentials));
   driver->set_step_timeout(options_.step_timeout);
   RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
   driver_ = std::move(driver);

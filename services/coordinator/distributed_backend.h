@@ -37,6 +37,8 @@ struct DistributedBackendOptions {
   std::function<void(const std::vector<std::string>&)> on_assigned;
   // Checkpoint times and sizes, the stage each step waited on (not owned); may be null.
   CoordinatorMetrics* metrics = nullptr;
+  // Of the channels to the workers (TLS with the coordinator's certificate); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
 };
 
 // The checkpoint file of `stage` after `steps_done` steps of job `job_id`.

@@ -19,6 +19,13 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::Sta
   return reactor;
 }
 
+// Ends a WatchJob call that was refused before it started.
+class RefusedWatch final : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  explicit RefusedWatch(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 absl::Status CheckJobId(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id: empty; expected e.g. 'job-1'");
   return absl::OkStatus();
@@ -26,17 +33,28 @@ absl::Status CheckJobId(const std::string& job_id) {
 
 }  // namespace
 
-JobService::JobService(JobManager* manager, WorkerRegistry* registry)
-    : manager_(manager), registry_(registry) {}
+JobService::JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens)
+    : manager_(manager), registry_(registry), tokens_(tokens) {}
+
+absl::Status JobService::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (tokens_ == nullptr) return absl::OkStatus();
+  return tokens_->Authenticate(context).status();
+}
 
 grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* context,
                                                 const v1::SubmitJobRequest* request,
                                                 v1::Job* response) {
+  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
+    return Answer<v1::Job>(context, auth, response);
+  }
   return Answer(context, manager_->Submit(request->config()), response);
 }
 
 grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* context,
                                              const v1::GetJobRequest* request, v1::Job* response) {
+  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
+    return Answer<v1::Job>(context, auth, response);
+  }
   if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
     return Answer<v1::Job>(context, status, response);
   }
@@ -46,6 +64,9 @@ grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* context,
                                                const v1::ListJobsRequest* request,
                                                v1::ListJobsResponse* response) {
+  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
+    return Answer<v1::ListJobsResponse>(context, auth, response);
+  }
   auto jobs = manager_->List();
   if (!jobs.ok()) return Answer<v1::ListJobsResponse>(context, jobs.status(), response);
   v1::ListJobsResponse list;
@@ -56,6 +77,9 @@ grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* context,
                                                 const v1::CancelJobRequest* request,
                                                 v1::Job* response) {
+  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
+    return Answer<v1::Job>(context, auth, response);
+  }
   if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
     return Answer<v1::Job>(context, status, response);
   }
@@ -64,12 +88,16 @@ grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* con
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobService::WatchJob(grpc::CallbackServerContext* context,
                                                              const v1::WatchJobRequest* request) {
+  if (absl::Status auth = Authenticate(*context); !auth.ok()) return new RefusedWatch(auth);
   return WatchJobReactor::Start(manager_, request->job_id());
 }
 
 grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerContext* context,
                                                        const v1::GetClusterStatusRequest* request,
                                                        v1::ClusterStatus* response) {
+  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
+    return Answer<v1::ClusterStatus>(context, auth, response);
+  }
   const std::string running = manager_->running_job_id();
   v1::ClusterStatus status;
   status.set_running_job_id(running);

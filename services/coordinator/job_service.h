@@ -4,6 +4,8 @@
 #ifndef RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_
 #define RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_
 
+#include "absl/status/status.h"
+#include "common/transport/bearer_tokens.h"
 #include "resbm/v1/job_service.grpc.pb.h"
 #include "services/coordinator/job_manager.h"
 #include "services/coordinator/worker_registry.h"
@@ -12,8 +14,9 @@ namespace resbm {
 
 class JobService final : public v1::JobService::CallbackService {
  public:
-  // Neither is owned; both must outlive the service.
-  JobService(JobManager* manager, WorkerRegistry* registry);
+  // None is owned; all must outlive the service. With `tokens` (may be null: an open API)
+  // every call must carry one of them ("authorization: Bearer <token>"), else UNAUTHENTICATED.
+  JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens = nullptr);
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -33,8 +36,11 @@ class JobService final : public v1::JobService::CallbackService {
                                              v1::ClusterStatus* response) override;
 
  private:
+  absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
+
   JobManager* manager_;
   WorkerRegistry* registry_;
+  const BearerTokens* tokens_;
 };
 
 }  // namespace resbm

@@ -5,6 +5,7 @@
 // step (it stays RUNNING, for the next start) and exit.
 #include <cstdio>
 #include <fstream>
+#include <utility>
 
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
@@ -44,10 +45,23 @@ int main(int argc, char** argv) {
   flags.AddInt("heartbeat-timeout-ms", &heartbeat_timeout_ms,
                "a worker unheard of for this long is not healthy");
   flags.AddInt("drain-seconds", &drain_seconds, "how long open calls get to end on shutdown");
+  resbm::TransportSecurityOptions security;
+  resbm::AddTransportSecurityFlags(&flags, &security);
+  std::string tokens_file;
+  flags.AddString("auth-tokens-file", &tokens_file,
+                  "the job API's users: 'USER TOKEN' lines; required with TLS");
   if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
   if (flags.help_requested()) {
     std::printf("%s", flags.Usage().c_str());
     return 0;
+  }
+  auto loaded = resbm::TransportSecurity::Load(security, /*server=*/true);
+  if (!loaded.ok()) return Fail(loaded.status());
+  options.security = *loaded;
+  if (!tokens_file.empty()) {
+    auto tokens = resbm::BearerTokens::Load(tokens_file);
+    if (!tokens.ok()) return Fail(tokens.status());
+    options.tokens = *std::move(tokens);
   }
   options.worker_wait = absl::Seconds(wait_seconds);
   options.step_timeout = absl::Seconds(step_timeout_seconds);

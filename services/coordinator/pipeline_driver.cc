@@ -30,13 +30,15 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
 
 absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
     const std::string& job_id, const v1::JobConfig& config,
-    const std::vector<StageEndpoint>& workers) {
+    const std::vector<StageEndpoint>& workers,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   if (workers.size() != config.stages().num_stages()) {
     return absl::InvalidArgumentError(absl::StrCat("workers: ", workers.size(),
                                                    " addresses; expected one per stage (",
                                                    config.stages().num_stages(), ")"));
   }
-  std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers));
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers, credentials));
   RESBM_ASSIGN_OR_RETURN(
       driver->train_schedule_,
       MakePipelineSchedule(ToScheduleKind(config.training().schedule()),
@@ -45,7 +47,8 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
 }
 
 PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
-                               const std::vector<StageEndpoint>& workers)
+                               const std::vector<StageEndpoint>& workers,
+                               const std::shared_ptr<grpc::ChannelCredentials>& credentials)
     : job_id_(job_id), config_(config) {
   for (const auto& worker : workers) {
     addresses_.push_back(worker.address);
@@ -56,8 +59,8 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
   // is noticed within seconds, not at the step deadline.
   const grpc::ChannelArguments args = PeerChannelArguments();
   for (const auto& address : addresses_) {
-    stubs_.push_back(v1::StageWorker::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+    stubs_.push_back(
+        v1::StageWorker::NewStub(grpc::CreateCustomChannel(address, credentials, args)));
   }
 }
 

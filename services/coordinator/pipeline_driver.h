@@ -40,10 +40,12 @@ struct StageEndpoint {
 
 class PipelineDriver {
  public:
-  // `workers[s]` serves stage s; `config` must be valid.
+  // `workers[s]` serves stage s; `config` must be valid. `credentials` secure the channels to
+  // the workers (null: plaintext).
   static absl::StatusOr<std::unique_ptr<PipelineDriver>> Create(
       const std::string& job_id, const v1::JobConfig& config,
-      const std::vector<StageEndpoint>& workers);
+      const std::vector<StageEndpoint>& workers,
+      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   // Workers reached at one address by everyone.
   static absl::StatusOr<std::unique_ptr<PipelineDriver>> Create(
       const std::string& job_id, const v1::JobConfig& config,
@@ -77,7 +79,8 @@ class PipelineDriver {
 
  private:
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
-                 const std::vector<StageEndpoint>& workers);
+                 const std::vector<StageEndpoint>& workers,
+                 const std::shared_ptr<grpc::ChannelCredentials>& credentials);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,

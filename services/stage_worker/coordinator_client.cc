@@ -10,9 +10,10 @@
 namespace resbm {
 
 CoordinatorClient::CoordinatorClient(const std::string& coordinator_address,
-                                     v1::RegisterWorkerRequest registration)
-    : stub_(v1::Control::NewStub(grpc::CreateCustomChannel(
-          coordinator_address, grpc::InsecureChannelCredentials(), PeerChannelArguments()))),
+                                     v1::RegisterWorkerRequest registration,
+                                     const std::shared_ptr<grpc::ChannelCredentials>& credentials)
+    : stub_(v1::Control::NewStub(
+          grpc::CreateCustomChannel(coordinator_address, credentials, PeerChannelArguments()))),
       registration_(std::move(registration)) {
   thread_ = std::thread([this] { Loop(); });
 }

@@ -19,7 +19,8 @@ namespace resbm {
 class CoordinatorClient {
  public:
   // `registration` is sent as is (again whenever the coordinator no longer knows the worker).
-  CoordinatorClient(const std::string& coordinator_address, v1::RegisterWorkerRequest registration);
+  CoordinatorClient(const std::string& coordinator_address, v1::RegisterWorkerRequest registration,
+                    const std::shared_ptr<grpc::ChannelCredentials>& credentials);
   ~CoordinatorClient();  // Stops the thread.
   CoordinatorClient(const CoordinatorClient&) = delete;
   CoordinatorClient& operator=(const CoordinatorClient&) = delete;

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   flags.AddInt("threads", &threads, "intra-op CPU threads");
   flags.AddInt("drain-seconds", &drain_seconds,
                "on SIGTERM/SIGINT, how long calls in flight (and connected peers) get");
+  resbm::TransportSecurityOptions security;
+  resbm::AddTransportSecurityFlags(&flags, &security);
   if (auto status = flags.Parse(argc, argv); !status.ok()) {
     std::fprintf(stderr, "resbm-worker: %s\n", status.ToString().c_str());
     return 2;
@@ -41,6 +43,12 @@ int main(int argc, char** argv) {
     std::printf("%s", flags.Usage().c_str());
     return 0;
   }
+  auto loaded = resbm::TransportSecurity::Load(security, /*server=*/true);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "resbm-worker: %s\n", loaded.status().ToString().c_str());
+    return 2;
+  }
+  options.security = *loaded;
   torch::set_num_threads(static_cast<int>(std::max<int64_t>(1, threads)));
   auto worker = resbm::StageWorker::Start(options);
   if (!worker.ok()) {

@@ -88,8 +88,11 @@ StageSession::~StageSession() {
 }
 
 absl::Status StageSession::ConnectDownstream() {
-  channel_ = grpc::CreateCustomChannel(assignment_.downstream_address(),
-                                       grpc::InsecureChannelCredentials(), PeerChannelArguments());
+  channel_ =
+      grpc::CreateCustomChannel(assignment_.downstream_address(),
+                                options_.channel_credentials ? options_.channel_credentials
+                                                             : grpc::InsecureChannelCredentials(),
+                                PeerChannelArguments());
   if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + options_.connect_timeout))) {
     return absl::UnavailableError(absl::StrCat("stage ", assignment_.stage_index() + 1, " at ",
                                                assignment_.downstream_address(),

@@ -29,6 +29,8 @@ struct StageSessionOptions {
   int64_t max_queued_frames = 8;
   // Where the session reports its traffic, timings and errors (not owned); may be null.
   StageMetrics* metrics = nullptr;
+  // Of the stream to the next stage (TLS with this worker's certificate); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 class StageSession {

@@ -15,6 +15,7 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorke
   auto metrics = std::make_unique<StageMetrics>(registry);
   StageSessionOptions session = options.session;
   session.metrics = metrics.get();
+  session.channel_credentials = options.security.ChannelCredentials();
   auto service = std::make_unique<StageWorkerService>(session);
   std::unique_ptr<StageWorker> worker(
       new StageWorker(options, std::move(metrics), std::move(service)));
@@ -25,8 +26,11 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorke
     worker->metrics_server_ = std::move(*server);
   }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &worker->port_);
+  // Only the coordinator and the neighbouring stages call a worker: all hold certificates.
+  builder.AddListeningPort(
+      options.listen_address,
+      options.security.ServerCredentials(TransportSecurity::ClientCertificates::kRequire),
+      &worker->port_);
   builder.RegisterService(worker->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxWorkerMessageBytes);
   AcceptKeepalivePings(&builder);
@@ -41,7 +45,8 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorke
     registration.set_exchange_address(options.exchange_address);
     registration.set_device(options.session.device);
     worker->coordinator_client_ =
-        std::make_unique<CoordinatorClient>(options.coordinator_address, std::move(registration));
+        std::make_unique<CoordinatorClient>(options.coordinator_address, std::move(registration),
+                                            options.security.ChannelCredentials());
   }
   return worker;
 }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/metrics/metrics_server.h"
+#include "common/transport/transport_security.h"
 #include "services/stage_worker/coordinator_client.h"
 #include "services/stage_worker/stage_metrics.h"
 #include "services/stage_worker/stage_session.h"
@@ -35,6 +36,10 @@ struct StageWorkerOptions {
   std::string exchange_address;
   // host:port of the Prometheus /metrics endpoint; empty: none.
   std::string metrics_address;
+  // TLS on the service (callers must present a certificate from the CA), on the stream to the
+  // next stage and towards the coordinator; or plaintext (the default here for in-process
+  // use; the binary asks for it explicitly with --plaintext).
+  TransportSecurity security = TransportSecurity::Plaintext();
 };
 
 class StageWorker {

@@ -8,9 +8,14 @@ Checks (exit status 1 on any failure, prints every check):
       the job ConfigMap vs configs/default.json.
   (b) helm/resbm: renders the chart with a minimal Go-template engine (below)
       for several value sets (defaults; GPU + ServiceMonitor + PrometheusRule
-      + a dashboard; another release name with an existing claim and spares)
-      and runs the same checks; the defaults rendering must be equivalent to
-      k8s/ (ignoring Helm-only metadata). values.yaml: every key commented.
+      + a dashboard; another release name with an existing claim and spares;
+      tls.enabled) and runs the same checks, including transport security:
+      plaintext (the default) must be asked for explicitly everywhere
+      (--plaintext, RESBM_PLAINTEXT=1, gRPC probes); with TLS every service
+      gets --tls-* files from read-only Secret mounts, the coordinator its
+      --auth-tokens-file, the submit Job the CA and a token, and the probes
+      are tcpSocket. The defaults rendering must be equivalent to k8s/
+      (ignoring Helm-only metadata). values.yaml: every key commented.
 
 No helm binary is needed. The engine supports ONLY this subset of Helm's
 template language -- keep helm/resbm/templates within it (or extend this):
@@ -28,7 +33,7 @@ Unlike Helm, a reference to a .Values key that values.yaml does not define is
 an error here (catches typos).
 
 Usage: python3 tests/deploy/render_chart_test.py [--repo DIR] [--print NAME]
-  --print defaults|gpu|other  prints the rendered chart for that value set.
+  --print defaults|gpu|other|tls  prints the rendered chart for that value set.
   --write-k8s                 regenerates k8s/base/ from the chart defaults.
 Requires Python 3.8+ and PyYAML (Debian: python3-yaml).
 """
@@ -663,13 +668,20 @@ def check_bundle(c, docs, exp):
                 c.check(refs <= envs, "%s/%s/%s $(VAR) references %s are defined env vars" % (kind, name, ct["name"], sorted(refs)))
                 c.check(not re.search(r"\$\((?![A-Za-z_][A-Za-z0-9_]*\))", " ".join(ct.get("args", []))),
                         "%s/%s/%s no shell $(...) that Kubernetes would try to expand" % (kind, name, ct["name"]))
+                mpaths = [m["mountPath"].rstrip("/") + "/" for m in mounts]
+                nested = sorted(a for a in mpaths for b in mpaths if a != b and a.startswith(b))
+                c.check(not nested, "%s/%s/%s has no mount nested in another %s" % (kind, name, ct["name"], nested))
                 cports = {p["name"]: p["containerPort"] for p in ct.get("ports", [])}
+                # Kubelet gRPC probes cannot do TLS: with TLS the probes are TCP connects.
+                action = "tcpSocket" if exp["tls"] else "grpc"
                 for pk in ("startupProbe", "readinessProbe", "livenessProbe"):
                     if kind == "Job":
                         continue
-                    pr = ct.get(pk)
-                    ok = bool(pr) and pr.get("grpc", {}).get("port") == cports.get("grpc")
-                    c.check(ok, "%s/%s/%s %s is gRPC on the grpc containerPort %s" % (kind, name, ct["name"], pk, cports.get("grpc")))
+                    pr = ct.get(pk) or {}
+                    actions = {a for a in ("grpc", "tcpSocket", "httpGet", "exec") if a in pr}
+                    ok = actions == {action} and pr[action].get("port") == cports.get("grpc")
+                    c.check(ok, "%s/%s/%s %s is %s on the grpc containerPort %s"
+                            % (kind, name, ct["name"], pk, action, cports.get("grpc")))
                 if kind != "Job":
                     rp, lp = ct["readinessProbe"], ct["livenessProbe"]
                     c.check(1 <= rp.get("periodSeconds", 10) <= lp.get("periodSeconds", 10) <= 30
@@ -784,6 +796,8 @@ def check_bundle(c, docs, exp):
         jenv = {e["name"]: e.get("value") for e in jct.get("env", [])}
         c.check(jenv.get("RESBM_COORDINATOR") == "%s:%d" % (coord, cgrpc), "submit Job RESBM_COORDINATOR == %s:%d" % (coord, cgrpc))
 
+    check_security(c, by, exp)
+
     # --- monitoring
     if exp["servicemonitor"]:
         for svc_name in (coord, worker):
@@ -813,6 +827,80 @@ def check_bundle(c, docs, exp):
                 except ValueError:
                     ok = False
             c.check(ok and all(key.endswith(".json") for key in d["data"]), "ConfigMap/%s data is dashboard JSON" % n)
+
+
+def secret_file(ct, spec, path):
+    """The Secret file behind a path in a container: (secret name, key, mount), or Nones."""
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    for m in ct.get("volumeMounts", []):
+        root = m["mountPath"].rstrip("/") + "/"
+        if not path.startswith(root):
+            continue
+        sec = vols.get(m["name"], {}).get("secret")
+        if sec is None:
+            return None, None, m
+        rel = path[len(root):]
+        items = sec.get("items")
+        if items is None:
+            return sec.get("secretName"), rel, m
+        key = next((it["key"] for it in items if it["path"] == rel), None)
+        return sec.get("secretName"), key, m
+    return None, None, None
+
+
+def check_security(c, by, exp):
+    """Transport security: explicit --plaintext everywhere, or TLS files from Secrets."""
+    fn = exp["name"]
+    workloads = [("Deployment", fn + "-coordinator"), ("StatefulSet", fn + "-worker")]
+    if exp["submit"]:
+        workloads.append(("Job", fn + "-submit"))
+    tls_flags = ("tls-cert", "tls-key", "tls-ca", "auth-tokens-file")
+    for kind, name in workloads:
+        spec = pod_spec(by[(kind, name)])
+        ct = spec["containers"][0]
+        args = ct.get("args", [])
+        flags = flags_of(args)
+        env = {e["name"]: e for e in ct.get("env", [])}
+        secrets = [v["name"] for v in spec.get("volumes", []) if "secret" in v]
+        who = "%s/%s" % (kind, name)
+        if not exp["tls"]:
+            if kind != "Job":
+                c.check("--plaintext" in args and not any(f in flags for f in tls_flags),
+                        "%s asks for --plaintext explicitly, no --tls-* flags" % who)
+            else:
+                c.check(env.get("RESBM_PLAINTEXT", {}).get("value") == "1"
+                        and not any(k in env for k in ("RESBM_TLS_CA", "RESBM_TLS_CERT", "RESBM_TLS_KEY", "RESBM_TOKEN")),
+                        "%s sets RESBM_PLAINTEXT=1 explicitly, no RESBM_TLS_*/RESBM_TOKEN" % who)
+            c.check(not secrets, "%s mounts no Secrets without TLS %s" % (who, secrets))
+            continue
+        if kind != "Job":
+            c.check("--plaintext" not in args and not any(a.startswith("--plaintext") for a in args),
+                    "%s has no --plaintext with TLS" % who)
+            want = {"tls-cert": "tls.pem", "tls-key": "tls.key", "tls-ca": "ca.pem"}
+            for flag, key in sorted(want.items()):
+                sname, skey, m = secret_file(ct, spec, flags.get(flag, ""))
+                c.check(sname == exp["tls_secret"] and skey == key and bool(m) and m.get("readOnly") is True,
+                        "%s --%s=%s is key %s of Secret %s, mounted read-only" % (who, flag, flags.get(flag), key, exp["tls_secret"]))
+            if kind == "Deployment":
+                sname, skey, m = secret_file(ct, spec, flags.get("auth-tokens-file", ""))
+                c.check(sname == exp["tokens_secret"] and skey == "tokens" and bool(m) and m.get("readOnly") is True,
+                        "%s --auth-tokens-file=%s is key tokens of Secret %s, mounted read-only"
+                        % (who, flags.get("auth-tokens-file"), exp["tokens_secret"]))
+            else:
+                c.check("auth-tokens-file" not in flags, "%s has no --auth-tokens-file" % who)
+            continue
+        # The submit Job: the CA to verify the coordinator and a bearer token; no key.
+        ca = env.get("RESBM_TLS_CA", {}).get("value", "")
+        sname, skey, m = secret_file(ct, spec, ca)
+        c.check(sname == exp["tls_secret"] and skey == "ca.pem" and bool(m) and m.get("readOnly") is True,
+                "%s RESBM_TLS_CA=%s is key ca.pem of Secret %s, mounted read-only" % (who, ca, exp["tls_secret"]))
+        vols = {v["name"]: v for v in spec.get("volumes", [])}
+        keys = [it["key"] for n in secrets for it in vols[n]["secret"].get("items") or [{"key": "*"}]]
+        c.check(keys == ["ca.pem"], "%s mounts only ca.pem of the TLS Secret (not its key) %s" % (who, keys))
+        ref = env.get("RESBM_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        c.check(ref.get("name") == exp["client_token_secret"] and ref.get("key") == exp["client_token_key"],
+                "%s RESBM_TOKEN from Secret %s key %s" % (who, exp["client_token_secret"], exp["client_token_key"]))
+        c.check("RESBM_PLAINTEXT" not in env, "%s has no RESBM_PLAINTEXT with TLS" % who)
 
 
 HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
@@ -954,7 +1042,7 @@ def write_k8s(chart, base_dir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", default=os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-    ap.add_argument("--print", dest="print_set", choices=["defaults", "gpu", "other"])
+    ap.add_argument("--print", dest="print_set", choices=["defaults", "gpu", "other", "tls"])
     ap.add_argument("--write-k8s", action="store_true", help="regenerate k8s/base from the chart defaults")
     args = ap.parse_args()
     repo = args.repo
@@ -982,7 +1070,8 @@ def main():
 
     base_exp = dict(name="resbm", ns="resbm", replicas=4, gpu=False, servicemonitor=False, prometheusrule=False,
                     dashboards=len(real_dash), submit=True, checkpoints_claim="resbm-checkpoints",
-                    create_checkpoints_pvc=True, job_json=default_job, job_json_source="configs/default.json")
+                    create_checkpoints_pvc=True, job_json=default_job, job_json_source="configs/default.json",
+                    tls=False)
     debug_json_path = os.path.join(repo, "configs", "debug.json")
     with open(debug_json_path, encoding="utf-8") as f:
         debug_text = f.read()
@@ -998,6 +1087,10 @@ def main():
                   dict(base_exp, name="demo-resbm", ns="ml", replicas=5, submit=False, dashboards=0,
                        checkpoints_claim="team-rwx", create_checkpoints_pvc=False,
                        job_json=json.loads(debug_text), job_json_source="configs/debug.json")),
+        "tls": (dict(tls={"enabled": True, "secretName": "resbm-certs", "clientTokenSecretKey": "submit-token"}),
+                "resbm", "resbm", {},
+                dict(base_exp, tls=True, tls_secret="resbm-certs", tokens_secret="resbm-tokens",
+                     client_token_secret="resbm-submit-token", client_token_key="submit-token")),
     }
 
     rendered_defaults = None
@@ -1022,6 +1115,12 @@ def main():
         c.check(all("\t" not in t for t in rendered.values()), "rendered YAML has no tabs")
         c.check(bool(notes) and "resbmctl cluster" in notes and "resbmctl submit" in notes and "Grafana" in notes,
                 "NOTES.txt renders and explains submit/cluster/Grafana")
+        if exp["tls"]:
+            c.check("--tls-ca=" in notes and "--plaintext" not in notes and "RESBM_PLAINTEXT" not in notes,
+                    "NOTES.txt resbmctl commands use --tls-ca and a token, no --plaintext")
+        else:
+            c.check("--plaintext" in notes and "--tls-ca" not in notes,
+                    "NOTES.txt resbmctl commands ask for --plaintext")
         check_bundle(c, docs, exp)
         if sname == "defaults":
             rendered_defaults = docs

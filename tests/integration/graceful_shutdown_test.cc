@@ -30,10 +30,10 @@ TEST_P(GracefulShutdownTest, WorkerExitsZeroOnSignal) {
   const std::string dir = ::testing::TempDir();
   const std::string port_file = dir + "/resbm_worker_port_" + std::to_string(::getpid());
   std::remove(port_file.c_str());
-  auto started =
-      ChildProcess::Start({BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
-                           "--port-file=" + port_file, "--threads=1", "--drain-seconds=1"},
-                          dir + "/resbm_worker_log_" + std::to_string(::getpid()));
+  auto started = ChildProcess::Start(
+      {BinaryPath("resbm-worker"), "--listen=127.0.0.1:0", "--port-file=" + port_file,
+       "--threads=1", "--drain-seconds=1", "--plaintext"},
+      dir + "/resbm_worker_log_" + std::to_string(::getpid()));
   ASSERT_TRUE(started.ok()) << started.status();
   ChildProcess& worker = **started;
   const std::string port = WaitForFileLine(port_file, absl::Seconds(30));
@@ -82,7 +82,7 @@ TEST_P(GracefulShutdownTest, CoordinatorExitsZeroOnSignalWhileAJobWaitsForWorker
   std::remove(port_file.c_str());
   auto started = ChildProcess::Start(
       {BinaryPath("resbm-coordinator"), "--listen=127.0.0.1:0", "--port-file=" + port_file,
-       "--data-dir=" + dir + "/resbm_coord_data_" + tag},
+       "--data-dir=" + dir + "/resbm_coord_data_" + tag, "--plaintext"},
       dir + "/resbm_coord_log_" + tag);
   ASSERT_TRUE(started.ok()) << started.status();
   ChildProcess& coordinator = **started;

@@ -42,6 +42,7 @@ class ProcessCluster {
         BinaryPath("resbm-coordinator"),
         port_.empty() ? "--listen=127.0.0.1:0" : "--listen=127.0.0.1:" + port_,
         "--port-file=" + port_file, "--data-dir=" + data_dir(), "--drain-seconds=1"};
+    argv.insert(argv.end(), coordinator_security_.begin(), coordinator_security_.end());
     argv.insert(argv.end(), flags.begin(), flags.end());
     auto started =
         ChildProcess::Start(argv, absl::StrCat(dir_, "/coordinator-", starts_++, ".log"));
@@ -50,12 +51,21 @@ class ProcessCluster {
     const std::string port = WaitForFileLine(port_file, absl::Seconds(30));
     if (port.empty()) return absl::UnavailableError("coordinator did not serve:\n" + Logs());
     port_ = port;
-    client_ = std::make_unique<JobClient>(address());
+    client_ = std::make_unique<JobClient>(address(), absl::Seconds(15), client_auth_);
     return absl::OkStatus();
   }
 
   // Flags every worker started from now on gets.
   void set_worker_flags(std::vector<std::string> flags) { worker_flags_ = std::move(flags); }
+
+  // TLS for the processes started from now on (default: --plaintext everywhere) and how the
+  // cluster's own JobClient authenticates.
+  void set_security(std::vector<std::string> coordinator_flags,
+                    std::vector<std::string> worker_flags, JobClientAuth client_auth) {
+    coordinator_security_ = std::move(coordinator_flags);
+    worker_security_ = std::move(worker_flags);
+    client_auth_ = std::move(client_auth);
+  }
 
   // Starts one more worker registered with the coordinator; returns its index.
   absl::StatusOr<size_t> StartWorker() {
@@ -110,12 +120,16 @@ class ProcessCluster {
     std::vector<std::string> argv = {BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
                                      "--coordinator=" + address(), "--threads=1",
                                      "--drain-seconds=1"};
+    argv.insert(argv.end(), worker_security_.begin(), worker_security_.end());
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     return ChildProcess::Start(argv, absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
   }
 
   std::string dir_;
   std::string port_;
+  std::vector<std::string> coordinator_security_ = {"--plaintext"};
+  std::vector<std::string> worker_security_ = {"--plaintext"};
+  JobClientAuth client_auth_;
   int starts_ = 0;
   int worker_logs_ = 0;
   std::vector<std::string> worker_flags_;

@@ -201,7 +201,7 @@ class RelayedJobTest(unittest.TestCase):
             coordinator = f"127.0.0.1:{port}"
             children.append(subprocess.Popen(
                 [f"{BIN}/resbm-coordinator", "--listen", coordinator, "--data-dir",
-                 f"{workdir}/coordinator", "--step-timeout-seconds", "60"],
+                 f"{workdir}/coordinator", "--step-timeout-seconds", "60", "--plaintext"],
                 stdout=subprocess.DEVNULL, env=env))
             worker_ports = [free_port(), free_port()]
             relay = None
@@ -210,7 +210,7 @@ class RelayedJobTest(unittest.TestCase):
                               workdir)
             for i, worker_port in enumerate(worker_ports):
                 argv = [f"{BIN}/resbm-worker", "--listen", f"127.0.0.1:{worker_port}",
-                        "--coordinator", coordinator, "--threads", "1"]
+                        "--coordinator", coordinator, "--threads", "1", "--plaintext"]
                 if i == 1 and relay is not None:
                     argv += ["--exchange-address", relay.listen[0]]
                 children.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env))
@@ -241,7 +241,8 @@ class RelayedJobTest(unittest.TestCase):
             shutil.rmtree(workdir, ignore_errors=True)
 
     def ctl(self, coordinator, *argv):
-        out = subprocess.run([f"{BIN}/resbmctl", *argv, "--json", "--coordinator", coordinator],
+        out = subprocess.run([f"{BIN}/resbmctl", *argv, "--json", "--plaintext", "--coordinator",
+                              coordinator],
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "common/config/job_config.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
+#include "common/transport/transport_security.h"
 #include "tools/resbmctl/follow_job.h"
 #include "tools/resbmctl/job_client.h"
 #include "tools/resbmctl/job_views.h"
@@ -53,21 +55,42 @@ std::string SelfDirectory() {
 }
 
 // The flags every API command shares, and the positional arguments it takes.
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
 struct ApiCommand {
   std::string name;
   std::string coordinator;
   bool json = false;
   std::vector<std::string> args;
+  TransportSecurityOptions security;
+  std::string token;
   FlagParser flags;
 
   ApiCommand(const std::string& command, const std::string& summary, int max_args,
              const std::string& args_usage)
       : name(command), flags("resbmctl " + command, summary) {
-    const char* env = std::getenv("RESBM_COORDINATOR");
-    coordinator = env != nullptr && *env != '\0' ? env : kDefaultCoordinator;
+    coordinator = Env("RESBM_COORDINATOR").empty() ? kDefaultCoordinator : Env("RESBM_COORDINATOR");
+    security.plaintext = Env("RESBM_PLAINTEXT") == "1";
+    security.ca_file = Env("RESBM_TLS_CA");
+    security.cert_file = Env("RESBM_TLS_CERT");
+    security.key_file = Env("RESBM_TLS_KEY");
+    token = Env("RESBM_TOKEN");
     flags.AddString("coordinator", &coordinator,
                     "host:port of the coordinator (default from $RESBM_COORDINATOR)");
     flags.AddBool("json", &json, "print JSON (the API's messages) instead of tables");
+    flags.AddString("tls-ca", &security.ca_file,
+                    "CA bundle (PEM) the coordinator's certificate must chain to "
+                    "(default from $RESBM_TLS_CA)");
+    flags.AddString("tls-cert", &security.cert_file,
+                    "client certificate (PEM) to present, optional ($RESBM_TLS_CERT)");
+    flags.AddString("tls-key", &security.key_file, "its private key ($RESBM_TLS_KEY)");
+    flags.AddBool("plaintext", &security.plaintext,
+                  "no TLS: only for a coordinator on this machine or a trusted network "
+                  "($RESBM_PLAINTEXT=1)");
+    flags.AddString("token", &token, "bearer token of the job API (default from $RESBM_TOKEN)");
     if (max_args > 0) flags.AcceptPositional(&args, max_args, args_usage);
   }
 
@@ -83,8 +106,18 @@ struct ApiCommand {
                    flags.Usage().c_str());
       return 2;
     }
+    auto loaded = TransportSecurity::Load(security, /*server=*/false);
+    if (!loaded.ok()) return Fail(name, loaded.status());
+    client_ = std::make_unique<JobClient>(coordinator, absl::Seconds(15),
+                                          JobClientAuth{loaded->ChannelCredentials(), token});
     return -1;
   }
+
+  // After a successful Parse.
+  JobClient& client() { return *client_; }
+
+ private:
+  std::unique_ptr<JobClient> client_;
 };
 
 void PrintJob(const ApiCommand& command, const v1::Job& job) {
@@ -109,7 +142,7 @@ int Submit(int argc, char** argv) {
   if (command.flags.WasSet("seed")) overrides.seed = seed;
   auto config = LoadJobConfigWithOverrides(command.args[0], overrides);
   if (!config.ok()) return Fail(command.name, config.status());
-  JobClient client(command.coordinator);
+  JobClient& client = command.client();
   auto job = client.Submit(*config);
   if (!job.ok()) return Fail(command.name, job.status());
   if (!watch) {
@@ -125,7 +158,7 @@ int Submit(int argc, char** argv) {
 int Get(int argc, char** argv) {
   ApiCommand command("get", "Prints one job.", 1, "JOB_ID");
   if (int code = command.Parse(argc, argv, 1); code >= 0) return code;
-  auto job = JobClient(command.coordinator).Get(command.args[0]);
+  auto job = command.client().Get(command.args[0]);
   if (!job.ok()) return Fail(command.name, job.status());
   PrintJob(command, *job);
   return 0;
@@ -134,7 +167,7 @@ int Get(int argc, char** argv) {
 int List(int argc, char** argv) {
   ApiCommand command("list", "Lists every job, oldest first.", 0, "");
   if (int code = command.Parse(argc, argv, 0); code >= 0) return code;
-  auto jobs = JobClient(command.coordinator).List();
+  auto jobs = command.client().List();
   if (!jobs.ok()) return Fail(command.name, jobs.status());
   if (command.json) {
     v1::ListJobsResponse list;
@@ -154,7 +187,7 @@ int Cancel(int argc, char** argv) {
   bool no_wait = false;
   command.flags.AddBool("no-wait", &no_wait, "return without waiting for the job to stop");
   if (int code = command.Parse(argc, argv, 1); code >= 0) return code;
-  JobClient client(command.coordinator);
+  JobClient& client = command.client();
   auto job = client.Cancel(command.args[0]);
   if (!job.ok()) return Fail(command.name, job.status());
   if (!no_wait && !JobEnded(*job)) job = client.WaitForEnd(job->job_id(), absl::Minutes(10));
@@ -168,7 +201,7 @@ int Watch(int argc, char** argv) {
                      "Follows a job until it ends: a live progress bar (loss, tokens/s, ETA).", 1,
                      "JOB_ID");
   if (int code = command.Parse(argc, argv, 1); code >= 0) return code;
-  JobClient client(command.coordinator);
+  JobClient& client = command.client();
   auto job = FollowJob(client, command.args[0], command.json);
   if (!job.ok()) return Fail(command.name, job.status());
   if (!command.json && !job->message().empty() && job->state() != v1::JOB_STATE_SUCCEEDED) {
@@ -181,7 +214,7 @@ int Cluster(int argc, char** argv) {
   ApiCommand command("cluster", "Shows the workers, their health and stages, and the queue.", 0,
                      "");
   if (int code = command.Parse(argc, argv, 0); code >= 0) return code;
-  auto status = JobClient(command.coordinator).ClusterStatus();
+  auto status = command.client().ClusterStatus();
   if (!status.ok()) return Fail(command.name, status.status());
   std::printf("%s",
               command.json ? (ToJson(*status) + "\n").c_str() : ClusterTable(*status).c_str());

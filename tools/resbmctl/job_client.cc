@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status/grpc_status.h"
@@ -28,14 +29,19 @@ bool JobEnded(const v1::Job& job) {
          job.state() == v1::JOB_STATE_CANCELLED;
 }
 
-JobClient::JobClient(const std::string& address, absl::Duration deadline)
-    : address_(address), deadline_(deadline) {
+JobClient::JobClient(const std::string& address, absl::Duration deadline, JobClientAuth auth)
+    : address_(address), deadline_(deadline), token_(std::move(auth.token)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  stub_ = v1::JobService::NewStub(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  stub_ = v1::JobService::NewStub(grpc::CreateCustomChannel(
+      address, auth.credentials ? auth.credentials : grpc::InsecureChannelCredentials(), args));
+}
+
+void JobClient::Prepare(grpc::ClientContext* context, bool with_deadline) const {
+  if (with_deadline) context->set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+  if (!token_.empty()) context->AddMetadata("authorization", "Bearer " + token_);
 }
 
 template <typename Request, typename Response>
@@ -43,7 +49,7 @@ absl::StatusOr<Response> JobClient::Call(
     grpc::Status (v1::JobService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
     const Request& request) {
   grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
+  Prepare(&context, /*with_deadline=*/true);
   Response response;
   grpc::Status status = (stub_.get()->*method)(&context, request, &response);
   if (!status.ok()) return WithAddress(status, address_);
@@ -82,6 +88,7 @@ absl::StatusOr<v1::Job> JobClient::Watch(const std::string& job_id,
                                          const std::function<void(const v1::JobEvent&)>& on_event,
                                          const std::function<bool()>& stop) {
   grpc::ClientContext context;
+  Prepare(&context, /*with_deadline=*/false);
   v1::WatchJobRequest request;
   request.set_job_id(job_id);
   std::atomic<bool> done{false};

@@ -4,6 +4,8 @@
 #ifndef RESBM_TOOLS_RESBMCTL_JOB_CLIENT_H_
 #define RESBM_TOOLS_RESBMCTL_JOB_CLIENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,10 +17,18 @@
 
 namespace resbm {
 
+// How a client reaches the job API: the channel's credentials (TLS, or plaintext) and the
+// bearer token sent with every call.
+struct JobClientAuth {
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // Null: plaintext.
+  std::string token;                                      // Empty: none sent.
+};
+
 class JobClient {
  public:
   // `address` is host:port of the coordinator.
-  explicit JobClient(const std::string& address, absl::Duration deadline = absl::Seconds(15));
+  explicit JobClient(const std::string& address, absl::Duration deadline = absl::Seconds(15),
+                     JobClientAuth auth = {});
 
   absl::StatusOr<v1::Job> Submit(const v1::JobConfig& config);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
@@ -42,8 +52,12 @@ class JobClient {
                                                                              Response*),
                                 const Request& request);
 
+  // A context with the deadline (when given) and the token.
+  void Prepare(grpc::ClientContext* context, bool with_deadline) const;
+
   std::string address_;
   absl::Duration deadline_;
+  std::string token_;
   std::unique_ptr<v1::JobService::Stub> stub_;
 };
 

@@ -63,11 +63,13 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   }
   const std::string port_file = options.log_dir + "/coordinator.port";
   std::filesystem::remove(port_file, error);
-  RESBM_ASSIGN_OR_RETURN(auto coordinator,
-                         ChildProcess::Start({options.bin_dir + "/resbm-coordinator",
-                                              "--listen=127.0.0.1:0", "--port-file=" + port_file,
-                                              "--data-dir=" + data_dir, "--drain-seconds=1"},
-                                             options.log_dir + "/coordinator.log"));
+  // Every process on this machine, on loopback only: plaintext, said explicitly.
+  RESBM_ASSIGN_OR_RETURN(
+      auto coordinator,
+      ChildProcess::Start({options.bin_dir + "/resbm-coordinator", "--listen=127.0.0.1:0",
+                           "--port-file=" + port_file, "--data-dir=" + data_dir,
+                           "--drain-seconds=1", "--plaintext"},
+                          options.log_dir + "/coordinator.log"));
   const std::string port = WaitForFileLine(port_file, absl::Seconds(60));
   if (port.empty()) {
     return absl::UnavailableError(absl::StrCat(
@@ -79,7 +81,7 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
         auto worker, ChildProcess::Start({options.bin_dir + "/resbm-worker", "--listen=127.0.0.1:0",
                                           "--coordinator=127.0.0.1:" + port,
                                           absl::StrCat("--threads=", options.threads_per_worker),
-                                          "--drain-seconds=2"},
+                                          "--drain-seconds=2", "--plaintext"},
                                          absl::StrCat(options.log_dir, "/worker-", i, ".log")));
     workers.push_back(std::move(worker));
   }
@@ -94,8 +96,9 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   auto submitted = client.Submit(config);
   absl::StatusOr<v1::Job> job = submitted;
   if (submitted.ok()) {
-    std::printf("submitted %s; resbmctl watch %s --coordinator=127.0.0.1:%s follows it too\n",
-                submitted->job_id().c_str(), submitted->job_id().c_str(), port.c_str());
+    std::printf(
+        "submitted %s; resbmctl watch %s --plaintext --coordinator=127.0.0.1:%s follows it too\n",
+        submitted->job_id().c_str(), submitted->job_id().c_str(), port.c_str());
     std::fflush(stdout);
     job = FollowJob(client, submitted->job_id(), /*json=*/false);
   }

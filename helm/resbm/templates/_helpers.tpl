@@ -80,3 +80,50 @@ app.kubernetes.io/part-of: resbm
 app.kubernetes.io/name: {{ include "resbm.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{/* Secrets of tls.enabled (see values.yaml "tls"). */}}
+{{- define "resbm.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "resbm.fullname" .)) .Values.tls.secretName -}}
+{{- end -}}
+
+{{- define "resbm.tokensSecretName" -}}
+{{- default (printf "%s-tokens" (include "resbm.fullname" .)) .Values.tls.tokensSecretName -}}
+{{- end -}}
+
+{{- define "resbm.clientTokenSecretName" -}}
+{{- default (printf "%s-submit-token" (include "resbm.fullname" .)) .Values.tls.clientTokenSecretName -}}
+{{- end -}}
+
+{{/*
+What the probes of a service check: gRPC health over plaintext; with TLS a TCP
+connect to the same port, because kubelet gRPC probes cannot do TLS (and the
+workers demand a client certificate).
+*/}}
+{{- define "resbm.coordinatorProbeAction" -}}
+{{- if .Values.tls.enabled -}}
+tcpSocket:
+  port: {{ .Values.coordinator.port }}
+{{- else -}}
+grpc:
+  port: {{ .Values.coordinator.port }}
+{{- end -}}
+{{- end -}}
+
+{{- define "resbm.workerProbeAction" -}}
+{{- if .Values.tls.enabled -}}
+tcpSocket:
+  port: {{ .Values.worker.port }}
+{{- else -}}
+grpc:
+  port: {{ .Values.worker.port }}
+{{- end -}}
+{{- end -}}
+
+{{/* resbmctl flags for commands run by hand (NOTES.txt). */}}
+{{- define "resbm.ctlSecurityFlags" -}}
+{{- if .Values.tls.enabled -}}
+{{- printf "--tls-ca=%s/ca.pem --token=$RESBM_TOKEN" .Values.tls.mountPath -}}
+{{- else -}}
+--plaintext
+{{- end -}}
+{{- end -}}

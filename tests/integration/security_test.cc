@@ -1,0 +1,199 @@
+// Transport security with real processes: a coordinator and stage workers on mutual TLS
+// (certificates from tools/make_certs.sh), the job API behind bearer tokens. A job runs to the
+// end; a missing or wrong token is UNAUTHENTICATED; a plaintext client and a client without a
+// certificate are refused by the workers; a worker with a certificate from another CA never
+// joins; services without TLS material or --plaintext refuse to start.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "common/config/job_config.h"
+#include "common/runtime/child_process.h"
+#include "common/transport/transport_security.h"
+#include "gtest/gtest.h"
+#include "resbm/v1/stage_worker.grpc.pb.h"
+#include "tests/testing/binaries.h"
+#include "tests/testing/process_cluster.h"
+#include "tests/testing/test_certificates.h"
+#include "tests/testing/wait_for.h"
+
+namespace resbm {
+namespace {
+
+using ::resbm::testing::BinaryPath;
+using ::resbm::testing::MakeTestCertificates;
+using ::resbm::testing::ProcessCluster;
+using ::resbm::testing::TestCertificates;
+using ::resbm::testing::WaitFor;
+
+constexpr char kToken[] = "a1b2c3d4e5f6a7b8c9d0e1f2";
+
+v1::JobConfig TinyJob() {
+  auto config = ParseJobConfigJson(R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2,
+      "mlp_hidden": 128, "seq_len": 32},
+    "stages": {"num_stages": 2}, "compression": {"ratio": 8},
+    "training": {"steps": 12, "batch_size": 8, "microbatches": 2, "eval_every": 6,
+                 "eval_batches": 1, "seed": 5, "checkpoint_every": 6}})");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return *config;
+}
+
+std::vector<std::string> TlsFlags(const TestCertificates& certs, const std::string& name) {
+  return {"--tls-cert=" + certs.cert(name), "--tls-key=" + certs.key(name),
+          "--tls-ca=" + certs.ca()};
+}
+
+JobClientAuth ClientAuth(const TestCertificates& certs, const std::string& token) {
+  auto security = TransportSecurity::Load({false, "", "", certs.ca()}, /*server=*/false);
+  EXPECT_TRUE(security.ok()) << security.status();
+  return JobClientAuth{security->ChannelCredentials(), token};
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  SecurityTest()
+      : dir_(::testing::TempDir() + "/resbm_security_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()),
+        cluster_(dir_ + "/cluster") {}
+
+  void SetUp() override {
+    auto certs = MakeTestCertificates(dir_ + "/certs", "coordinator worker client");
+    ASSERT_TRUE(certs.ok()) << certs.status();
+    certs_ = *certs;
+    tokens_file_ = dir_ + "/tokens";
+    std::ofstream(tokens_file_) << "alice " << kToken << "\n";
+    std::vector<std::string> coordinator = TlsFlags(certs_, "coordinator");
+    coordinator.push_back("--auth-tokens-file=" + tokens_file_);
+    cluster_.set_security(coordinator, TlsFlags(certs_, "worker"), ClientAuth(certs_, kToken));
+    ASSERT_TRUE(cluster_.StartCoordinator().ok()) << cluster_.Logs();
+  }
+
+  std::string dir_;
+  ProcessCluster cluster_;
+  TestCertificates certs_;
+  std::string tokens_file_;
+};
+
+TEST_F(SecurityTest, AJobRunsOnMutualTlsWithAToken) {
+  ASSERT_TRUE(cluster_.StartWorker().ok());
+  ASSERT_TRUE(cluster_.StartWorker().ok());
+  auto job = cluster_.client().Submit(TinyJob());
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto ended = cluster_.client().WaitForEnd(job->job_id(), absl::Minutes(3));
+  ASSERT_TRUE(ended.ok()) << ended.status() << cluster_.Logs();
+  EXPECT_EQ(ended->state(), v1::JOB_STATE_SUCCEEDED) << ended->message() << cluster_.Logs();
+  EXPECT_EQ(ended->progress().step(), 12u);
+}
+
+TEST_F(SecurityTest, AMissingOrWrongTokenIsUnauthenticated) {
+  for (const std::string& token : {std::string(), std::string("not-the-token-0123456789")}) {
+    JobClient client(cluster_.address(), absl::Seconds(10), ClientAuth(certs_, token));
+    auto jobs = client.List();
+    ASSERT_FALSE(jobs.ok()) << "token '" << token << "'";
+    EXPECT_EQ(jobs.status().code(), absl::StatusCode::kUnauthenticated) << jobs.status();
+    auto submitted = client.Submit(TinyJob());
+    EXPECT_EQ(submitted.status().code(), absl::StatusCode::kUnauthenticated);
+    auto watched = client.Watch("job-1", [](const v1::JobEvent&) {});
+    EXPECT_EQ(watched.status().code(), absl::StatusCode::kUnauthenticated) << watched.status();
+  }
+  // Nothing was stored.
+  auto jobs = cluster_.client().List();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  EXPECT_TRUE(jobs->empty());
+}
+
+TEST_F(SecurityTest, APlaintextClientCannotReachTheJobApi) {
+  JobClient client(cluster_.address(), absl::Seconds(5), JobClientAuth{nullptr, kToken});
+  auto jobs = client.List();
+  ASSERT_FALSE(jobs.ok());
+  EXPECT_EQ(jobs.status().code(), absl::StatusCode::kUnavailable) << jobs.status();
+}
+
+TEST_F(SecurityTest, WorkersRefuseCallersWithoutACertificateFromTheCa) {
+  auto index = cluster_.StartWorker();
+  ASSERT_TRUE(index.ok());
+  std::string address;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = cluster_.client().ClusterStatus();
+        if (!status.ok() || status->workers_size() != 1) return false;
+        address = status->workers(0).address();
+        return true;
+      },
+      absl::Seconds(30)))
+      << cluster_.Logs();
+  // The CA alone (no client certificate), and plaintext: both refused before any RPC runs.
+  auto ca_only = TransportSecurity::Load({false, "", "", certs_.ca()}, false);
+  ASSERT_TRUE(ca_only.ok());
+  for (const auto& credentials :
+       {ca_only->ChannelCredentials(), grpc::InsecureChannelCredentials()}) {
+    auto stub = v1::StageWorker::NewStub(grpc::CreateChannel(address, credentials));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ReleaseRequest request;
+    request.set_job_id("job-1");
+    v1::ReleaseResponse response;
+    EXPECT_EQ(stub->Release(&context, request, &response).error_code(),
+              grpc::StatusCode::UNAVAILABLE);
+  }
+}
+
+TEST_F(SecurityTest, AWorkerWithAnotherCasCertificateNeverJoins) {
+  auto stranger = MakeTestCertificates(dir_ + "/stranger", "worker");
+  ASSERT_TRUE(stranger.ok()) << stranger.status();
+  auto rogue = ChildProcess::Start(
+      {BinaryPath("resbm-worker"), "--listen=127.0.0.1:0", "--coordinator=" + cluster_.address(),
+       "--threads=1", "--tls-cert=" + stranger->cert("worker"),
+       "--tls-key=" + stranger->key("worker"), "--tls-ca=" + certs_.ca()},
+      dir_ + "/rogue.log");
+  ASSERT_TRUE(rogue.ok()) << rogue.status();
+  ASSERT_TRUE(cluster_.StartWorker().ok());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto status = cluster_.client().ClusterStatus();
+        return status.ok() && status->workers_size() == 1;
+      },
+      absl::Seconds(30)))
+      << cluster_.Logs();
+  absl::SleepFor(absl::Seconds(3));  // Several registration attempts of the rogue worker.
+  auto status = cluster_.client().ClusterStatus();
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->workers_size(), 1) << (*rogue)->Log();
+}
+
+TEST(SecuritySettingsTest, ServicesWithoutTlsOrPlaintextRefuseToStart) {
+  const std::string dir =
+      ::testing::TempDir() + "/resbm_security_flags_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  for (const std::string& binary :
+       {std::string("resbm-coordinator"), std::string("resbm-worker")}) {
+    std::vector<std::string> argv = {BinaryPath(binary), "--listen=127.0.0.1:0"};
+    if (binary == "resbm-coordinator") argv.push_back("--data-dir=" + dir + "/data");
+    auto started = ChildProcess::Start(argv, dir + "/" + binary + ".log");
+    ASSERT_TRUE(started.ok());
+    const std::optional<int> code = (*started)->Wait(absl::Seconds(30));
+    ASSERT_TRUE(code.has_value()) << "still running: " << (*started)->Log();
+    EXPECT_NE(*code, 0) << (*started)->Log();
+    EXPECT_NE((*started)->Log().find("tls-ca: empty; expected --tls-ca"), std::string::npos)
+        << (*started)->Log();
+  }
+  // TLS without tokens: the job API would be open to anyone with the CA.
+  auto certs = MakeTestCertificates(dir + "/certs", "coordinator");
+  ASSERT_TRUE(certs.ok());
+  std::vector<std::string> argv = {BinaryPath("resbm-coordinator"), "--listen=127.0.0.1:0",
+                                   "--data-dir=" + dir + "/data"};
+  for (const auto& flag : TlsFlags(*certs, "coordinator")) argv.push_back(flag);
+  auto started = ChildProcess::Start(argv, dir + "/coordinator-no-tokens.log");
+  ASSERT_TRUE(started.ok());
+  const std::optional<int> code = (*started)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(code.has_value()) << "still running: " << (*started)->Log();
+  EXPECT_NE(*code, 0);
+  EXPECT_NE((*started)->Log().find("auth_tokens_file: empty"), std::string::npos)
+      << (*started)->Log();
+}
+
+}  // namespace
+}  // namespace resbm
