@@ -23,6 +23,8 @@ packages=(
   # the network study's namespaces and rate limits (iproute2: ip, tc), certificates for the
   # TLS tests and tools/make_certs.sh (openssl).
   python3 python3-yaml procps prometheus iproute2 openssl
+  # The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
+  clang libclang-rt-dev
 )
 
 missing=()

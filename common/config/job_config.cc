@@ -106,6 +106,9 @@ void ApplyTrainingDefaults(v1::TrainingConfig* t) {
     t->set_schedule(v1::PIPELINE_SCHEDULE_GPIPE);
   }
   if (!t->has_checkpoint_every()) t->set_checkpoint_every(50);
+  if (t->on_non_finite() == v1::NON_FINITE_POLICY_UNSPECIFIED) {
+    t->set_on_non_finite(v1::NON_FINITE_POLICY_FAIL);
+  }
 }
 
 void ApplyDataDefaults(v1::DataConfig* d) {
@@ -184,7 +187,53 @@ std::string DivisorHint(uint32_t n) {
 
 std::string Quoted(absl::string_view s) { return absl::StrCat("\"", absl::CHexEscape(s), "\""); }
 
+// The offset of the first byte that is not part of well-formed UTF-8 (no overlong forms, no
+// surrogates, at most U+10FFFF), or -1 when `text` is valid. Protobuf refuses to serialize a
+// string field that is not, so such a config could not be stored or sent.
+int64_t FirstInvalidUtf8(absl::string_view text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    size_t len;
+    uint32_t min;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4, min = 0x10000;
+    } else {
+      return static_cast<int64_t>(i);
+    }
+    if (i + len > n) return static_cast<int64_t>(i);
+    uint32_t code = c & (0x7f >> len);
+    for (size_t k = 1; k < len; ++k) {
+      if ((s[i + k] & 0xc0) != 0x80) return static_cast<int64_t>(i);
+      code = (code << 6) | (s[i + k] & 0x3f);
+    }
+    if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
+      return static_cast<int64_t>(i);
+    }
+    i += len;
+  }
+  return -1;
+}
+
+absl::Status CheckUtf8(absl::string_view path, absl::string_view text) {
+  const int64_t bad = FirstInvalidUtf8(text);
+  if (bad < 0) return absl::OkStatus();
+  return Invalid(path, absl::StrCat("not valid UTF-8 (byte 0x",
+                                    absl::Hex(static_cast<unsigned char>(text[bad]), absl::kZeroPad2),
+                                    " at offset ", bad, "); expected UTF-8 text"));
+}
+
 absl::Status ValidateName(const std::string& name) {
+  RESBM_RETURN_IF_ERROR(CheckUtf8("name", name));
   if (name.size() <= static_cast<size_t>(kMaxJobNameLength)) return absl::OkStatus();
   return Invalid("name",
                  absl::StrCat(Quoted(name.substr(0, 24)), "... (", name.size(),
@@ -313,6 +362,8 @@ absl::Status ValidateTraining(const v1::TrainingConfig& t) {
   RESBM_RETURN_IF_ERROR(CheckAtLeast("training.eval_batches", t.eval_batches(), 1));
   RESBM_RETURN_IF_ERROR(
       CheckEnum("training.schedule", t.schedule(), v1::PipelineSchedule_descriptor()));
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("training.on_non_finite", t.on_non_finite(), v1::NonFinitePolicy_descriptor()));
   return absl::OkStatus();
 }
 
@@ -327,6 +378,7 @@ absl::Status CheckPaths(absl::string_view path,
       return Invalid(absl::StrCat(path, "[", i, "]"),
                      absl::StrCat("\"\"; expected a non-empty ", what));
     }
+    RESBM_RETURN_IF_ERROR(CheckUtf8(absl::StrCat(path, "[", i, "]"), paths.Get(i)));
   }
   return absl::OkStatus();
 }

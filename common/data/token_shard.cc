@@ -126,7 +126,61 @@ std::string DirectoryOf(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// Checks a shard's header against the size of the whole shard (`total_bytes`) before anything
+// is allocated, so a corrupt count cannot make a reader allocate gigabytes. Returns the count.
+absl::StatusOr<int32_t> CheckHeader(const unsigned char* header, int64_t total_bytes,
+                                    const std::string& source) {
+  const int32_t magic = DecodeLittleEndianInt32(header);
+  const int32_t version = DecodeLittleEndianInt32(header + 4);
+  const int32_t count = DecodeLittleEndianInt32(header + 8);
+  if (magic != kTokenShardMagic) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token shard ", source, ": wrong magic: expected ", kTokenShardMagic, ", got ", magic));
+  }
+  if (version != kTokenShardVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("token shard ", source,
+                                                   ": unsupported version: expected ",
+                                                   kTokenShardVersion, ", got ", version));
+  }
+  if (count <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "token shard ", source, ": header token count is ", count, ", expected at least 1"));
+  }
+  const int64_t payload_bytes = total_bytes - kTokenShardHeaderBytes;
+  const int64_t expected_payload = static_cast<int64_t>(count) * 2;
+  if (payload_bytes != expected_payload) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token shard ", source, ": token count mismatch: header says ", count,
+                     " tokens (", expected_payload, " payload bytes) but the file has ",
+                     payload_bytes, " payload bytes, which implies ", payload_bytes / 2, " tokens",
+                     payload_bytes % 2 != 0 ? " and an odd trailing byte" : ""));
+  }
+  return count;
+}
+
+absl::Status CheckHeaderSize(int64_t total_bytes, const std::string& source) {
+  if (total_bytes >= kTokenShardHeaderBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("token shard ", source, ": truncated header: file has ", total_bytes,
+                   " bytes, expected at least ", kTokenShardHeaderBytes));
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<uint16_t>> ParseTokenShard(absl::string_view bytes,
+                                                      const std::string& source) {
+  const int64_t total = static_cast<int64_t>(bytes.size());
+  if (absl::Status status = CheckHeaderSize(total, source); !status.ok()) return status;
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  absl::StatusOr<int32_t> count = CheckHeader(data, total, source);
+  if (!count.ok()) return count.status();
+  std::vector<uint16_t> tokens(static_cast<size_t>(*count));
+  const unsigned char* payload = data + kTokenShardHeaderBytes;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = static_cast<uint16_t>(payload[2 * i] | (payload[2 * i + 1] << 8));
+  }
+  return tokens;
+}
 
 absl::StatusOr<std::vector<uint16_t>> ReadTokenShard(const std::string& path) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -142,45 +196,16 @@ absl::StatusOr<std::vector<uint16_t>> ReadTokenShard(const std::string& path) {
         absl::StrCat("token shard ", path, ": not a regular file, expected a shard file"));
   }
   const int64_t file_bytes = static_cast<int64_t>(st.st_size);
-  if (file_bytes < kTokenShardHeaderBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("token shard ", path, ": truncated header: file has ", file_bytes,
-                     " bytes, expected at least ", kTokenShardHeaderBytes));
-  }
+  if (absl::Status status = CheckHeaderSize(file_bytes, path); !status.ok()) return status;
 
   unsigned char header[kTokenShardHeaderBytes];
   absl::Status status = ReadFully(fd.get(), header, sizeof(header), path);
   if (!status.ok()) return status;
-  const int32_t magic = DecodeLittleEndianInt32(header);
-  const int32_t version = DecodeLittleEndianInt32(header + 4);
-  const int32_t count = DecodeLittleEndianInt32(header + 8);
-  if (magic != kTokenShardMagic) {
-    return absl::InvalidArgumentError(absl::StrCat("token shard ", path, ": wrong magic: expected ",
-                                                   kTokenShardMagic, ", got ", magic));
-  }
-  if (version != kTokenShardVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("token shard ", path,
-                                                   ": unsupported version: expected ",
-                                                   kTokenShardVersion, ", got ", version));
-  }
-  if (count <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("token shard ", path, ": header token count is ",
-                                                   count, ", expected at least 1"));
-  }
-  // Validate against the file size before allocating, so a corrupt count cannot make us
-  // allocate gigabytes.
-  const int64_t payload_bytes = file_bytes - kTokenShardHeaderBytes;
-  const int64_t expected_payload = static_cast<int64_t>(count) * 2;
-  if (payload_bytes != expected_payload) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("token shard ", path, ": token count mismatch: header says ", count,
-                     " tokens (", expected_payload, " payload bytes) but the file has ",
-                     payload_bytes, " payload bytes, which implies ", payload_bytes / 2, " tokens",
-                     payload_bytes % 2 != 0 ? " and an odd trailing byte" : ""));
-  }
+  absl::StatusOr<int32_t> count = CheckHeader(header, file_bytes, path);
+  if (!count.ok()) return count.status();
 
-  std::vector<uint16_t> tokens(static_cast<size_t>(count));
-  status = ReadFully(fd.get(), tokens.data(), static_cast<size_t>(expected_payload), path);
+  std::vector<uint16_t> tokens(static_cast<size_t>(*count));
+  status = ReadFully(fd.get(), tokens.data(), tokens.size() * sizeof(uint16_t), path);
   if (!status.ok()) return status;
   if (HostIsBigEndian()) SwapBytes(&tokens);
   return tokens;

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace resbm {
 
@@ -24,6 +25,10 @@ inline constexpr int64_t kTokenShardHeaderBytes = kTokenShardHeaderInts * 4;  //
 // cannot be opened or read; InvalidArgument for a truncated header, wrong magic, unsupported
 // version, a count of zero or below, or a count that disagrees with the file size.
 absl::StatusOr<std::vector<uint16_t>> ReadTokenShard(const std::string& path);
+
+// The same checks and result for a shard already in memory; `source` names it in errors.
+absl::StatusOr<std::vector<uint16_t>> ParseTokenShard(absl::string_view bytes,
+                                                      const std::string& source);
 
 // Writes `tokens` to `path` atomically: a temporary file next to `path` is written, fsync'ed and
 // renamed over `path`, then the directory is fsync'ed. Readers see either the old file or the

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -10,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/job_config.h"
+#include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/train/job_dataset.h"
 #include "common/train/progress_line.h"
@@ -131,6 +133,12 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     std::vector<int64_t> inputs, targets;
     train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
     auto stats = backend_->TrainStep(step, inputs, targets);
+    if (stats.ok() && !std::isfinite(stats->loss)) {
+      stats = NonFiniteError(absl::StrCat("the loss of step ", step + 1, " is ", stats->loss));
+    } else if (stats.ok() && !std::isfinite(stats->grad_norm)) {
+      stats = NonFiniteError(
+          absl::StrCat("the gradient norm of step ", step + 1, " is ", stats->grad_norm));
+    }
     const bool last = step + 1 == steps;
     const bool eval_now =
         last || (training.eval_every() > 0 && (step + 1) % training.eval_every() == 0);
@@ -145,6 +153,12 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     if (status.ok() && checkpoint_now) status = backend_->Checkpoint(step + 1);
     if (!status.ok()) {
       if (recoveries >= options_.max_recoveries) return status;
+      // Failing again on the same data and weights is the likely outcome: the job's policy
+      // decides whether that is worth a recovery.
+      if (IsNonFiniteError(status) &&
+          training.on_non_finite() != v1::NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT) {
+        return status;
+      }
       if (options_.stop_requested && options_.stop_requested()) continue;  // Stops above.
       if (progress) progress->Finish();
       auto resumed = backend_->Recover(status);

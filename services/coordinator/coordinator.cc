@@ -28,7 +28,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       JobManager::Open(
           options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_));
   c->job_service_ = std::make_unique<JobService>(c->jobs_.get(), &c->registry_,
-                                                 options.tokens ? &*c->options_.tokens : nullptr);
+                                                 options.tokens ? &*c->options_.tokens : nullptr,
+                                                 &c->limiter_, options.max_queued_jobs);
   grpc::ServerBuilder builder;
   // Workers present certificates (the Control service insists), users bearer tokens.
   builder.AddListeningPort(
@@ -56,7 +57,8 @@ Coordinator::Coordinator(const CoordinatorOptions& options)
       registry_(options.heartbeat_timeout),
       control_(&registry_, options.heartbeat_interval,
                /*require_certificate=*/!options.security.plaintext()),
-      metrics_(std::make_shared<prometheus::Registry>()) {
+      metrics_(std::make_shared<prometheus::Registry>()),
+      limiter_(options.max_submits_per_minute) {
   if (options_.checkpoint_dir.empty()) options_.checkpoint_dir = options_.data_dir + "/checkpoints";
   // Workers get these paths: independent of their working directory.
   options_.checkpoint_dir =

@@ -23,6 +23,7 @@
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/job_manager.h"
 #include "services/coordinator/job_service.h"
+#include "services/coordinator/submission_limiter.h"
 #include "services/coordinator/worker_registry.h"
 
 namespace resbm {
@@ -51,6 +52,9 @@ struct CoordinatorOptions {
   // Users of the job API and their bearer tokens; required with TLS. Unset: the job API is
   // open (plaintext runs on one machine).
   std::optional<BearerTokens> tokens;
+  // Job submissions per user per sliding minute, and jobs waiting at once (0: no limit).
+  int64_t max_submits_per_minute = 60;
+  int64_t max_queued_jobs = 100;
   // Live progress of the running job (not owned); null: silent.
   std::FILE* progress = stdout;
 };
@@ -84,6 +88,7 @@ class Coordinator {
   WorkerRegistry registry_;
   ControlService control_;
   CoordinatorMetrics metrics_;
+  SubmissionLimiter limiter_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<JobService> job_service_;
   std::unique_ptr<grpc::Server> server_;

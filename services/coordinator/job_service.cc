@@ -33,27 +33,45 @@ absl::Status CheckJobId(const std::string& job_id) {
 
 }  // namespace
 
-JobService::JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens)
-    : manager_(manager), registry_(registry), tokens_(tokens) {}
+JobService::JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens,
+                       SubmissionLimiter* limiter, int64_t max_queued_jobs)
+    : manager_(manager),
+      registry_(registry),
+      tokens_(tokens),
+      limiter_(limiter),
+      max_queued_jobs_(max_queued_jobs) {}
 
-absl::Status JobService::Authenticate(const grpc::CallbackServerContext& context) const {
-  if (tokens_ == nullptr) return absl::OkStatus();
-  return tokens_->Authenticate(context).status();
+absl::StatusOr<std::string> JobService::Authenticate(
+    const grpc::CallbackServerContext& context) const {
+  if (tokens_ == nullptr) return std::string();
+  return tokens_->Authenticate(context);
 }
 
 grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* context,
                                                 const v1::SubmitJobRequest* request,
                                                 v1::Job* response) {
-  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
-    return Answer<v1::Job>(context, auth, response);
+  absl::StatusOr<std::string> user = Authenticate(*context);
+  if (!user.ok()) return Answer<v1::Job>(context, user.status(), response);
+  if (max_queued_jobs_ > 0 && manager_->queued_jobs() >= max_queued_jobs_) {
+    return Answer<v1::Job>(
+        context,
+        absl::ResourceExhaustedError(absl::StrCat(
+            "queue: ", manager_->queued_jobs(), " jobs waiting; expected at most ",
+            max_queued_jobs_, " (resbm-coordinator --max-queued-jobs); retry when one starts")),
+        response);
+  }
+  if (limiter_ != nullptr) {
+    if (absl::Status admitted = limiter_->Admit(*user); !admitted.ok()) {
+      return Answer<v1::Job>(context, admitted, response);
+    }
   }
   return Answer(context, manager_->Submit(request->config()), response);
 }
 
 grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* context,
                                              const v1::GetJobRequest* request, v1::Job* response) {
-  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
-    return Answer<v1::Job>(context, auth, response);
+  if (auto user = Authenticate(*context); !user.ok()) {
+    return Answer<v1::Job>(context, user.status(), response);
   }
   if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
     return Answer<v1::Job>(context, status, response);
@@ -64,8 +82,8 @@ grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* context,
                                                const v1::ListJobsRequest* request,
                                                v1::ListJobsResponse* response) {
-  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
-    return Answer<v1::ListJobsResponse>(context, auth, response);
+  if (auto user = Authenticate(*context); !user.ok()) {
+    return Answer<v1::ListJobsResponse>(context, user.status(), response);
   }
   auto jobs = manager_->List();
   if (!jobs.ok()) return Answer<v1::ListJobsResponse>(context, jobs.status(), response);
@@ -77,8 +95,8 @@ grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* context,
                                                 const v1::CancelJobRequest* request,
                                                 v1::Job* response) {
-  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
-    return Answer<v1::Job>(context, auth, response);
+  if (auto user = Authenticate(*context); !user.ok()) {
+    return Answer<v1::Job>(context, user.status(), response);
   }
   if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
     return Answer<v1::Job>(context, status, response);
@@ -88,15 +106,15 @@ grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* con
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobService::WatchJob(grpc::CallbackServerContext* context,
                                                              const v1::WatchJobRequest* request) {
-  if (absl::Status auth = Authenticate(*context); !auth.ok()) return new RefusedWatch(auth);
+  if (auto user = Authenticate(*context); !user.ok()) return new RefusedWatch(user.status());
   return WatchJobReactor::Start(manager_, request->job_id());
 }
 
 grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerContext* context,
                                                        const v1::GetClusterStatusRequest* request,
                                                        v1::ClusterStatus* response) {
-  if (absl::Status auth = Authenticate(*context); !auth.ok()) {
-    return Answer<v1::ClusterStatus>(context, auth, response);
+  if (auto user = Authenticate(*context); !user.ok()) {
+    return Answer<v1::ClusterStatus>(context, user.status(), response);
   }
   const std::string running = manager_->running_job_id();
   v1::ClusterStatus status;

@@ -8,6 +8,7 @@
 #include "common/transport/bearer_tokens.h"
 #include "resbm/v1/job_service.grpc.pb.h"
 #include "services/coordinator/job_manager.h"
+#include "services/coordinator/submission_limiter.h"
 #include "services/coordinator/worker_registry.h"
 
 namespace resbm {
@@ -16,7 +17,10 @@ class JobService final : public v1::JobService::CallbackService {
  public:
   // None is owned; all must outlive the service. With `tokens` (may be null: an open API)
   // every call must carry one of them ("authorization: Bearer <token>"), else UNAUTHENTICATED.
-  JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens = nullptr);
+  // Submissions past `limiter` (may be null: unlimited) or while `max_queued_jobs` (0: no
+  // limit) wait are RESOURCE_EXHAUSTED.
+  JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens = nullptr,
+             SubmissionLimiter* limiter = nullptr, int64_t max_queued_jobs = 0);
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -36,11 +40,14 @@ class JobService final : public v1::JobService::CallbackService {
                                              v1::ClusterStatus* response) override;
 
  private:
-  absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
+  // The caller's user name ("" for an open API), or UNAUTHENTICATED.
+  absl::StatusOr<std::string> Authenticate(const grpc::CallbackServerContext& context) const;
 
   JobManager* manager_;
   WorkerRegistry* registry_;
   const BearerTokens* tokens_;
+  SubmissionLimiter* limiter_;
+  int64_t max_queued_jobs_;
 };
 
 }  // namespace resbm

@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   flags.AddInt("drain-seconds", &drain_seconds, "how long open calls get to end on shutdown");
   resbm::TransportSecurityOptions security;
   resbm::AddTransportSecurityFlags(&flags, &security);
+  flags.AddInt("max-submits-per-minute", &options.max_submits_per_minute,
+               "job submissions per user in any minute (0: no limit)");
+  flags.AddInt("max-queued-jobs", &options.max_queued_jobs,
+               "jobs waiting at once; more submissions are refused (0: no limit)");
   std::string tokens_file;
   flags.AddString("auth-tokens-file", &tokens_file,
                   "the job API's users: 'USER TOKEN' lines; required with TLS");

@@ -64,6 +64,10 @@ StageMetrics::StageMetrics(std::shared_ptr<prometheus::Registry> registry)
                         .Name("resbm_transport_frame_errors_total")
                         .Help("Steps failed by a refused frame, by reason")
                         .Register(*registry_)),
+      non_finite_(BuildCounter()
+                      .Name("resbm_stage_non_finite_total")
+                      .Help("Steps stopped by NaN or Inf, by where it was found")
+                      .Register(*registry_)),
       steps_(BuildCounter()
                  .Name("resbm_stage_steps_total")
                  .Help("Steps (training or evaluation) this worker ran, by outcome")
@@ -144,6 +148,10 @@ std::string StageMetrics::FrameErrorReason(const absl::Status& status) {
 
 void StageMetrics::FrameError(const absl::Status& status) {
   frame_errors_.Add({{"reason", FrameErrorReason(status)}}).Increment();
+}
+
+void StageMetrics::NonFinite(const std::string& where) {
+  non_finite_.Add({{"where", where}}).Increment();
 }
 
 void StageMetrics::StepDone(bool train, bool ok) {

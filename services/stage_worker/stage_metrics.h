@@ -35,6 +35,8 @@ class StageMetrics {
   void QueueDepth(int64_t peer_stage, int64_t frames);
   // A step failed because of a refused frame: its reason from the status message.
   void FrameError(const absl::Status& status);
+  // NaN or Inf found in `where` ("received_activation", "sent_gradient", "loss", ...).
+  void NonFinite(const std::string& where);
   void StepDone(bool train, bool ok);
   void Assigned(int64_t stage, int64_t num_stages);
   void Released();
@@ -55,6 +57,7 @@ class StageMetrics {
   prometheus::Family<prometheus::Counter>& wait_;
   prometheus::Family<prometheus::Gauge>& queue_;
   prometheus::Family<prometheus::Counter>& frame_errors_;
+  prometheus::Family<prometheus::Counter>& non_finite_;
   prometheus::Family<prometheus::Counter>& steps_;
   prometheus::Family<prometheus::Gauge>& stage_;
   absl::Mutex stage_mu_;

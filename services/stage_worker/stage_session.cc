@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,6 +15,7 @@
 #include "common/config/job_config.h"
 #include "common/model/stage_plan.h"
 #include "common/model/wire_codec.h"
+#include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/transport/frame_codec.h"
 #include "common/transport/grpc_settings.h"
@@ -38,6 +40,15 @@ double ResidentBytes() {
   uint64_t size = 0, resident = 0;
   statm >> size >> resident;
   return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+// How many of `x`'s values are NaN or Inf (one reduction; LibTorch errors become a Status).
+absl::StatusOr<int64_t> CountNonFinite(const at::Tensor& x) {
+  try {
+    return (~torch::isfinite(x)).sum().item<int64_t>();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("checking values for NaN/Inf: ", e.what()));
+  }
 }
 
 }  // namespace
@@ -190,6 +201,15 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   std::map<int64_t, v1::MicrobatchReport> reports;
   for (int64_t mb = 0; mb < m; ++mb) reports[mb].set_microbatch(static_cast<uint32_t>(mb));
 
+  // NaN or Inf in `x` stops the step (the job's NonFinitePolicy decides what follows).
+  auto check_finite = [&](const at::Tensor& x, const std::string& where,
+                          const std::string& what) -> absl::Status {
+    RESBM_ASSIGN_OR_RETURN(const int64_t bad, CountNonFinite(x));
+    if (bad == 0) return absl::OkStatus();
+    if (metrics != nullptr) metrics->NonFinite(where);
+    return NonFiniteError(absl::StrCat(bad, " of ", x.numel(), " in ", what));
+  };
+
   // Takes the frame (kind, microbatch) from `link` and decodes it into a tensor.
   auto receive = [&](FrameLink& link, v1::FrameKind kind, int64_t mb,
                      uint64_t* bytes) -> absl::StatusOr<at::Tensor> {
@@ -213,10 +233,20 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     expected.shape = {rows, seq, wire_width_};
     *bytes += frame.payload().size();
     RESBM_ASSIGN_OR_RETURN(WireTensor wire, FrameCodec::Decode(std::move(frame), expected));
-    return WireCodec::Decode(wire);
+    RESBM_ASSIGN_OR_RETURN(at::Tensor tensor, WireCodec::Decode(wire));
+    RESBM_RETURN_IF_ERROR(check_finite(
+        tensor, gradient ? "received_gradient" : "received_activation",
+        absl::StrCat("the ", gradient ? "gradient" : "activation", " of microbatch ", mb,
+                     " received from stage ", gradient ? spec.index + 1 : spec.index - 1)));
+    return tensor;
   };
   auto send = [&](FrameLink& link, v1::FrameKind kind, int64_t mb, const at::Tensor& x,
                   uint64_t* bytes) -> absl::Status {
+    const bool is_gradient = kind == v1::FRAME_KIND_GRADIENT;
+    RESBM_RETURN_IF_ERROR(
+        check_finite(x, is_gradient ? "sent_gradient" : "sent_activation",
+                     absl::StrCat("the ", is_gradient ? "gradient" : "activation",
+                                  " of microbatch ", mb, " computed by stage ", spec.index)));
     RESBM_ASSIGN_OR_RETURN(WireTensor wire, WireCodec::Encode(x, wire_dtype_));
     const size_t payload = wire.payload.size();
     *bytes += payload;
@@ -261,6 +291,10 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
             RESBM_ASSIGN_OR_RETURN(loss, runner_->ForwardLoss(mb, input, targets, 1.0 / m));
           } else {
             RESBM_ASSIGN_OR_RETURN(loss, runner_->EvaluateLoss(input, targets));
+          }
+          if (!std::isfinite(loss)) {
+            if (metrics != nullptr) metrics->NonFinite("loss");
+            return NonFiniteError(absl::StrCat("the loss of microbatch ", mb, " is ", loss));
           }
           report.set_loss(loss);
           report.set_forward_seconds(SecondsSince(start));
@@ -307,6 +341,11 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   }
   if (status.ok() && train) {
     auto norm = runner_->GradSquaredNorm();
+    if (norm.ok() && !std::isfinite(*norm)) {
+      if (metrics != nullptr) metrics->NonFinite("parameter_gradients");
+      norm = NonFiniteError(absl::StrCat("the parameter gradients of stage ", spec.index,
+                                         " (squared norm ", *norm, ")"));
+    }
     if (norm.ok()) {
       response.set_grad_squared_norm(*norm);
     } else {

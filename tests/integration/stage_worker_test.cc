@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <memory>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "common/model/wire_codec.h"
 #include "common/transport/frame_codec.h"
 #include "gtest/gtest.h"
+#include "tests/testing/http_get.h"
 
 namespace resbm {
 namespace {
@@ -35,7 +37,9 @@ class StageWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     torch::set_num_threads(1);
-    auto worker = StageWorker::Start(StageWorkerOptions{});
+    StageWorkerOptions options;
+    options.metrics_address = "127.0.0.1:0";
+    auto worker = StageWorker::Start(options);
     ASSERT_TRUE(worker.ok()) << worker.status();
     worker_ = std::move(*worker);
     channel_ = grpc::CreateChannel(worker_->address(), grpc::InsecureChannelCredentials());
@@ -148,6 +152,30 @@ TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
     EXPECT_NE(status.error_message().find(row.message), std::string::npos)
         << row.name << ": " << status.error_message();
   }
+  // NaN and Inf in an otherwise well-formed frame (valid checksum): the step stops naming
+  // them, and the worker counts it.
+  for (float bad : {std::nanf(""), INFINITY}) {
+    at::Tensor values = torch::randn({kRows, kSeq, kWidth});
+    values.index_put_({1, 2, 3}, bad);
+    values.index_put_({0, 0, 0}, bad);
+    auto wire = WireCodec::Encode(values, WireDtype::kFp32);
+    ASSERT_TRUE(wire.ok());
+    v1::RunStepResponse response;
+    grpc::Status status = StepWithFrame(
+        0, FrameCodec::Encode(FrameHeader{"job", 0, 0, v1::FRAME_KIND_ACTIVATION}, *wire),
+        &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+    EXPECT_NE(status.error_message().find("non-finite values: 2 of 64 in the activation of "
+                                          "microbatch 0 received from stage 0"),
+              std::string::npos)
+        << status.error_message();
+  }
+  const auto [code, metrics] = testing::HttpGet(worker_->metrics_port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  EXPECT_EQ(
+      testing::SampleValue(metrics, "resbm_stage_non_finite_total{where=\"received_activation\"}"),
+      2.0)
+      << metrics;
   // Still serving: a good frame trains.
   v1::RunStepResponse response;
   grpc::Status status = StepWithFrame(0, GoodFrame(0), &response);

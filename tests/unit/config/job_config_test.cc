@@ -682,5 +682,27 @@ TEST(JobOverridesTest, RefusesBadOverridesNamingTheFlag) {
             absl::StatusCode::kNotFound);
 }
 
+// Found by job_config_fuzzer: protobuf refuses to serialize a string field that is not UTF-8,
+// so such a config could be accepted but never stored or sent.
+TEST(ValidateJobConfigTest, RefusesStringsThatAreNotUtf8) {
+  v1::JobConfig config = DefaultJobConfig();
+  config.set_name("t\xff\xffx");
+  absl::Status status = ValidateJobConfig(config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("name: not valid UTF-8 (byte 0xff at offset 1)"),
+            std::string::npos)
+      << status;
+  config = DefaultJobConfig();
+  config.mutable_data()->mutable_byte_corpus()->set_paths(0, "/data/\xc3\x28");
+  status = ValidateJobConfig(config);
+  EXPECT_NE(status.message().find("data.byte_corpus.paths[0]: not valid UTF-8 (byte 0xc3 at "
+                                  "offset 6)"),
+            std::string::npos)
+      << status;
+  config.mutable_data()->mutable_byte_corpus()->set_paths(0, "/data/caf\xc3\xa9 \xe2\x82\xac");
+  config.set_name("\xf0\x9f\x9a\x80 ok");
+  EXPECT_TRUE(ValidateJobConfig(config).ok());
+}
+
 }  // namespace
 }  // namespace resbm

@@ -37,6 +37,17 @@ std::string ShardBytes(int32_t magic, int32_t version, int32_t count, int payloa
   return bytes;
 }
 
+TEST(TokenShardTest, ParsesBytesInMemoryWithTheSameChecks) {
+  auto tokens = ParseTokenShard(ShardBytes(kTokenShardMagic, kTokenShardVersion, 3, 3), "mem");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_THAT(*tokens, ElementsAre(0, 1, 2));
+  auto short_payload =
+      ParseTokenShard(ShardBytes(kTokenShardMagic, kTokenShardVersion, 4, 3), "mem");
+  EXPECT_THAT(short_payload.status().message(), HasSubstr("token shard mem: token count mismatch"));
+  auto truncated = ParseTokenShard(std::string(100, '\0'), "mem");
+  EXPECT_THAT(truncated.status().message(), HasSubstr("truncated header: file has 100 bytes"));
+}
+
 TEST(TokenShardTest, RoundTripsTokens) {
   ScopedTempDir dir;
   const std::string path = dir.File("shard.bin");
