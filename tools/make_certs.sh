@@ -4,7 +4,7 @@
 #   tools/make_certs.sh DIR [NAME ...]
 #
 # DIR/ca.pem, DIR/ca.key: the CA (keep ca.key offline once the certificates exist);
-# DIR/NAME.pem, DIR/NAME.key for each NAME (default: coordinator worker client), each signed by
+# DIR/NAME.pem, DIR/NAME.key for each NAME (default: coordinator worker), each signed by
 # the CA and valid for 825 days, for the DNS names NAME, localhost and $RESBM_CERT_DNS (space
 # separated) and the addresses 127.0.0.1, ::1 and $RESBM_CERT_IPS. Services take them as
 # --tls-cert DIR/NAME.pem --tls-key DIR/NAME.key --tls-ca DIR/ca.pem; every worker can share
@@ -13,7 +13,9 @@ set -euo pipefail
 dir=${1:?usage: tools/make_certs.sh DIR [NAME ...]}
 shift
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(coordinator worker client)
+# Every certificate from this CA is a member of the cluster (workers accept any of them), so
+# it certifies services only: users of the job API get bearer tokens, not certificates.
+[ ${#names[@]} -gt 0 ] || names=(coordinator worker)
 mkdir -p "$dir"
 umask 077
 if [ ! -f "$dir/ca.pem" ]; then

@@ -11,6 +11,7 @@
 #include "common/model/stage.h"
 #include "common/model/stage_optimizer.h"
 #include "common/model/torch_seam.h"
+#include "common/status/non_finite.h"
 
 namespace resbm {
 namespace {
@@ -89,8 +90,7 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
                                                      options_.model.vocab_size, ")"));
     }
   } else if (!torch::isfinite(input).all().item<bool>()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stage ", spec.index, " input: contains NaN or Inf"));
+    return NonFiniteError(absl::StrCat("the input of stage ", spec.index));
   }
   return absl::OkStatus();
 }
@@ -165,8 +165,8 @@ absl::StatusOr<double> StageRunner::ForwardLoss(int64_t microbatch, const at::Te
     auto loss = StageImpl::Loss(logits, targets.to(device));  // ()
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stage ", spec.index, " microbatch ", microbatch, ": loss is ", value));
+      return NonFiniteError(absl::StrCat("the loss of microbatch ", microbatch, " on stage ",
+                                         spec.index, " is ", value));
     }
     pending_[microbatch] = Pending{*prepared, loss * loss_scale};
     return value;
@@ -195,8 +195,7 @@ absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
       }
       auto grad = grad_output.to(pending.output.device(), pending.output.scalar_type());
       if (!torch::isfinite(grad).all().item<bool>()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("stage ", spec.index, " gradient: contains NaN or Inf"));
+        return NonFiniteError(absl::StrCat("the output gradient of stage ", spec.index));
       }
       pending.output.backward(grad);
     }

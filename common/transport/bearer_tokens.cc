@@ -1,5 +1,6 @@
 #include "common/transport/bearer_tokens.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -11,13 +12,15 @@
 namespace resbm {
 namespace {
 
-// Compares in time that depends only on the lengths, so a caller cannot find a token byte by
-// byte from response times.
+// Compares in time that depends only on the longer length, so a caller can find neither a
+// token byte by byte nor its length from response times.
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char difference = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    difference |= static_cast<unsigned char>(a[i] ^ b[i]);
+  const size_t n = std::max(a.size(), b.size());
+  size_t difference = a.size() ^ b.size();
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    difference |= static_cast<size_t>(x ^ y);
   }
   return difference == 0;
 }
@@ -26,8 +29,10 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
 
 absl::StatusOr<BearerTokens> BearerTokens::Load(const std::string& path) {
   std::ifstream in(path);
-  if (!in)
-    return absl::NotFoundError(absl::StrCat("auth-tokens-file: '", path, "' cannot be read"));
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("auth-tokens-file: '", path, "' cannot be read"));
+  }
   std::stringstream text;
   text << in.rdbuf();
   return Parse(text.str(), path);
@@ -76,7 +81,8 @@ absl::StatusOr<std::string> BearerTokens::Authenticate(const std::string& author
     return absl::UnauthenticatedError(
         "authorization: missing; expected 'Bearer <token>' (resbmctl --token or $RESBM_TOKEN)");
   }
-  if (!absl::StartsWith(authorization, kScheme)) {
+  // The scheme is case-insensitive (RFC 9110); the token is not.
+  if (!absl::StartsWithIgnoreCase(authorization, kScheme)) {
     return absl::UnauthenticatedError(
         "authorization: not a bearer token; expected 'Bearer <token>'");
   }

@@ -16,7 +16,9 @@ namespace resbm {
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const CoordinatorOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // Reflection would describe the job API to anyone who completes a TLS handshake: only for
+  // plaintext runs (one machine, a trusted network).
+  if (options.security.plaintext()) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   if (!options.security.plaintext() && !options.tokens.has_value()) {
     return absl::InvalidArgumentError(
         "auth_tokens_file: empty; a coordinator with TLS needs the job API's bearer tokens");

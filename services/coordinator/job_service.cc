@@ -52,12 +52,13 @@ grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* con
                                                 v1::Job* response) {
   absl::StatusOr<std::string> user = Authenticate(*context);
   if (!user.ok()) return Answer<v1::Job>(context, user.status(), response);
-  if (max_queued_jobs_ > 0 && manager_->queued_jobs() >= max_queued_jobs_) {
+  const int64_t queued = manager_->queued_jobs();
+  if (max_queued_jobs_ > 0 && queued >= max_queued_jobs_) {
     return Answer<v1::Job>(
         context,
-        absl::ResourceExhaustedError(absl::StrCat(
-            "queue: ", manager_->queued_jobs(), " jobs waiting; expected at most ",
-            max_queued_jobs_, " (resbm-coordinator --max-queued-jobs); retry when one starts")),
+        absl::ResourceExhaustedError(
+            absl::StrCat("queue: ", queued, " jobs waiting; expected at most ", max_queued_jobs_,
+                         " (resbm-coordinator --max-queued-jobs); retry when one starts")),
         response);
   }
   if (limiter_ != nullptr) {

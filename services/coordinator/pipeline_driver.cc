@@ -8,6 +8,7 @@
 #include "common/model/grad_clip.h"
 #include "common/model/stage_plan.h"
 #include "common/status/grpc_status.h"
+#include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/transport/grpc_settings.h"
 
@@ -163,7 +164,16 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
     });
   }
   for (auto& thread : threads) thread.join();
-  // Report the root cause: the first stage whose failure is not a cancellation we caused.
+  // Report the root cause: NaN or Inf found anywhere (the job's policy depends on it, and a
+  // neighbour's broken stream may have ended first), else the first stage whose failure is
+  // not a cancellation we caused.
+  for (size_t s = 0; s < stages; ++s) {
+    if (IsNonFiniteError(FromGrpcStatus(statuses[s]))) {
+      return absl::Status(
+          FromGrpcStatus(statuses[s]).code(),
+          absl::StrCat("stage ", s, " (", addresses_[s], "): ", statuses[s].error_message()));
+    }
+  }
   for (size_t s = 0; s < stages; ++s) {
     if (!statuses[s].ok() && statuses[s].error_code() != grpc::StatusCode::CANCELLED) {
       return absl::Status(

@@ -11,8 +11,8 @@ SubmissionLimiter::SubmissionLimiter(int64_t per_minute, std::function<absl::Tim
 
 absl::Status SubmissionLimiter::Admit(const std::string& user) {
   if (per_minute_ <= 0) return absl::OkStatus();
-  const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_();  // Under the lock, so each user's times stay in order.
   std::deque<absl::Time>& times = recent_[user];
   while (!times.empty() && now - times.front() >= absl::Minutes(1)) times.pop_front();
   if (static_cast<int64_t>(times.size()) >= per_minute_) {

@@ -286,17 +286,16 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
         const auto start = std::chrono::steady_clock::now();
         if (spec.is_last()) {
           at::Tensor targets = TokenTensor(request.targets(mb), rows, seq);
-          double loss;
-          if (train) {
-            RESBM_ASSIGN_OR_RETURN(loss, runner_->ForwardLoss(mb, input, targets, 1.0 / m));
-          } else {
-            RESBM_ASSIGN_OR_RETURN(loss, runner_->EvaluateLoss(input, targets));
+          absl::StatusOr<double> loss = train ? runner_->ForwardLoss(mb, input, targets, 1.0 / m)
+                                              : runner_->EvaluateLoss(input, targets);
+          if (loss.ok() && !std::isfinite(*loss)) {
+            loss = NonFiniteError(absl::StrCat("the loss of microbatch ", mb, " is ", *loss));
           }
-          if (!std::isfinite(loss)) {
-            if (metrics != nullptr) metrics->NonFinite("loss");
-            return NonFiniteError(absl::StrCat("the loss of microbatch ", mb, " is ", loss));
+          if (!loss.ok()) {
+            if (metrics != nullptr && IsNonFiniteError(loss.status())) metrics->NonFinite("loss");
+            return loss.status();
           }
-          report.set_loss(loss);
+          report.set_loss(*loss);
           report.set_forward_seconds(SecondsSince(start));
           if (metrics != nullptr) metrics->Forward(report.forward_seconds());
         } else {

@@ -14,6 +14,7 @@
 #include "common/runtime/child_process.h"
 #include "common/transport/transport_security.h"
 #include "gtest/gtest.h"
+#include "resbm/v1/coordinator.grpc.pb.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "tests/testing/binaries.h"
 #include "tests/testing/process_cluster.h"
@@ -98,6 +99,9 @@ TEST_F(SecurityTest, AMissingOrWrongTokenIsUnauthenticated) {
     EXPECT_EQ(submitted.status().code(), absl::StatusCode::kUnauthenticated);
     auto watched = client.Watch("job-1", [](const v1::JobEvent&) {});
     EXPECT_EQ(watched.status().code(), absl::StatusCode::kUnauthenticated) << watched.status();
+    EXPECT_EQ(client.Get("job-1").status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(client.Cancel("job-1").status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(client.ClusterStatus().status().code(), absl::StatusCode::kUnauthenticated);
   }
   // Nothing was stored.
   auto jobs = cluster_.client().List();
@@ -139,6 +143,26 @@ TEST_F(SecurityTest, WorkersRefuseCallersWithoutACertificateFromTheCa) {
     EXPECT_EQ(stub->Release(&context, request, &response).error_code(),
               grpc::StatusCode::UNAVAILABLE);
   }
+}
+
+TEST_F(SecurityTest, RegisteringWithoutAClientCertificateIsUnauthenticated) {
+  // TLS to the coordinator verified with the CA, but no certificate of our own: the handshake
+  // succeeds (users come without one) and the Control service refuses.
+  auto ca_only = TransportSecurity::Load({false, "", "", certs_.ca()}, false);
+  ASSERT_TRUE(ca_only.ok());
+  auto stub =
+      v1::Control::NewStub(grpc::CreateChannel(cluster_.address(), ca_only->ChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::RegisterWorkerRequest request;
+  request.set_address("127.0.0.1:9");
+  v1::RegisterWorkerResponse response;
+  const grpc::Status status = stub->RegisterWorker(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+  EXPECT_NE(status.error_message().find("client certificate: none"), std::string::npos);
+  auto cluster = cluster_.client().ClusterStatus();
+  ASSERT_TRUE(cluster.ok());
+  EXPECT_EQ(cluster->workers_size(), 0);
 }
 
 TEST_F(SecurityTest, AWorkerWithAnotherCasCertificateNeverJoins) {

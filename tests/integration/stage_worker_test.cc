@@ -170,11 +170,29 @@ TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
               std::string::npos)
         << status.error_message();
   }
+  // Finite activations that overflow inside the stage: the gradient it would send back is not
+  // finite, and is refused before it leaves.
+  {
+    auto wire = WireCodec::Encode(torch::full({kRows, kSeq, kWidth}, 3e38f), WireDtype::kFp32);
+    ASSERT_TRUE(wire.ok());
+    v1::RunStepResponse response;
+    grpc::Status status = StepWithFrame(
+        0, FrameCodec::Encode(FrameHeader{"job", 0, 0, v1::FRAME_KIND_ACTIVATION}, *wire),
+        &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+    EXPECT_NE(status.error_message().find("non-finite values: 64 of 64 in the gradient of "
+                                          "microbatch 0 computed by stage 1"),
+              std::string::npos)
+        << status.error_message();
+  }
   const auto [code, metrics] = testing::HttpGet(worker_->metrics_port(), "/metrics");
   ASSERT_EQ(code, 200);
   EXPECT_EQ(
       testing::SampleValue(metrics, "resbm_stage_non_finite_total{where=\"received_activation\"}"),
       2.0)
+      << metrics;
+  EXPECT_EQ(testing::SampleValue(metrics, "resbm_stage_non_finite_total{where=\"sent_gradient\"}"),
+            1.0)
       << metrics;
   // Still serving: a good frame trains.
   v1::RunStepResponse response;

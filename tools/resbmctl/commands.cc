@@ -54,12 +54,12 @@ std::string SelfDirectory() {
   return std::filesystem::path(path).parent_path().string();
 }
 
-// The flags every API command shares, and the positional arguments it takes.
 std::string Env(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr ? value : "";
 }
 
+// The flags every API command shares, and the positional arguments it takes.
 struct ApiCommand {
   std::string name;
   std::string coordinator;
@@ -72,7 +72,8 @@ struct ApiCommand {
   ApiCommand(const std::string& command, const std::string& summary, int max_args,
              const std::string& args_usage)
       : name(command), flags("resbmctl " + command, summary) {
-    coordinator = Env("RESBM_COORDINATOR").empty() ? kDefaultCoordinator : Env("RESBM_COORDINATOR");
+    coordinator = Env("RESBM_COORDINATOR");
+    if (coordinator.empty()) coordinator = kDefaultCoordinator;
     security.plaintext = Env("RESBM_PLAINTEXT") == "1";
     security.ca_file = Env("RESBM_TLS_CA");
     security.cert_file = Env("RESBM_TLS_CERT");
@@ -90,7 +91,8 @@ struct ApiCommand {
     flags.AddBool("plaintext", &security.plaintext,
                   "no TLS: only for a coordinator on this machine or a trusted network "
                   "($RESBM_PLAINTEXT=1)");
-    flags.AddString("token", &token, "bearer token of the job API (default from $RESBM_TOKEN)");
+    flags.AddString("token", &token,
+                    "bearer token of the job API; prefer $RESBM_TOKEN (a flag shows in ps)");
     if (max_args > 0) flags.AcceptPositional(&args, max_args, args_usage);
   }
 

@@ -16,6 +16,7 @@ TEST(BearerTokensTest, KnownTokensNameTheirUser) {
   EXPECT_EQ(tokens->size(), 2u);
   EXPECT_EQ(*tokens->Authenticate("Bearer 0123456789abcdef0123"), "alice");
   EXPECT_EQ(*tokens->Authenticate("Bearer fedcba9876543210fedc"), "bob");
+  EXPECT_EQ(*tokens->Authenticate("bearer fedcba9876543210fedc"), "bob");  // Scheme any case.
 }
 
 TEST(BearerTokensTest, AnythingElseIsUnauthenticatedWithoutNamingTokens) {
@@ -24,7 +25,7 @@ TEST(BearerTokensTest, AnythingElseIsUnauthenticatedWithoutNamingTokens) {
   for (const std::string& header :
        {std::string(), std::string("0123456789abcdef0123"), std::string("Basic YWxpY2U6eA=="),
         std::string("Bearer 0123456789abcdef012"), std::string("Bearer 0123456789abcdef01234"),
-        std::string("Bearer ")}) {
+        std::string("Bearer "), std::string("Bearer FEDCBA9876543210FEDC")}) {
     auto user = tokens->Authenticate(header);
     ASSERT_FALSE(user.ok()) << header;
     EXPECT_EQ(user.status().code(), absl::StatusCode::kUnauthenticated) << header;
@@ -53,7 +54,7 @@ TEST(BearerTokensTest, BadFilesAreClearErrors) {
     EXPECT_NE(tokens.status().message().find(c.message), std::string::npos) << tokens.status();
   }
   auto missing = BearerTokens::Load("/nonexistent/tokens");
-  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(missing.status().message().find("/nonexistent/tokens"), std::string::npos);
 }
 
