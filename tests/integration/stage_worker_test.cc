@@ -77,12 +77,17 @@ class StageWorkerTest : public ::testing::Test {
     return request;
   }
 
-  v1::TensorFrame GoodFrame(uint64_t step) {
-    auto wire = WireCodec::Encode(torch::randn({kRows, kSeq, kWidth}), WireDtype::kFp32);
+  // Stage 0's activation frame of step `step` carrying `values` (kRows, kSeq, kWidth).
+  v1::TensorFrame ActivationFrame(const at::Tensor& values, uint64_t step = 0) {
+    auto wire = WireCodec::Encode(values, WireDtype::kFp32);
     EXPECT_TRUE(wire.ok());
     return FrameCodec::Encode(
         FrameHeader{"job", static_cast<int64_t>(step), 0, v1::FRAME_KIND_ACTIVATION},
         std::move(*wire));
+  }
+
+  v1::TensorFrame GoodFrame(uint64_t step) {
+    return ActivationFrame(torch::randn({kRows, kSeq, kWidth}), step);
   }
 
   // Runs one step as the last stage while a fake stage 0 sends `frame` on an Exchange stream.
@@ -158,12 +163,8 @@ TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
     at::Tensor values = torch::randn({kRows, kSeq, kWidth});
     values.index_put_({1, 2, 3}, bad);
     values.index_put_({0, 0, 0}, bad);
-    auto wire = WireCodec::Encode(values, WireDtype::kFp32);
-    ASSERT_TRUE(wire.ok());
     v1::RunStepResponse response;
-    grpc::Status status = StepWithFrame(
-        0, FrameCodec::Encode(FrameHeader{"job", 0, 0, v1::FRAME_KIND_ACTIVATION}, *wire),
-        &response);
+    grpc::Status status = StepWithFrame(0, ActivationFrame(values), &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
     EXPECT_NE(status.error_message().find("non-finite values: 2 of 64 in the activation of "
                                           "microbatch 0 received from stage 0"),
@@ -173,12 +174,9 @@ TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
   // Finite activations that overflow inside the stage: the gradient it would send back is not
   // finite, and is refused before it leaves.
   {
-    auto wire = WireCodec::Encode(torch::full({kRows, kSeq, kWidth}, 3e38f), WireDtype::kFp32);
-    ASSERT_TRUE(wire.ok());
     v1::RunStepResponse response;
-    grpc::Status status = StepWithFrame(
-        0, FrameCodec::Encode(FrameHeader{"job", 0, 0, v1::FRAME_KIND_ACTIVATION}, *wire),
-        &response);
+    grpc::Status status =
+        StepWithFrame(0, ActivationFrame(torch::full({kRows, kSeq, kWidth}, 3e38f)), &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
     EXPECT_NE(status.error_message().find("non-finite values: 64 of 64 in the gradient of "
                                           "microbatch 0 computed by stage 1"),
