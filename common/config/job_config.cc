@@ -61,6 +61,9 @@ void ApplyModelDefaults(v1::ModelConfig* m) {
   if (m->rope_theta() == 0.0f) m->set_rope_theta(10000.0f);
   if (m->norm_eps() == 0.0f) m->set_norm_eps(1e-5f);
   if (m->init_std() == 0.0f) m->set_init_std(0.02f);
+  if (m->compute_dtype() == v1::COMPUTE_DTYPE_UNSPECIFIED) {
+    m->set_compute_dtype(v1::COMPUTE_DTYPE_FP32);
+  }
 }
 
 void ApplyCompressionDefaults(v1::CompressionConfig* c) {
@@ -241,6 +244,8 @@ absl::Status ValidateName(const std::string& name) {
 }
 
 absl::Status ValidateModel(const v1::ModelConfig& m) {
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("model.compute_dtype", m.compute_dtype(), v1::ComputeDtype_descriptor()));
   RESBM_RETURN_IF_ERROR(CheckRange("model.vocab_size", m.vocab_size(), 2, kMaxVocab));
   RESBM_RETURN_IF_ERROR(CheckRange("model.d_model", m.d_model(), 8, kMaxDModel));
   RESBM_RETURN_IF_ERROR(CheckAtLeast("model.n_layers", m.n_layers(), 1));
@@ -566,6 +571,9 @@ ModelOptions ToModelOptions(const v1::JobConfig& config) {
   options.rope_theta = FloatToDouble(m.rope_theta());
   options.norm_eps = FloatToDouble(m.norm_eps());
   options.init_std = FloatToDouble(m.init_std());
+  // Values ValidateJobConfig rejects keep the struct default (fp32).
+  options.compute_dtype =
+      m.compute_dtype() == v1::COMPUTE_DTYPE_BF16 ? ComputeDtype::kBf16 : ComputeDtype::kFp32;
   return options;
 }
 

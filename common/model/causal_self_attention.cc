@@ -1,6 +1,7 @@
 #include "common/model/causal_self_attention.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 
@@ -31,6 +32,12 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   auto q = rotary_->forward(split_heads(wq_->forward(x)));  // (B, H, T, hd)
   auto k = rotary_->forward(split_heads(wk_->forward(x)));  // (B, H, T, hd)
   auto v = split_heads(wv_->forward(x));                    // (B, H, T, hd)
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2 has fused attention (flash or memory-efficient kernels on CUDA): the (T, T)
+  // scores are never materialised. Same scale (1 / sqrt(hd)) and causal mask as below.
+  auto y = at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                            /*is_causal=*/true);  // (B, H, T, hd)
+#else
   auto scores = torch::matmul(q, k.transpose(-2, -1)) /
                 std::sqrt(static_cast<double>(head_dim_));  // (B, H, T, T)
   auto future =
@@ -39,6 +46,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
   auto attn = torch::softmax(scores, /*dim=*/-1);            // (B, H, T, T)
   auto y = torch::matmul(attn, v);                           // (B, H, T, hd)
+#endif
   y = y.transpose(1, 2).contiguous().view({batch, seq, d});  // (B, T, d)
   return wo_->forward(y);                                    // (B, T, d)
 }

@@ -30,4 +30,8 @@ std::string WireDtypeName(WireDtype dtype) {
   return "unknown";
 }
 
+std::string ComputeDtypeName(ComputeDtype dtype) {
+  return dtype == ComputeDtype::kBf16 ? "bf16" : "fp32";
+}
+
 }  // namespace resbm

@@ -10,6 +10,11 @@
 
 namespace resbm {
 
+// What the transformer blocks compute in (autocast); everything else stays fp32.
+enum class ComputeDtype { kFp32, kBf16 };
+
+std::string ComputeDtypeName(ComputeDtype dtype);
+
 struct ModelOptions {
   int64_t vocab_size = 256;
   int64_t d_model = 256;
@@ -20,6 +25,7 @@ struct ModelOptions {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   double init_std = 0.02;
+  ComputeDtype compute_dtype = ComputeDtype::kFp32;
 };
 
 enum class CompressionKind { kNone, kResbm, kBottleneck, kTruncate };

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/hash.h"
+#include "common/model/autocast_guard.h"
 
 namespace resbm {
 StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compression,
@@ -35,7 +36,12 @@ StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compre
 torch::Tensor StageImpl::forward(const torch::Tensor& input) {
   torch::Tensor h = spec_.is_first() ? embed_->forward(input)     // (B, T, d)
                                      : decoder_->forward(input);  // (B, T, d)
-  for (auto& block : blocks_) h = block->forward(h);              // (B, T, d)
+  {
+    // The blocks' matrix products at the compute dtype; the residual stream stays fp32
+    // (fp32 + bf16 promotes), and so do the boundary halves and the head.
+    AutocastGuard autocast(h.device().type(), model_.compute_dtype);
+    for (auto& block : blocks_) h = block->forward(h);  // (B, T, d)
+  }
   if (spec_.is_last()) {
     return head_->forward(final_norm_->forward(h));  // (B, T, V)
   }

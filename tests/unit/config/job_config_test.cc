@@ -190,6 +190,11 @@ std::vector<BadConfigRow> BadConfigRows() {
          c->mutable_compression()->set_wire_dtype(v1::WIRE_DTYPE_UNSPECIFIED);
        },
        "compression.wire_dtype", "WIRE_DTYPE_UNSPECIFIED"},
+      {"UnspecifiedComputeDtype",
+       [](v1::JobConfig* c) {
+         c->mutable_model()->set_compute_dtype(v1::COMPUTE_DTYPE_UNSPECIFIED);
+       },
+       "model.compute_dtype", "COMPUTE_DTYPE_UNSPECIFIED; expected one of COMPUTE_DTYPE_FP32"},
       {"UnspecifiedOptimizerKind",
        [](v1::JobConfig* c) { c->mutable_optimizer()->set_kind(v1::OPTIMIZER_KIND_UNSPECIFIED); },
        "optimizer.kind", "OPTIMIZER_KIND_UNSPECIFIED"},
