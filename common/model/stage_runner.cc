@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/model/checkpoint_file.h"
+#include "common/model/compute_device.h"
 #include "common/model/stage.h"
 #include "common/model/stage_optimizer.h"
 #include "common/model/torch_seam.h"
@@ -42,8 +43,12 @@ absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
                                                    " does not divide d_model ",
                                                    options.model.d_model));
   }
+  StageRunnerOptions resolved = options;
+  auto device_name = ResolveComputeDevice("device", options.device);
+  if (!device_name.ok()) return device_name.status();
+  resolved.device = *device_name;
   return AtSeam(spec.index, "create", [&]() -> absl::StatusOr<std::unique_ptr<StageRunner>> {
-    torch::Device device(options.device);
+    torch::Device device(resolved.device);
     auto stage = std::make_shared<StageImpl>(options.model, options.compression, spec);
     stage->InitParameters(options.seed);
     stage->to(device);
@@ -53,7 +58,7 @@ absl::StatusOr<std::unique_ptr<StageRunner>> StageRunner::Create(
     }
     auto optimizer = std::make_unique<StageOptimizer>(params, options.optimizer);
     return std::unique_ptr<StageRunner>(
-        new StageRunner(options, std::move(stage), std::move(optimizer)));
+        new StageRunner(resolved, std::move(stage), std::move(optimizer)));
   });
 }
 
@@ -89,7 +94,9 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
                                                      hi, "]; expected [0, ",
                                                      options_.model.vocab_size, ")"));
     }
-  } else if (!torch::isfinite(input).all().item<bool>()) {
+  } else if (input.is_cpu() && !torch::isfinite(input).all().item<bool>()) {
+    // Checked on the host only: a device-resident input was checked before its upload
+    // (WireTransfer's caller), and a check here would stall the device's queue.
     return NonFiniteError(absl::StrCat("the input of stage ", spec.index));
   }
   return absl::OkStatus();
@@ -193,11 +200,11 @@ absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
                          grad_output.defined() ? Shape(grad_output) : std::string("undefined"),
                          "; expected ", Shape(pending.output)));
       }
-      auto grad = grad_output.to(pending.output.device(), pending.output.scalar_type());
-      if (!torch::isfinite(grad).all().item<bool>()) {
+      if (grad_output.is_cpu() && !torch::isfinite(grad_output).all().item<bool>()) {
         return NonFiniteError(absl::StrCat("the output gradient of stage ", spec.index));
       }
-      pending.output.backward(grad);
+      pending.output.backward(
+          grad_output.to(pending.output.device(), pending.output.scalar_type()));
     }
     if (spec.is_first()) return at::Tensor();
     return pending.input.grad().detach();  // (B, T, k)
@@ -270,13 +277,15 @@ NamedTensors StageRunner::Parameters() const {
   return params;
 }
 
+NamedTensors StageRunner::OptimizerState() const { return optimizer_->State(); }
+
 absl::Status StageRunner::SaveCheckpoint(const std::string& path, int64_t step) const {
   return AtSeam(options_.spec.index, "save checkpoint", [&]() -> absl::Status {
     CheckpointContents contents;
     contents.stage = options_.spec.index;
     contents.step = step;
     for (auto& [name, t] : Parameters()) contents.tensors.emplace_back("param." + name, t);
-    for (auto& [name, t] : optimizer_->State()) contents.tensors.emplace_back("optim." + name, t);
+    for (auto& [name, t] : OptimizerState()) contents.tensors.emplace_back("optim." + name, t);
     return CheckpointFile::Write(path, contents);
   });
 }

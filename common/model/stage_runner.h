@@ -29,7 +29,8 @@ struct StageRunnerOptions {
   OptimizerOptions optimizer;
   StageSpec spec;
   uint64_t seed = 1337;
-  // A LibTorch device string: "cpu", "cuda", "cuda:1".
+  // A LibTorch device string: "cpu", "cuda", "cuda:1" (see ResolveComputeDevice). Every
+  // parameter, gradient and optimizer state tensor lives there.
   std::string device = "cpu";
 };
 
@@ -41,8 +42,9 @@ class StageRunner {
   StageRunner& operator=(const StageRunner&) = delete;
 
   // Training forward of `microbatch` on a non-last stage. input: token ids (B, T) int64 on
-  // the first stage, z (B, T, k) float otherwise (any device). Returns z (B, T, k) for the
-  // next boundary, detached; the graph is kept until Backward.
+  // the first stage, z (B, T, k) float otherwise (any device; NaN/Inf are refused in host
+  // inputs, while device inputs are the caller's to check). Returns z (B, T, k) on the
+  // device for the next boundary, detached; the graph is kept until Backward.
   absl::StatusOr<at::Tensor> Forward(int64_t microbatch, const at::Tensor& input);
 
   // Training forward of `microbatch` on the last stage: returns the mean loss over its tokens.
@@ -74,7 +76,11 @@ class StageRunner {
 
   // The stage's parameters by stage-local name (shared storage: do not modify).
   NamedTensors Parameters() const;
+  // The optimizer's state ("muon.<param>.momentum", ...), shared storage likewise.
+  NamedTensors OptimizerState() const;
   const StageSpec& spec() const { return options_.spec; }
+  // The resolved device ("cpu", "cuda:0").
+  const std::string& device() const { return options_.device; }
   int64_t in_flight() const { return static_cast<int64_t>(pending_.size()); }
 
  private:

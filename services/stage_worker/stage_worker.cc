@@ -4,11 +4,18 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/model/compute_device.h"
 #include "common/transport/grpc_settings.h"
 
 namespace resbm {
 
-absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(const StageWorkerOptions& options) {
+absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(
+    const StageWorkerOptions& given) {
+  // A device this process cannot use is refused now, not at the first assignment.
+  StageWorkerOptions options = given;
+  auto device = ResolveComputeDevice("--device", given.session.device);
+  if (!device.ok()) return device.status();
+  options.session.device = *device;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   auto registry = std::make_shared<prometheus::Registry>();

@@ -6,13 +6,17 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <thread>
 
 #include "common/config/job_config.h"
+#include "common/model/compute_device.h"
 #include "common/model/wire_codec.h"
 #include "common/transport/frame_codec.h"
+#include "common/runtime/child_process.h"
 #include "gtest/gtest.h"
+#include "tests/testing/binaries.h"
 #include "tests/testing/http_get.h"
 
 namespace resbm {
@@ -200,6 +204,35 @@ TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
   EXPECT_GT(response.microbatches(0).loss(), 0.0);
   EXPECT_GT(response.grad_squared_norm(), 0.0);
   EXPECT_EQ(response.activation_bytes_received(), uint64_t{kRows * kSeq * kWidth * 4});
+}
+
+// A device the process cannot use is refused when the worker starts, not at its first step.
+TEST(StageWorkerDeviceTest, RefusesADeviceItCannotUseAtStartup) {
+  StageWorkerOptions options;
+  options.session.device = "tpu";
+  auto worker = StageWorker::Start(options);
+  ASSERT_FALSE(worker.ok());
+  EXPECT_EQ(worker.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(worker.status().message().find("--device: 'tpu'; expected cpu, cuda or cuda:N"),
+            std::string::npos)
+      << worker.status();
+}
+
+TEST(StageWorkerDeviceTest, TheWorkerBinaryExitsNamingAGpuItDoesNotHave) {
+  // No machine this runs on has 64 GPUs: with CUDA or without, the index is past the last.
+  const std::string log =
+      ::testing::TempDir() + "/resbm_worker_device_" + std::to_string(::getpid()) + ".log";
+  auto started = ChildProcess::Start({testing::BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
+                                      "--plaintext", "--device=cuda:63"},
+                                     log);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const std::optional<int> code = (*started)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(code.has_value()) << "still running: " << (*started)->Log();
+  EXPECT_NE(*code, 0);
+  const std::string expected = CudaAvailable() ? "--device: 'cuda:63'; this process sees"
+                                               : "--device: 'cuda:63'; no CUDA device";
+  EXPECT_NE((*started)->Log().find(expected), std::string::npos) << (*started)->Log();
+  std::remove(log.c_str());
 }
 
 }  // namespace
