@@ -30,6 +30,11 @@ int64_t WireBytesPerValue(WireDtype dtype);
 absl::StatusOr<int64_t> WirePayloadBytes(const std::vector<int64_t>& shape, WireDtype dtype,
                                          int64_t max_bytes = int64_t{1} << 40);
 
+// How many values of `wire` are NaN or Inf (for int8: how many per-token scales are), read
+// from the payload bits on the host without decoding it: what a receiver checks before it
+// uploads a tensor to its device. InvalidArgument if the payload does not match the shape.
+absl::StatusOr<int64_t> CountNonFiniteValues(const WireTensor& wire);
+
 }  // namespace resbm
 
 #endif  // RESBM_COMMON_MODEL_WIRE_TENSOR_H_

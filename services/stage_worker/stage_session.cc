@@ -1,20 +1,18 @@
 #include "services/stage_worker/stage_session.h"
 
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
+#include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
-#include "common/model/wire_codec.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/transport/frame_codec.h"
@@ -32,23 +30,6 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 at::Tensor TokenTensor(const v1::TokenIds& ids, int64_t rows, int64_t seq_len) {
   std::vector<int64_t> values(ids.ids().begin(), ids.ids().end());
   return torch::from_blob(values.data(), {rows, seq_len}, torch::kInt64).clone();  // (b, T)
-}
-
-// Resident memory of this process (what a CPU stage uses; /proc/self/statm counts pages).
-double ResidentBytes() {
-  std::ifstream statm("/proc/self/statm");
-  uint64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
-}
-
-// How many of `x`'s values are NaN or Inf (one reduction; LibTorch errors become a Status).
-absl::StatusOr<int64_t> CountNonFinite(const at::Tensor& x) {
-  try {
-    return (~torch::isfinite(x)).sum().item<int64_t>();
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("checking values for NaN/Inf: ", e.what()));
-  }
 }
 
 }  // namespace
@@ -81,14 +62,21 @@ absl::StatusOr<std::unique_ptr<StageSession>> StageSession::Create(
   runner_options.seed = config.training().seed();
   runner_options.device = options.device;
   RESBM_ASSIGN_OR_RETURN(auto runner, StageRunner::Create(runner_options));
-  std::unique_ptr<StageSession> session(new StageSession(assignment, options, std::move(runner)));
+  RESBM_ASSIGN_OR_RETURN(auto transfer, WireTransfer::Create(runner->device()));
+  std::unique_ptr<StageSession> session(
+      new StageSession(assignment, options, std::move(runner), std::move(transfer)));
   if (!given.is_last()) RESBM_RETURN_IF_ERROR(session->ConnectDownstream());
   return session;
 }
 
 StageSession::StageSession(const v1::StageAssignment& assignment,
-                           const StageSessionOptions& options, std::unique_ptr<StageRunner> runner)
-    : assignment_(assignment), options_(options), runner_(std::move(runner)) {
+                           const StageSessionOptions& options, std::unique_ptr<StageRunner> runner,
+                           std::unique_ptr<WireTransfer> transfer)
+    : assignment_(assignment),
+      options_(options),
+      runner_(std::move(runner)),
+      transfer_(std::move(transfer)),
+      sender_(std::make_unique<FrameSender>(options.max_queued_frames, options.metrics)) {
   const CompressionOptions compression = ToCompressionOptions(assignment.config());
   wire_dtype_ = compression.wire_dtype;
   wire_width_ = compression.WireWidth(assignment.config().model().d_model());
@@ -196,26 +184,20 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   StageMetrics* const metrics = options_.metrics;
   if (upstream) upstream->inbox().BeginStep(job, step, !train);
   if (downstream_) downstream_->inbox().BeginStep(job, step, !train);
+  sender_->Reset();
+  // A failed send ends the step's waits too: the frame a neighbour needed never left.
+  auto stop_waiting = [&] { return sender_->failed() || (cancelled && cancelled()); };
 
   v1::RunStepResponse response;
   std::map<int64_t, v1::MicrobatchReport> reports;
   for (int64_t mb = 0; mb < m; ++mb) reports[mb].set_microbatch(static_cast<uint32_t>(mb));
-
-  // NaN or Inf in `x` stops the step (the job's NonFinitePolicy decides what follows).
-  auto check_finite = [&](const at::Tensor& x, const std::string& where,
-                          const std::string& what) -> absl::Status {
-    RESBM_ASSIGN_OR_RETURN(const int64_t bad, CountNonFinite(x));
-    if (bad == 0) return absl::OkStatus();
-    if (metrics != nullptr) metrics->NonFinite(where);
-    return NonFiniteError(absl::StrCat(bad, " of ", x.numel(), " in ", what));
-  };
 
   // Takes the frame (kind, microbatch) from `link` and decodes it into a tensor.
   auto receive = [&](FrameLink& link, v1::FrameKind kind, int64_t mb,
                      uint64_t* bytes) -> absl::StatusOr<at::Tensor> {
     const auto start = std::chrono::steady_clock::now();
     RESBM_ASSIGN_OR_RETURN(v1::TensorFrame frame,
-                           link.inbox().Take(kind, step, mb, deadline, cancelled));
+                           link.inbox().Take(kind, step, mb, deadline, stop_waiting));
     const double waited = SecondsSince(start);
     response.set_wait_seconds(response.wait_seconds() + waited);
     const bool gradient = kind == v1::FRAME_KIND_GRADIENT;
@@ -233,41 +215,34 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     expected.shape = {rows, seq, wire_width_};
     *bytes += frame.payload().size();
     RESBM_ASSIGN_OR_RETURN(WireTensor wire, FrameCodec::Decode(std::move(frame), expected));
-    RESBM_ASSIGN_OR_RETURN(at::Tensor tensor, WireCodec::Decode(wire));
-    RESBM_RETURN_IF_ERROR(check_finite(
-        tensor, gradient ? "received_gradient" : "received_activation",
-        absl::StrCat("the ", gradient ? "gradient" : "activation", " of microbatch ", mb,
-                     " received from stage ", gradient ? spec.index + 1 : spec.index - 1)));
-    return tensor;
+    // Checked on the host, in the payload's own bits, before it goes up to the device.
+    RESBM_ASSIGN_OR_RETURN(const int64_t bad, CountNonFiniteValues(wire));
+    if (bad != 0) {
+      if (metrics != nullptr) {
+        metrics->NonFinite(gradient ? "received_gradient" : "received_activation");
+      }
+      return NonFiniteError(absl::StrCat(
+          bad, " of ", rows * seq * wire_width_, " in the ", gradient ? "gradient" : "activation",
+          " of microbatch ", mb, " received from stage ",
+          gradient ? spec.index + 1 : spec.index - 1));
+    }
+    return transfer_->Upload(wire);  // (b, T, k) on the device
   };
-  auto send = [&](FrameLink& link, v1::FrameKind kind, int64_t mb, const at::Tensor& x,
-                  uint64_t* bytes) -> absl::Status {
-    const bool is_gradient = kind == v1::FRAME_KIND_GRADIENT;
-    RESBM_RETURN_IF_ERROR(
-        check_finite(x, is_gradient ? "sent_gradient" : "sent_activation",
-                     absl::StrCat("the ", is_gradient ? "gradient" : "activation",
-                                  " of microbatch ", mb, " computed by stage ", spec.index)));
-    RESBM_ASSIGN_OR_RETURN(WireTensor wire, WireCodec::Encode(x, wire_dtype_));
-    const size_t payload = wire.payload.size();
-    *bytes += payload;
-    v1::TensorFrame frame = FrameCodec::Encode(FrameHeader{job, step, mb, kind}, std::move(wire));
-    const uint64_t frame_bytes = frame.ByteSizeLong();
-    const uint64_t overhead = frame_bytes - payload;
+  // Starts x's copy to the host and hands it to the sender: the executor goes on computing.
+  auto send = [&](const std::shared_ptr<FrameLink>& link, v1::FrameKind kind, int64_t mb,
+                  const at::Tensor& x) -> absl::Status {
     const bool gradient = kind == v1::FRAME_KIND_GRADIENT;
-    const int64_t peer = gradient ? spec.index - 1 : spec.index + 1;
-    if (metrics != nullptr) {
-      metrics->FrameSent(peer, gradient, payload, frame_bytes);
-      metrics->Bf16Reference(peer, static_cast<uint64_t>(rows * seq * d_model * 2));
-    }
-    if (kind == v1::FRAME_KIND_GRADIENT) {
-      response.set_gradient_overhead_bytes_sent(response.gradient_overhead_bytes_sent() + overhead);
-    } else {
-      response.set_activation_overhead_bytes_sent(response.activation_overhead_bytes_sent() +
-                                                  overhead);
-    }
-    absl::Status sent = link.Send(std::move(frame), deadline);
-    if (metrics != nullptr) metrics->QueueDepth(peer, link.queued());
-    return sent;
+    RESBM_ASSIGN_OR_RETURN(WireTransfer::Pending tensor, transfer_->StartEncode(x, wire_dtype_));
+    FrameSender::Outgoing item{link,
+                               FrameHeader{job, step, mb, kind},
+                               std::move(tensor),
+                               gradient ? spec.index - 1 : spec.index + 1,
+                               static_cast<uint64_t>(rows * seq * d_model * 2),
+                               absl::StrCat("the ", gradient ? "gradient" : "activation",
+                                            " of microbatch ", mb, " computed by stage ",
+                                            spec.index),
+                               deadline};
+    return sender_->Send(std::move(item));
   };
 
   auto run_ops = [&]() -> absl::Status {
@@ -307,9 +282,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
           }
           report.set_forward_seconds(SecondsSince(start));
           if (metrics != nullptr) metrics->Forward(report.forward_seconds());
-          uint64_t sent = 0;
-          RESBM_RETURN_IF_ERROR(send(*downstream_, forward_kind, mb, z, &sent));
-          response.set_activation_bytes_sent(response.activation_bytes_sent() + sent);
+          RESBM_RETURN_IF_ERROR(send(downstream_, forward_kind, mb, z));
         }
       } else {
         at::Tensor grad;
@@ -324,9 +297,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
         report.set_backward_seconds(SecondsSince(start));
         if (metrics != nullptr) metrics->Backward(report.backward_seconds());
         if (!spec.is_first()) {
-          uint64_t sent = 0;
-          RESBM_RETURN_IF_ERROR(send(*upstream, v1::FRAME_KIND_GRADIENT, mb, input_grad, &sent));
-          response.set_gradient_bytes_sent(response.gradient_bytes_sent() + sent);
+          RESBM_RETURN_IF_ERROR(send(upstream, v1::FRAME_KIND_GRADIENT, mb, input_grad));
         }
       }
     }
@@ -334,6 +305,19 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   };
 
   absl::Status status = run_ops();
+  if (status.ok()) {
+    auto sent = sender_->Flush(deadline);
+    if (sent.ok()) {
+      response.set_activation_bytes_sent(sent->activation_bytes);
+      response.set_activation_overhead_bytes_sent(sent->activation_overhead_bytes);
+      response.set_gradient_bytes_sent(sent->gradient_bytes);
+      response.set_gradient_overhead_bytes_sent(sent->gradient_overhead_bytes);
+    } else {
+      status = sent.status();
+    }
+  } else if (status.code() == absl::StatusCode::kCancelled && sender_->failed()) {
+    status = sender_->Flush(deadline).status();  // What stopped the wait: the failed send.
+  }
   if (status.ok() && train && runner_->in_flight() != 0) {
     status = absl::InvalidArgumentError(absl::StrCat(
         "ops: ", runner_->in_flight(), " microbatches have a forward but no backward"));
@@ -356,9 +340,10 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     if (!status.ok() && StageMetrics::FrameErrorReason(status) != "other") {
       metrics->FrameError(status);
     }
-    metrics->DeviceMemory(options_.device, ResidentBytes());
+    metrics->DeviceMemory(runner_->device(), DeviceMemoryBytes(runner_->device()));
   }
   if (!status.ok()) {
+    sender_->Reset();
     runner_->AbortStep();
     if (upstream) upstream->inbox().Clear();
     if (downstream_) downstream_->inbox().Clear();

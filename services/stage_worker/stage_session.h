@@ -15,17 +15,21 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/model/stage_runner.h"
+#include "common/model/wire_transfer.h"
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
+#include "services/stage_worker/frame_sender.h"
 #include "services/stage_worker/stage_metrics.h"
 
 namespace resbm {
 
 struct StageSessionOptions {
+  // A LibTorch device string (ResolveComputeDevice): "cpu", "cuda", "cuda:1".
   std::string device = "cpu";
   // How long Create waits for the next stage to accept a connection.
   absl::Duration connect_timeout = absl::Seconds(10);
-  // Frames queued for sending before Send blocks (backpressure).
+  // Frames queued for sending, and tensors waiting for the sender, before either blocks
+  // (backpressure).
   int64_t max_queued_frames = 8;
   // Where the session reports its traffic, timings and errors (not owned); may be null.
   StageMetrics* metrics = nullptr;
@@ -59,7 +63,7 @@ class StageSession {
 
  private:
   StageSession(const v1::StageAssignment& assignment, const StageSessionOptions& options,
-               std::unique_ptr<StageRunner> runner);
+               std::unique_ptr<StageRunner> runner, std::unique_ptr<WireTransfer> transfer);
   absl::Status ConnectDownstream();
   absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
   absl::Status CheckJob(const std::string& job_id) const;
@@ -74,6 +78,10 @@ class StageSession {
   std::unique_ptr<v1::StageWorker::Stub> stub_;
   std::shared_ptr<grpc::ClientContext> downstream_context_;
   std::shared_ptr<FrameLink> downstream_;
+  // Boundary tensors to and from the device, and the thread that sends them; declared last
+  // so the sender stops first.
+  std::unique_ptr<WireTransfer> transfer_;
+  std::unique_ptr<FrameSender> sender_;
 };
 
 }  // namespace resbm
