@@ -17,7 +17,7 @@ namespace resbm {
 class ScopedTempDir {
  public:
   ScopedTempDir() {
-    std::string base = testing::TempDir();
+    std::string base = ::testing::TempDir();
     if (base.empty() || base.back() != '/') base.push_back('/');
     std::string tmpl = base + "resbm_data_test_XXXXXX";
     if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
