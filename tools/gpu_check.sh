@@ -10,7 +10,9 @@
 #      square matmul of the same dtype measured in the same run (model FLOPs utilisation).
 # Without a GPU (this machine, CI) it does the same on the CPU at the default job's size.
 #
-#   tools/gpu_check.sh [OUT_DIR]     # logs and bench-*.json into OUT_DIR (default build-core/gpu-check)
+#   tools/gpu_check.sh [OUT_DIR]     # 7 files into OUT_DIR (default build-core/gpu-check):
+#                                    # gpu_check.txt (the summary), configure/build/ctest logs,
+#                                    # gpu_tests.log, bench-fp32.json, bench-bf16.json
 #
 # Abseil and GoogleTest: the system's if present, else the Debian .debs tools/gpu_deps.sh
 # downloaded into .gpu-deps/, unpacked into build-core/deps (no root, nothing outside the tree).
@@ -59,7 +61,8 @@ unpack() {
   return $found
 }
 multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-if ! system_package absl abslConfig.cmake; then
+# RESBM_USE_GPU_DEPS=1 takes the .debs even where the system has both (to check them).
+if [ -n "${RESBM_USE_GPU_DEPS:-}" ] || ! system_package absl abslConfig.cmake; then
   if unpack libabsl; then
     cmake_args+=(-Dabsl_DIR="$deps/usr/lib/$multiarch/cmake/absl")
     log "Abseil: Debian's, unpacked from .gpu-deps/"
@@ -69,7 +72,7 @@ if ! system_package absl abslConfig.cmake; then
   fi
 fi
 tests=ON
-if ! system_package GTest GTestConfig.cmake; then
+if [ -n "${RESBM_USE_GPU_DEPS:-}" ] || ! system_package GTest GTestConfig.cmake; then
   if unpack libgtest && unpack libgmock; then
     cmake_args+=(-DGTest_DIR="$deps/usr/lib/$multiarch/cmake/GTest")
     log "GoogleTest: Debian's, unpacked from .gpu-deps/"
@@ -107,13 +110,14 @@ if [ "$tests" = ON ]; then
     status=1
     log "tests FAILED"
   fi
-  # Which tests ran on the GPU and which skipped: the skips say why.
-  grep -E "tests passed|tests failed|Passed|Failed|SKIPPED|Skipped" "$out/ctest.log" | tail -40 |
-    tee -a "$out/gpu_check.txt"
+  grep -E "tests passed|tests failed|Failed" "$out/ctest.log" | tee -a "$out/gpu_check.txt"
+  # The tests with GPU rows, whole: which cases ran on the GPU, which skipped and why.
+  : > "$out/gpu_tests.log"
   for t in compute_device_test wire_transfer_test device_parity_test; do
-    OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} build-core/tests/$t >"$out/$t.log" 2>&1 || true
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} build-core/tests/$t >>"$out/gpu_tests.log" 2>&1 || true
   done
-  grep -h "losses" "$out/device_parity_test.log" | tee -a "$out/gpu_check.txt" || true
+  grep -E "^\[  (PASSED|SKIPPED|FAILED)  \] [0-9]+ test|losses" "$out/gpu_tests.log" |
+    tee -a "$out/gpu_check.txt" || true
 fi
 
 if [ "$gpu" = 1 ]; then

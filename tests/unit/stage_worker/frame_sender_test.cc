@@ -1,0 +1,125 @@
+// The sender hands tensors to their link in the order given, framed with their headers and
+// counted; a tensor with NaN or Inf fails the step with a status naming it and stops the
+// step's sending until Reset; a link that does not drain runs into the step deadline.
+#include "services/stage_worker/frame_sender.h"
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "common/model/wire_codec.h"
+#include "common/status/non_finite.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace resbm {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Records every frame the link starts writing; the test completes writes by hand.
+class RecordingWriter : public FrameWriter {
+ public:
+  void StartFrameWrite(const v1::TensorFrame* frame) override {
+    absl::MutexLock lock(&mu_);
+    frames_.push_back(*frame);
+  }
+  std::vector<v1::TensorFrame> frames() const {
+    absl::MutexLock lock(&mu_);
+    return frames_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<v1::TensorFrame> frames_;
+};
+
+class FrameSenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    link_ = std::make_shared<FrameLink>(/*max_queued=*/16, /*inbox_capacity=*/4);
+    link_->Attach(&writer_);
+    transfer_ = *WireTransfer::Create("cpu");
+  }
+
+  FrameSender::Outgoing Item(int64_t microbatch, const torch::Tensor& x,
+                             absl::Duration timeout = absl::Seconds(10)) {
+    return FrameSender::Outgoing{link_,
+                                 FrameHeader{"job", 3, microbatch, v1::FRAME_KIND_ACTIVATION},
+                                 *transfer_->StartEncode(x, WireDtype::kFp32),
+                                 /*peer_stage=*/1,
+                                 /*bf16_reference_bytes=*/0,
+                                 "the activation of microbatch " + std::to_string(microbatch),
+                                 absl::Now() + timeout};
+  }
+
+  // Completes the link's writes until `count` frames have been started.
+  void Drain(size_t count) {
+    while (writer_.frames().size() < count) link_->OnWriteDone(true);
+  }
+
+  RecordingWriter writer_;
+  std::shared_ptr<FrameLink> link_;
+  std::unique_ptr<WireTransfer> transfer_;
+};
+
+TEST_F(FrameSenderTest, SendsEveryTensorInOrderWithItsHeaderAndCountsBytes) {
+  FrameSender sender(/*capacity=*/4, /*metrics=*/nullptr);
+  std::vector<torch::Tensor> sent;
+  for (int64_t mb = 0; mb < 3; ++mb) {
+    sent.push_back(torch::full({2, 2, 4}, static_cast<float>(mb)));  // (B, T, k)
+    ASSERT_TRUE(sender.Send(Item(mb, sent.back())).ok());
+  }
+  auto totals = sender.Flush(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ(totals->activation_bytes, 3u * 16 * 4);
+  EXPECT_GT(totals->activation_overhead_bytes, 0u);
+  EXPECT_EQ(totals->gradient_bytes, 0u);
+  Drain(3);
+  const auto frames = writer_.frames();
+  for (int64_t mb = 0; mb < 3; ++mb) {
+    EXPECT_EQ(frames[mb].microbatch(), static_cast<uint32_t>(mb));
+    EXPECT_EQ(frames[mb].step(), 3u);
+    EXPECT_EQ(frames[mb].payload(), WireCodec::Encode(sent[mb], WireDtype::kFp32)->payload);
+  }
+}
+
+TEST_F(FrameSenderTest, ANonFiniteTensorFailsTheStepUntilReset) {
+  FrameSender sender(4, nullptr);
+  auto bad = torch::ones({2, 4});
+  bad.index_put_({1, 1}, std::numeric_limits<float>::quiet_NaN());
+  ASSERT_TRUE(sender.Send(Item(0, torch::ones({2, 4}))).ok());
+  ASSERT_TRUE(sender.Send(Item(1, bad)).ok());
+  auto flushed = sender.Flush(absl::Now() + absl::Seconds(10));
+  ASSERT_FALSE(flushed.ok());
+  EXPECT_TRUE(IsNonFiniteError(flushed.status())) << flushed.status();
+  EXPECT_THAT(flushed.status().message(), HasSubstr("1 of 8 in the activation of microbatch 1"));
+  EXPECT_TRUE(sender.failed());
+  // The rest of the step goes nowhere.
+  EXPECT_TRUE(IsNonFiniteError(sender.Send(Item(2, torch::ones({2, 4})))));
+  sender.Reset();
+  EXPECT_FALSE(sender.failed());
+  ASSERT_TRUE(sender.Send(Item(3, torch::ones({2, 4}))).ok());
+  EXPECT_TRUE(sender.Flush(absl::Now() + absl::Seconds(10)).ok());
+  Drain(2);
+  EXPECT_EQ(writer_.frames().size(), 2u) << "the NaN tensor and the one after it were sent";
+  EXPECT_EQ(writer_.frames()[1].microbatch(), 3u);
+}
+
+TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
+  link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
+  link_->Attach(&writer_);
+  FrameSender sender(/*capacity=*/1, nullptr);
+  const auto x = torch::ones({2, 4});
+  ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());  // Written (never done).
+  ASSERT_TRUE(sender.Send(Item(1, x, absl::Milliseconds(300))).ok());  // Blocks in the link.
+  // Until the link refuses microbatch 1 the sender is busy and its one slot may be taken.
+  auto flushed = sender.Flush(absl::Now() + absl::Seconds(10));
+  ASSERT_FALSE(flushed.ok());
+  EXPECT_EQ(flushed.status().code(), absl::StatusCode::kDeadlineExceeded) << flushed.status();
+  EXPECT_THAT(flushed.status().message(), HasSubstr("outbound queue full"));
+}
+
+}  // namespace
+}  // namespace resbm
