@@ -110,13 +110,14 @@ if [ "$tests" = ON ]; then
     status=1
     log "tests FAILED"
   fi
-  grep -E "tests passed|tests failed|Failed" "$out/ctest.log" | tee -a "$out/gpu_check.txt"
+  grep -E "tests passed|tests failed|Failed" "$out/ctest.log" | tee -a "$out/gpu_check.txt" || true
   # The tests with GPU rows, whole: which cases ran on the GPU, which skipped and why.
   : > "$out/gpu_tests.log"
   for t in compute_device_test wire_transfer_test device_parity_test; do
+    echo "== $t" >>"$out/gpu_tests.log"
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} build-core/tests/$t >>"$out/gpu_tests.log" 2>&1 || true
   done
-  grep -E "^\[  (PASSED|SKIPPED|FAILED)  \] [0-9]+ test|losses" "$out/gpu_tests.log" |
+  grep -E "^== |^\[  (PASSED  |SKIPPED |FAILED  )\] [0-9]+ test|losses" "$out/gpu_tests.log" |
     tee -a "$out/gpu_check.txt" || true
 fi
 
