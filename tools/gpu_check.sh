@@ -30,13 +30,18 @@ if [ -z "$torch_dir" ] && python3 -c 'import torch' 2>/dev/null; then
   torch_dir=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "share/cmake/Torch"))')
 fi
 log "LibTorch: ${torch_dir:-found by CMake}"
+torch_cuda=$(python3 -c 'import torch; print(torch.version.cuda or "")' 2>/dev/null || true)
 cmake_args=(-DCMAKE_BUILD_TYPE=Release -DRESBM_WITH_SERVICES=OFF ${torch_dir:+-DTorch_DIR=$torch_dir})
 # A CUDA LibTorch's CMake config looks for the CUDA toolkit.
 for cuda in "${CUDA_HOME:-}" /usr/local/cuda; do
   if [ -n "$cuda" ] && [ -x "$cuda/bin/nvcc" ]; then
     export PATH="$cuda/bin:$PATH" CUDA_HOME="$cuda"
     cmake_args+=(-DCUDAToolkit_ROOT="$cuda" -DCUDA_TOOLKIT_ROOT_DIR="$cuda")
-    log "CUDA toolkit: $cuda ($("$cuda/bin/nvcc" --version | tail -1))"
+    nvcc_version=$("$cuda/bin/nvcc" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+    log "CUDA toolkit: $cuda (nvcc $nvcc_version; PyTorch built with CUDA ${torch_cuda:-?})"
+    if [ -n "$torch_cuda" ] && [ "${nvcc_version%%.*}" != "${torch_cuda%%.*}" ]; then
+      log "warning: the toolkit's CUDA major differs from PyTorch's; linking may mix runtimes"
+    fi
     break
   fi
 done
@@ -84,13 +89,13 @@ fi
 cmake_args+=(-DRESBM_BUILD_TESTS=$tests)
 
 if ! cmake -S . -B build-core "${cmake_args[@]}" >"$out/configure.log" 2>&1; then
-  tail -40 "$out/configure.log"
+  tail -40 "$out/configure.log" || true
   log "configure failed (whole log: $out/configure.log)"
   exit 1
 fi
 grep -E "LibTorch .*CUDA" "$out/configure.log" | tee -a "$out/gpu_check.txt"
 if ! cmake --build build-core -j"${RESBM_JOBS:-$(nproc)}" >"$out/build.log" 2>&1; then
-  grep -E "error|Error" -A3 "$out/build.log" | head -60
+  grep -E "error|Error" -A3 "$out/build.log" | head -60 || true
   log "build failed (whole log: $out/build.log)"
   exit 1
 fi

@@ -57,11 +57,15 @@ absl::StatusOr<std::string> ResolveComputeDevice(absl::string_view field,
 double DeviceMemoryBytes(const std::string& device) {
 #if RESBM_WITH_CUDA
   if (device.rfind("cuda", 0) == 0) {
-    const c10::Device cuda(device);
-    // Stat index 0 is the aggregate over the small and large pools.
-    return static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(cuda.index())
-                                   .allocated_bytes[0]
-                                   .current);
+    try {
+      const c10::Device cuda(device);
+      // Stat index 0 is the aggregate over the small and large pools.
+      return static_cast<double>(c10::cuda::CUDACachingAllocator::getDeviceStats(cuda.index())
+                                     .allocated_bytes[0]
+                                     .current);
+    } catch (const std::exception&) {
+      return 0.0;  // The allocator starts with CUDA's lazy initialisation: nothing held yet.
+    }
   }
 #endif
   std::ifstream statm("/proc/self/statm");

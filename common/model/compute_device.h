@@ -18,8 +18,9 @@ namespace resbm {
 absl::StatusOr<std::string> ResolveComputeDevice(absl::string_view field,
                                                  absl::string_view device);
 
-// Bytes the caching allocator holds in tensors on `device` (a resolved CUDA device), or the
-// resident memory of this process for "cpu" (a CPU stage's tensors live there).
+// Bytes the caching allocator holds in tensors on `device` (a resolved CUDA device; 0 before
+// CUDA is initialised), or the resident memory of this process for "cpu" (a CPU stage's
+// tensors live there). Never throws.
 double DeviceMemoryBytes(const std::string& device);
 
 // True where this LibTorch was built with CUDA and sees at least one GPU.

@@ -54,7 +54,10 @@ absl::StatusOr<at::Tensor> WireCodec::EncodeBytes(const at::Tensor& x, WireDtype
     }
     const int64_t width = values.size(-1);
     auto rows = values.reshape({-1, width});          // (N, k)
-    auto scale = rows.abs().amax(/*dim=*/1) / 127.0;  // (N)
+    auto amax = rows.abs().amax(/*dim=*/1);  // (N)
+    // Tensor by tensor: CUDA divides by a host scalar as a multiply by its reciprocal (one
+    // bit off); a true division rounds the same on every device.
+    auto scale = amax / torch::full_like(amax, 127.0);  // (N)
     // An all-zero token keeps scale 0 and quantises to zeros.
     auto safe = torch::where(scale > 0, scale, torch::ones_like(scale));                // (N)
     auto q = torch::round(rows / safe.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);  // (N, k)

@@ -32,14 +32,22 @@ WireTransfer::Pending::~Pending() = default;
 
 bool WireTransfer::Pending::Ready() const { return copied_ == nullptr || copied_->query(); }
 
-absl::StatusOr<WireTensor> WireTransfer::Pending::Finish(int64_t* non_finite) {
+absl::StatusOr<WireTensor> WireTransfer::Pending::Finish(int64_t* non_finite,
+                                                         absl::Time deadline) {
   return AtTorchSeam("wire transfer", "finish", [&]() -> absl::StatusOr<WireTensor> {
     if (!host_bytes_.defined()) {
       return absl::FailedPreconditionError("wire transfer: Finish on a finished Pending");
     }
     // A copy takes microseconds to a compute's worth of milliseconds; sleeping between polls
     // keeps the waiting thread off the core the executor needs.
-    while (!Ready()) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    while (!Ready()) {
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError(
+            "wire transfer: the copy to the host did not finish by the deadline (device busy or "
+            "hung)");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
     const auto* bytes = static_cast<const char*>(host_bytes_.data_ptr());
     const int64_t payload = host_bytes_.numel() - kCountBytes;
     WireTensor wire;
@@ -102,6 +110,9 @@ absl::StatusOr<WireTransfer::Pending> WireTransfer::StartEncode(const at::Tensor
     c10::StreamGuard on_copy_stream(*copy_stream_);
     pending.host_bytes_.copy_(pending.device_bytes_, /*non_blocking=*/true);
     pending.copied_->record(*copy_stream_);
+    // A Pending dropped unfinished frees its buffer while the copy may still read it: the
+    // allocator must wait for the copy stream before handing the memory out again.
+    pending.device_bytes_.record_stream(*copy_stream_);
     return pending;
   });
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/model/model_options.h"
 #include "common/model/wire_tensor.h"
 
@@ -49,8 +50,9 @@ class WireTransfer {
     bool Ready() const;
     // Waits for the copy (polling, so a waiting thread does not spin a core), then returns
     // the payload; `non_finite` gets how many of the tensor's values were NaN or Inf.
-    // Consumes the Pending.
-    absl::StatusOr<WireTensor> Finish(int64_t* non_finite);
+    // DeadlineExceeded if the copy is not done by `deadline`. Consumes the Pending.
+    absl::StatusOr<WireTensor> Finish(int64_t* non_finite,
+                                      absl::Time deadline = absl::InfiniteFuture());
 
     const std::vector<int64_t>& shape() const { return shape_; }
 

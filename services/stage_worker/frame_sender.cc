@@ -1,5 +1,6 @@
 #include "services/stage_worker/frame_sender.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -35,16 +36,23 @@ absl::Status FrameSender::Send(Outgoing item) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FrameSender::Totals> FrameSender::Flush(absl::Time deadline) {
+absl::StatusOr<FrameSender::Totals> FrameSender::Flush(absl::Time deadline,
+                                                       const std::function<bool()>& cancelled) {
   absl::MutexLock lock(&mu_);
   const absl::Condition idle(
       +[](FrameSender* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
         return self->IdleLocked();
       },
       this);
-  if (!mu_.AwaitWithDeadline(idle, deadline)) {
-    return absl::DeadlineExceededError(
-        absl::StrCat(queue_.size() + (sending_ ? 1 : 0), " tensors unsent at the step deadline"));
+  // Woken by the sender, and every 20 ms to notice a cancelled step.
+  while (!mu_.AwaitWithDeadline(idle, std::min(deadline, absl::Now() + absl::Milliseconds(20)))) {
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          queue_.size() + (sending_ ? 1 : 0), " tensors unsent at the step deadline"));
+    }
+    if (cancelled && cancelled()) {
+      return absl::CancelledError("step cancelled while tensors were being sent");
+    }
   }
   if (!error_.ok()) return error_;
   return totals_;
@@ -97,7 +105,7 @@ void FrameSender::Run() {
 absl::Status FrameSender::SendNow(Outgoing& item, Totals* totals) {
   const bool gradient = item.header.kind == v1::FRAME_KIND_GRADIENT;
   int64_t non_finite = 0;
-  absl::StatusOr<WireTensor> wire = item.tensor.Finish(&non_finite);
+  absl::StatusOr<WireTensor> wire = item.tensor.Finish(&non_finite, item.deadline);
   if (!wire.ok()) return wire.status();
   if (non_finite != 0) {
     if (metrics_ != nullptr) metrics_->NonFinite(gradient ? "sent_gradient" : "sent_activation");

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -59,8 +60,10 @@ class FrameSender {
   // Returns the sender's error instead once it has failed.
   absl::Status Send(Outgoing item);
   // Waits until every queued tensor is on its link; then the first error since the last
-  // Reset, or the totals.
-  absl::StatusOr<Totals> Flush(absl::Time deadline);
+  // Reset, or the totals. DeadlineExceeded past `deadline`, Cancelled once `cancelled()`
+  // (polled every 20 ms; may be empty).
+  absl::StatusOr<Totals> Flush(absl::Time deadline,
+                               const std::function<bool()>& cancelled = nullptr);
   // Whether a send has failed since the last Reset (polled by the executor's waits).
   bool failed() const;
   // Starts afresh (a new step, or an aborted one): drops what waits, waits for the tensor

@@ -306,7 +306,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
 
   absl::Status status = run_ops();
   if (status.ok()) {
-    auto sent = sender_->Flush(deadline);
+    auto sent = sender_->Flush(deadline, cancelled);
     if (sent.ok()) {
       response.set_activation_bytes_sent(sent->activation_bytes);
       response.set_activation_overhead_bytes_sent(sent->activation_overhead_bytes);
@@ -315,8 +315,11 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     } else {
       status = sent.status();
     }
-  } else if (status.code() == absl::StatusCode::kCancelled && sender_->failed()) {
-    status = sender_->Flush(deadline).status();  // What stopped the wait: the failed send.
+  } else if (sender_->failed() && (status.code() == absl::StatusCode::kCancelled ||
+                                    status.code() == absl::StatusCode::kDeadlineExceeded)) {
+    // A wait that ended without its frame: the failed send (a refused tensor, a lost link)
+    // is the cause to report.
+    status = sender_->Flush(deadline).status();
   }
   if (status.ok() && train && runner_->in_flight() != 0) {
     status = absl::InvalidArgumentError(absl::StrCat(

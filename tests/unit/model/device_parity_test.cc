@@ -239,9 +239,23 @@ TEST(DeviceResidencyTest, ACheckpointWrittenOnTheGpuLoadsOnTheCpu) {
   }
   auto on_gpu = HostParameters(gpu), on_cpu = HostParameters(cpu);
   for (const auto& [name, t] : on_gpu) EXPECT_TRUE(torch::equal(t, on_cpu.at(name))) << name;
-  // The optimizer state came along too: the next step agrees to fp32 rounding.
+  for (auto [from, to] : {std::pair{gpu.first.get(), cpu.first.get()},
+                          std::pair{gpu.last.get(), cpu.last.get()}}) {
+    const auto moved = to->OptimizerState();
+    const auto original = from->OptimizerState();
+    ASSERT_EQ(moved.size(), original.size());
+    for (size_t i = 0; i < moved.size(); ++i) {
+      EXPECT_TRUE(torch::equal(moved[i].second, original[i].second.cpu())) << moved[i].first;
+    }
+  }
+  // The next step (Muon's momentum carried over) lands in the same place on both.
   const double gpu_loss = TrainStep(gpu, 1), cpu_loss = TrainStep(cpu, 1);
   EXPECT_NEAR(gpu_loss, cpu_loss, 1e-5 * cpu_loss);
+  on_gpu = HostParameters(gpu);
+  on_cpu = HostParameters(cpu);
+  for (const auto& [name, t] : on_gpu) {
+    EXPECT_LE((t - on_cpu.at(name)).abs().max().item<double>(), 1e-4) << name;
+  }
 }
 
 }  // namespace

@@ -121,5 +121,42 @@ TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
   EXPECT_THAT(flushed.status().message(), HasSubstr("outbound queue full"));
 }
 
+TEST_F(FrameSenderTest, ResetWaitsForTheSendInFlightThenStartsAfresh) {
+  link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
+  link_->Attach(&writer_);
+  FrameSender sender(/*capacity=*/4, nullptr);
+  const auto x = torch::ones({2, 4});
+  ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());  // Written (never done).
+  ASSERT_TRUE(sender.Send(Item(1, x, absl::Milliseconds(300))).ok());  // Blocks in the link.
+  ASSERT_TRUE(sender.Send(Item(2, x, absl::Milliseconds(300))).ok());  // Waits behind it.
+  absl::SleepFor(absl::Milliseconds(50));
+  const absl::Time start = absl::Now();
+  sender.Reset();  // An aborted step: drops microbatch 2, waits out microbatch 1's send.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
+  EXPECT_FALSE(sender.failed());
+  Drain(1);
+  link_->OnWriteDone(true);  // Microbatch 0 written: the link has room again.
+  ASSERT_TRUE(sender.Send(Item(5, x)).ok());
+  auto totals = sender.Flush(absl::Now() + absl::Seconds(10));
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ(totals->activation_bytes, 8u * 4) << "only what was sent since the reset counts";
+  Drain(2);
+  EXPECT_EQ(writer_.frames()[1].microbatch(), 5u);
+}
+
+TEST_F(FrameSenderTest, FlushStopsWhenTheStepIsCancelled) {
+  link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
+  link_->Attach(&writer_);
+  FrameSender sender(4, nullptr);
+  const auto x = torch::ones({2, 4});
+  ASSERT_TRUE(sender.Send(Item(0, x)).ok());
+  ASSERT_TRUE(sender.Send(Item(1, x)).ok());  // Blocks in the full link for 10 s.
+  const absl::Time start = absl::Now();
+  auto flushed = sender.Flush(absl::Now() + absl::Seconds(10), [] { return true; });
+  EXPECT_EQ(flushed.status().code(), absl::StatusCode::kCancelled) << flushed.status();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  link_->Shutdown(absl::UnavailableError("test over"));  // Frees the blocked send.
+}
+
 }  // namespace
 }  // namespace resbm
