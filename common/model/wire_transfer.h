@@ -46,8 +46,6 @@ class WireTransfer {
     Pending& operator=(Pending&&) noexcept;
     ~Pending();
 
-    // Whether the copy to the host has finished. Never blocks.
-    bool Ready() const;
     // Waits for the copy (polling, so a waiting thread does not spin a core), then returns
     // the payload; `non_finite` gets how many of the tensor's values were NaN or Inf.
     // DeadlineExceeded if the copy is not done by `deadline`. Consumes the Pending.
@@ -59,6 +57,9 @@ class WireTransfer {
    private:
     friend class WireTransfer;
     Pending() = default;
+    // Whether the copy to the host has finished; never blocks. Throws c10::Error on a device
+    // error, so only Finish (inside the seam) asks.
+    bool Ready() const;
 
     WireDtype dtype_ = WireDtype::kFp32;
     std::vector<int64_t> shape_;

@@ -54,6 +54,12 @@ class FrameSenderTest : public ::testing::Test {
                                  absl::Now() + timeout};
   }
 
+  // A link that holds one frame: the second Send blocks until the first write is done.
+  void UseANarrowLink() {
+    link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
+    link_->Attach(&writer_);
+  }
+
   // Completes the link's writes until `count` frames have been started.
   void Drain(size_t count) {
     while (writer_.frames().size() < count) link_->OnWriteDone(true);
@@ -108,8 +114,7 @@ TEST_F(FrameSenderTest, ANonFiniteTensorFailsTheStepUntilReset) {
 }
 
 TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
-  link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
-  link_->Attach(&writer_);
+  UseANarrowLink();
   FrameSender sender(/*capacity=*/1, nullptr);
   const auto x = torch::ones({2, 4});
   ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());  // Written (never done).
@@ -122,8 +127,7 @@ TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
 }
 
 TEST_F(FrameSenderTest, ResetWaitsForTheSendInFlightThenStartsAfresh) {
-  link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
-  link_->Attach(&writer_);
+  UseANarrowLink();
   FrameSender sender(/*capacity=*/4, nullptr);
   const auto x = torch::ones({2, 4});
   ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());  // Written (never done).
@@ -145,8 +149,7 @@ TEST_F(FrameSenderTest, ResetWaitsForTheSendInFlightThenStartsAfresh) {
 }
 
 TEST_F(FrameSenderTest, FlushStopsWhenTheStepIsCancelled) {
-  link_ = std::make_shared<FrameLink>(/*max_queued=*/1, 4);
-  link_->Attach(&writer_);
+  UseANarrowLink();
   FrameSender sender(4, nullptr);
   const auto x = torch::ones({2, 4});
   ASSERT_TRUE(sender.Send(Item(0, x)).ok());
