@@ -60,6 +60,14 @@ class FrameSenderTest : public ::testing::Test {
     link_->Attach(&writer_);
   }
 
+  // On a narrow link: microbatch 0 is written (never completed), microbatch 1 then blocks
+  // in the link until its deadline, 300 ms from now.
+  void BlockTheLink(FrameSender& sender) {
+    const auto x = torch::ones({2, 4});
+    ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());
+    ASSERT_TRUE(sender.Send(Item(1, x, absl::Milliseconds(300))).ok());
+  }
+
   // Completes the link's writes until `count` frames have been started.
   void Drain(size_t count) {
     while (writer_.frames().size() < count) link_->OnWriteDone(true);
@@ -116,9 +124,7 @@ TEST_F(FrameSenderTest, ANonFiniteTensorFailsTheStepUntilReset) {
 TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
   UseANarrowLink();
   FrameSender sender(/*capacity=*/1, nullptr);
-  const auto x = torch::ones({2, 4});
-  ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());  // Written (never done).
-  ASSERT_TRUE(sender.Send(Item(1, x, absl::Milliseconds(300))).ok());  // Blocks in the link.
+  BlockTheLink(sender);
   // Until the link refuses microbatch 1 the sender is busy and its one slot may be taken.
   auto flushed = sender.Flush(absl::Now() + absl::Seconds(10));
   ASSERT_FALSE(flushed.ok());
@@ -129,9 +135,8 @@ TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
 TEST_F(FrameSenderTest, ResetWaitsForTheSendInFlightThenStartsAfresh) {
   UseANarrowLink();
   FrameSender sender(/*capacity=*/4, nullptr);
+  BlockTheLink(sender);
   const auto x = torch::ones({2, 4});
-  ASSERT_TRUE(sender.Send(Item(0, x, absl::Milliseconds(300))).ok());  // Written (never done).
-  ASSERT_TRUE(sender.Send(Item(1, x, absl::Milliseconds(300))).ok());  // Blocks in the link.
   ASSERT_TRUE(sender.Send(Item(2, x, absl::Milliseconds(300))).ok());  // Waits behind it.
   absl::SleepFor(absl::Milliseconds(50));
   const absl::Time start = absl::Now();
