@@ -23,6 +23,9 @@ packages=(
   # the network study's namespaces and rate limits (iproute2: ip, tc), certificates for the
   # TLS tests and tools/make_certs.sh (openssl).
   python3 python3-yaml procps prometheus iproute2 openssl
+  # The independent reference of the model math (tests/reference/) and examples/python/:
+  # Debian's PyTorch and NumPy, importable from /usr/bin/python3 only.
+  python3-torch python3-numpy
   # The fuzz targets: clang with libFuzzer and the sanitizer runtimes.
   clang libclang-rt-dev
 )

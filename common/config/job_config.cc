@@ -436,6 +436,42 @@ class TextFormatErrors : public google::protobuf::io::ErrorCollector {
   std::vector<std::string> errors_;
 };
 
+absl::Status ValidateInit(const v1::InitConfig& init) {
+  std::string field;
+  const std::string* value = nullptr;
+  switch (init.source_case()) {
+    case v1::InitConfig::kFromModel:
+      field = "init.from_model";
+      value = &init.from_model();
+      break;
+    case v1::InitConfig::kFromCheckpoint:
+      field = "init.from_checkpoint";
+      value = &init.from_checkpoint();
+      break;
+    case v1::InitConfig::kFromJob:
+      field = "init.from_job";
+      value = &init.from_job();
+      break;
+    case v1::InitConfig::SOURCE_NOT_SET:
+      break;
+  }
+  if (value != nullptr) {
+    if (value->empty()) {
+      return Invalid(field, init.has_from_job() ? "\"\"; expected a job id such as \"job-1\""
+                                                : "\"\"; expected a path");
+    }
+    RESBM_RETURN_IF_ERROR(CheckUtf8(field, *value));
+  }
+  if (init.carry_optimizer_state() && !init.has_from_checkpoint() && !init.has_from_job()) {
+    return Invalid("init.carry_optimizer_state",
+                   absl::StrCat("true without a checkpoint to carry it from (",
+                                init.has_from_model() ? "an exported model has no optimizer state"
+                                                      : "no init source",
+                                "); expected init.from_checkpoint or init.from_job"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::JobConfig> DefaultAndValidate(v1::JobConfig config) {
   ApplyJobConfigDefaults(&config);
   RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
@@ -544,6 +580,7 @@ void ApplyJobConfigDefaults(v1::JobConfig* config) {
   ApplyOptimizerDefaults(config->mutable_optimizer());
   ApplyTrainingDefaults(config->mutable_training());
   ApplyDataDefaults(config->mutable_data());
+  config->mutable_init();  // No source: parameters drawn from training.seed.
 }
 
 absl::Status ValidateJobConfig(const v1::JobConfig& config) {
@@ -554,7 +591,14 @@ absl::Status ValidateJobConfig(const v1::JobConfig& config) {
   RESBM_RETURN_IF_ERROR(ValidateOptimizer(config.optimizer(), config.training().steps()));
   RESBM_RETURN_IF_ERROR(ValidateTraining(config.training()));
   RESBM_RETURN_IF_ERROR(ValidateData(config.data(), config.model().vocab_size()));
+  RESBM_RETURN_IF_ERROR(ValidateInit(config.init()));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StageSpec>> PlanJobStages(const v1::JobConfig& config) {
+  const std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
+                                   config.stages().layers_per_stage().end());
+  return PlanStages(config.model().n_layers(), config.stages().num_stages(), sizes);
 }
 
 ModelOptions ToModelOptions(const v1::JobConfig& config) {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/model/model_options.h"
+#include "common/model/stage_plan.h"
 #include "resbm/v1/config.pb.h"
 
 namespace resbm {
@@ -53,6 +54,10 @@ ModelOptions ToModelOptions(const v1::JobConfig& config);
 CompressionOptions ToCompressionOptions(const v1::JobConfig& config);
 // schedule.total_steps = training.steps; use_muon = (kind == OPTIMIZER_KIND_MUON).
 OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config);
+
+// The job's stage split (PlanStages over model.n_layers, stages.num_stages and
+// stages.layers_per_stage).
+absl::StatusOr<std::vector<StageSpec>> PlanJobStages(const v1::JobConfig& config);
 
 // Command-line overrides of a job config (the binaries' --steps, --stages, --seed); unset
 // fields leave the config alone.

@@ -25,16 +25,13 @@ absl::StatusOr<at::Tensor> Batch(const std::vector<int64_t>& ids, int64_t seq_le
 
 absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(const v1::JobConfig& config,
                                                                    const std::string& device) {
-  std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
-                             config.stages().layers_per_stage().end());
   LocalPipelineOptions options;
   options.model = ToModelOptions(config);
   options.compression = ToCompressionOptions(config);
   options.optimizer = ToOptimizerOptions(config);
   options.seed = config.training().seed();
   options.device = device;
-  RESBM_ASSIGN_OR_RETURN(
-      options.plan, PlanStages(config.model().n_layers(), config.stages().num_stages(), sizes));
+  RESBM_ASSIGN_OR_RETURN(options.plan, PlanJobStages(config));
   RESBM_ASSIGN_OR_RETURN(auto pipeline, LocalPipeline::Create(options));
   return std::unique_ptr<LocalBackend>(new LocalBackend(config, std::move(pipeline)));
 }

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/config/job_config.h"
 #include "common/model/grad_clip.h"
 #include "common/model/stage_plan.h"
 #include "common/status/grpc_status.h"
@@ -66,10 +67,7 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
 }
 
 absl::StatusOr<int64_t> PipelineDriver::Assign() {
-  std::vector<int64_t> sizes(config_.stages().layers_per_stage().begin(),
-                             config_.stages().layers_per_stage().end());
-  RESBM_ASSIGN_OR_RETURN(
-      auto plan, PlanStages(config_.model().n_layers(), config_.stages().num_stages(), sizes));
+  RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config_));
   int64_t parameters = 0;
   for (int64_t s = static_cast<int64_t>(plan.size()) - 1; s >= 0; --s) {
     v1::AssignRequest request;

@@ -38,10 +38,7 @@ absl::StatusOr<std::unique_ptr<StageSession>> StageSession::Create(
     const v1::StageAssignment& assignment, const StageSessionOptions& options) {
   RESBM_RETURN_IF_ERROR(ValidateJobConfig(assignment.config()));
   const auto& config = assignment.config();
-  std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
-                             config.stages().layers_per_stage().end());
-  RESBM_ASSIGN_OR_RETURN(
-      auto plan, PlanStages(config.model().n_layers(), config.stages().num_stages(), sizes));
+  RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config));
   const StageSpec given{assignment.stage_index(), assignment.num_stages(), assignment.first_layer(),
                         assignment.num_layers()};
   if (assignment.stage_index() >= plan.size() || !(plan[assignment.stage_index()] == given)) {
