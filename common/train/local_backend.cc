@@ -2,10 +2,14 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
 #include "common/model/stage_plan.h"
+#include "common/modelio/model_init_check.h"
 #include "common/status/status_macros.h"
+#include "common/train/stage_initializer.h"
 
 namespace resbm {
 namespace {
@@ -23,8 +27,9 @@ absl::StatusOr<at::Tensor> Batch(const std::vector<int64_t>& ids, int64_t seq_le
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(const v1::JobConfig& config,
-                                                                   const std::string& device) {
+absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(
+    const v1::JobConfig& config, const std::string& device, const std::string& checkpoint_dir) {
+  RESBM_RETURN_IF_ERROR(ModelInitCheck::Check(config));
   LocalPipelineOptions options;
   options.model = ToModelOptions(config);
   options.compression = ToCompressionOptions(config);
@@ -33,13 +38,37 @@ absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(const v1::Job
   options.device = device;
   RESBM_ASSIGN_OR_RETURN(options.plan, PlanJobStages(config));
   RESBM_ASSIGN_OR_RETURN(auto pipeline, LocalPipeline::Create(options));
-  return std::unique_ptr<LocalBackend>(new LocalBackend(config, std::move(pipeline)));
+  for (int64_t s = 0; s < pipeline->num_stages(); ++s) {
+    RESBM_RETURN_IF_ERROR(StageInitializer::Apply(config.init(), &pipeline->stage(s)));
+  }
+  return std::unique_ptr<LocalBackend>(
+      new LocalBackend(config, std::move(pipeline), checkpoint_dir));
 }
 
-LocalBackend::LocalBackend(const v1::JobConfig& config, std::unique_ptr<LocalPipeline> pipeline)
+LocalBackend::LocalBackend(const v1::JobConfig& config, std::unique_ptr<LocalPipeline> pipeline,
+                           std::string checkpoint_dir)
     : seq_len_(config.model().seq_len()),
       microbatches_(config.training().microbatches()),
+      checkpoint_dir_(std::move(checkpoint_dir)),
       pipeline_(std::move(pipeline)) {}
+
+absl::StatusOr<std::vector<std::string>> LocalBackend::Checkpoint(int64_t steps_done) {
+  if (checkpoint_dir_.empty()) {
+    return absl::FailedPreconditionError("checkpoint_dir: empty; checkpoints need a directory");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(checkpoint_dir_, error);
+  if (error) {
+    return absl::UnavailableError(
+        absl::StrCat("checkpoint_dir: '", checkpoint_dir_, "': ", error.message()));
+  }
+  std::vector<std::string> files;
+  for (int64_t s = 0; s < pipeline_->num_stages(); ++s) {
+    files.push_back(absl::StrCat(checkpoint_dir_, "/step-", steps_done, "-stage-", s, ".ckpt"));
+    RESBM_RETURN_IF_ERROR(pipeline_->stage(s).SaveCheckpoint(files.back(), steps_done));
+  }
+  return files;
+}
 
 absl::StatusOr<StepStats> LocalBackend::TrainStep(int64_t step, const std::vector<int64_t>& inputs,
                                                   const std::vector<int64_t>& targets) {

@@ -58,8 +58,11 @@ std::string RunSummary::ToJson() const {
                       {"wall_seconds", wall_seconds},
                       {"tokens_per_second", tokens_per_second},
                       {"effective_compression_vs_bf16", EffectiveCompression()},
+                      {"final_checkpoint_step", final_checkpoint_step},
+                      {"final_checkpoint_manifest", final_checkpoint_manifest},
                       {"boundaries", boundaries_json},
                       {"stages", stages_json}};
+  if (initial_val_loss.has_value()) j["initial_val_loss"] = *initial_val_loss;
   return j.dump(2);
 }
 
@@ -83,6 +86,9 @@ absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
     s.unigram_entropy_nats = j.value("unigram_entropy_nats", 0.0);
     s.wall_seconds = j.value("wall_seconds", 0.0);
     s.tokens_per_second = j.value("tokens_per_second", 0.0);
+    s.final_checkpoint_step = j.value("final_checkpoint_step", int64_t{-1});
+    s.final_checkpoint_manifest = j.value("final_checkpoint_manifest", "");
+    if (j.contains("initial_val_loss")) s.initial_val_loss = j["initial_val_loss"].get<double>();
     for (const auto& b : j.value("boundaries", nlohmann::json::array())) {
       BoundarySummary boundary;
       boundary.boundary = b.value("boundary", int64_t{0});

@@ -5,6 +5,7 @@
 #define RESBM_COMMON_TRAIN_RUN_SUMMARY_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,12 @@ struct RunSummary {
   double unigram_entropy_nats = 0.0;  // The corpus baseline the model must beat.
   double wall_seconds = 0.0;
   double tokens_per_second = 0.0;
+  // A run that started from a trained model (config.init): validation loss before step 1.
+  std::optional<double> initial_val_loss;
+  // The checkpoint written after the last step: its step and manifest; -1 and "" when the
+  // backend writes none.
+  int64_t final_checkpoint_step = -1;
+  std::string final_checkpoint_manifest;
   std::vector<BoundarySummary> boundaries;
   std::vector<StageSummary> stages;  // Empty where the backend does not time stages.
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/job_config.h"
+#include "common/modelio/checkpoint_manifest_file.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/train/job_dataset.h"
@@ -67,13 +68,43 @@ absl::StatusOr<double> Trainer::EvaluateValidation() {
   return total / training.eval_batches();
 }
 
+absl::StatusOr<double> Trainer::EvaluateInitialModel(int64_t* recoveries) {
+  while (true) {
+    absl::StatusOr<double> loss = EvaluateValidation();
+    if (loss.ok() || *recoveries >= options_.max_recoveries || !backend_->supports_recovery() ||
+        (options_.stop_requested && options_.stop_requested())) {
+      return loss;
+    }
+    RESBM_ASSIGN_OR_RETURN(const int64_t resumed, backend_->Recover(loss.status()));
+    ++*recoveries;
+    if (options_.hooks.on_recovery) options_.hooks.on_recovery(loss.status(), resumed);
+  }
+}
+
+absl::Status Trainer::WriteFinalManifest(int64_t step,
+                                         const std::vector<std::string>& stage_files) const {
+  if (options_.final_manifest_path.empty()) return absl::OkStatus();
+  v1::CheckpointManifest manifest;
+  manifest.set_format_version(CheckpointManifestFile::kFormatVersion);
+  manifest.set_job_id(options_.job_id);
+  manifest.set_step(static_cast<uint64_t>(step));
+  *manifest.mutable_config() = options_.config;
+  const auto dir = std::filesystem::path(options_.final_manifest_path).parent_path();
+  for (const std::string& file : stage_files) {
+    const std::filesystem::path path(file);
+    manifest.add_stage_files(path.parent_path() == dir ? path.filename().string() : file);
+  }
+  return CheckpointManifestFile::Write(options_.final_manifest_path, manifest);
+}
+
 absl::StatusOr<RunSummary> Trainer::Run() {
   const v1::JobConfig& config = options_.config;
   const auto& training = config.training();
   const int64_t steps = training.steps();
   const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
 
-  for (const std::string& path : {options_.loss_csv_path, options_.summary_json_path}) {
+  for (const std::string& path :
+       {options_.loss_csv_path, options_.summary_json_path, options_.final_manifest_path}) {
     const auto parent = std::filesystem::path(path).parent_path();
     std::error_code error;
     if (!parent.empty()) std::filesystem::create_directories(parent, error);
@@ -99,6 +130,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   const int64_t checkpoint_every =
       backend_->supports_recovery() ? int64_t{training.checkpoint_every()} : 0;
   int64_t step = 0;
+  std::vector<std::string> stage_files;  // Of the last checkpoint written.
   double seconds_before = 0.0;  // Run time of the steps a resumed run starts after.
   if (options_.resume.has_value()) {
     const TrainerResume& resume = *options_.resume;
@@ -117,8 +149,19 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     }
     if (!records.empty()) seconds_before = records.back().seconds;
   } else if (checkpoint_every > 0) {
-    RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0));
+    RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0).status());
     if (options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(0);
+  }
+  std::optional<double> initial_val_loss;
+  if (!options_.resume.has_value() &&
+      config.init().source_case() != v1::InitConfig::SOURCE_NOT_SET) {
+    RESBM_ASSIGN_OR_RETURN(initial_val_loss, EvaluateInitialModel(&recoveries));
+    if (options_.hooks.on_initial_eval) options_.hooks.on_initial_eval(*initial_val_loss);
+    if (options_.progress != nullptr) {
+      std::fprintf(options_.progress, "initial val loss %.4f (the model the run starts from)\n",
+                   *initial_val_loss);
+      std::fflush(options_.progress);
+    }
   }
   const int64_t first_step = step;
   if (progress) progress->set_start_step(first_step);
@@ -149,8 +192,15 @@ absl::StatusOr<RunSummary> Trainer::Run() {
       status = evaluated.status();
       if (evaluated.ok()) step_val_loss = *evaluated;
     }
-    const bool checkpoint_now = checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last;
-    if (status.ok() && checkpoint_now) status = backend_->Checkpoint(step + 1);
+    // Every run ends with a complete checkpoint: the trained model, whatever checkpoint_every.
+    const bool final_checkpoint = last && backend_->supports_checkpoints();
+    const bool checkpoint_now =
+        final_checkpoint || (checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last);
+    if (status.ok() && checkpoint_now) {
+      absl::StatusOr<std::vector<std::string>> files = backend_->Checkpoint(step + 1);
+      status = files.status();
+      if (files.ok()) stage_files = *std::move(files);
+    }
     if (!status.ok()) {
       if (recoveries >= options_.max_recoveries) return status;
       // Failing again on the same data and weights is the likely outcome: the job's policy
@@ -186,6 +236,13 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     records.push_back(record);
     if (options_.hooks.on_step) options_.hooks.on_step(record);
     if (checkpoint_now && options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(step + 1);
+    if (final_checkpoint) {
+      // Not a worker's fault when it fails: no recovery would help.
+      RESBM_RETURN_IF_ERROR(WriteFinalManifest(step + 1, stage_files));
+      if (options_.hooks.on_final_checkpoint) {
+        options_.hooks.on_final_checkpoint(step + 1, options_.final_manifest_path);
+      }
+    }
     if (progress) {
       const double tokens_this_run = static_cast<double>((step + 1 - first_step) * tokens_per_step);
       progress->Update(step + 1, stats->loss, val_loss, tokens_this_run / seconds, seconds,
@@ -194,6 +251,15 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     ++step;
   }
   if (progress) progress->Finish();
+  if (stopped.ok() && first_step == steps && backend_->supports_checkpoints()) {
+    // Resumed after the final checkpoint (the coordinator restarted before it recorded the
+    // end): the restored weights are the final ones; write them and the manifest again.
+    RESBM_ASSIGN_OR_RETURN(stage_files, backend_->Checkpoint(steps));
+    RESBM_RETURN_IF_ERROR(WriteFinalManifest(steps, stage_files));
+    if (options_.hooks.on_final_checkpoint) {
+      options_.hooks.on_final_checkpoint(steps, options_.final_manifest_path);
+    }
+  }
   if (!options_.loss_csv_path.empty()) {
     std::ofstream csv(options_.loss_csv_path, std::ios::trunc);
     csv << StepRecordsToCsv(records);
@@ -220,6 +286,11 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     summary.final_train_loss += records[i].train_loss / static_cast<double>(tail);
   }
   summary.final_val_loss = val_loss;
+  summary.initial_val_loss = initial_val_loss;
+  if (backend_->supports_checkpoints()) {
+    summary.final_checkpoint_step = steps;
+    summary.final_checkpoint_manifest = options_.final_manifest_path;
+  }
   summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
   summary.wall_seconds = seconds_before + elapsed();
   summary.tokens_per_second = summary.tokens / summary.wall_seconds;

@@ -47,6 +47,11 @@ struct TrainerHooks {
   std::function<void(int64_t step)> on_checkpoint;
   // The run recovered from `failure` and replays the steps after `step`.
   std::function<void(const absl::Status& failure, int64_t step)> on_recovery;
+  // A run that starts from a trained model evaluated it before its first step.
+  std::function<void(double val_loss)> on_initial_eval;
+  // The checkpoint after the last step is complete (on_checkpoint came first) and its
+  // manifest, if the options name one, is written.
+  std::function<void(int64_t step, const std::string& manifest_path)> on_final_checkpoint;
 };
 
 struct TrainerOptions {
@@ -66,6 +71,12 @@ struct TrainerOptions {
   TrainerHooks hooks;
   // Start from a checkpoint instead of step 0 (the backend must support recovery).
   std::optional<TrainerResume> resume;
+  // Where the CheckpointManifest of the checkpoint after the last step goes (the backend
+  // writes one when it supports checkpoints); empty: none. Stage files in its directory are
+  // named relative to it, so the directory can move.
+  std::string final_manifest_path;
+  // The job the manifest names.
+  std::string job_id = "resbm-train";
 };
 
 // "step,tokens,train_loss,val_loss,grad_norm,seconds" rows.
@@ -88,6 +99,11 @@ class Trainer {
  private:
   Trainer(const TrainerOptions& options, TokenDataset dataset,
           std::unique_ptr<TrainingBackend> backend);
+  // The validation loss of the model the run starts from, recovering (from the step-0
+  // checkpoint) as a failed step would.
+  absl::StatusOr<double> EvaluateInitialModel(int64_t* recoveries);
+  // Writes the manifest of the final checkpoint (`stage_files` after `step` steps).
+  absl::Status WriteFinalManifest(int64_t step, const std::vector<std::string>& stage_files) const;
 
   TrainerOptions options_;
   TokenDataset dataset_;

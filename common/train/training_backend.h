@@ -6,6 +6,7 @@
 #define RESBM_COMMON_TRAIN_TRAINING_BACKEND_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,12 +50,15 @@ class TrainingBackend {
   // the whole run (0, 1, 2, ...).
   virtual absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                           const std::vector<int64_t>& targets) = 0;
-  // Whether Checkpoint and Recover do anything (the single-process backend has nothing to
-  // recover from: its process is the job).
+  // Whether Recover does anything (the single-process backend has nothing to recover from:
+  // its process is the job).
   virtual bool supports_recovery() const { return false; }
-  // Writes a checkpoint of every stage after `steps_done` optimizer steps; it becomes the one
-  // Recover restores once every stage has written it. Unimplemented by default.
-  virtual absl::Status Checkpoint(int64_t steps_done);
+  // Whether Checkpoint does anything. A backend that recovers checkpoints.
+  virtual bool supports_checkpoints() const { return supports_recovery(); }
+  // Writes a checkpoint of every stage after `steps_done` optimizer steps and returns its
+  // files, one per stage; it becomes the one Recover restores once every stage has written
+  // it. Unimplemented by default.
+  virtual absl::StatusOr<std::vector<std::string>> Checkpoint(int64_t steps_done);
   // After a failed step or evaluation: brings the pipeline back (e.g. on replacement workers)
   // from the last complete checkpoint and returns its step, from which the loop replays the
   // same batches. By default nothing can be recovered: returns `failure`.
@@ -70,7 +74,7 @@ class TrainingBackend {
   virtual int64_t num_stages() const = 0;
 };
 
-inline absl::Status TrainingBackend::Checkpoint(int64_t steps_done) {
+inline absl::StatusOr<std::vector<std::string>> TrainingBackend::Checkpoint(int64_t steps_done) {
   return absl::UnimplementedError("this backend does not write checkpoints");
 }
 

@@ -96,6 +96,7 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   backend_options.on_assigned = run.on_assigned;
   backend_options.metrics = &metrics_;
   backend_options.credentials = options_.security.ChannelCredentials();
+  backend_options.resuming = run.resume.has_value();
   const absl::Duration worker_wait = options_.worker_wait;
   backend_options.find_workers =
       [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<StageEndpoint>> {
@@ -153,6 +154,8 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   trainer_options.stop_requested = run.stop_requested;
   trainer_options.hooks = run.hooks;
   trainer_options.resume = run.resume;
+  trainer_options.job_id = job_id;
+  trainer_options.final_manifest_path = FinalManifestPath(options_.checkpoint_dir, job_id);
   RESBM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(trainer_options, std::move(*backend)));
   return trainer->Run();
 }

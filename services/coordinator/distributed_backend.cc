@@ -14,6 +14,10 @@ std::string CheckpointPath(const std::string& checkpoint_dir, const std::string&
   return absl::StrCat(checkpoint_dir, "/", job_id, "-step-", steps_done, "-stage-", stage, ".ckpt");
 }
 
+std::string FinalManifestPath(const std::string& checkpoint_dir, const std::string& job_id) {
+  return absl::StrCat(checkpoint_dir, "/", job_id, "-final.json");
+}
+
 absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
     const DistributedBackendOptions& options) {
   std::unique_ptr<DistributedBackend> backend(new DistributedBackend(options));
@@ -34,8 +38,10 @@ DistributedBackend::~DistributedBackend() {
 absl::Status DistributedBackend::Build() {
   RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_stages_));
   workers.resize(num_stages_);
-  RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, options_.config,
-                                                             workers, options_.credentials));
+  v1::JobConfig config = options_.config;
+  if (checkpoint_step_ >= 0 || options_.resuming) config.clear_init();
+  RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, config, workers,
+                                                             options_.credentials));
   driver->set_step_timeout(options_.step_timeout);
   RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
   driver_ = std::move(driver);
@@ -84,7 +90,7 @@ absl::StatusOr<double> DistributedBackend::Evaluate(int64_t round,
   return driver_->Evaluate(round, inputs, targets);
 }
 
-absl::Status DistributedBackend::Checkpoint(int64_t steps_done) {
+absl::StatusOr<std::vector<std::string>> DistributedBackend::Checkpoint(int64_t steps_done) {
   if (options_.checkpoint_dir.empty()) {
     return absl::FailedPreconditionError("checkpoint_dir: empty; checkpoints need a directory");
   }
@@ -105,8 +111,8 @@ absl::Status DistributedBackend::Checkpoint(int64_t steps_done) {
   for (const auto& old : previous_checkpoint_paths_) std::filesystem::remove(old, error);
   previous_checkpoint_paths_ = std::move(checkpoint_paths_);
   checkpoint_step_ = steps_done;
-  checkpoint_paths_ = std::move(paths);
-  return absl::OkStatus();
+  checkpoint_paths_ = paths;
+  return paths;
 }
 
 absl::StatusOr<int64_t> DistributedBackend::Recover(const absl::Status& failure) {

@@ -39,11 +39,17 @@ struct DistributedBackendOptions {
   CoordinatorMetrics* metrics = nullptr;
   // Of the channels to the workers (TLS with the coordinator's certificate); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // The stages are restored from a checkpoint of this job right away (a resumed run): the
+  // workers need not read config.init's source again.
+  bool resuming = false;
 };
 
 // The checkpoint file of `stage` after `steps_done` steps of job `job_id`.
 std::string CheckpointPath(const std::string& checkpoint_dir, const std::string& job_id,
                            int64_t steps_done, int64_t stage);
+
+// The CheckpointManifest of job `job_id`'s final checkpoint, next to its stage files.
+std::string FinalManifestPath(const std::string& checkpoint_dir, const std::string& job_id);
 
 class DistributedBackend : public TrainingBackend {
  public:
@@ -58,7 +64,7 @@ class DistributedBackend : public TrainingBackend {
   absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                   const std::vector<int64_t>& targets) override;
   bool supports_recovery() const override { return true; }
-  absl::Status Checkpoint(int64_t steps_done) override;
+  absl::StatusOr<std::vector<std::string>> Checkpoint(int64_t steps_done) override;
   absl::StatusOr<int64_t> Recover(const absl::Status& failure) override;
   absl::Status Restore(int64_t steps_done) override;
   std::vector<BoundaryTraffic> Traffic() const override { return traffic_; }
@@ -70,7 +76,9 @@ class DistributedBackend : public TrainingBackend {
 
  private:
   explicit DistributedBackend(const DistributedBackendOptions& options);
-  // Finds workers and assigns every stage on them (replacing the driver).
+  // Finds workers and assigns every stage on them (replacing the driver). Once a checkpoint
+  // of the job exists the stages are assigned without config.init: they restore that
+  // checkpoint instead, even if the init source has gone since.
   absl::Status Build();
   // Rebuilds and restores the last complete checkpoint until it works or time runs out.
   absl::StatusOr<int64_t> RebuildFromCheckpoint(const absl::Status& failure);

@@ -4,7 +4,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/config/job_config.h"
+#include "common/modelio/model_init_check.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
@@ -44,6 +46,26 @@ absl::Status CheckDataFiles(const v1::JobConfig& config) {
                                   data.token_shards().val_paths(i)));
     }
   }
+  return absl::OkStatus();
+}
+
+// init.from_job names a job of this coordinator: it becomes that job's final checkpoint.
+absl::Status ResolveFromJob(JobStore& store, v1::JobConfig* config) {
+  v1::InitConfig* init = config->mutable_init();
+  if (!init->has_from_job()) return absl::OkStatus();
+  const std::string parent_id = init->from_job();
+  absl::StatusOr<v1::Job> parent = store.Get(parent_id);
+  if (!parent.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("init.from_job: '", parent_id, "' is not a job of this coordinator"));
+  }
+  if (parent->state() != v1::JOB_STATE_SUCCEEDED || !parent->has_final_checkpoint_step()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "init.from_job: '", parent_id, "' is ", v1::JobState_Name(parent->state()),
+        " without a final checkpoint; expected a SUCCEEDED job (or use init.from_checkpoint "
+        "or init.from_model with what resbmctl export wrote)"));
+  }
+  init->set_from_checkpoint(parent->final_checkpoint_manifest());
   return absl::OkStatus();
 }
 
@@ -88,6 +110,9 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config) {
   ApplyJobConfigDefaults(&config);
   RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
   RESBM_RETURN_IF_ERROR(CheckDataFiles(config));
+  RESBM_RETURN_IF_ERROR(ResolveFromJob(*store_, &config));
+  // Shapes and files of the source, before anything is stored (headers only: quick).
+  RESBM_RETURN_IF_ERROR(ModelInitCheck::Check(config));
   v1::Job job;
   *job.mutable_config() = std::move(config);
   job.set_state(v1::JOB_STATE_QUEUED);
@@ -303,6 +328,17 @@ void JobManager::RunOne(v1::Job job) {
     p->set_step(step);
     Publish(job, v1::JOB_EVENT_KIND_RECOVERY,
             absl::StrCat("recovered from '", failure.message(), "': resuming after step ", step));
+  };
+  run.hooks.on_initial_eval = [&](double val_loss) {
+    job.mutable_progress()->set_initial_val_loss(val_loss);
+    Publish(job, v1::JOB_EVENT_KIND_STEP,
+            absl::StrCat("initial val loss ", absl::StrFormat("%.4f", val_loss)));
+  };
+  run.hooks.on_final_checkpoint = [&](int64_t step, const std::string& manifest) {
+    job.set_final_checkpoint_step(static_cast<uint64_t>(step));
+    job.set_final_checkpoint_manifest(manifest);
+    Publish(job, v1::JOB_EVENT_KIND_CHECKPOINT,
+            absl::StrCat("final checkpoint after step ", step, ": ", manifest));
   };
   run.on_assigned = [&](const std::vector<std::string>& addresses) {
     job.clear_stage_addresses();

@@ -59,7 +59,8 @@ class JobManager {
   JobManager& operator=(const JobManager&) = delete;
 
   // Applies the defaults, validates (INVALID_ARGUMENT naming field, value and expectation;
-  // nothing is stored then) and queues the job.
+  // nothing is stored then), resolves init.from_job to that job's final checkpoint, checks the
+  // init source against the model (ModelInitCheck) and queues the job.
   absl::StatusOr<v1::Job> Submit(v1::JobConfig config);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   absl::StatusOr<std::vector<v1::Job>> List();

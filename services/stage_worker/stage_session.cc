@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
+#include "common/train/stage_initializer.h"
 #include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
 #include "common/status/non_finite.h"
@@ -59,6 +60,9 @@ absl::StatusOr<std::unique_ptr<StageSession>> StageSession::Create(
   runner_options.seed = config.training().seed();
   runner_options.device = options.device;
   RESBM_ASSIGN_OR_RETURN(auto runner, StageRunner::Create(runner_options));
+  // A fine-tune's first assignment: the trained weights (the coordinator leaves init out of
+  // later ones, which restore the job's own checkpoints).
+  RESBM_RETURN_IF_ERROR(StageInitializer::Apply(config.init(), runner.get()));
   RESBM_ASSIGN_OR_RETURN(auto transfer, WireTransfer::Create(runner->device()));
   std::unique_ptr<StageSession> session(
       new StageSession(assignment, options, std::move(runner), std::move(transfer)));

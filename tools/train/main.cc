@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   std::thread([] { stop_signal = resbm::WaitForShutdownSignal(); }).detach();
   resbm::JobFlags job;
   std::string device = "cpu";
+  std::string checkpoint_dir = "out/checkpoint";
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
   resbm::FlagParser flags("resbm-train",
                           "Trains a ResBM model in one process from a job config (JSON or "
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
   job.Register(&flags);
   flags.AddString("device", &device, "LibTorch device: cpu, cuda, cuda:N");
   flags.AddInt("threads", &threads, "intra-op CPU threads");
+  flags.AddString("checkpoint-dir", &checkpoint_dir,
+                  "where the final checkpoint goes (every stage's file and manifest.json, what "
+                  "resbmctl export --checkpoint and init.from_checkpoint take); empty: none");
   if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
   if (flags.help_requested()) {
     std::printf("%s", flags.Usage().c_str());
@@ -54,6 +58,7 @@ int main(int argc, char** argv) {
   options.stop_requested = [] { return stop_signal.load() != 0; };
   options.summary_json_path = job.summary_json;
   options.loss_csv_path = job.loss_csv;
+  if (!checkpoint_dir.empty()) options.final_manifest_path = checkpoint_dir + "/manifest.json";
 
   const auto& c = options.config;
   const resbm::CompressionOptions compression = resbm::ToCompressionOptions(c);
@@ -67,7 +72,7 @@ int main(int argc, char** argv) {
       c.training().batch_size(), static_cast<long long>(threads));
   std::fflush(stdout);
 
-  auto backend = resbm::LocalBackend::Create(options.config, device);
+  auto backend = resbm::LocalBackend::Create(options.config, device, checkpoint_dir);
   if (!backend.ok()) return Fail(backend.status());
   auto trainer = resbm::Trainer::Create(options, std::move(*backend));
   if (!trainer.ok()) return Fail(trainer.status());
@@ -80,5 +85,9 @@ int main(int argc, char** argv) {
   if (!summary.ok()) return Fail(summary.status());
   std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
               job.summary_json.c_str(), job.loss_csv.c_str());
+  if (!options.final_manifest_path.empty()) {
+    std::printf("final checkpoint: %s (resbmctl export --checkpoint %s --out DIR)\n",
+                options.final_manifest_path.c_str(), checkpoint_dir.c_str());
+  }
   return 0;
 }

@@ -146,6 +146,15 @@ std::vector<BadJsonRow> BadJsonRows() {
        "data.token_shards.train_paths", "empty"},
       {"TokenShardsWithoutValPaths", R"({"data": {"token_shards": {"train_paths": ["t.bin"]}}})",
        "data.token_shards.val_paths", "empty"},
+      // Init.
+      {"EmptyInitModelPath", R"({"init": {"from_model": ""}})", "init.from_model", "\"\""},
+      {"EmptyInitJob", R"({"init": {"from_job": ""}})", "init.from_job", "job id"},
+      {"TwoInitSources", R"({"init": {"from_model": "m", "from_job": "job-1"}})", "init",
+       "oneof"},
+      {"CarryWithoutSource", R"({"init": {"carry_optimizer_state": true}})",
+       "init.carry_optimizer_state", "no init source"},
+      {"CarryFromAnExport", R"({"init": {"from_model": "m", "carry_optimizer_state": true}})",
+       "init.carry_optimizer_state", "an exported model has no optimizer state"},
   };
 }
 

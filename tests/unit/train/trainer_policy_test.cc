@@ -36,9 +36,9 @@ class ScriptedBackend : public TrainingBackend {
     return 1.0;
   }
   bool supports_recovery() const override { return true; }
-  absl::Status Checkpoint(int64_t steps_done) override {
+  absl::StatusOr<std::vector<std::string>> Checkpoint(int64_t steps_done) override {
     checkpoint_ = steps_done;
-    return absl::OkStatus();
+    return std::vector<std::string>(2, "/nonexistent/" + std::to_string(steps_done));
   }
   absl::StatusOr<int64_t> Recover(const absl::Status&) override {
     ++recovered_;
