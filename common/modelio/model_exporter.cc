@@ -73,8 +73,9 @@ std::string ModelExporter::ConfigJson(const v1::JobConfig& config, const std::st
       {"num_key_value_heads", m.n_heads()},
       {"head_dim", m.d_model() / m.n_heads()},
       {"max_position_embeddings", m.seq_len()},
-      {"rms_norm_eps", static_cast<double>(m.norm_eps())},
-      {"rope_theta", static_cast<double>(m.rope_theta())},
+      // As the model computes with them (the float's shortest decimal, 1e-05 not 9.99e-06).
+      {"rms_norm_eps", ToModelOptions(config).norm_eps},
+      {"rope_theta", ToModelOptions(config).rope_theta},
       {"hidden_act", "silu"},
       {"attention_bias", false},
       {"mlp_bias", false},

@@ -5,8 +5,11 @@
 
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/modelio/checkpoint_manifest_file.h"
+#include "common/modelio/model_source.h"
 #include "common/status/status_macros.h"
 #include "common/train/trainer.h"
 #include "common/transport/grpc_settings.h"
@@ -29,9 +32,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       c->jobs_,
       JobManager::Open(
           options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_));
-  c->job_service_ = std::make_unique<JobService>(c->jobs_.get(), &c->registry_,
-                                                 options.tokens ? &*c->options_.tokens : nullptr,
-                                                 &c->limiter_, options.max_queued_jobs);
+  c->job_service_ = std::make_unique<JobService>(
+      c->jobs_.get(), &c->registry_, options.tokens ? &*c->options_.tokens : nullptr,
+      &c->limiter_, options.max_queued_jobs,
+      [c](const std::string& job_id) { return c->ExportJob(job_id); });
   grpc::ServerBuilder builder;
   // Workers present certificates (the Control service insists), users bearer tokens.
   builder.AddListeningPort(
@@ -160,9 +164,85 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   return trainer->Run();
 }
 
+absl::StatusOr<std::string> Coordinator::ExportManifest(const v1::Job& job) {
+  if (job.has_final_checkpoint_step()) return job.final_checkpoint_manifest();
+  if (!job.progress().has_checkpoint_step()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job_id: ", job.job_id(), " ended (", v1::JobState_Name(job.state()),
+                     ") before its first complete checkpoint; nothing to export"));
+  }
+  // A failed or cancelled job: its last complete checkpoint, described by a manifest of its
+  // own beside the stage files.
+  const int64_t step = static_cast<int64_t>(job.progress().checkpoint_step());
+  v1::CheckpointManifest manifest;
+  manifest.set_format_version(CheckpointManifestFile::kFormatVersion);
+  manifest.set_job_id(job.job_id());
+  manifest.set_step(static_cast<uint64_t>(step));
+  *manifest.mutable_config() = job.config();
+  for (uint32_t s = 0; s < job.config().stages().num_stages(); ++s) {
+    manifest.add_stage_files(std::filesystem::path(CheckpointPath(options_.checkpoint_dir,
+                                                                  job.job_id(), step, s))
+                                 .filename()
+                                 .string());
+  }
+  const std::string path =
+      absl::StrCat(options_.checkpoint_dir, "/", job.job_id(), "-step-", step, ".json");
+  RESBM_RETURN_IF_ERROR(CheckpointManifestFile::Write(path, manifest));
+  return path;
+}
+
+absl::StatusOr<ExportResult> Coordinator::ExportJob(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&export_count_mu_);
+    if (exports_closed_) return absl::UnavailableError("coordinator: shutting down");
+    ++exports_running_;
+  }
+  auto done = absl::MakeCleanup([this] {
+    absl::MutexLock lock(&export_count_mu_);
+    --exports_running_;
+  });
+  RESBM_ASSIGN_OR_RETURN(const v1::Job job, jobs_->Get(job_id));
+  if (job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat("job_id: ", job_id, " is ",
+                                                      v1::JobState_Name(job.state()),
+                                                      "; its model can be exported once it ends"));
+  }
+  absl::MutexLock lock(&export_mu_);  // One stitching at a time; the next reuses its result.
+  RESBM_ASSIGN_OR_RETURN(const std::string manifest, ExportManifest(job));
+  const std::string dir = job.output_dir() + "/model";
+  const int64_t step = job.has_final_checkpoint_step()
+                           ? static_cast<int64_t>(job.final_checkpoint_step())
+                           : static_cast<int64_t>(job.progress().checkpoint_step());
+  if (auto existing = ModelSource::OpenModel(dir); existing.ok() && (*existing)->step() == step) {
+    std::error_code error;
+    ExportResult result;
+    result.dir = dir;
+    result.step = step;
+    result.tensors = static_cast<int64_t>((*existing)->shapes().size());
+    for (const NamedShape& shape : (*existing)->shapes()) {
+      int64_t n = 1;
+      for (int64_t d : shape.shape) n *= d;
+      result.parameters += n;
+    }
+    for (const char* name : {ModelExporter::kModelFile, ModelExporter::kConfigFile}) {
+      result.files.emplace_back(
+          name, static_cast<int64_t>(std::filesystem::file_size(dir + "/" + name, error)));
+    }
+    if (!error) return result;
+  }
+  return ModelExporter::Export(manifest, dir);
+}
+
 void Coordinator::Shutdown(absl::Time deadline) {
   if (shut_down_) return;
   shut_down_ = true;
+  {
+    // Exports call into this object from their own threads: let them end first.
+    absl::MutexLock lock(&export_count_mu_);
+    exports_closed_ = true;
+    export_count_mu_.Await(absl::Condition(
+        +[](int64_t* running) { return *running == 0; }, &exports_running_));
+  }
   if (jobs_) jobs_->Shutdown();
   metrics_server_.reset();
   if (server_ == nullptr) return;

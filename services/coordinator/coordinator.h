@@ -14,8 +14,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/metrics/metrics_server.h"
+#include "common/modelio/model_exporter.h"
 #include "common/train/run_summary.h"
 #include "common/transport/bearer_tokens.h"
 #include "common/transport/transport_security.h"
@@ -81,6 +83,12 @@ class Coordinator {
   explicit Coordinator(const CoordinatorOptions& options);
   // The JobRunner: one run of one job on the registered workers.
   absl::StatusOr<RunSummary> RunJob(const JobRun& run);
+  // ExportModel's work: an ended job's final (or last complete) checkpoint stitched into
+  // its output_dir/model, reused when already there for that step. One at a time.
+  absl::StatusOr<ExportResult> ExportJob(const std::string& job_id);
+  // The manifest of `job`'s checkpoint to export, writing one for the last complete
+  // checkpoint of a job that did not succeed.
+  absl::StatusOr<std::string> ExportManifest(const v1::Job& job);
   // Before a scrape: jobs by state, workers by health.
   void RefreshMetrics();
 
@@ -95,6 +103,11 @@ class Coordinator {
   std::unique_ptr<MetricsServer> metrics_server_;
   int port_ = 0;
   bool shut_down_ = false;
+  // Exports in progress: Shutdown waits for them (their threads call into this object).
+  absl::Mutex export_mu_;
+  absl::Mutex export_count_mu_;
+  int64_t exports_running_ ABSL_GUARDED_BY(export_count_mu_) = 0;
+  bool exports_closed_ ABSL_GUARDED_BY(export_count_mu_) = false;
 };
 
 }  // namespace resbm

@@ -19,10 +19,11 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::Sta
   return reactor;
 }
 
-// Ends a WatchJob call that was refused before it started.
-class RefusedWatch final : public grpc::ServerWriteReactor<v1::JobEvent> {
+// Ends a server-streaming call that was refused before it started.
+template <typename Message>
+class RefusedStream final : public grpc::ServerWriteReactor<Message> {
  public:
-  explicit RefusedWatch(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  explicit RefusedStream(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
   void OnDone() override { delete this; }
 };
 
@@ -34,12 +35,14 @@ absl::Status CheckJobId(const std::string& job_id) {
 }  // namespace
 
 JobService::JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens,
-                       SubmissionLimiter* limiter, int64_t max_queued_jobs)
+                       SubmissionLimiter* limiter, int64_t max_queued_jobs,
+                       ModelExportFn export_model)
     : manager_(manager),
       registry_(registry),
       tokens_(tokens),
       limiter_(limiter),
-      max_queued_jobs_(max_queued_jobs) {}
+      max_queued_jobs_(max_queued_jobs),
+      export_model_(std::move(export_model)) {}
 
 absl::StatusOr<std::string> JobService::Authenticate(
     const grpc::CallbackServerContext& context) const {
@@ -107,7 +110,9 @@ grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* con
 
 grpc::ServerWriteReactor<v1::JobEvent>* JobService::WatchJob(grpc::CallbackServerContext* context,
                                                              const v1::WatchJobRequest* request) {
-  if (auto user = Authenticate(*context); !user.ok()) return new RefusedWatch(user.status());
+  if (auto user = Authenticate(*context); !user.ok()) {
+    return new RefusedStream<v1::JobEvent>(user.status());
+  }
   return WatchJobReactor::Start(manager_, request->job_id());
 }
 
@@ -143,6 +148,23 @@ grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerConte
     }
   }
   return Answer(context, absl::StatusOr<v1::ClusterStatus>(std::move(status)), response);
+}
+
+grpc::ServerWriteReactor<v1::ExportModelChunk>* JobService::ExportModel(
+    grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) {
+  using Refused = RefusedStream<v1::ExportModelChunk>;
+  if (auto user = Authenticate(*context); !user.ok()) return new Refused(user.status());
+  if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
+    return new Refused(status);
+  }
+  if (!export_model_) return new Refused(absl::UnimplementedError("export: not configured"));
+  if (exports_->fetch_add(1) >= kMaxExports) {
+    exports_->fetch_sub(1);
+    return new Refused(absl::ResourceExhaustedError(
+        absl::StrCat("export: ", kMaxExports, " exports running; retry when one ends")));
+  }
+  return ExportModelReactor::Start(export_model_, request->job_id(),
+                                   [exports = exports_] { exports->fetch_sub(1); });
 }
 
 }  // namespace resbm

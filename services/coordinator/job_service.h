@@ -4,9 +4,13 @@
 #ifndef RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_
 #define RESBM_SERVICES_COORDINATOR_JOB_SERVICE_H_
 
+#include <atomic>
+#include <memory>
+
 #include "absl/status/status.h"
 #include "common/transport/bearer_tokens.h"
 #include "resbm/v1/job_service.grpc.pb.h"
+#include "services/coordinator/export_model_reactor.h"
 #include "services/coordinator/job_manager.h"
 #include "services/coordinator/submission_limiter.h"
 #include "services/coordinator/worker_registry.h"
@@ -19,8 +23,13 @@ class JobService final : public v1::JobService::CallbackService {
   // every call must carry one of them ("authorization: Bearer <token>"), else UNAUTHENTICATED.
   // Submissions past `limiter` (may be null: unlimited) or while `max_queued_jobs` (0: no
   // limit) wait are RESOURCE_EXHAUSTED.
+  // `export_model` (may be empty: ExportModel is UNIMPLEMENTED) runs on an export's own
+  // thread; at most kMaxExports run at once, more are RESOURCE_EXHAUSTED.
   JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens = nullptr,
-             SubmissionLimiter* limiter = nullptr, int64_t max_queued_jobs = 0);
+             SubmissionLimiter* limiter = nullptr, int64_t max_queued_jobs = 0,
+             ModelExportFn export_model = nullptr);
+
+  static constexpr int kMaxExports = 4;
 
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,
@@ -38,6 +47,8 @@ class JobService final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* GetClusterStatus(grpc::CallbackServerContext* context,
                                              const v1::GetClusterStatusRequest* request,
                                              v1::ClusterStatus* response) override;
+  grpc::ServerWriteReactor<v1::ExportModelChunk>* ExportModel(
+      grpc::CallbackServerContext* context, const v1::ExportModelRequest* request) override;
 
  private:
   // The caller's user name ("" for an open API), or UNAUTHENTICATED.
@@ -48,6 +59,10 @@ class JobService final : public v1::JobService::CallbackService {
   const BearerTokens* tokens_;
   SubmissionLimiter* limiter_;
   int64_t max_queued_jobs_;
+  ModelExportFn export_model_;
+  // Exports streaming now; each reactor gives its place back when done (possibly after the
+  // service is gone: hence shared).
+  std::shared_ptr<std::atomic<int>> exports_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace resbm

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
+#include "common/modelio/model_exporter.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
 #include "common/transport/transport_security.h"
@@ -96,8 +97,15 @@ struct ApiCommand {
     if (max_args > 0) flags.AcceptPositional(&args, max_args, args_usage);
   }
 
-  // Parses; returns -1 to go on, else the exit code (help printed, or bad usage).
+  // Parses and connects; returns -1 to go on, else the exit code (help printed, or bad
+  // usage).
   int Parse(int argc, char** argv, int required_args) {
+    if (int code = ParseFlags(argc, argv, required_args); code >= 0) return code;
+    return Connect();
+  }
+
+  // Parse without connecting (for commands that may not need the coordinator).
+  int ParseFlags(int argc, char** argv, int required_args) {
     if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(name, status);
     if (flags.help_requested()) {
       std::printf("%s", flags.Usage().c_str());
@@ -108,6 +116,10 @@ struct ApiCommand {
                    flags.Usage().c_str());
       return 2;
     }
+    return -1;
+  }
+
+  int Connect() {
     auto loaded = TransportSecurity::Load(security, /*server=*/false);
     if (!loaded.ok()) return Fail(name, loaded.status());
     client_ = std::make_unique<JobClient>(coordinator, absl::Seconds(15),
@@ -223,6 +235,59 @@ int Cluster(int argc, char** argv) {
   return 0;
 }
 
+std::string DescribeExport(const v1::ExportInfo& info, const std::string& dir) {
+  std::string text = absl::StrCat("exported ", info.job_id().empty() ? "" : info.job_id() + " ",
+                                  "after step ", info.step(), ": ", info.tensors(), " tensors, ",
+                                  info.parameters(), " parameters\n");
+  for (const auto& file : info.files()) {
+    absl::StrAppend(&text, "  ", dir, "/", file.name(), "  ", file.size(), " bytes\n");
+  }
+  return text;
+}
+
+int Export(int argc, char** argv) {
+  ApiCommand command("export",
+                     "Writes a trained model as DIR/model.safetensors and DIR/config.json: an "
+                     "ended job's (through the job API: its final checkpoint, or the last "
+                     "complete one of a job that failed), or a checkpoint's on this machine "
+                     "(--checkpoint, e.g. what resbm-train wrote).",
+                     1, "[JOB_ID]");
+  std::string out, checkpoint;
+  command.flags.AddString("out", &out, "directory to write the model into (required)");
+  command.flags.AddString("checkpoint", &checkpoint,
+                          "a checkpoint manifest or its directory (resbm-train --checkpoint-dir): "
+                          "export it here, without a coordinator");
+  if (int code = command.ParseFlags(argc, argv, 0); code >= 0) return code;
+  if (out.empty()) return Fail(command.name, absl::InvalidArgumentError("--out: required"));
+  if (command.args.empty() == checkpoint.empty()) {
+    return Fail(command.name, absl::InvalidArgumentError(
+                                  "expected either JOB_ID (through the coordinator) or "
+                                  "--checkpoint MANIFEST (on this machine), not both"));
+  }
+  v1::ExportInfo info;
+  if (!checkpoint.empty()) {
+    auto result = ModelExporter::Export(checkpoint, out);
+    if (!result.ok()) return Fail(command.name, result.status());
+    info.set_step(static_cast<uint64_t>(result->step));
+    info.set_tensors(static_cast<uint32_t>(result->tensors));
+    info.set_parameters(static_cast<uint64_t>(result->parameters));
+    for (const auto& [name, size] : result->files) {
+      auto* file = info.add_files();
+      file->set_name(name);
+      file->set_size(static_cast<uint64_t>(size));
+    }
+  } else {
+    if (int code = command.Connect(); code >= 0) return code;
+    auto exported = command.client().ExportModel(command.args[0], out);
+    if (!exported.ok()) return Fail(command.name, exported.status());
+    info = *exported;
+    info.set_job_id(command.args[0]);
+  }
+  std::printf("%s", command.json ? (ToJson(info) + "\n").c_str()
+                                 : DescribeExport(info, out).c_str());
+  return 0;
+}
+
 int Local(int argc, char** argv) {
   LocalClusterOptions options;
   options.bin_dir = SelfDirectory();
@@ -238,6 +303,9 @@ int Local(int argc, char** argv) {
                "extra workers that take over a stage whose worker dies");
   flags.AddString("summary-json", &options.summary_json, "where to copy the run summary");
   flags.AddString("loss-csv", &options.loss_csv, "where to copy the loss curve");
+  flags.AddString("export-dir", &options.export_dir,
+                  "where to export the trained model (model.safetensors, config.json); empty: "
+                  "not exported");
   flags.AddString("log-dir", &options.log_dir,
                   "the processes' logs and the coordinator's data (data/, wiped at start)");
   options.threads_per_worker = 0;
@@ -271,6 +339,7 @@ int Usage(std::FILE* out) {
                "  cancel JOB_ID cancel a job\n"
                "  watch JOB_ID  follow a job: progress bar with loss, tokens/s, ETA\n"
                "  cluster       workers, their health and stages\n"
+               "  export JOB_ID write a job's trained model (--out DIR; or --checkpoint)\n"
                "  local         run a job on a coordinator and workers started on this machine\n"
                "\nresbmctl <command> --help for its flags. The coordinator address comes from\n"
                "--coordinator or $RESBM_COORDINATOR (default %s).\n",
@@ -285,7 +354,7 @@ int RunResbmctl(int argc, char** argv) {
   const std::string command = argv[1];
   static const std::map<std::string, std::function<int(int, char**)>> kCommands = {
       {"submit", Submit}, {"get", Get},         {"list", List},   {"cancel", Cancel},
-      {"watch", Watch},   {"cluster", Cluster}, {"local", Local},
+      {"watch", Watch},   {"cluster", Cluster}, {"local", Local},   {"export", Export},
   };
   if (auto it = kCommands.find(command); it != kCommands.end()) {
     return it->second(argc - 1, argv + 1);

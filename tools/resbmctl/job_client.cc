@@ -3,6 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -124,6 +128,96 @@ absl::StatusOr<v1::Job> JobClient::Watch(const std::string& job_id,
     return absl::UnavailableError(absl::StrCat("watch of ", job_id, " ended before the job"));
   }
   return last;
+}
+
+namespace {
+
+// Where an ExportModel stream writes one file: a partial file renamed into place at the end.
+struct IncomingFile {
+  uint64_t size = 0;
+  uint64_t received = 0;
+  std::string partial;
+  std::ofstream out;
+};
+
+absl::Status CheckExportChunk(const v1::ExportFileChunk& chunk,
+                              std::map<std::string, IncomingFile>& files) {
+  auto it = files.find(chunk.file());
+  if (it == files.end()) {
+    return absl::DataLossError(absl::StrCat("export: a chunk of '", chunk.file(),
+                                            "', which the export info did not announce"));
+  }
+  IncomingFile& file = it->second;
+  if (chunk.offset() != file.received || file.received + chunk.data().size() > file.size) {
+    return absl::DataLossError(absl::StrCat("export: ", chunk.file(), " chunk at offset ",
+                                            chunk.offset(), " of ", chunk.data().size(),
+                                            " bytes; expected offset ", file.received, " within ",
+                                            file.size, " bytes"));
+  }
+  file.out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+  file.received += chunk.data().size();
+  return file.out ? absl::OkStatus()
+                  : absl::UnavailableError(absl::StrCat("export: writing ", file.partial, " failed"));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ExportInfo> JobClient::ExportModel(const std::string& job_id,
+                                                      const std::string& out_dir) {
+  std::error_code error;
+  std::filesystem::create_directories(out_dir, error);
+  if (error) {
+    return absl::InvalidArgumentError(absl::StrCat("--out: '", out_dir, "': ", error.message()));
+  }
+  grpc::ClientContext context;
+  Prepare(&context, /*with_deadline=*/false);  // A large model takes as long as it takes.
+  v1::ExportModelRequest request;
+  request.set_job_id(job_id);
+  auto reader = stub_->ExportModel(&context, request);
+  v1::ExportModelChunk message;
+  std::optional<v1::ExportInfo> info;
+  std::map<std::string, IncomingFile> files;
+  absl::Status status;
+  while (status.ok() && reader->Read(&message)) {
+    if (message.has_info() && !info.has_value()) {
+      info = message.info();
+      for (const v1::ExportedFile& f : info->files()) {
+        // Names from the network: plain file names only.
+        if (f.name().empty() || f.name().find('/') != std::string::npos || f.name()[0] == '.') {
+          status = absl::DataLossError(absl::StrCat("export: file name '", f.name(), "'"));
+          break;
+        }
+        IncomingFile& file = files[f.name()];
+        file.size = f.size();
+        file.partial = absl::StrCat(out_dir, "/.", f.name(), ".partial");
+        file.out.open(file.partial, std::ios::binary | std::ios::trunc);
+      }
+    } else if (message.has_chunk() && info.has_value()) {
+      status = CheckExportChunk(message.chunk(), files);
+    } else {
+      status = absl::DataLossError("export: expected one ExportInfo, then file chunks");
+    }
+  }
+  if (!status.ok()) context.TryCancel();
+  const grpc::Status finished = reader->Finish();
+  if (status.ok() && !finished.ok()) status = WithAddress(finished, address_);
+  if (status.ok() && !info.has_value()) status = absl::DataLossError("export: no ExportInfo");
+  for (auto& [name, file] : files) {
+    file.out.close();
+    if (status.ok() && file.received != file.size) {
+      status = absl::DataLossError(absl::StrCat("export: ", name, " ended at ", file.received,
+                                                " of ", file.size, " bytes"));
+    }
+  }
+  for (auto& [name, file] : files) {
+    if (status.ok()) {
+      std::filesystem::rename(file.partial, absl::StrCat(out_dir, "/", name), error);
+      if (error) status = absl::UnavailableError(absl::StrCat(name, ": ", error.message()));
+    }
+    std::filesystem::remove(file.partial, error);
+  }
+  if (!status.ok()) return status;
+  return *info;
 }
 
 absl::StatusOr<v1::Job> JobClient::WaitForEnd(const std::string& job_id, absl::Duration timeout) {

@@ -40,6 +40,10 @@ class JobClient {
   absl::StatusOr<v1::Job> Watch(const std::string& job_id,
                                 const std::function<void(const v1::JobEvent&)>& on_event,
                                 const std::function<bool()>& stop = nullptr);
+  // Streams an ended job's exported model into `out_dir` (created): each file is written
+  // beside its final name and renamed into place only when complete, with the size and
+  // offsets the coordinator announced. Returns what the export holds.
+  absl::StatusOr<v1::ExportInfo> ExportModel(const std::string& job_id, const std::string& out_dir);
   // Polls until the job ends or `timeout` passes (DEADLINE_EXCEEDED).
   absl::StatusOr<v1::Job> WaitForEnd(const std::string& job_id, absl::Duration timeout);
 

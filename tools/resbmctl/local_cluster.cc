@@ -123,6 +123,18 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
       std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
                   options.summary_json.c_str(), options.loss_csv.c_str());
     }
+    if (!options.export_dir.empty() && result.ok()) {
+      auto exported = client.ExportModel(job->job_id(), options.export_dir);
+      if (!exported.ok()) {
+        result = exported.status();
+      } else {
+        std::printf("model: %s/model.safetensors (%u tensors, %llu parameters, step %llu) and "
+                    "config.json\n",
+                    options.export_dir.c_str(), exported->tensors(),
+                    static_cast<unsigned long long>(exported->parameters()),
+                    static_cast<unsigned long long>(exported->step()));
+      }
+    }
   }
   absl::Status stopped = StopCleanly(*coordinator, "coordinator");
   if (result.ok()) result = stopped;

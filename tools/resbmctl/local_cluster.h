@@ -23,6 +23,9 @@ struct LocalClusterOptions {
   int64_t spare_workers = 0;
   std::string summary_json = "out/summary.json";
   std::string loss_csv = "out/loss.csv";
+  // Where the trained model is exported through the job API (model.safetensors and
+  // config.json); empty: not exported.
+  std::string export_dir = "out/model";
   // Process logs, and the coordinator's data in `log_dir`/data (wiped at start: each run is
   // a fresh cluster).
   std::string log_dir = "out/local-cluster";
