@@ -19,6 +19,13 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   // x: (B, T, d) -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& x);
 
+  // Inference with a key/value cache: x (B, t, d) holds the tokens at positions
+  // [position, position + t); `keys` and `values` (B, H, position, hd), undefined when
+  // position is 0, are extended with theirs. Each token attends to every cached one and to
+  // the new ones up to itself: the rows of forward() for those positions. -> (B, t, d)
+  torch::Tensor ForwardCached(const torch::Tensor& x, int64_t position, torch::Tensor* keys,
+                              torch::Tensor* values);
+
  private:
   int64_t n_heads_;
   int64_t head_dim_;

@@ -16,11 +16,11 @@ RotaryEmbeddingImpl::RotaryEmbeddingImpl(int64_t head_dim, int64_t max_seq_len, 
   sin_ = register_buffer("sin", full.sin().to(torch::kFloat32));
 }
 
-torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x) {
+torch::Tensor RotaryEmbeddingImpl::forward(const torch::Tensor& x, int64_t offset) {
   const int64_t seq = x.size(2);
   const int64_t half = x.size(3) / 2;
-  auto cos = cos_.slice(0, 0, seq).to(x.dtype());    // (T, hd)
-  auto sin = sin_.slice(0, 0, seq).to(x.dtype());    // (T, hd)
+  auto cos = cos_.slice(0, offset, offset + seq).to(x.dtype());  // (T, hd)
+  auto sin = sin_.slice(0, offset, offset + seq).to(x.dtype());  // (T, hd)
   auto x1 = x.slice(-1, 0, half);                    // (B, H, T, hd/2)
   auto x2 = x.slice(-1, half);                       // (B, H, T, hd/2)
   auto rotated = torch::cat({-x2, x1}, /*dim=*/-1);  // (B, H, T, hd)

@@ -12,8 +12,9 @@ class RotaryEmbeddingImpl : public torch::nn::Module {
  public:
   RotaryEmbeddingImpl(int64_t head_dim, int64_t max_seq_len, double theta);
 
-  // x: (B, H, T, hd) -> (B, H, T, hd), T <= max_seq_len.
-  torch::Tensor forward(const torch::Tensor& x);
+  // x: (B, H, T, hd) at positions [offset, offset + T) -> (B, H, T, hd);
+  // offset + T <= max_seq_len.
+  torch::Tensor forward(const torch::Tensor& x, int64_t offset = 0);
 
  private:
   torch::Tensor cos_;  // (T_max, hd)

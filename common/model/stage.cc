@@ -48,6 +48,24 @@ torch::Tensor StageImpl::forward(const torch::Tensor& input) {
   return encoder_->forward(h);  // (B, T, k)
 }
 
+torch::Tensor StageImpl::ForwardCached(const torch::Tensor& input, KvCache* cache) {
+  torch::Tensor h = spec_.is_first() ? embed_->forward(input)     // (B, t, d)
+                                     : decoder_->forward(input);  // (B, t, d)
+  cache->keys.resize(blocks_.size());
+  cache->values.resize(blocks_.size());
+  {
+    AutocastGuard autocast(h.device().type(), model_.compute_dtype);
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      h = blocks_[i]->ForwardCached(h, cache->length, &cache->keys[i], &cache->values[i]);
+    }
+  }
+  cache->length += input.size(1);
+  if (spec_.is_last()) {
+    return head_->forward(final_norm_->forward(h));  // (B, t, V)
+  }
+  return encoder_->forward(h);  // (B, t, k)
+}
+
 torch::Tensor StageImpl::Loss(const torch::Tensor& logits, const torch::Tensor& targets) {
   const int64_t vocab = logits.size(-1);
   return torch::nn::functional::cross_entropy(logits.reshape({-1, vocab}),  // (B*T, V)

@@ -34,6 +34,15 @@ class StageImpl : public torch::nn::Module {
   // Returns z (B, T, k) for the next boundary, or logits (B, T, V) on the last stage.
   torch::Tensor forward(const torch::Tensor& input);
 
+  // Inference of the tokens at positions [cache->length, cache->length + t): input (B, t) ids
+  // or z (B, t, k) as forward() takes; returns what forward() returns for those positions
+  // and extends `cache` (one key and value tensor per block) with them.
+  struct KvCache {
+    std::vector<torch::Tensor> keys, values;  // [block] (B, H, length, hd)
+    int64_t length = 0;
+  };
+  torch::Tensor ForwardCached(const torch::Tensor& input, KvCache* cache);
+
   // Mean next-token cross-entropy. logits: (B, T, V), targets: (B, T) int64 -> scalar.
   static torch::Tensor Loss(const torch::Tensor& logits, const torch::Tensor& targets);
 

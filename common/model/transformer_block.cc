@@ -16,4 +16,10 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
   return h + mlp_->forward(mlp_norm_->forward(h));      // (B, T, d)
 }
 
+torch::Tensor TransformerBlockImpl::ForwardCached(const torch::Tensor& x, int64_t position,
+                                                  torch::Tensor* keys, torch::Tensor* values) {
+  auto h = x + attn_->ForwardCached(attn_norm_->forward(x), position, keys, values);  // (B, t, d)
+  return h + mlp_->forward(mlp_norm_->forward(h));                                    // (B, t, d)
+}
+
 }  // namespace resbm

@@ -19,6 +19,10 @@ class TransformerBlockImpl : public torch::nn::Module {
 
   // x: (B, T, d) -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& x);
+  // The same for tokens at [position, position + t) with the attention's key/value cache
+  // (see CausalSelfAttention::ForwardCached). x: (B, t, d) -> (B, t, d)
+  torch::Tensor ForwardCached(const torch::Tensor& x, int64_t position, torch::Tensor* keys,
+                              torch::Tensor* values);
 
  private:
   RmsNorm attn_norm_{nullptr}, mlp_norm_{nullptr};

@@ -1,5 +1,7 @@
 #include "common/runtime/flag_parser.h"
 
+#include <cmath>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -11,6 +13,16 @@ FlagParser::FlagParser(std::string program, std::string summary)
 void FlagParser::AddString(const std::string& name, std::string* target, const std::string& help) {
   flags_[name] = Flag{help, *target, false, [target](const std::string& value) {
                         *target = value;
+                        return absl::OkStatus();
+                      }};
+}
+
+void FlagParser::AddDouble(const std::string& name, double* target, const std::string& help) {
+  flags_[name] = Flag{help, absl::StrCat(*target), false, [target, name](const std::string& value) {
+                        if (!absl::SimpleAtod(value, target) || !std::isfinite(*target)) {
+                          return absl::InvalidArgumentError(
+                              absl::StrCat("--", name, ": '", value, "'; expected a number"));
+                        }
                         return absl::OkStatus();
                       }};
 }

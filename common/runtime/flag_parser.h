@@ -21,6 +21,8 @@ class FlagParser {
   // Targets are not owned and must outlive Parse(); they keep their value when not given.
   void AddString(const std::string& name, std::string* target, const std::string& help);
   void AddInt(const std::string& name, int64_t* target, const std::string& help);
+  // Finite values only.
+  void AddDouble(const std::string& name, double* target, const std::string& help);
   void AddBool(const std::string& name, bool* target, const std::string& help);
 
   // Up to `max_count` arguments that are not flags go to `target` (not owned), in order;
