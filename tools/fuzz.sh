@@ -14,7 +14,7 @@ seconds=${1:-10}
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 CXX=${RESBM_FUZZ_CXX:-clang++} cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DRESBM_FUZZ=ON -DRESBM_USE_PCH=OFF >/dev/null
-targets=(frame_decode job_config token_shard)
+targets=(frame_decode job_config token_shard safetensors)
 cmake --build build-fuzz -j"${RESBM_JOBS:-2}" $(printf -- '--target %s_fuzzer ' "${targets[@]}")
 for target in "${targets[@]}"; do
   corpus=build-fuzz/corpus/$target

@@ -595,6 +595,11 @@ absl::Status ValidateJobConfig(const v1::JobConfig& config) {
   return absl::OkStatus();
 }
 
+ScheduleKind ToScheduleKind(const v1::JobConfig& config) {
+  return config.training().schedule() == v1::PIPELINE_SCHEDULE_1F1B ? ScheduleKind::k1F1B
+                                                                    : ScheduleKind::kGpipe;
+}
+
 absl::StatusOr<std::vector<StageSpec>> PlanJobStages(const v1::JobConfig& config) {
   const std::vector<int64_t> sizes(config.stages().layers_per_stage().begin(),
                                    config.stages().layers_per_stage().end());

@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "common/model/model_options.h"
 #include "common/model/stage_plan.h"
+#include "common/schedule/pipeline_schedule.h"
 #include "resbm/v1/config.pb.h"
 
 namespace resbm {
@@ -54,6 +55,9 @@ ModelOptions ToModelOptions(const v1::JobConfig& config);
 CompressionOptions ToCompressionOptions(const v1::JobConfig& config);
 // schedule.total_steps = training.steps; use_muon = (kind == OPTIMIZER_KIND_MUON).
 OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config);
+
+// The job's pipeline schedule (training.schedule; GPipe unless 1F1B).
+ScheduleKind ToScheduleKind(const v1::JobConfig& config);
 
 // The job's stage split (PlanStages over model.n_layers, stages.num_stages and
 // stages.layers_per_stage).

@@ -243,6 +243,29 @@ absl::StatusOr<double> StageRunner::EvaluateLoss(const at::Tensor& input,
   });
 }
 
+absl::StatusOr<at::Tensor> StageRunner::EvaluateLogits(const at::Tensor& input) {
+  const auto& spec = options_.spec;
+  if (!spec.is_last()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", spec.index, " is not the last stage: use Evaluate"));
+  }
+  return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<at::Tensor> {
+    torch::NoGradGuard no_grad;
+    auto prepared = PrepareInput(input, /*track=*/false);
+    if (!prepared.ok()) return prepared.status();
+    return stage_->forward(*prepared).cpu();  // (B, T, V)
+  });
+}
+
+NamedTensors StageRunner::Gradients() const {
+  NamedTensors grads;
+  for (const auto& [name, param] : Parameters()) {
+    grads.emplace_back(name, param.grad().defined() ? param.grad().detach().cpu().clone()
+                                                    : torch::zeros(param.sizes()));
+  }
+  return grads;
+}
+
 absl::StatusOr<double> StageRunner::GradSquaredNorm() const {
   return AtSeam(options_.spec.index, "grad norm",
                 [&]() -> absl::StatusOr<double> { return optimizer_->GradSquaredNorm(); });

@@ -61,6 +61,8 @@ class StageRunner {
   absl::StatusOr<at::Tensor> Evaluate(const at::Tensor& input);
   // Forward without autograd on the last stage: the mean loss over the batch's tokens.
   absl::StatusOr<double> EvaluateLoss(const at::Tensor& input, const at::Tensor& targets);
+  // Forward without autograd on the last stage: the logits (B, T, V), on the host.
+  absl::StatusOr<at::Tensor> EvaluateLogits(const at::Tensor& input);
 
   // Sum of squared gradients of this stage's parameters.
   absl::StatusOr<double> GradSquaredNorm() const;
@@ -76,6 +78,9 @@ class StageRunner {
 
   // The stage's parameters by stage-local name (shared storage: do not modify).
   NamedTensors Parameters() const;
+  // The accumulated gradient of every parameter by local name (host copies; zeros where
+  // none has flowed yet).
+  NamedTensors Gradients() const;
   // The optimizer's state ("muon.<param>.momentum", ...), shared storage likewise.
   NamedTensors OptimizerState() const;
   const StageSpec& spec() const { return options_.spec; }

@@ -36,6 +36,7 @@ absl::StatusOr<std::unique_ptr<LocalBackend>> LocalBackend::Create(
   options.optimizer = ToOptimizerOptions(config);
   options.seed = config.training().seed();
   options.device = device;
+  options.schedule = ToScheduleKind(config);
   RESBM_ASSIGN_OR_RETURN(options.plan, PlanJobStages(config));
   RESBM_ASSIGN_OR_RETURN(auto pipeline, LocalPipeline::Create(options));
   for (int64_t s = 0; s < pipeline->num_stages(); ++s) {

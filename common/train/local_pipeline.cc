@@ -47,34 +47,77 @@ absl::StatusOr<at::Tensor> LocalPipeline::Cross(const at::Tensor& x, int64_t bou
   return WireCodec::Decode(wire);
 }
 
-absl::StatusOr<StepStats> LocalPipeline::TrainStep(int64_t step, const at::Tensor& inputs,
-                                                   const at::Tensor& targets,
-                                                   int64_t microbatches) {
+absl::StatusOr<double> LocalPipeline::ComputeGradients(const at::Tensor& inputs,
+                                                       const at::Tensor& targets,
+                                                       int64_t microbatches) {
   if (microbatches < 1 || inputs.dim() != 2 || inputs.size(0) % microbatches != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "microbatches: ", microbatches, " for a batch of ", inputs.dim() > 0 ? inputs.size(0) : 0,
         " sequences; expected a divisor of the batch size"));
   }
-  const int64_t rows = inputs.size(0) / microbatches;
-  const int64_t last = num_stages() - 1;
-  StepStats stats;
-  for (int64_t mb = 0; mb < microbatches; ++mb) {
-    auto x = inputs.narrow(0, mb * rows, rows);   // (b, T)
-    auto y = targets.narrow(0, mb * rows, rows);  // (b, T)
-    for (int64_t s = 0; s < last; ++s) {
-      RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Forward(mb, x));  // (b, T, k)
-      RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/true));
-    }
-    RESBM_ASSIGN_OR_RETURN(double loss, stages_[last]->ForwardLoss(mb, x, y, 1.0 / microbatches));
-    stats.loss += loss / microbatches;
-    at::Tensor grad;
-    for (int64_t s = last; s >= 0; --s) {
-      RESBM_ASSIGN_OR_RETURN(auto g, stages_[s]->Backward(mb, grad));  // (b, T, k)
-      if (s > 0) {
-        RESBM_ASSIGN_OR_RETURN(grad, Cross(g, s - 1, /*forward=*/false, /*count=*/true));
+  RESBM_ASSIGN_OR_RETURN(const PipelineSchedule schedule,
+                         MakePipelineSchedule(options_.schedule, num_stages(), microbatches));
+  return RunSchedule(schedule, inputs, targets, inputs.size(0) / microbatches);
+}
+
+absl::StatusOr<double> LocalPipeline::RunSchedule(const PipelineSchedule& schedule,
+                                                  const at::Tensor& inputs,
+                                                  const at::Tensor& targets, int64_t rows) {
+  const int64_t stages = num_stages(), last = stages - 1, m = schedule.num_microbatches;
+  // What crossed each boundary and waits to be consumed: [stage][microbatch], the decoded
+  // activation a stage takes in and the decoded gradient of its output.
+  std::vector<std::vector<at::Tensor>> arrived(stages, std::vector<at::Tensor>(m));
+  std::vector<std::vector<at::Tensor>> returned(stages, std::vector<at::Tensor>(m));
+  std::vector<size_t> next(stages, 0);
+  double mean_loss = 0.0;
+  // Runs every stage as far as its list allows until all lists are done: the order of ops
+  // within a stage is the schedule's, whatever the interleaving across stages.
+  for (bool progressed = true; progressed;) {
+    progressed = false;
+    for (int64_t s = 0; s < stages; ++s) {
+      while (next[s] < schedule.stage_ops[s].size()) {
+        const PipelineOp& op = schedule.stage_ops[s][next[s]];
+        const int64_t mb = op.microbatch;
+        if (op.kind == OpKind::kForward) {
+          if (s > 0 && !arrived[s][mb].defined()) break;
+          at::Tensor x = s == 0 ? inputs.narrow(0, mb * rows, rows) : arrived[s][mb];  // (b, T)
+          arrived[s][mb] = at::Tensor();
+          if (s == last) {
+            const at::Tensor y = targets.narrow(0, mb * rows, rows);  // (b, T)
+            RESBM_ASSIGN_OR_RETURN(double loss, stages_[s]->ForwardLoss(mb, x, y, 1.0 / m));
+            mean_loss += loss / m;
+          } else {
+            RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Forward(mb, x));  // (b, T, k)
+            RESBM_ASSIGN_OR_RETURN(arrived[s + 1][mb],
+                                   Cross(z, s, /*forward=*/true, /*count=*/true));
+          }
+        } else {
+          if (s < last && !returned[s][mb].defined()) break;
+          RESBM_ASSIGN_OR_RETURN(auto g, stages_[s]->Backward(mb, returned[s][mb]));  // (b, T, k)
+          returned[s][mb] = at::Tensor();
+          if (s > 0) {
+            RESBM_ASSIGN_OR_RETURN(returned[s - 1][mb],
+                                   Cross(g, s - 1, /*forward=*/false, /*count=*/true));
+          }
+        }
+        ++next[s];
+        progressed = true;
       }
     }
   }
+  for (int64_t s = 0; s < stages; ++s) {
+    if (next[s] != schedule.stage_ops[s].size()) {
+      return absl::InternalError(absl::StrCat("schedule: stage ", s, " stuck at op ", next[s]));
+    }
+  }
+  return mean_loss;
+}
+
+absl::StatusOr<StepStats> LocalPipeline::TrainStep(int64_t step, const at::Tensor& inputs,
+                                                   const at::Tensor& targets,
+                                                   int64_t microbatches) {
+  StepStats stats;
+  RESBM_ASSIGN_OR_RETURN(stats.loss, ComputeGradients(inputs, targets, microbatches));
   // The global norm needs every stage's squared norm: what the coordinator aggregates in the
   // distributed run.
   double squared = 0.0;
@@ -98,6 +141,15 @@ absl::StatusOr<double> LocalPipeline::Evaluate(const at::Tensor& inputs,
     RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/false));
   }
   return stages_.back()->EvaluateLoss(x, targets);
+}
+
+absl::StatusOr<at::Tensor> LocalPipeline::Logits(const at::Tensor& inputs) {
+  at::Tensor x = inputs;
+  for (int64_t s = 0; s + 1 < num_stages(); ++s) {
+    RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Evaluate(x));
+    RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/false));
+  }
+  return stages_.back()->EvaluateLogits(x);
 }
 
 }  // namespace resbm

@@ -14,13 +14,6 @@
 #include "common/transport/grpc_settings.h"
 
 namespace resbm {
-namespace {
-
-ScheduleKind ToScheduleKind(v1::PipelineSchedule schedule) {
-  return schedule == v1::PIPELINE_SCHEDULE_1F1B ? ScheduleKind::k1F1B : ScheduleKind::kGpipe;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
     const std::string& job_id, const v1::JobConfig& config,
@@ -43,7 +36,7 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
   std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers, credentials));
   RESBM_ASSIGN_OR_RETURN(
       driver->train_schedule_,
-      MakePipelineSchedule(ToScheduleKind(config.training().schedule()),
+      MakePipelineSchedule(ToScheduleKind(config),
                            config.stages().num_stages(), config.training().microbatches()));
   return driver;
 }

@@ -63,6 +63,7 @@ void RunAll(const std::string& name, Target target, size_t min_inputs) {
 TEST(FuzzRegressionTest, FrameDecode) { RunAll("frame_decode", &FrameDecode, 1); }
 TEST(FuzzRegressionTest, JobConfig) { RunAll("job_config", &JobConfig, 2); }
 TEST(FuzzRegressionTest, TokenShard) { RunAll("token_shard", &TokenShard, 1); }
+TEST(FuzzRegressionTest, Safetensors) { RunAll("safetensors", &Safetensors, 2); }
 
 }  // namespace
 }  // namespace resbm::fuzz

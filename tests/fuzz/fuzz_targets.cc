@@ -7,6 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "common/config/job_config.h"
 #include "common/data/token_shard.h"
+#include "common/modelio/safetensors_file.h"
 #include "common/transport/frame_codec.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -123,6 +124,35 @@ int TokenShard(const uint8_t* data, size_t size) {
   Require(size >= static_cast<size_t>(kTokenShardHeaderBytes) &&
               tokens->size() == (size - kTokenShardHeaderBytes) / 2,
           "a parsed shard has (size - header) / 2 tokens");
+  return 0;
+}
+
+int Safetensors(const uint8_t* data, size_t size) {
+  const absl::string_view bytes(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<std::vector<RawTensor>> tensors = SafetensorsFile::ParseAll(bytes, "fuzz");
+  if (!tensors.ok()) {
+    Require(!tensors.status().message().empty(), "a refused file says why");
+    return 0;
+  }
+  auto header = SafetensorsFile::ParseHeader(bytes, size, "fuzz");
+  Require(header.ok(), "a file that parses has a header that parses");
+  for (const RawTensor& t : *tensors) {
+    Require(t.data.size() == static_cast<size_t>(t.numel() * ElementSize(t.dtype)),
+            "every tensor holds numel x element size bytes");
+  }
+  // Names may be anything JSON allows, including what our writer refuses (not UTF-8 once
+  // unescaped, or __metadata__-like): only re-serialize what it accepts.
+  absl::StatusOr<std::string> again = SafetensorsFile::Serialize(*tensors, header->metadata());
+  if (!again.ok()) return 0;
+  auto reparsed = SafetensorsFile::ParseAll(*again, "fuzz-again");
+  Require(reparsed.ok(), "what the writer writes, the reader reads");
+  Require(reparsed->size() == tensors->size(), "the same number of tensors");
+  for (size_t i = 0; i < tensors->size(); ++i) {
+    const RawTensor& a = (*tensors)[i];
+    const RawTensor& b = (*reparsed)[i];
+    Require(a.name == b.name && a.dtype == b.dtype && a.shape == b.shape && a.data == b.data,
+            "a re-serialized tensor is the same tensor");
+  }
   return 0;
 }
 

@@ -21,6 +21,10 @@ int JobConfig(const uint8_t* data, size_t size);
 // ParseTokenShard: a shard that parses has exactly (size - header) / 2 tokens.
 int TokenShard(const uint8_t* data, size_t size);
 
+// SafetensorsFile::ParseAll: a file that parses re-serializes to one that parses to the same
+// tensors and metadata; a refused one says why.
+int Safetensors(const uint8_t* data, size_t size);
+
 }  // namespace resbm::fuzz
 
 #endif  // RESBM_TESTS_FUZZ_FUZZ_TARGETS_H_

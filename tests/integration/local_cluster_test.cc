@@ -1,7 +1,9 @@
 // The spine with real processes: `resbmctl local` (a coordinator and one resbm-worker process
 // per stage, talking gRPC over loopback) trains step by step to the same losses as the
 // single-process `resbm-train` with the same config, for 2 and 4 stages, GPipe and 1F1B,
-// `none` and `resbm` (fp32 wire); its summary reports the measured wire bytes.
+// `none` and `resbm` (fp32 wire); its summary reports the measured wire bytes; and the model
+// the cluster exports through the job API holds the same tensors as resbm-train's export.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/modelio/safetensors_file.h"
 #include "common/runtime/child_process.h"
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
@@ -66,6 +69,37 @@ int RunToEnd(const std::vector<std::string>& argv, const std::string& log) {
   return status.value_or(-1);
 }
 
+// Relative Frobenius distance of two F32 tensors of the same shape.
+double RelativeDistance(const RawTensor& a, const RawTensor& b) {
+  const auto* x = reinterpret_cast<const float*>(a.data.data());
+  const auto* y = reinterpret_cast<const float*>(b.data.data());
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    diff += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
+    norm += static_cast<double>(y[i]) * y[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
+}
+
+// Both exports hold the same tensors, in the same order, within 1e-6 relative each.
+void ExpectSameExports(const std::string& cluster_dir, const std::string& single_dir) {
+  auto cluster = SafetensorsFile::Open(cluster_dir + "/model.safetensors");
+  auto single = SafetensorsFile::Open(single_dir + "/model.safetensors");
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE(single.ok()) << single.status();
+  ASSERT_EQ(cluster->entries().size(), single->entries().size());
+  for (size_t i = 0; i < single->entries().size(); ++i) {
+    const std::string& name = single->entries()[i].name;
+    EXPECT_EQ(cluster->entries()[i].name, name);
+    auto a = cluster->Read(name);
+    auto b = single->Read(name);
+    ASSERT_TRUE(a.ok() && b.ok()) << name;
+    ASSERT_EQ(a->shape, b->shape) << name;
+    EXPECT_LE(RelativeDistance(*a, *b), 1e-6) << name;
+  }
+  EXPECT_EQ(cluster->metadata().at("resbm.step"), "6");
+}
+
 class LocalClusterTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LocalClusterTest, WorkerProcessesMatchTheSingleProcessTrainer) {
@@ -77,12 +111,17 @@ TEST_P(LocalClusterTest, WorkerProcessesMatchTheSingleProcessTrainer) {
   const std::string config = WriteConfig(c, dir + "/job.json");
 
   RunToEnd({BinaryPath("resbm-train"), "--config=" + config, "--threads=1",
-            "--summary-json=" + dir + "/single.json", "--loss-csv=" + dir + "/single.csv"},
+            "--summary-json=" + dir + "/single.json", "--loss-csv=" + dir + "/single.csv",
+            "--checkpoint-dir=" + dir + "/single-checkpoint"},
            dir + "/single.log");
   RunToEnd({BinaryPath("resbmctl"), "local", "--config=" + config, "--threads-per-worker=1",
             "--log-dir=" + dir + "/logs", "--summary-json=" + dir + "/cluster.json",
-            "--loss-csv=" + dir + "/cluster.csv"},
+            "--loss-csv=" + dir + "/cluster.csv", "--export-dir=" + dir + "/cluster-model"},
            dir + "/cluster.log");
+  RunToEnd({BinaryPath("resbmctl"), "export", "--checkpoint=" + dir + "/single-checkpoint",
+            "--out=" + dir + "/single-model"},
+           dir + "/export.log");
+  ExpectSameExports(dir + "/cluster-model", dir + "/single-model");
 
   const auto single = ReadLosses(dir + "/single.csv");
   const auto cluster = ReadLosses(dir + "/cluster.csv");
