@@ -11,6 +11,8 @@
 #include "common/status/non_finite.h"
 #include "common/train/trainer.h"
 #include "gtest/gtest.h"
+#include "common/modelio/checkpoint_manifest_file.h"
+#include "tests/testing/scoped_temp_dir.h"
 
 namespace resbm {
 namespace {
@@ -37,8 +39,14 @@ class ScriptedBackend : public TrainingBackend {
   }
   bool supports_recovery() const override { return true; }
   absl::StatusOr<std::vector<std::string>> Checkpoint(int64_t steps_done) override {
+    checkpoints_.push_back(steps_done);
+    if (fail_checkpoint_once_at_ == steps_done) {
+      fail_checkpoint_once_at_ = -1;
+      return absl::UnavailableError("stage 1 went away while checkpointing");
+    }
     checkpoint_ = steps_done;
-    return std::vector<std::string>(2, "/nonexistent/" + std::to_string(steps_done));
+    return std::vector<std::string>{dir_ + "/stage-0-" + std::to_string(steps_done),
+                                    dir_ + "/stage-1-" + std::to_string(steps_done)};
   }
   absl::StatusOr<int64_t> Recover(const absl::Status&) override {
     ++recovered_;
@@ -48,6 +56,9 @@ class ScriptedBackend : public TrainingBackend {
   int64_t num_stages() const override { return 2; }
 
   int recovered_ = 0;
+  std::vector<int64_t> checkpoints_;  // Every Checkpoint call, failed ones too.
+  int64_t fail_checkpoint_once_at_ = -1;
+  std::string dir_ = "/nonexistent";
 
  private:
   std::set<int64_t> bad_;
@@ -117,6 +128,38 @@ TEST(TrainerPolicyTest, RetryGivesUpAtTheRecoveryLimit) {
   ASSERT_FALSE(outcome.summary.ok());
   EXPECT_TRUE(IsNonFiniteError(outcome.summary.status())) << outcome.summary.status();
   EXPECT_EQ(outcome.recovered, 3);
+}
+
+TEST(TrainerPolicyTest, EveryRunEndsWithAFinalCheckpointAndItsManifest) {
+  ScopedTempDir dir;
+  TrainerOptions options;
+  options.config = Config(v1::NON_FINITE_POLICY_FAIL);
+  options.progress = nullptr;
+  options.final_manifest_path = dir.File("final.json");
+  options.job_id = "job-5";
+  std::vector<int64_t> final_steps;
+  options.hooks.on_final_checkpoint = [&](int64_t step, const std::string& manifest) {
+    final_steps.push_back(step);
+    EXPECT_EQ(manifest, dir.File("final.json"));
+  };
+  auto backend = std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false);
+  ScriptedBackend* raw = backend.get();
+  raw->dir_ = dir.path();
+  raw->fail_checkpoint_once_at_ = 8;  // The final one fails once: recovered like a step.
+  auto trainer = Trainer::Create(options, std::move(backend));
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto summary = (*trainer)->Run();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(raw->checkpoints_, (std::vector<int64_t>{0, 2, 4, 6, 8, 8}));
+  EXPECT_EQ(raw->recovered_, 1);
+  EXPECT_EQ(final_steps, (std::vector<int64_t>{8}));
+  EXPECT_EQ(summary->final_checkpoint_step, 8);
+  auto manifest = CheckpointManifestFile::Read(dir.File("final.json"));
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->job_id(), "job-5");
+  EXPECT_EQ(manifest->step(), 8u);
+  // Files beside the manifest are named relative to it, resolved again on reading.
+  EXPECT_EQ(manifest->stage_files(1), dir.File("stage-1-8"));
 }
 
 }  // namespace

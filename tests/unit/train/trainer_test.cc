@@ -7,11 +7,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/config/job_config.h"
 #include "common/train/local_backend.h"
+#include "common/model/checkpoint_file.h"
+#include "common/modelio/model_exporter.h"
 #include "gtest/gtest.h"
+#include "tests/testing/scoped_temp_dir.h"
 
 namespace resbm {
 namespace {
@@ -24,13 +28,14 @@ v1::JobConfig DebugConfig() {
 }
 
 RunSummary Train(const v1::JobConfig& config, const std::string& csv = "",
-                 const std::string& json = "") {
+                 const std::string& json = "", const std::string& checkpoint_dir = "") {
   TrainerOptions options;
   options.config = config;
   options.progress = nullptr;
   options.loss_csv_path = csv;
   options.summary_json_path = json;
-  auto backend = LocalBackend::Create(config, "cpu");
+  if (!checkpoint_dir.empty()) options.final_manifest_path = checkpoint_dir + "/manifest.json";
+  auto backend = LocalBackend::Create(config, "cpu", checkpoint_dir);
   EXPECT_TRUE(backend.ok()) << backend.status();
   auto trainer = Trainer::Create(options, std::move(*backend));
   EXPECT_TRUE(trainer.ok()) << trainer.status();
@@ -139,6 +144,66 @@ TEST(TrainerTest, MissingDataFileIsAClearError) {
   ASSERT_FALSE(trainer.ok());
   EXPECT_NE(trainer.status().message().find("/nonexistent/corpus.txt"), std::string::npos)
       << trainer.status();
+}
+
+TEST(TrainerTest, AFineTuneStartsFromTheParentsFinalWeights) {
+  torch::set_num_threads(1);
+  ScopedTempDir dir;
+  v1::JobConfig parent = DebugConfig();
+  parent.mutable_training()->set_steps(12);
+  const RunSummary trained = Train(parent, "", "", dir.File("parent"));
+  EXPECT_EQ(trained.final_checkpoint_step, 12);
+  v1::JobConfig child = DebugConfig();
+  child.mutable_training()->set_steps(4);
+  child.mutable_optimizer()->mutable_muon()->set_lr(0.005f);  // New learning rates are fine.
+  child.mutable_init()->set_from_checkpoint(dir.File("parent/manifest.json"));
+  const RunSummary tuned = Train(child, "", "", dir.File("child"));
+  ASSERT_TRUE(tuned.initial_val_loss.has_value());
+  // Same process, split, data and evaluation batches: the very same number.
+  EXPECT_EQ(*tuned.initial_val_loss, trained.final_val_loss);
+  // From the export of the same checkpoint, the same weights again.
+  ASSERT_TRUE(ModelExporter::Export(dir.File("parent"), dir.File("export")).ok());
+  child.mutable_init()->set_from_model(dir.File("export"));
+  EXPECT_EQ(*Train(child).initial_val_loss, trained.final_val_loss);
+}
+
+TEST(TrainerTest, CarriedOptimizerStateIsTheParentsAndAFreshOneIsZero) {
+  torch::set_num_threads(1);
+  ScopedTempDir dir;
+  v1::JobConfig parent = DebugConfig();
+  parent.mutable_training()->set_steps(3);
+  Train(parent, "", "", dir.File("parent"));
+  v1::JobConfig child = DebugConfig();
+  child.mutable_init()->set_from_checkpoint(dir.File("parent"));
+  auto fresh = LocalBackend::Create(child, "cpu");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  child.mutable_init()->set_carry_optimizer_state(true);
+  auto carried = LocalBackend::Create(child, "cpu");
+  ASSERT_TRUE(carried.ok()) << carried.status();
+  for (int64_t s = 0; s < 2; ++s) {
+    auto saved = CheckpointFile::Read(dir.File("parent/step-3-stage-" + std::to_string(s) + ".ckpt"));
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    std::map<std::string, at::Tensor> by_name(saved->tensors.begin(), saved->tensors.end());
+    const NamedTensors state = (*carried)->pipeline().stage(s).OptimizerState();
+    ASSERT_FALSE(state.empty());
+    for (const auto& [name, tensor] : state) {
+      ASSERT_TRUE(by_name.count("optim." + name)) << name;
+      EXPECT_TRUE(torch::equal(tensor.cpu(), by_name["optim." + name])) << name;
+    }
+    double fresh_norm = 0.0;
+    for (const auto& [name, tensor] : (*fresh)->pipeline().stage(s).OptimizerState()) {
+      if (name.find("momentum") != std::string::npos) fresh_norm += tensor.abs().sum().item<double>();
+    }
+    EXPECT_EQ(fresh_norm, 0.0);
+  }
+}
+
+TEST(TrainerTest, ResbmTrainRefusesAnUnresolvedFromJob) {
+  v1::JobConfig config = DebugConfig();
+  config.mutable_init()->set_from_job("job-1");
+  auto backend = LocalBackend::Create(config, "cpu");
+  EXPECT_EQ(backend.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(backend.status().message().find("init.from_checkpoint"), std::string::npos);
 }
 
 }  // namespace
