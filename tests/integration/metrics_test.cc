@@ -132,8 +132,8 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
   EXPECT_EQ(SampleValue(coordinator, "resbm_jobs{state=\"running\"}"), 0) << coordinator;
   EXPECT_EQ(SampleValue(coordinator, "resbm_workers{health=\"healthy\"}"), 2) << coordinator;
   EXPECT_EQ(SampleValue(coordinator, "resbm_step_seconds_count"), 200) << coordinator;
-  // Checkpoints after steps 0, 10, ..., 190 (none after the last).
-  EXPECT_EQ(SampleValue(coordinator, "resbm_checkpoint_seconds_count"), 20) << coordinator;
+  // Checkpoints after steps 0, 10, ..., 190, and the final one after step 200.
+  EXPECT_EQ(SampleValue(coordinator, "resbm_checkpoint_seconds_count"), 21) << coordinator;
   EXPECT_GT(SampleValue(coordinator, "resbm_checkpoint_bytes_total"), 0) << coordinator;
   EXPECT_GT(SampleValue(coordinator, "resbm_train_loss"), 0) << coordinator;
   EXPECT_GT(SampleValue(coordinator, "resbm_val_loss"), 0) << coordinator;
