@@ -331,8 +331,9 @@ void JobManager::RunOne(v1::Job job) {
   };
   run.hooks.on_initial_eval = [&](double val_loss) {
     job.mutable_progress()->set_initial_val_loss(val_loss);
-    Publish(job, v1::JOB_EVENT_KIND_STEP,
-            absl::StrCat("initial val loss ", absl::StrFormat("%.4f", val_loss)));
+    job.mutable_progress()->set_val_loss(val_loss);
+    Publish(job, v1::JOB_EVENT_KIND_EVALUATION,
+            absl::StrFormat("initial val loss %.4f: the model it starts from", val_loss));
   };
   run.hooks.on_final_checkpoint = [&](int64_t step, const std::string& manifest) {
     job.set_final_checkpoint_step(static_cast<uint64_t>(step));

@@ -1,7 +1,8 @@
 // resbm-probe: what the C++ model computes on one fixed batch, for checking against an
 // independent implementation (tests/reference/): loads an exported model into the training
-// pipeline (the same init path a fine-tune takes), draws a seeded batch of token ids, and
-// writes one safetensors file with the batch, the logits, the loss and the gradient of
+// pipeline (the same init path a fine-tune takes), draws a seeded batch of token ids (from
+// the job's held-out data, or uniformly random ids with --random), and writes one
+// safetensors file with the batch, the logits, the loss and the gradient of
 // every exported tensor, computed as a training step would (microbatches, 1/m loss scale,
 // the boundaries and their wire rounding), nothing applied.
 #include <torch/torch.h>
@@ -16,6 +17,8 @@
 #include "common/modelio/safetensors_file.h"
 #include "common/runtime/flag_parser.h"
 #include "common/status/status_macros.h"
+#include "common/data/batch_sampler.h"
+#include "common/train/job_dataset.h"
 #include "common/train/local_backend.h"
 
 namespace {
@@ -31,7 +34,28 @@ struct ProbeOptions {
   int64_t batch = 4;
   int64_t microbatches = 2;
   int64_t seed = 5;
+  bool random = false;
 };
+
+// A batch of `rows` windows: from the job's validation data, or uniformly random ids.
+absl::Status DrawBatch(const resbm::v1::JobConfig& config, const ProbeOptions& options,
+                       at::Tensor* inputs, at::Tensor* targets) {
+  const int64_t vocab = config.model().vocab_size(), seq = config.model().seq_len();
+  if (options.random) {
+    auto generator = at::detail::createCPUGenerator(static_cast<uint64_t>(options.seed));
+    auto tokens = torch::randint(vocab, {options.batch, seq + 1}, generator, torch::kInt64);
+    *inputs = tokens.slice(1, 0, seq).contiguous();  // (B, T)
+    *targets = tokens.slice(1, 1).contiguous();      // (B, T)
+    return absl::OkStatus();
+  }
+  RESBM_ASSIGN_OR_RETURN(resbm::TokenDataset dataset, resbm::LoadJobDataset(config));
+  resbm::BatchSampler sampler(&dataset.val(), seq, static_cast<uint64_t>(options.seed));
+  std::vector<int64_t> x, y;
+  sampler.Sample(0, 0, options.batch, &x, &y);
+  *inputs = torch::tensor(x, torch::kInt64).view({options.batch, seq});   // (B, T)
+  *targets = torch::tensor(y, torch::kInt64).view({options.batch, seq});  // (B, T)
+  return absl::OkStatus();
+}
 
 absl::Status AddTensor(const std::string& name, const at::Tensor& tensor,
                        std::vector<resbm::RawTensor>* out) {
@@ -47,11 +71,8 @@ absl::Status Probe(const ProbeOptions& options) {
   config.mutable_init()->set_from_model(options.model_dir);
   RESBM_ASSIGN_OR_RETURN(auto backend, resbm::LocalBackend::Create(config, "cpu"));
   resbm::LocalPipeline& pipeline = backend->pipeline();
-  const int64_t vocab = config.model().vocab_size(), seq = config.model().seq_len();
-  auto generator = at::detail::createCPUGenerator(static_cast<uint64_t>(options.seed));
-  auto tokens = torch::randint(vocab, {options.batch, seq + 1}, generator, torch::kInt64);
-  auto inputs = tokens.slice(1, 0, seq).contiguous();   // (B, T)
-  auto targets = tokens.slice(1, 1).contiguous();       // (B, T)
+  at::Tensor inputs, targets;  // (B, T)
+  RESBM_RETURN_IF_ERROR(DrawBatch(config, options, &inputs, &targets));
   RESBM_ASSIGN_OR_RETURN(at::Tensor logits, pipeline.Logits(inputs));  // (B, T, V)
   RESBM_ASSIGN_OR_RETURN(double loss,
                          pipeline.ComputeGradients(inputs, targets, options.microbatches));
@@ -85,6 +106,8 @@ int main(int argc, char** argv) {
   flags.AddInt("batch", &options.batch, "sequences in the batch");
   flags.AddInt("microbatches", &options.microbatches, "microbatches the batch is split into");
   flags.AddInt("seed", &options.seed, "seed of the batch's token ids");
+  flags.AddBool("random", &options.random,
+                "uniformly random token ids instead of windows of the job's held-out data");
   if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
   if (flags.help_requested()) {
     std::printf("%s", flags.Usage().c_str());

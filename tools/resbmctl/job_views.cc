@@ -14,6 +14,18 @@
 namespace resbm {
 namespace {
 
+// Where the job's parameters start (config.init), for people.
+std::string InitSource(const v1::InitConfig& init) {
+  if (init.has_from_model()) return "model " + init.from_model();
+  if (init.has_from_checkpoint()) {
+    return absl::StrCat("checkpoint ", init.from_checkpoint(),
+                        init.carry_optimizer_state() ? " (with its optimizer state)" : "");
+  }
+  if (init.has_from_job()) return "job " + init.from_job();
+  return "-";
+}
+
+
 // Left-aligned columns, two spaces apart.
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
@@ -82,6 +94,13 @@ std::string JobDetail(const v1::Job& job) {
       {"tokens/s:", absl::StrFormat("%.0f", p.tokens_per_second())},
       {"checkpoint:",
        p.has_checkpoint_step() ? absl::StrCat("after step ", p.checkpoint_step()) : "-"},
+      {"final model:", job.has_final_checkpoint_step()
+                           ? absl::StrCat("after step ", job.final_checkpoint_step(), ": ",
+                                          job.final_checkpoint_manifest(), " (resbmctl export ",
+                                          job.job_id(), " --out DIR)")
+                           : "-"},
+      {"starts from:", InitSource(c.init())},
+      {"initial val:", p.has_initial_val_loss() ? Loss(p.initial_val_loss()) : "-"},
       {"recoveries:", absl::StrCat(p.recoveries())},
       {"resumes:", absl::StrCat(p.resumes())},
       {"stages:", job.stage_addresses().empty() ? "-" : absl::StrJoin(job.stage_addresses(), " ")},
