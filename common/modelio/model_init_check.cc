@@ -62,10 +62,12 @@ absl::Status ModelInitCheck::Check(const v1::JobConfig& config) {
   absl::StatusOr<std::unique_ptr<ModelSource>> source = ModelSource::Open(init);
   if (!source.ok()) {
     if (absl::IsFailedPrecondition(source.status())) return source.status();
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", source.status().message(),
-                     "; expected an export directory, a .safetensors file or a checkpoint "
-                     "manifest readable here"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", source.status().message(),
+        absl::IsNotFound(source.status())
+            ? "; expected an export directory, a .safetensors file or a checkpoint manifest "
+              "readable here"
+            : ""));
   }
   RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config));
   RESBM_RETURN_IF_ERROR(CheckBoundaryPlaces(config, plan, **source, field));

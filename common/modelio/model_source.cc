@@ -144,7 +144,8 @@ absl::Status ModelSource::CheckHolds(const std::vector<NamedShape>& expected,
     if (it->second->shape != want.shape) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ": tensor ", want.name, " has shape ", ShapeString(it->second->shape), " in ",
-          description_, " and ", ShapeString(want.shape), " in this model"));
+          description_, " and ", ShapeString(want.shape),
+          " in this model; expected the same shape (model sizes as the source was trained)"));
     }
     have.erase(it);
   }
