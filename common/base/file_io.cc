@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/base/read_only_file.h"
 
 namespace resbm {
 namespace {
@@ -65,34 +66,13 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view byte
 }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open (", std::strerror(errno), ")"));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return absl::FailedPreconditionError(absl::StrCat(path, ": not a regular file"));
-  }
-  if (static_cast<uint64_t>(info.st_size) > max_bytes) {
-    ::close(fd);
-    return absl::FailedPreconditionError(absl::StrCat(path, ": ", info.st_size,
+  absl::StatusOr<ReadOnlyFile> file = ReadOnlyFile::Open(path);
+  if (!file.ok()) return file.status();
+  if (file->size() > max_bytes) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": ", file->size(),
                                                       " bytes; expected at most ", max_bytes));
   }
-  std::string data(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return absl::DataLossError(absl::StrCat(path, ": read failed after ", done, " of ",
-                                              data.size(), " bytes"));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return data;
+  return file->ReadAt(0, file->size());
 }
 
 }  // namespace resbm

@@ -70,6 +70,15 @@ absl::Status Generator::CheckIds(const std::vector<int64_t>& ids, const char* wh
   return absl::OkStatus();
 }
 
+absl::Status Generator::CheckWindow(const std::vector<int64_t>& ids) const {
+  RESBM_RETURN_IF_ERROR(CheckIds(ids, "ids"));
+  if (static_cast<int64_t>(ids.size()) > options_.model.seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("ids: ", ids.size(), " tokens; expected <= ",
+                                                   options_.model.seq_len, " (model.seq_len)"));
+  }
+  return absl::OkStatus();
+}
+
 at::Tensor Generator::Cross(const at::Tensor& z) {
   // The seam catches a failure as an exception; WireCodec reports one as a status.
   auto wire = WireCodec::Encode(z, options_.compression.wire_dtype);  // (1, t, k)
@@ -91,22 +100,14 @@ at::Tensor Generator::Forward(const at::Tensor& ids, Caches* caches) {
 }
 
 absl::StatusOr<at::Tensor> Generator::Logits(const std::vector<int64_t>& ids) {
-  RESBM_RETURN_IF_ERROR(CheckIds(ids, "ids"));
-  if (static_cast<int64_t>(ids.size()) > options_.model.seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("ids: ", ids.size(), " tokens; expected <= ",
-                                                   options_.model.seq_len, " (model.seq_len)"));
-  }
+  RESBM_RETURN_IF_ERROR(CheckWindow(ids));
   return AtTorchSeam("generator", "logits", [&]() -> absl::StatusOr<at::Tensor> {
     return Forward(IdsTensor(ids, options_.device), nullptr).cpu();  // (1, T, V)
   });
 }
 
 absl::StatusOr<at::Tensor> Generator::LogitsIncremental(const std::vector<int64_t>& ids) {
-  RESBM_RETURN_IF_ERROR(CheckIds(ids, "ids"));
-  if (static_cast<int64_t>(ids.size()) > options_.model.seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("ids: ", ids.size(), " tokens; expected <= ",
-                                                   options_.model.seq_len, " (model.seq_len)"));
-  }
+  RESBM_RETURN_IF_ERROR(CheckWindow(ids));
   return AtTorchSeam("generator", "incremental logits", [&]() -> absl::StatusOr<at::Tensor> {
     Caches caches;
     caches.stages.resize(stages_.size());

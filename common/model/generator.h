@@ -79,6 +79,8 @@ class Generator {
   struct Caches;
   explicit Generator(const GeneratorOptions& options);
   absl::Status CheckIds(const std::vector<int64_t>& ids, const char* what) const;
+  // CheckIds, and at most seq_len of them.
+  absl::Status CheckWindow(const std::vector<int64_t>& ids) const;
   // Runs `ids` (1, t) through every stage, with the caches when given; -> logits (1, t, V).
   at::Tensor Forward(const at::Tensor& ids, Caches* caches);
   // Encodes and decodes z (1, t, k) as the boundary wire does.

@@ -1,17 +1,12 @@
 #include "common/modelio/safetensors_file.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/base/file_io.h"
+#include "common/base/read_only_file.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
@@ -227,30 +222,17 @@ absl::StatusOr<std::vector<RawTensor>> SafetensorsFile::ParseAll(absl::string_vi
 }
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open (", std::strerror(errno), ")"));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return absl::FailedPreconditionError(absl::StrCat(path, ": not a regular file"));
-  }
-  const uint64_t file_size = static_cast<uint64_t>(info.st_size);
+  RESBM_ASSIGN_OR_RETURN(const ReadOnlyFile file, ReadOnlyFile::Open(path));
   // The length first; a length past the file is refused by ParseHeader before anything is
   // allocated for the header.
-  std::string prefix(std::min<uint64_t>(8, file_size), '\0');
-  bool read = ::pread(fd, prefix.data(), prefix.size(), 0) == static_cast<ssize_t>(prefix.size());
-  if (read && prefix.size() == 8) {
+  RESBM_ASSIGN_OR_RETURN(std::string prefix, file.ReadAt(0, std::min<uint64_t>(8, file.size())));
+  if (prefix.size() == 8) {
     const uint64_t header_size = ReadU64(prefix);
-    if (header_size <= kMaxHeaderBytes && header_size <= file_size - 8) {
-      prefix.resize(8 + header_size);
-      read = ::pread(fd, prefix.data(), prefix.size(), 0) == static_cast<ssize_t>(prefix.size());
+    if (header_size <= kMaxHeaderBytes && header_size <= file.size() - 8) {
+      RESBM_ASSIGN_OR_RETURN(prefix, file.ReadAt(0, 8 + header_size));
     }
   }
-  ::close(fd);
-  if (!read) return Corrupt(path, "read of the header failed");
-  return ParseHeader(prefix, file_size, path);
+  return ParseHeader(prefix, file.size(), path);
 }
 
 const SafetensorsEntry* SafetensorsFile::Find(absl::string_view name) const {
@@ -265,33 +247,17 @@ absl::StatusOr<RawTensor> SafetensorsFile::Read(absl::string_view name) const {
   if (entry == nullptr) {
     return absl::NotFoundError(absl::StrCat(path_, ": no tensor '", name, "'"));
   }
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(path_, ": cannot open (", std::strerror(errno), ")"));
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0 || static_cast<uint64_t>(info.st_size) != file_size_) {
-    ::close(fd);
+  RESBM_ASSIGN_OR_RETURN(const ReadOnlyFile file, ReadOnlyFile::Open(path_));
+  if (file.size() != file_size_) {
     return Corrupt(path_, absl::StrCat("the file changed size since its header was read (",
-                                       file_size_, " bytes then)"));
+                                       file_size_, " bytes then, ", file.size(), " now)"));
   }
   RawTensor tensor;
   tensor.name = entry->name;
   tensor.dtype = entry->dtype;
   tensor.shape = entry->shape;
-  tensor.data.resize(entry->end - entry->begin);
-  size_t done = 0;
-  while (done < tensor.data.size()) {
-    const ssize_t n = ::pread(fd, tensor.data.data() + done, tensor.data.size() - done,
-                              static_cast<off_t>(data_offset_ + entry->begin + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return Corrupt(path_, absl::StrCat("tensor '", entry->name, "': read failed"));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
+  RESBM_ASSIGN_OR_RETURN(tensor.data,
+                         file.ReadAt(data_offset_ + entry->begin, entry->end - entry->begin));
   return tensor;
 }
 
