@@ -121,7 +121,8 @@ TEST_P(GracefulShutdownTest, TrainerStopsBetweenStepsAndKeepsTheLossCurve) {
   const std::string csv = dir + "/resbm_train_loss_" + tag + ".csv";
   auto started = ChildProcess::Start(
       {BinaryPath("resbm-train"), LongDebugJob(dir), "--steps=100000", "--threads=1",
-       "--summary-json=" + dir + "/resbm_train_summary_" + tag + ".json", "--loss-csv=" + csv},
+       "--summary-json=" + dir + "/resbm_train_summary_" + tag + ".json", "--loss-csv=" + csv,
+       "--checkpoint-dir=" + dir + "/resbm_train_checkpoint_" + tag},
       dir + "/resbm_train_log_" + tag);
   ASSERT_TRUE(started.ok()) << started.status();
   ChildProcess& trainer = **started;

@@ -33,7 +33,8 @@ inline std::vector<double> TrainLosses(const std::string& csv) {
 inline std::vector<double> ReferenceLosses(const std::string& config, const std::string& dir) {
   auto reference = ChildProcess::Start(
       {BinaryPath("resbm-train"), "--config=" + config, "--threads=1",
-       "--summary-json=" + dir + "/reference.json", "--loss-csv=" + dir + "/reference.csv"},
+       "--summary-json=" + dir + "/reference.json", "--loss-csv=" + dir + "/reference.csv",
+       "--checkpoint-dir=" + dir + "/reference-checkpoint"},
       dir + "/reference.log");
   EXPECT_TRUE(reference.ok());
   if (!reference.ok()) return {};
