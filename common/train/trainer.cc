@@ -71,7 +71,16 @@ absl::StatusOr<double> Trainer::EvaluateValidation() {
 absl::StatusOr<double> Trainer::EvaluateInitialModel(int64_t* recoveries) {
   while (true) {
     absl::StatusOr<double> loss = EvaluateValidation();
-    if (loss.ok() || *recoveries >= options_.max_recoveries || !backend_->supports_recovery() ||
+    if (loss.ok()) {
+      if (options_.hooks.on_initial_eval) options_.hooks.on_initial_eval(*loss);
+      if (options_.progress != nullptr) {
+        std::fprintf(options_.progress, "initial val loss %.4f (the model the run starts from)\n",
+                     *loss);
+        std::fflush(options_.progress);
+      }
+      return loss;
+    }
+    if (*recoveries >= options_.max_recoveries || !backend_->supports_recovery() ||
         (options_.stop_requested && options_.stop_requested())) {
       return loss;
     }
@@ -79,6 +88,74 @@ absl::StatusOr<double> Trainer::EvaluateInitialModel(int64_t* recoveries) {
     ++*recoveries;
     if (options_.hooks.on_recovery) options_.hooks.on_recovery(loss.status(), resumed);
   }
+}
+
+absl::StatusOr<Trainer::RunStart> Trainer::Begin(int64_t checkpoint_every) {
+  const v1::JobConfig& config = options_.config;
+  const int64_t steps = config.training().steps();
+  RunStart start;
+  if (options_.resume.has_value()) {
+    const TrainerResume& resume = *options_.resume;
+    if (resume.step < 0 || resume.step > steps ||
+        static_cast<int64_t>(resume.records.size()) != resume.step) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resume: step ", resume.step, " with ", resume.records.size(),
+                       " step records; expected 0..", steps, " steps, one record each"));
+    }
+    RESBM_RETURN_IF_ERROR(backend_->Restore(resume.step));
+    start.step = resume.step;
+    start.records = resume.records;
+    start.recoveries = resume.recoveries;
+    for (const auto& record : start.records) {
+      if (record.val_loss.has_value()) start.val_loss = *record.val_loss;
+    }
+    if (!start.records.empty()) start.seconds_before = start.records.back().seconds;
+    return start;
+  }
+  if (checkpoint_every > 0) {
+    RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0).status());
+    if (options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(0);
+  }
+  if (config.init().source_case() != v1::InitConfig::SOURCE_NOT_SET) {
+    RESBM_ASSIGN_OR_RETURN(start.initial_val_loss, EvaluateInitialModel(&start.recoveries));
+  }
+  return start;
+}
+
+absl::Status Trainer::PrepareOutputs() const {
+  for (const std::string& path :
+       {options_.loss_csv_path, options_.summary_json_path, options_.final_manifest_path}) {
+    const auto parent = std::filesystem::path(path).parent_path();
+    std::error_code error;
+    if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  }
+  if (!options_.loss_csv_path.empty() && !std::ofstream(options_.loss_csv_path, std::ios::trunc)) {
+    // Found out now rather than after the whole run.
+    return absl::UnavailableError(
+        absl::StrCat("loss csv ", options_.loss_csv_path, ": cannot open for writing"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::WriteLossCsv(const std::vector<StepRecord>& records) const {
+  if (options_.loss_csv_path.empty()) return absl::OkStatus();
+  std::ofstream csv(options_.loss_csv_path, std::ios::trunc);
+  csv << StepRecordsToCsv(records);
+  csv.close();
+  if (!csv) {
+    return absl::DataLossError(absl::StrCat("loss csv ", options_.loss_csv_path, ": write failed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::FinishFinalCheckpoint(int64_t step,
+                                            const std::vector<std::string>& stage_files) const {
+  // Not a worker's fault when it fails: no recovery would help.
+  RESBM_RETURN_IF_ERROR(WriteFinalManifest(step, stage_files));
+  if (options_.hooks.on_final_checkpoint) {
+    options_.hooks.on_final_checkpoint(step, options_.final_manifest_path);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Trainer::WriteFinalManifest(int64_t step,
@@ -103,17 +180,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   const int64_t steps = training.steps();
   const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
 
-  for (const std::string& path :
-       {options_.loss_csv_path, options_.summary_json_path, options_.final_manifest_path}) {
-    const auto parent = std::filesystem::path(path).parent_path();
-    std::error_code error;
-    if (!parent.empty()) std::filesystem::create_directories(parent, error);
-  }
-  if (!options_.loss_csv_path.empty() && !std::ofstream(options_.loss_csv_path, std::ios::trunc)) {
-    // Found out now rather than after the whole run.
-    return absl::UnavailableError(
-        absl::StrCat("loss csv ", options_.loss_csv_path, ": cannot open for writing"));
-  }
+  RESBM_RETURN_IF_ERROR(PrepareOutputs());
   std::unique_ptr<ProgressLine> progress;
   if (options_.progress != nullptr) {
     progress = std::make_unique<ProgressLine>(options_.progress, steps, 5.0);
@@ -122,47 +189,17 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  // One record per completed step; a recovery drops the records after its checkpoint, whose
-  // steps are then replayed with the same batches.
-  std::vector<StepRecord> records;
-  double val_loss = -1.0;
-  int64_t recoveries = 0;
   const int64_t checkpoint_every =
       backend_->supports_recovery() ? int64_t{training.checkpoint_every()} : 0;
-  int64_t step = 0;
+  RESBM_ASSIGN_OR_RETURN(RunStart begun, Begin(checkpoint_every));
+  // One record per completed step; a recovery drops the records after its checkpoint, whose
+  // steps are then replayed with the same batches.
+  std::vector<StepRecord> records = std::move(begun.records);
+  double val_loss = begun.val_loss;
+  int64_t recoveries = begun.recoveries;
+  int64_t step = begun.step;
+  const double seconds_before = begun.seconds_before;
   std::vector<std::string> stage_files;  // Of the last checkpoint written.
-  double seconds_before = 0.0;  // Run time of the steps a resumed run starts after.
-  if (options_.resume.has_value()) {
-    const TrainerResume& resume = *options_.resume;
-    if (resume.step < 0 || resume.step > steps ||
-        static_cast<int64_t>(resume.records.size()) != resume.step) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("resume: step ", resume.step, " with ", resume.records.size(),
-                       " step records; expected 0..", steps, " steps, one record each"));
-    }
-    RESBM_RETURN_IF_ERROR(backend_->Restore(resume.step));
-    step = resume.step;
-    records = resume.records;
-    recoveries = resume.recoveries;
-    for (const auto& record : records) {
-      if (record.val_loss.has_value()) val_loss = *record.val_loss;
-    }
-    if (!records.empty()) seconds_before = records.back().seconds;
-  } else if (checkpoint_every > 0) {
-    RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0).status());
-    if (options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(0);
-  }
-  std::optional<double> initial_val_loss;
-  if (!options_.resume.has_value() &&
-      config.init().source_case() != v1::InitConfig::SOURCE_NOT_SET) {
-    RESBM_ASSIGN_OR_RETURN(initial_val_loss, EvaluateInitialModel(&recoveries));
-    if (options_.hooks.on_initial_eval) options_.hooks.on_initial_eval(*initial_val_loss);
-    if (options_.progress != nullptr) {
-      std::fprintf(options_.progress, "initial val loss %.4f (the model the run starts from)\n",
-                   *initial_val_loss);
-      std::fflush(options_.progress);
-    }
-  }
   const int64_t first_step = step;
   if (progress) progress->set_start_step(first_step);
 
@@ -236,13 +273,7 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     records.push_back(record);
     if (options_.hooks.on_step) options_.hooks.on_step(record);
     if (checkpoint_now && options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(step + 1);
-    if (final_checkpoint) {
-      // Not a worker's fault when it fails: no recovery would help.
-      RESBM_RETURN_IF_ERROR(WriteFinalManifest(step + 1, stage_files));
-      if (options_.hooks.on_final_checkpoint) {
-        options_.hooks.on_final_checkpoint(step + 1, options_.final_manifest_path);
-      }
-    }
+    if (final_checkpoint) RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(step + 1, stage_files));
     if (progress) {
       const double tokens_this_run = static_cast<double>((step + 1 - first_step) * tokens_per_step);
       progress->Update(step + 1, stats->loss, val_loss, tokens_this_run / seconds, seconds,
@@ -255,22 +286,23 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     // Resumed after the final checkpoint (the coordinator restarted before it recorded the
     // end): the restored weights are the final ones; write them and the manifest again.
     RESBM_ASSIGN_OR_RETURN(stage_files, backend_->Checkpoint(steps));
-    RESBM_RETURN_IF_ERROR(WriteFinalManifest(steps, stage_files));
-    if (options_.hooks.on_final_checkpoint) {
-      options_.hooks.on_final_checkpoint(steps, options_.final_manifest_path);
-    }
+    RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(steps, stage_files));
   }
-  if (!options_.loss_csv_path.empty()) {
-    std::ofstream csv(options_.loss_csv_path, std::ios::trunc);
-    csv << StepRecordsToCsv(records);
-    csv.close();
-    if (!csv) {
-      return absl::DataLossError(
-          absl::StrCat("loss csv ", options_.loss_csv_path, ": write failed"));
-    }
-  }
+  RESBM_RETURN_IF_ERROR(WriteLossCsv(records));
   if (!stopped.ok()) return stopped;
+  RunSummary summary = Summarize(records, val_loss, recoveries, seconds_before + elapsed());
+  summary.initial_val_loss = begun.initial_val_loss;
+  if (!options_.summary_json_path.empty()) {
+    RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));
+  }
+  return summary;
+}
 
+RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val_loss,
+                              int64_t recoveries, double wall_seconds) const {
+  const v1::JobConfig& config = options_.config;
+  const int64_t steps = config.training().steps();
+  const int64_t tokens_per_step = int64_t{config.training().batch_size()} * config.model().seq_len();
   RunSummary summary;
   summary.job_name = config.name();
   const CompressionOptions compression = ToCompressionOptions(config);
@@ -286,13 +318,12 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     summary.final_train_loss += records[i].train_loss / static_cast<double>(tail);
   }
   summary.final_val_loss = val_loss;
-  summary.initial_val_loss = initial_val_loss;
   if (backend_->supports_checkpoints()) {
     summary.final_checkpoint_step = steps;
     summary.final_checkpoint_manifest = options_.final_manifest_path;
   }
   summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
-  summary.wall_seconds = seconds_before + elapsed();
+  summary.wall_seconds = wall_seconds;
   summary.tokens_per_second = summary.tokens / summary.wall_seconds;
   const std::vector<BoundaryTraffic> traffic = backend_->Traffic();
   for (size_t b = 0; b < traffic.size(); ++b) {
@@ -317,9 +348,6 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     stage.backward_seconds = timing[s].backward_seconds / microbatches;
     stage.wait_seconds_per_step = timing[s].wait_seconds / static_cast<double>(timing[s].steps);
     summary.stages.push_back(stage);
-  }
-  if (!options_.summary_json_path.empty()) {
-    RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));
   }
   return summary;
 }

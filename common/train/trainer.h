@@ -97,13 +97,34 @@ class Trainer {
   absl::StatusOr<double> EvaluateValidation();
 
  private:
+  // Where a run starts: after a resume's checkpoint, or at step 0 (checkpointed, and a
+  // trained model evaluated first).
+  struct RunStart {
+    int64_t step = 0;
+    std::vector<StepRecord> records;
+    double val_loss = -1.0;
+    int64_t recoveries = 0;
+    double seconds_before = 0.0;  // Run time of the steps a resumed run starts after.
+    std::optional<double> initial_val_loss;
+  };
+
   Trainer(const TrainerOptions& options, TokenDataset dataset,
           std::unique_ptr<TrainingBackend> backend);
+  absl::StatusOr<RunStart> Begin(int64_t checkpoint_every);
   // The validation loss of the model the run starts from, recovering (from the step-0
   // checkpoint) as a failed step would.
   absl::StatusOr<double> EvaluateInitialModel(int64_t* recoveries);
-  // Writes the manifest of the final checkpoint (`stage_files` after `step` steps).
+  // Creates the output directories; refuses a loss CSV that cannot be written, before the run.
+  absl::Status PrepareOutputs() const;
+  absl::Status WriteLossCsv(const std::vector<StepRecord>& records) const;
+  // The final checkpoint (`stage_files` after `step` steps) is complete: its manifest, then
+  // the hook.
+  absl::Status FinishFinalCheckpoint(int64_t step, const std::vector<std::string>& stage_files) const;
+  // Writes the manifest of the final checkpoint.
   absl::Status WriteFinalManifest(int64_t step, const std::vector<std::string>& stage_files) const;
+  // The summary of a run that ended after `records`, with the last validation loss.
+  RunSummary Summarize(const std::vector<StepRecord>& records, double val_loss,
+                       int64_t recoveries, double wall_seconds) const;
 
   TrainerOptions options_;
   TokenDataset dataset_;
