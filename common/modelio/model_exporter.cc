@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/base/file_io.h"
 #include "common/config/job_config.h"
+#include "common/model/model_tensor_names.h"
 #include "common/modelio/model_source.h"
 #include "common/modelio/safetensors_file.h"
 #include "common/status/status_macros.h"
@@ -90,12 +91,20 @@ absl::StatusOr<ExportResult> ModelExporter::Export(const std::string& manifest_p
                                                    const std::string& out_dir) {
   RESBM_ASSIGN_OR_RETURN(auto source, ModelSource::OpenCheckpoint(manifest_path));
   const v1::CheckpointManifest& manifest = *source->manifest();
-  std::vector<RawTensor> tensors;
+  RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(manifest.config()));
+  // Read stage by stage (each stage file decoded once: boundary halves alternate stages in
+  // file order), placed in file order.
+  const std::vector<NamedShape>& shapes = source->shapes();
+  std::vector<RawTensor> tensors(shapes.size());
   ExportResult result;
-  for (const NamedShape& shape : source->shapes()) {
-    RESBM_ASSIGN_OR_RETURN(RawTensor tensor, source->Read(shape.name));
-    result.parameters += tensor.numel();
-    tensors.push_back(std::move(tensor));
+  for (const StageSpec& spec : plan) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      RESBM_ASSIGN_OR_RETURN(const int64_t owner,
+                             ModelTensorNames::OwningStage(plan, shapes[i].name));
+      if (owner != spec.index) continue;
+      RESBM_ASSIGN_OR_RETURN(tensors[i], source->Read(shapes[i].name));
+      result.parameters += tensors[i].numel();
+    }
   }
   std::error_code error;
   std::filesystem::create_directories(out_dir, error);
@@ -103,7 +112,6 @@ absl::StatusOr<ExportResult> ModelExporter::Export(const std::string& manifest_p
     return absl::UnavailableError(
         absl::StrCat("export directory '", out_dir, "': ", error.message()));
   }
-  RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(manifest.config()));
   std::vector<int64_t> sizes;
   for (const StageSpec& spec : plan) sizes.push_back(spec.num_layers);
   // The split says where the boundaries sit: a fine-tune must put them in the same places.
