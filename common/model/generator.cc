@@ -79,22 +79,18 @@ absl::Status Generator::CheckWindow(const std::vector<int64_t>& ids) const {
   return absl::OkStatus();
 }
 
-at::Tensor Generator::Cross(const at::Tensor& z) {
-  // The seam catches a failure as an exception; WireCodec reports one as a status.
-  auto wire = WireCodec::Encode(z, options_.compression.wire_dtype);  // (1, t, k)
-  if (!wire.ok()) throw std::runtime_error(std::string(wire.status().message()));
-  auto decoded = WireCodec::Decode(*wire);
-  if (!decoded.ok()) throw std::runtime_error(std::string(decoded.status().message()));
-  return decoded->to(z.device());  // (1, t, k)
-}
-
-at::Tensor Generator::Forward(const at::Tensor& ids, Caches* caches) {
+absl::StatusOr<at::Tensor> Generator::Forward(const at::Tensor& ids, Caches* caches) {
   torch::NoGradGuard no_grad;
   at::Tensor x = ids;  // (1, t)
   for (size_t s = 0; s < stages_.size(); ++s) {
     x = caches != nullptr ? stages_[s]->ForwardCached(x, &caches->stages[s])
                           : stages_[s]->forward(x);  // (1, t, k) or (1, t, V)
-    if (s + 1 < stages_.size()) x = Cross(x);
+    if (s + 1 == stages_.size()) break;
+    // The boundary's wire, rounded as in training.
+    RESBM_ASSIGN_OR_RETURN(WireTensor wire,
+                           WireCodec::Encode(x, options_.compression.wire_dtype));  // (1, t, k)
+    RESBM_ASSIGN_OR_RETURN(at::Tensor decoded, WireCodec::Decode(wire));
+    x = decoded.to(ids.device());  // (1, t, k)
   }
   return x;  // (1, t, V)
 }
@@ -102,7 +98,8 @@ at::Tensor Generator::Forward(const at::Tensor& ids, Caches* caches) {
 absl::StatusOr<at::Tensor> Generator::Logits(const std::vector<int64_t>& ids) {
   RESBM_RETURN_IF_ERROR(CheckWindow(ids));
   return AtTorchSeam("generator", "logits", [&]() -> absl::StatusOr<at::Tensor> {
-    return Forward(IdsTensor(ids, options_.device), nullptr).cpu();  // (1, T, V)
+    RESBM_ASSIGN_OR_RETURN(at::Tensor logits, Forward(IdsTensor(ids, options_.device), nullptr));
+    return logits.cpu();  // (1, T, V)
   });
 }
 
@@ -112,7 +109,10 @@ absl::StatusOr<at::Tensor> Generator::LogitsIncremental(const std::vector<int64_
     Caches caches;
     caches.stages.resize(stages_.size());
     std::vector<at::Tensor> rows;
-    for (int64_t id : ids) rows.push_back(Forward(IdsTensor({id}, options_.device), &caches));
+    for (int64_t id : ids) {
+      RESBM_ASSIGN_OR_RETURN(at::Tensor row, Forward(IdsTensor({id}, options_.device), &caches));
+      rows.push_back(std::move(row));  // (1, 1, V)
+    }
     return torch::cat(rows, /*dim=*/1).cpu();  // (1, T, V)
   });
 }
@@ -142,7 +142,9 @@ absl::StatusOr<std::vector<int64_t>> Generator::Generate(const std::vector<int64
       at::Tensor logits;  // (1, t, V)
       if (!sampling.use_cache) {
         const size_t from = tokens.size() > static_cast<size_t>(window) ? tokens.size() - window : 0;
-        logits = Forward(IdsTensor({tokens.begin() + from, tokens.end()}, options_.device), nullptr);
+        RESBM_ASSIGN_OR_RETURN(
+            logits, Forward(IdsTensor({tokens.begin() + from, tokens.end()}, options_.device),
+                            nullptr));
       } else {
         if (cached == 0 || cached >= window) {
           // (Re)build the caches from the window's tail: the prompt, or the last window / 2.
@@ -151,11 +153,13 @@ absl::StatusOr<std::vector<int64_t>> Generator::Generate(const std::vector<int64
           cache_start = tokens.size() - keep;
           if (cached != 0) ++s.window_rebuilds;
           caches.stages.assign(stages_.size(), StageImpl::KvCache{});
-          logits = Forward(IdsTensor({tokens.begin() + cache_start, tokens.end()}, options_.device),
-                           &caches);
+          RESBM_ASSIGN_OR_RETURN(
+              logits, Forward(IdsTensor({tokens.begin() + cache_start, tokens.end()},
+                                        options_.device),
+                              &caches));
           cached = static_cast<int64_t>(keep);
         } else {
-          logits = Forward(IdsTensor({tokens.back()}, options_.device), &caches);
+          RESBM_ASSIGN_OR_RETURN(logits, Forward(IdsTensor({tokens.back()}, options_.device), &caches));
           ++cached;
         }
       }

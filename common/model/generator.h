@@ -82,9 +82,8 @@ class Generator {
   // CheckIds, and at most seq_len of them.
   absl::Status CheckWindow(const std::vector<int64_t>& ids) const;
   // Runs `ids` (1, t) through every stage, with the caches when given; -> logits (1, t, V).
-  at::Tensor Forward(const at::Tensor& ids, Caches* caches);
-  // Encodes and decodes z (1, t, k) as the boundary wire does.
-  at::Tensor Cross(const at::Tensor& z);
+  // Call inside the LibTorch seam.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& ids, Caches* caches);
 
   GeneratorOptions options_;
   std::vector<std::shared_ptr<StageImpl>> stages_;
