@@ -250,7 +250,6 @@ void JobManager::RunLoop() {
 }
 
 void JobManager::RunOne(v1::Job job) {
-  const std::string job_id = job.job_id();
   JobRun run;
   run.output_dir = job.output_dir();
   std::error_code error;
@@ -264,41 +263,52 @@ void JobManager::RunOne(v1::Job job) {
     Publish(job, v1::JOB_EVENT_KIND_STATE, job.message());
     return;
   }
+  StartOrResume(&job, &run);
+  AttachHooks(&job, &run);
+  run.job = job;
+  Conclude(&job, runner_(run));
+}
+
+void JobManager::StartOrResume(v1::Job* job, JobRun* run) {
   // A job already RUNNING was interrupted by a coordinator restart: resume it.
-  if (job.state() == v1::JOB_STATE_RUNNING) {
-    auto* progress = job.mutable_progress();
+  if (job->state() == v1::JOB_STATE_RUNNING) {
+    auto* progress = job->mutable_progress();
     const int64_t from = progress->has_checkpoint_step() ? progress->checkpoint_step() : 0;
-    absl::Status truncated = store_->TruncateSteps(job_id, from);
-    auto steps = store_->Steps(job_id);
+    absl::Status truncated = store_->TruncateSteps(job->job_id(), from);
+    auto steps = store_->Steps(job->job_id());
     if (truncated.ok() && steps.ok() && static_cast<int64_t>(steps->size()) == from &&
         progress->has_checkpoint_step()) {
-      run.resume = TrainerResume{from, std::move(*steps), progress->recoveries()};
+      run->resume = TrainerResume{from, std::move(*steps), progress->recoveries()};
     } else {
-      (void)store_->TruncateSteps(job_id, 0);  // No usable checkpoint: from the start.
+      (void)store_->TruncateSteps(job->job_id(), 0);  // No usable checkpoint: from the start.
       progress->clear_checkpoint_step();
     }
-    progress->set_step(run.resume ? from : 0);
+    progress->set_step(run->resume ? from : 0);
     progress->set_resumes(progress->resumes() + 1);
     if (metrics_ != nullptr) metrics_->Resumed();
-    Publish(job, v1::JOB_EVENT_KIND_STATE,
+    Publish(*job, v1::JOB_EVENT_KIND_STATE,
             absl::StrCat("resuming after step ", progress->step(), " (coordinator restarted)"));
   } else {
-    job.set_state(v1::JOB_STATE_RUNNING);
-    job.set_started_unix_ms(NowUnixMs());
-    job.set_message("");
-    Publish(job, v1::JOB_EVENT_KIND_STATE, "started");
+    job->set_state(v1::JOB_STATE_RUNNING);
+    job->set_started_unix_ms(NowUnixMs());
+    job->set_message("");
+    Publish(*job, v1::JOB_EVENT_KIND_STATE, "started");
   }
+}
 
-  // The hooks run on this thread (the trainer's): `job` is only touched here.
-  const int64_t steps_at_start = job.progress().step();
+void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
+  // The hooks run on the runner thread (the trainer's): `job` is only touched there.
+  const std::string job_id = job->job_id();
+  const int64_t steps_at_start = job->progress().step();
   const double seconds_at_start =
-      run.resume && !run.resume->records.empty() ? run.resume->records.back().seconds : 0.0;
-  double last_seconds = seconds_at_start;
-  run.hooks.on_step = [&](const StepRecord& record) {
+      run->resume && !run->resume->records.empty() ? run->resume->records.back().seconds : 0.0;
+  auto last_seconds = std::make_shared<double>(seconds_at_start);
+  run->hooks.on_step = [this, job, job_id, steps_at_start, seconds_at_start,
+                        last_seconds](const StepRecord& record) {
     if (absl::Status status = store_->PutStep(job_id, record); !status.ok()) {
       std::fprintf(stderr, "coordinator: %s\n", status.ToString().c_str());
     }
-    auto* p = job.mutable_progress();
+    auto* p = job->mutable_progress();
     p->set_step(record.step);
     p->set_train_loss(record.train_loss);
     if (record.val_loss.has_value()) p->set_val_loss(*record.val_loss);
@@ -309,55 +319,54 @@ void JobManager::RunOne(v1::Job job) {
     p->set_tokens_per_second(rate);
     p->set_eta_seconds(rate > 0 ? (p->total_steps() - record.step) * tokens_per_step / rate : 0.0);
     if (metrics_ != nullptr) {
-      metrics_->StepDone(record.seconds - last_seconds, rate, record.train_loss);
+      metrics_->StepDone(record.seconds - *last_seconds, rate, record.train_loss);
       if (record.val_loss.has_value()) metrics_->Evaluated(*record.val_loss);
     }
-    last_seconds = record.seconds;
-    job.set_message("");
-    Publish(job, v1::JOB_EVENT_KIND_STEP, "");
+    *last_seconds = record.seconds;
+    job->set_message("");
+    Publish(*job, v1::JOB_EVENT_KIND_STEP, "");
   };
-  run.hooks.on_checkpoint = [&](int64_t step) {
-    job.mutable_progress()->set_checkpoint_step(step);
-    Publish(job, v1::JOB_EVENT_KIND_CHECKPOINT, absl::StrCat("checkpoint after step ", step));
+  run->hooks.on_checkpoint = [this, job](int64_t step) {
+    job->mutable_progress()->set_checkpoint_step(step);
+    Publish(*job, v1::JOB_EVENT_KIND_CHECKPOINT, absl::StrCat("checkpoint after step ", step));
   };
-  run.hooks.on_recovery = [&](const absl::Status& failure, int64_t step) {
+  run->hooks.on_recovery = [this, job, job_id](const absl::Status& failure, int64_t step) {
     (void)store_->TruncateSteps(job_id, step);
-    auto* p = job.mutable_progress();
+    auto* p = job->mutable_progress();
     p->set_recoveries(p->recoveries() + 1);
     if (metrics_ != nullptr) metrics_->Recovered(failure);
     p->set_step(step);
-    Publish(job, v1::JOB_EVENT_KIND_RECOVERY,
+    Publish(*job, v1::JOB_EVENT_KIND_RECOVERY,
             absl::StrCat("recovered from '", failure.message(), "': resuming after step ", step));
   };
-  run.hooks.on_initial_eval = [&](double val_loss) {
-    job.mutable_progress()->set_initial_val_loss(val_loss);
-    job.mutable_progress()->set_val_loss(val_loss);
-    Publish(job, v1::JOB_EVENT_KIND_EVALUATION,
+  run->hooks.on_initial_eval = [this, job](double val_loss) {
+    job->mutable_progress()->set_initial_val_loss(val_loss);
+    job->mutable_progress()->set_val_loss(val_loss);
+    Publish(*job, v1::JOB_EVENT_KIND_EVALUATION,
             absl::StrFormat("initial val loss %.4f: the model it starts from", val_loss));
   };
-  run.hooks.on_final_checkpoint = [&](int64_t step, const std::string& manifest) {
-    job.set_final_checkpoint_step(static_cast<uint64_t>(step));
-    job.set_final_checkpoint_manifest(manifest);
-    Publish(job, v1::JOB_EVENT_KIND_CHECKPOINT,
+  run->hooks.on_final_checkpoint = [this, job](int64_t step, const std::string& manifest) {
+    job->set_final_checkpoint_step(static_cast<uint64_t>(step));
+    job->set_final_checkpoint_manifest(manifest);
+    Publish(*job, v1::JOB_EVENT_KIND_CHECKPOINT,
             absl::StrCat("final checkpoint after step ", step, ": ", manifest));
   };
-  run.on_assigned = [&](const std::vector<std::string>& addresses) {
-    job.clear_stage_addresses();
-    for (const auto& address : addresses) job.add_stage_addresses(address);
-    Publish(job, v1::JOB_EVENT_KIND_STATE, "stages assigned");
+  run->on_assigned = [this, job](const std::vector<std::string>& addresses) {
+    job->clear_stage_addresses();
+    for (const auto& address : addresses) job->add_stage_addresses(address);
+    Publish(*job, v1::JOB_EVENT_KIND_STATE, "stages assigned");
   };
-  run.on_status = [&](const std::string& message) {
-    job.set_message(message);
-    Publish(job, v1::JOB_EVENT_KIND_STATE, message);
+  run->on_status = [this, job](const std::string& message) {
+    job->set_message(message);
+    Publish(*job, v1::JOB_EVENT_KIND_STATE, message);
   };
-  run.stop_requested = [this] {
+  run->stop_requested = [this] {
     absl::MutexLock lock(&mu_);
     return stopping_ || cancel_running_;
   };
-  run.job = job;
+}
 
-  absl::StatusOr<RunSummary> summary = runner_(run);
-
+void JobManager::Conclude(v1::Job* job, const absl::StatusOr<RunSummary>& summary) {
   bool cancelled, stopping;
   {
     absl::MutexLock lock(&mu_);
@@ -367,21 +376,21 @@ void JobManager::RunOne(v1::Job job) {
   if (stopping && !cancelled && !summary.ok() && absl::IsCancelled(summary.status())) {
     return;  // Stopped by the shutdown: stays RUNNING, and the next coordinator resumes it.
   }
-  job.clear_stage_addresses();
-  job.set_finished_unix_ms(NowUnixMs());
+  job->clear_stage_addresses();
+  job->set_finished_unix_ms(NowUnixMs());
   if (cancelled) {
-    job.set_state(v1::JOB_STATE_CANCELLED);
-    job.set_message("cancelled by request");
+    job->set_state(v1::JOB_STATE_CANCELLED);
+    job->set_message("cancelled by request");
   } else if (summary.ok()) {
-    job.set_state(v1::JOB_STATE_SUCCEEDED);
-    job.set_message("");
-    job.set_summary_json(summary->ToJson());
-    job.mutable_progress()->set_step(job.progress().total_steps());
+    job->set_state(v1::JOB_STATE_SUCCEEDED);
+    job->set_message("");
+    job->set_summary_json(summary->ToJson());
+    job->mutable_progress()->set_step(job->progress().total_steps());
   } else {
-    job.set_state(v1::JOB_STATE_FAILED);
-    job.set_message(std::string(summary.status().message()));
+    job->set_state(v1::JOB_STATE_FAILED);
+    job->set_message(std::string(summary.status().message()));
   }
-  Publish(job, v1::JOB_EVENT_KIND_STATE, job.message().empty() ? "succeeded" : job.message());
+  Publish(*job, v1::JOB_EVENT_KIND_STATE, job->message().empty() ? "succeeded" : job->message());
 }
 
 }  // namespace resbm

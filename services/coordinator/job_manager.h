@@ -89,6 +89,13 @@ class JobManager {
   // Takes the next job to run: a RUNNING one (resumed) first, then the oldest QUEUED.
   std::optional<v1::Job> NextJob();
   void RunOne(v1::Job job);
+  // RUNNING now: started, or resumed from its last checkpoint after a coordinator restart
+  // (run->resume set).
+  void StartOrResume(v1::Job* job, JobRun* run);
+  // The runner's hooks: store and publish `job` (which must outlive the run) as it goes.
+  void AttachHooks(v1::Job* job, JobRun* run);
+  // The job's end state from the run's outcome (or none: a shutdown leaves it RUNNING).
+  void Conclude(v1::Job* job, const absl::StatusOr<RunSummary>& summary);
   // Stores `job` and sends `kind` to its watchers.
   void Publish(const v1::Job& job, v1::JobEventKind kind, const std::string& message)
       ABSL_LOCKS_EXCLUDED(publish_mu_);
