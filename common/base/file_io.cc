@@ -69,8 +69,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path, uint64_t m
   absl::StatusOr<ReadOnlyFile> file = ReadOnlyFile::Open(path);
   if (!file.ok()) return file.status();
   if (file->size() > max_bytes) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": ", file->size(),
-                                                      " bytes; expected at most ", max_bytes));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": ", file->size(), " bytes; expected at most ", max_bytes));
   }
   return file->ReadAt(0, file->size());
 }

@@ -50,8 +50,8 @@ absl::StatusOr<std::string> ReadOnlyFile::ReadAt(uint64_t offset, uint64_t size)
         ::pread(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      return absl::DataLossError(absl::StrCat(path_, ": read of ", size, " bytes at ", offset,
-                                              " ended after ", done));
+      return absl::DataLossError(
+          absl::StrCat(path_, ": read of ", size, " bytes at ", offset, " ended after ", done));
     }
     done += static_cast<size_t>(n);
   }

@@ -52,15 +52,14 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor CausalSelfAttentionImpl::ForwardCached(const torch::Tensor& x, int64_t position,
-                                                     torch::Tensor* keys,
-                                                     torch::Tensor* values) {
+                                                     torch::Tensor* keys, torch::Tensor* values) {
   const int64_t batch = x.size(0), seq = x.size(1), d = x.size(2);
   auto split_heads = [&](const torch::Tensor& t) {
     return t.view({batch, seq, n_heads_, head_dim_}).transpose(1, 2);  // (B, H, t, hd)
   };
-  auto q = rotary_->forward(split_heads(wq_->forward(x)), position);  // (B, H, t, hd)
-  auto k = rotary_->forward(split_heads(wk_->forward(x)), position);  // (B, H, t, hd)
-  auto v = split_heads(wv_->forward(x));                              // (B, H, t, hd)
+  auto q = rotary_->forward(split_heads(wq_->forward(x)), position);      // (B, H, t, hd)
+  auto k = rotary_->forward(split_heads(wk_->forward(x)), position);      // (B, H, t, hd)
+  auto v = split_heads(wv_->forward(x));                                  // (B, H, t, hd)
   *keys = keys->defined() ? torch::cat({*keys, k}, /*dim=*/2) : k;        // (B, H, P+t, hd)
   *values = values->defined() ? torch::cat({*values, v}, /*dim=*/2) : v;  // (B, H, P+t, hd)
   auto scores = torch::matmul(q, keys->transpose(-2, -1)) /
@@ -71,8 +70,8 @@ torch::Tensor CausalSelfAttentionImpl::ForwardCached(const torch::Tensor& x, int
                     .triu(position + 1);  // (t, P+t)
   scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
   auto y = torch::matmul(torch::softmax(scores, /*dim=*/-1), *values);  // (B, H, t, hd)
-  y = y.transpose(1, 2).contiguous().view({batch, seq, d});               // (B, t, d)
-  return wo_->forward(y);                                                 // (B, t, d)
+  y = y.transpose(1, 2).contiguous().view({batch, seq, d});             // (B, t, d)
+  return wo_->forward(y);                                               // (B, t, d)
 }
 
 }  // namespace resbm

@@ -141,10 +141,10 @@ absl::StatusOr<std::string> CheckpointCodec::Encode(const CheckpointData& data) 
     const uint64_t expected = tensor.numel() * ElementSize(tensor.dtype);
     if (tensor.data.size() != expected || tensor.name.size() > kMaxNameLength ||
         tensor.shape.size() > kMaxRank) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", tensor.name, ": ", tensor.data.size(), " bytes for shape ",
-          ShapeString(tensor.shape), "; expected ", expected, " (name <= ", kMaxNameLength,
-          " characters, rank <= ", kMaxRank, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", tensor.name, ": ", tensor.data.size(), " bytes for shape ",
+                       ShapeString(tensor.shape), "; expected ", expected,
+                       " (name <= ", kMaxNameLength, " characters, rank <= ", kMaxRank, ")"));
     }
     Put<uint32_t>(&out, static_cast<uint32_t>(tensor.name.size()));
     out.append(tensor.name);

@@ -59,12 +59,12 @@ NamedTensors Generator::StageParameters(int64_t stage) const {
 }
 
 absl::Status Generator::CheckIds(const std::vector<int64_t>& ids, const char* what) const {
-  if (ids.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": empty; expected >= 1 token"));
+  if (ids.empty())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": empty; expected >= 1 token"));
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= options_.model.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(what, "[", i, "]: token id ", ids[i],
-                                                     "; expected 0..",
-                                                     options_.model.vocab_size - 1));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, "[", i, "]: token id ", ids[i], "; expected 0..", options_.model.vocab_size - 1));
     }
   }
   return absl::OkStatus();
@@ -73,8 +73,8 @@ absl::Status Generator::CheckIds(const std::vector<int64_t>& ids, const char* wh
 absl::Status Generator::CheckWindow(const std::vector<int64_t>& ids) const {
   RESBM_RETURN_IF_ERROR(CheckIds(ids, "ids"));
   if (static_cast<int64_t>(ids.size()) > options_.model.seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat("ids: ", ids.size(), " tokens; expected <= ",
-                                                   options_.model.seq_len, " (model.seq_len)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ids: ", ids.size(), " tokens; expected <= ", options_.model.seq_len, " (model.seq_len)"));
   }
   return absl::OkStatus();
 }
@@ -122,9 +122,9 @@ absl::StatusOr<std::vector<int64_t>> Generator::Generate(const std::vector<int64
                                                          GenerationStats* stats) {
   RESBM_RETURN_IF_ERROR(CheckIds(prompt, "prompt"));
   if (sampling.max_tokens < 0 || sampling.temperature < 0 || sampling.top_k < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sampling: max_tokens ", sampling.max_tokens, ", temperature ", sampling.temperature,
-        ", top_k ", sampling.top_k, "; expected each >= 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling: max_tokens ", sampling.max_tokens, ", temperature ",
+                     sampling.temperature, ", top_k ", sampling.top_k, "; expected each >= 0"));
   }
   GenerationStats local;
   GenerationStats& s = stats != nullptr ? *stats : local;
@@ -141,10 +141,11 @@ absl::StatusOr<std::vector<int64_t>> Generator::Generate(const std::vector<int64
     for (int64_t n = 0; n < sampling.max_tokens; ++n) {
       at::Tensor logits;  // (1, t, V)
       if (!sampling.use_cache) {
-        const size_t from = tokens.size() > static_cast<size_t>(window) ? tokens.size() - window : 0;
+        const size_t from =
+            tokens.size() > static_cast<size_t>(window) ? tokens.size() - window : 0;
         RESBM_ASSIGN_OR_RETURN(
-            logits, Forward(IdsTensor({tokens.begin() + from, tokens.end()}, options_.device),
-                            nullptr));
+            logits,
+            Forward(IdsTensor({tokens.begin() + from, tokens.end()}, options_.device), nullptr));
       } else {
         if (cached == 0 || cached >= window) {
           // (Re)build the caches from the window's tail: the prompt, or the last window / 2.
@@ -154,17 +155,20 @@ absl::StatusOr<std::vector<int64_t>> Generator::Generate(const std::vector<int64
           if (cached != 0) ++s.window_rebuilds;
           caches.stages.assign(stages_.size(), StageImpl::KvCache{});
           RESBM_ASSIGN_OR_RETURN(
-              logits, Forward(IdsTensor({tokens.begin() + cache_start, tokens.end()},
-                                        options_.device),
-                              &caches));
+              logits,
+              Forward(IdsTensor({tokens.begin() + cache_start, tokens.end()}, options_.device),
+                      &caches));
           cached = static_cast<int64_t>(keep);
         } else {
-          RESBM_ASSIGN_OR_RETURN(logits, Forward(IdsTensor({tokens.back()}, options_.device), &caches));
+          RESBM_ASSIGN_OR_RETURN(logits,
+                                 Forward(IdsTensor({tokens.back()}, options_.device), &caches));
           ++cached;
         }
       }
-      auto last = logits.select(1, logits.size(1) - 1).squeeze(0).to(torch::kCPU,
-                                                                    torch::kFloat32);  // (V)
+      auto last = logits.select(1, logits.size(1) - 1)
+                      .squeeze(0)
+                      .to(torch::kCPU,
+                          torch::kFloat32);  // (V)
       int64_t next;
       if (sampling.temperature == 0.0) {
         next = last.argmax().item<int64_t>();

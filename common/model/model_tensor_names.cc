@@ -2,8 +2,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace resbm {
 namespace {
@@ -42,7 +42,8 @@ bool HasBoundaryHalves(CompressionKind kind) {
 
 absl::StatusOr<std::string> ModelTensorNames::ExportName(const StageSpec& spec,
                                                          absl::string_view local_name) {
-  if (local_name == "embed.weight" && spec.is_first()) return std::string("model.embed_tokens.weight");
+  if (local_name == "embed.weight" && spec.is_first())
+    return std::string("model.embed_tokens.weight");
   if (local_name == "final_norm.weight" && spec.is_last()) return std::string("model.norm.weight");
   if (local_name == "head.weight" && spec.is_last()) return std::string("lm_head.weight");
   if (local_name == "encoder.E.weight" && !spec.is_last()) {
@@ -69,8 +70,8 @@ absl::StatusOr<int64_t> ModelTensorNames::OwningStage(const std::vector<StageSpe
                                                       absl::string_view name) {
   const int64_t stages = static_cast<int64_t>(plan.size());
   auto unknown = [&] {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': not a tensor of a ",
-                                                   stages, "-stage model"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "': not a tensor of a ", stages, "-stage model"));
   };
   if (stages == 0) return unknown();
   if (name == "model.embed_tokens.weight") return 0;

@@ -13,9 +13,9 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {TensorDtype::kFloat32, 4, "F32"},  {TensorDtype::kFloat64, 8, "F64"},
-    {TensorDtype::kInt64, 8, "I64"},    {TensorDtype::kBFloat16, 2, "BF16"},
-    {TensorDtype::kFloat16, 2, "F16"},  {TensorDtype::kInt32, 4, "I32"},
+    {TensorDtype::kFloat32, 4, "F32"}, {TensorDtype::kFloat64, 8, "F64"},
+    {TensorDtype::kInt64, 8, "I64"},   {TensorDtype::kBFloat16, 2, "BF16"},
+    {TensorDtype::kFloat16, 2, "F16"}, {TensorDtype::kInt32, 4, "I32"},
     {TensorDtype::kUInt8, 1, "U8"},
 };
 

@@ -28,8 +28,8 @@ absl::Status Check(const v1::CheckpointManifest& manifest, const std::string& pa
   const int stages = static_cast<int>(config.stages().num_stages());
   if (manifest.stage_files_size() != stages) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", manifest.stage_files_size(),
-                                                   " stage_files; expected one per stage (",
-                                                   stages, ")"));
+                                                   " stage_files; expected one per stage (", stages,
+                                                   ")"));
   }
   for (int s = 0; s < stages; ++s) {
     if (manifest.stage_files(s).empty()) {
@@ -56,8 +56,9 @@ absl::StatusOr<v1::CheckpointManifest> CheckpointManifestFile::Read(const std::s
   options.ignore_unknown_fields = false;
   const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &manifest, options);
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file, ": ", std::string(parsed.message()), "; expected JSON of resbm.v1.CheckpointManifest"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(file, ": ", std::string(parsed.message()),
+                     "; expected JSON of resbm.v1.CheckpointManifest"));
   }
   RESBM_RETURN_IF_ERROR(Check(manifest, file));
   ApplyJobConfigDefaults(manifest.mutable_config());

@@ -47,8 +47,9 @@ OrderedJson ResbmSection(const v1::JobConfig& config, const std::string& job_id,
       {"layers_per_stage", layers},
       {"boundaries", boundaries},
       {"compute_dtype", ComputeDtypeName(ToModelOptions(config).compute_dtype)},
-      {"rotary", "rotate_half: each head's first half pairs with its second (Hugging Face "
-                 "Llama layout; no q/k permutation)"},
+      {"rotary",
+       "rotate_half: each head's first half pairs with its second (Hugging Face "
+       "Llama layout; no q/k permutation)"},
   };
   // The job config exactly as the API prints it, so a reader can rebuild the pipeline.
   section["job_config"] = OrderedJson::parse(JobConfigToJson(config), nullptr, false);
@@ -115,10 +116,11 @@ absl::StatusOr<ExportResult> ModelExporter::Export(const std::string& manifest_p
   std::vector<int64_t> sizes;
   for (const StageSpec& spec : plan) sizes.push_back(spec.num_layers);
   // The split says where the boundaries sit: a fine-tune must put them in the same places.
-  const SafetensorsFile::Metadata metadata = {{"format", "pt"},
-                                              {"resbm.job_id", manifest.job_id()},
-                                              {"resbm.step", absl::StrCat(manifest.step())},
-                                              {"resbm.layers_per_stage", absl::StrJoin(sizes, ",")}};
+  const SafetensorsFile::Metadata metadata = {
+      {"format", "pt"},
+      {"resbm.job_id", manifest.job_id()},
+      {"resbm.step", absl::StrCat(manifest.step())},
+      {"resbm.layers_per_stage", absl::StrJoin(sizes, ",")}};
   const std::string model_path = absl::StrCat(out_dir, "/", kModelFile);
   RESBM_RETURN_IF_ERROR(SafetensorsFile::Write(model_path, tensors, metadata));
   const std::string config_json =

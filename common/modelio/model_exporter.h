@@ -22,7 +22,7 @@ struct ExportResult {
   std::string dir;
   int64_t step = 0;
   int64_t tensors = 0;
-  int64_t parameters = 0;                             // Elements over every tensor.
+  int64_t parameters = 0;                              // Elements over every tensor.
   std::vector<std::pair<std::string, int64_t>> files;  // (name, bytes), model file first.
 };
 

@@ -22,17 +22,16 @@ absl::Status CheckCarry(const v1::JobConfig& config, const v1::CheckpointManifes
   RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config));
   RESBM_ASSIGN_OR_RETURN(auto parent_plan, PlanJobStages(parent));
   if (plan != parent_plan) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "init.carry_optimizer_state: the checkpoint has ", parent_plan.size(),
-        " stages split as in its config and this job ", plan.size(),
-        " split otherwise; expected the same stages.num_stages and layers_per_stage"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("init.carry_optimizer_state: the checkpoint has ", parent_plan.size(),
+                     " stages split as in its config and this job ", plan.size(),
+                     " split otherwise; expected the same stages.num_stages and layers_per_stage"));
   }
   if (parent.optimizer().kind() != config.optimizer().kind()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("init.carry_optimizer_state: the checkpoint's optimizer is ",
-                     v1::OptimizerKind_Name(parent.optimizer().kind()), " and this job's ",
-                     v1::OptimizerKind_Name(config.optimizer().kind()),
-                     "; expected the same optimizer.kind"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "init.carry_optimizer_state: the checkpoint's optimizer is ",
+        v1::OptimizerKind_Name(parent.optimizer().kind()), " and this job's ",
+        v1::OptimizerKind_Name(config.optimizer().kind()), "; expected the same optimizer.kind"));
   }
   return absl::OkStatus();
 }
@@ -46,11 +45,12 @@ absl::Status CheckBoundaryPlaces(const v1::JobConfig& config, const std::vector<
   std::vector<int64_t> sizes;
   for (const StageSpec& spec : plan) sizes.push_back(spec.num_layers);
   if (*source.layers_per_stage() == sizes) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      field, ": ", source.description(), " was trained with layers per stage [",
-      absl::StrJoin(*source.layers_per_stage(), ","), "] and this job splits them [",
-      absl::StrJoin(sizes, ","), "]; expected the same split, so each boundary stays after the "
-      "same block (stages.layers_per_stage)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", source.description(), " was trained with layers per stage [",
+                   absl::StrJoin(*source.layers_per_stage(), ","), "] and this job splits them [",
+                   absl::StrJoin(sizes, ","),
+                   "]; expected the same split, so each boundary stays after the "
+                   "same block (stages.layers_per_stage)"));
 }
 
 }  // namespace

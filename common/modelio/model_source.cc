@@ -5,9 +5,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/config/job_config.h"
 #include "common/modelio/checkpoint_manifest_file.h"
 #include "common/status/status_macros.h"
@@ -22,9 +22,8 @@ constexpr char kParamPrefix[] = "param.";
 
 absl::StatusOr<std::unique_ptr<ModelSource>> ModelSource::OpenModel(const std::string& path) {
   std::error_code error;
-  const std::string file = std::filesystem::is_directory(path, error)
-                               ? absl::StrCat(path, "/", kSafetensorsName)
-                               : path;
+  const std::string file =
+      std::filesystem::is_directory(path, error) ? absl::StrCat(path, "/", kSafetensorsName) : path;
   std::unique_ptr<ModelSource> source(new ModelSource());
   RESBM_ASSIGN_OR_RETURN(source->safetensors_, SafetensorsFile::Open(file));
   source->description_ = absl::StrCat("exported model ", file);
@@ -33,7 +32,8 @@ absl::StatusOr<std::unique_ptr<ModelSource>> ModelSource::OpenModel(const std::s
   }
   const auto& metadata = source->safetensors_->metadata();
   int64_t step = 0;
-  if (auto it = metadata.find("resbm.step"); it != metadata.end() && absl::SimpleAtoi(it->second, &step)) {
+  if (auto it = metadata.find("resbm.step");
+      it != metadata.end() && absl::SimpleAtoi(it->second, &step)) {
     source->step_ = step;
   }
   if (auto it = metadata.find("resbm.layers_per_stage"); it != metadata.end()) {
@@ -104,10 +104,9 @@ absl::StatusOr<RawTensor> ModelSource::ReadFromCheckpoint(const std::string& nam
     cached_stage_ = -1;
     RESBM_ASSIGN_OR_RETURN(cached_, CheckpointCodec::ReadFile(file));
     if (cached_.stage != stage || cached_.step != static_cast<int64_t>(manifest_->step())) {
-      return absl::DataLossError(absl::StrCat(file, ": checkpoint of stage ", cached_.stage,
-                                              " after step ", cached_.step, "; the manifest ",
-                                              "expects stage ", stage, " after step ",
-                                              manifest_->step()));
+      return absl::DataLossError(absl::StrCat(
+          file, ": checkpoint of stage ", cached_.stage, " after step ", cached_.step,
+          "; the manifest ", "expects stage ", stage, " after step ", manifest_->step()));
     }
     cached_stage_ = stage;
   }
@@ -151,10 +150,10 @@ absl::Status ModelSource::CheckHolds(const std::vector<NamedShape>& expected,
   }
   if (!have.empty()) {
     const NamedShape& extra = *have.begin()->second;
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": tensor ", extra.name, " ", ShapeString(extra.shape), " of ", description_,
-        " has no place in this model (", have.size(), " such tensors); expected the same ",
-        "layers, widths and boundaries"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": tensor ", extra.name, " ", ShapeString(extra.shape), " of ",
+                     description_, " has no place in this model (", have.size(),
+                     " such tensors); expected the same ", "layers, widths and boundaries"));
   }
   return absl::OkStatus();
 }

@@ -67,8 +67,8 @@ class ModelSource {
   std::optional<std::vector<int64_t>> layers_per_stage_;
   std::optional<SafetensorsFile> safetensors_;
   std::optional<v1::CheckpointManifest> manifest_;
-  std::vector<StageSpec> plan_;   // The checkpoint's stage split.
-  int64_t cached_stage_ = -1;     // The decoded stage file below.
+  std::vector<StageSpec> plan_;  // The checkpoint's stage split.
+  int64_t cached_stage_ = -1;    // The decoded stage file below.
   CheckpointData cached_;
 };
 

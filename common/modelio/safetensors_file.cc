@@ -78,10 +78,11 @@ absl::StatusOr<SafetensorsEntry> ParseEntry(const std::string& name, const Json&
   entry.end = (*offsets)[1].get<uint64_t>();
   const uint64_t bytes = numel * static_cast<uint64_t>(ElementSize(entry.dtype));
   if (entry.begin > entry.end || entry.end > data_size || entry.end - entry.begin != bytes) {
-    return Corrupt(path, absl::StrCat(where, ": data_offsets [", entry.begin, ", ", entry.end,
-                                      "] for ", bytes, " bytes (", SafetensorsDtypeName(entry.dtype),
-                                      " ", ShapeString(entry.shape), "); expected a range of ",
-                                      "that size within the ", data_size, " data bytes"));
+    return Corrupt(
+        path,
+        absl::StrCat(where, ": data_offsets [", entry.begin, ", ", entry.end, "] for ", bytes,
+                     " bytes (", SafetensorsDtypeName(entry.dtype), " ", ShapeString(entry.shape),
+                     "); expected a range of ", "that size within the ", data_size, " data bytes"));
   }
   return entry;
 }
@@ -108,9 +109,10 @@ absl::Status CheckContiguous(std::vector<SafetensorsEntry>& entries, uint64_t da
   uint64_t cursor = 0;
   for (const SafetensorsEntry& entry : entries) {
     if (entry.begin != cursor) {
-      return Corrupt(path, absl::StrCat("tensor '", entry.name, "' starts at data byte ",
-                                        entry.begin, "; expected ", cursor,
-                                        " (tensors must be contiguous, without holes or overlaps)"));
+      return Corrupt(
+          path,
+          absl::StrCat("tensor '", entry.name, "' starts at data byte ", entry.begin, "; expected ",
+                       cursor, " (tensors must be contiguous, without holes or overlaps)"));
     }
     cursor = entry.end;
   }
@@ -133,13 +135,13 @@ absl::StatusOr<std::string> SafetensorsFile::Serialize(const std::vector<RawTens
     const uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * ElementSize(tensor.dtype);
     if (tensor.name.empty() || tensor.name.size() > kMaxNameLength || tensor.name == kMetadataKey ||
         !names.insert(tensor.name).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor name '", tensor.name, "': expected a unique name of 1..", kMaxNameLength,
-          " characters other than ", kMetadataKey));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor name '", tensor.name, "': expected a unique name of 1..",
+                       kMaxNameLength, " characters other than ", kMetadataKey));
     }
     if (tensor.data.size() != bytes || tensor.shape.size() > kMaxRank) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", tensor.name, "': ",
-                                                     tensor.data.size(), " bytes; expected ",
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", tensor.name,
+                                                     "': ", tensor.data.size(), " bytes; expected ",
                                                      bytes, " for ", ShapeString(tensor.shape)));
     }
     header[tensor.name] = {{"dtype", SafetensorsDtypeName(tensor.dtype)},
@@ -215,7 +217,8 @@ absl::StatusOr<std::vector<RawTensor>> SafetensorsFile::ParseAll(absl::string_vi
     tensor.name = entry.name;
     tensor.dtype = entry.dtype;
     tensor.shape = entry.shape;
-    tensor.data = std::string(bytes.substr(file.data_offset_ + entry.begin, entry.end - entry.begin));
+    tensor.data =
+        std::string(bytes.substr(file.data_offset_ + entry.begin, entry.end - entry.begin));
     tensors.push_back(std::move(tensor));
   }
   return tensors;

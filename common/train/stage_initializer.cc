@@ -17,10 +17,9 @@ absl::Status StageInitializer::CopyParameters(ModelSource& source, const StageSp
     RESBM_ASSIGN_OR_RETURN(const RawTensor raw, source.Read(name));
     const std::vector<int64_t> want(param.sizes().begin(), param.sizes().end());
     if (raw.shape != want) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has shape ",
-                                                     ShapeString(raw.shape), " in ",
-                                                     source.description(), " and ",
-                                                     ShapeString(want), " in stage ", spec.index));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name, " has shape ", ShapeString(raw.shape), " in ",
+                       source.description(), " and ", ShapeString(want), " in stage ", spec.index));
     }
     RESBM_ASSIGN_OR_RETURN(const at::Tensor value, TensorBytes::FromRaw(raw));
     RESBM_RETURN_IF_ERROR(AtTorchSeam(name, "copy", [&]() -> absl::Status {

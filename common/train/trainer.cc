@@ -302,7 +302,8 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
                               int64_t recoveries, double wall_seconds) const {
   const v1::JobConfig& config = options_.config;
   const int64_t steps = config.training().steps();
-  const int64_t tokens_per_step = int64_t{config.training().batch_size()} * config.model().seq_len();
+  const int64_t tokens_per_step =
+      int64_t{config.training().batch_size()} * config.model().seq_len();
   RunSummary summary;
   summary.job_name = config.name();
   const CompressionOptions compression = ToCompressionOptions(config);

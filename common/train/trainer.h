@@ -119,12 +119,13 @@ class Trainer {
   absl::Status WriteLossCsv(const std::vector<StepRecord>& records) const;
   // The final checkpoint (`stage_files` after `step` steps) is complete: its manifest, then
   // the hook.
-  absl::Status FinishFinalCheckpoint(int64_t step, const std::vector<std::string>& stage_files) const;
+  absl::Status FinishFinalCheckpoint(int64_t step,
+                                     const std::vector<std::string>& stage_files) const;
   // Writes the manifest of the final checkpoint.
   absl::Status WriteFinalManifest(int64_t step, const std::vector<std::string>& stage_files) const;
   // The summary of a run that ended after `records`, with the last validation loss.
-  RunSummary Summarize(const std::vector<StepRecord>& records, double val_loss,
-                       int64_t recoveries, double wall_seconds) const;
+  RunSummary Summarize(const std::vector<StepRecord>& records, double val_loss, int64_t recoveries,
+                       double wall_seconds) const;
 
   TrainerOptions options_;
   TokenDataset dataset_;

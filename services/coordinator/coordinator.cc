@@ -33,9 +33,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       JobManager::Open(
           options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_));
   c->job_service_ = std::make_unique<JobService>(
-      c->jobs_.get(), &c->registry_, options.tokens ? &*c->options_.tokens : nullptr,
-      &c->limiter_, options.max_queued_jobs,
-      [c](const std::string& job_id) { return c->ExportJob(job_id); });
+      c->jobs_.get(), &c->registry_, options.tokens ? &*c->options_.tokens : nullptr, &c->limiter_,
+      options.max_queued_jobs, [c](const std::string& job_id) { return c->ExportJob(job_id); });
   grpc::ServerBuilder builder;
   // Workers present certificates (the Control service insists), users bearer tokens.
   builder.AddListeningPort(
@@ -180,10 +179,10 @@ absl::StatusOr<std::string> Coordinator::ExportManifest(const v1::Job& job) {
   manifest.set_step(static_cast<uint64_t>(step));
   *manifest.mutable_config() = job.config();
   for (uint32_t s = 0; s < job.config().stages().num_stages(); ++s) {
-    manifest.add_stage_files(std::filesystem::path(CheckpointPath(options_.checkpoint_dir,
-                                                                  job.job_id(), step, s))
-                                 .filename()
-                                 .string());
+    manifest.add_stage_files(
+        std::filesystem::path(CheckpointPath(options_.checkpoint_dir, job.job_id(), step, s))
+            .filename()
+            .string());
   }
   const std::string path =
       absl::StrCat(options_.checkpoint_dir, "/", job.job_id(), "-step-", step, ".json");

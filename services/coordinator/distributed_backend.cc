@@ -40,8 +40,8 @@ absl::Status DistributedBackend::Build() {
   workers.resize(num_stages_);
   v1::JobConfig config = options_.config;
   if (checkpoint_step_ >= 0 || options_.resuming) config.clear_init();
-  RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, config, workers,
-                                                             options_.credentials));
+  RESBM_ASSIGN_OR_RETURN(
+      auto driver, PipelineDriver::Create(options_.job_id, config, workers, options_.credentials));
   driver->set_step_timeout(options_.step_timeout);
   RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
   driver_ = std::move(driver);

@@ -47,8 +47,8 @@ absl::Status ExportModelReactor::Stream(const ExportResult& result) {
       in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
       const std::streamsize got = in.gcount();
       if (got <= 0) {
-        return absl::DataLossError(absl::StrCat("export ", path, ": ends at byte ", offset,
-                                                " of ", size, " (changed while sending?)"));
+        return absl::DataLossError(absl::StrCat("export ", path, ": ends at byte ", offset, " of ",
+                                                size, " (changed while sending?)"));
       }
       v1::ExportModelChunk chunk;
       chunk.mutable_chunk()->set_file(name);

@@ -34,10 +34,9 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
   }
   if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers, credentials));
-  RESBM_ASSIGN_OR_RETURN(
-      driver->train_schedule_,
-      MakePipelineSchedule(ToScheduleKind(config),
-                           config.stages().num_stages(), config.training().microbatches()));
+  RESBM_ASSIGN_OR_RETURN(driver->train_schedule_,
+                         MakePipelineSchedule(ToScheduleKind(config), config.stages().num_stages(),
+                                              config.training().microbatches()));
   return driver;
 }
 

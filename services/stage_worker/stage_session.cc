@@ -11,11 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
-#include "common/train/stage_initializer.h"
 #include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
+#include "common/train/stage_initializer.h"
 #include "common/transport/frame_codec.h"
 #include "common/transport/grpc_settings.h"
 #include "services/stage_worker/exchange_client_reactor.h"

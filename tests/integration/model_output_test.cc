@@ -43,8 +43,8 @@ v1::JobConfig TinyJob(int steps) {
 class ModelOutputTest : public ::testing::Test {
  protected:
   ModelOutputTest()
-      : cluster_(::testing::TempDir() + "/resbm_model_output_" + std::to_string(::getpid()) +
-                 "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name()) {}
+      : cluster_(::testing::TempDir() + "/resbm_model_output_" + std::to_string(::getpid()) + "_" +
+                 ::testing::UnitTest::GetInstance()->current_test_info()->name()) {}
   void SetUp() override {
     ASSERT_TRUE(cluster_.StartCoordinator().ok()) << cluster_.Logs();
     for (int i = 0; i < 2; ++i) ASSERT_TRUE(cluster_.StartWorker().ok());

@@ -80,8 +80,8 @@ absl::StatusOr<TokenVocabulary> TokenVocabulary::Load(const std::string& path) {
     for (uint32_t cp : points) {
       auto byte = to_byte.find(cp);
       if (byte == to_byte.end()) {
-        return bad(absl::StrCat("token ", id, ": code point ", cp,
-                                " is not in GPT-2's byte alphabet"));
+        return bad(
+            absl::StrCat("token ", id, ": code point ", cp, " is not in GPT-2's byte alphabet"));
       }
       bytes.push_back(byte->second);
     }

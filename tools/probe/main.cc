@@ -11,13 +11,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
+#include "common/data/batch_sampler.h"
 #include "common/model/model_tensor_names.h"
 #include "common/model/tensor_bytes.h"
 #include "common/modelio/exported_model.h"
 #include "common/modelio/safetensors_file.h"
 #include "common/runtime/flag_parser.h"
 #include "common/status/status_macros.h"
-#include "common/data/batch_sampler.h"
 #include "common/train/job_dataset.h"
 #include "common/train/local_backend.h"
 

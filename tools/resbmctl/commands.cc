@@ -260,9 +260,9 @@ int Export(int argc, char** argv) {
   if (int code = command.ParseFlags(argc, argv, 0); code >= 0) return code;
   if (out.empty()) return Fail(command.name, absl::InvalidArgumentError("--out: required"));
   if (command.args.empty() == checkpoint.empty()) {
-    return Fail(command.name, absl::InvalidArgumentError(
-                                  "expected either JOB_ID (through the coordinator) or "
-                                  "--checkpoint MANIFEST (on this machine), not both"));
+    return Fail(command.name,
+                absl::InvalidArgumentError("expected either JOB_ID (through the coordinator) or "
+                                           "--checkpoint MANIFEST (on this machine), not both"));
   }
   v1::ExportInfo info;
   if (!checkpoint.empty()) {
@@ -283,8 +283,8 @@ int Export(int argc, char** argv) {
     info = *exported;
     info.set_job_id(command.args[0]);
   }
-  std::printf("%s", command.json ? (ToJson(info) + "\n").c_str()
-                                 : DescribeExport(info, out).c_str());
+  std::printf("%s",
+              command.json ? (ToJson(info) + "\n").c_str() : DescribeExport(info, out).c_str());
   return 0;
 }
 
@@ -354,7 +354,7 @@ int RunResbmctl(int argc, char** argv) {
   const std::string command = argv[1];
   static const std::map<std::string, std::function<int(int, char**)>> kCommands = {
       {"submit", Submit}, {"get", Get},         {"list", List},   {"cancel", Cancel},
-      {"watch", Watch},   {"cluster", Cluster}, {"local", Local},   {"export", Export},
+      {"watch", Watch},   {"cluster", Cluster}, {"local", Local}, {"export", Export},
   };
   if (auto it = kCommands.find(command); it != kCommands.end()) {
     return it->second(argc - 1, argv + 1);

@@ -149,15 +149,15 @@ absl::Status CheckExportChunk(const v1::ExportFileChunk& chunk,
   }
   IncomingFile& file = it->second;
   if (chunk.offset() != file.received || file.received + chunk.data().size() > file.size) {
-    return absl::DataLossError(absl::StrCat("export: ", chunk.file(), " chunk at offset ",
-                                            chunk.offset(), " of ", chunk.data().size(),
-                                            " bytes; expected offset ", file.received, " within ",
-                                            file.size, " bytes"));
+    return absl::DataLossError(absl::StrCat(
+        "export: ", chunk.file(), " chunk at offset ", chunk.offset(), " of ", chunk.data().size(),
+        " bytes; expected offset ", file.received, " within ", file.size, " bytes"));
   }
   file.out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
   file.received += chunk.data().size();
-  return file.out ? absl::OkStatus()
-                  : absl::UnavailableError(absl::StrCat("export: writing ", file.partial, " failed"));
+  return file.out
+             ? absl::OkStatus()
+             : absl::UnavailableError(absl::StrCat("export: writing ", file.partial, " failed"));
 }
 
 }  // namespace
@@ -205,8 +205,8 @@ absl::StatusOr<v1::ExportInfo> JobClient::ExportModel(const std::string& job_id,
   for (auto& [name, file] : files) {
     file.out.close();
     if (status.ok() && file.received != file.size) {
-      status = absl::DataLossError(absl::StrCat("export: ", name, " ended at ", file.received,
-                                                " of ", file.size, " bytes"));
+      status = absl::DataLossError(
+          absl::StrCat("export: ", name, " ended at ", file.received, " of ", file.size, " bytes"));
     }
   }
   for (auto& [name, file] : files) {

@@ -25,7 +25,6 @@ std::string InitSource(const v1::InitConfig& init) {
   return "-";
 }
 
-
 // Left-aligned columns, two spaces apart.
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;

@@ -128,11 +128,12 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
       if (!exported.ok()) {
         result = exported.status();
       } else {
-        std::printf("model: %s/model.safetensors (%u tensors, %llu parameters, step %llu) and "
-                    "config.json\n",
-                    options.export_dir.c_str(), exported->tensors(),
-                    static_cast<unsigned long long>(exported->parameters()),
-                    static_cast<unsigned long long>(exported->step()));
+        std::printf(
+            "model: %s/model.safetensors (%u tensors, %llu parameters, step %llu) and "
+            "config.json\n",
+            options.export_dir.c_str(), exported->tensors(),
+            static_cast<unsigned long long>(exported->parameters()),
+            static_cast<unsigned long long>(exported->step()));
       }
     }
   }

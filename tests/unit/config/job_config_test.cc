@@ -149,8 +149,7 @@ std::vector<BadJsonRow> BadJsonRows() {
       // Init.
       {"EmptyInitModelPath", R"({"init": {"from_model": ""}})", "init.from_model", "\"\""},
       {"EmptyInitJob", R"({"init": {"from_job": ""}})", "init.from_job", "job id"},
-      {"TwoInitSources", R"({"init": {"from_model": "m", "from_job": "job-1"}})", "init",
-       "oneof"},
+      {"TwoInitSources", R"({"init": {"from_model": "m", "from_job": "job-1"}})", "init", "oneof"},
       {"CarryWithoutSource", R"({"init": {"carry_optimizer_state": true}})",
        "init.carry_optimizer_state", "no init source"},
       {"CarryFromAnExport", R"({"init": {"from_model": "m", "carry_optimizer_state": true}})",

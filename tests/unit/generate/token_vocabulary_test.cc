@@ -24,8 +24,7 @@ TEST(TokenVocabularyTest, BytesRoundTrip) {
 TEST(TokenVocabularyTest, DecodesGpt2ByteLevelTokens) {
   ScopedTempDir dir;
   // "Ġ" (U+0120) is GPT-2's space, "Ċ" (U+010A) its newline.
-  std::ofstream(dir.File("vocab.json"))
-      << R"({"Hello": 0, "\u0120world": 1, "\u010a": 2, "!": 5})";
+  std::ofstream(dir.File("vocab.json")) << R"({"Hello": 0, "\u0120world": 1, "\u010a": 2, "!": 5})";
   auto vocab = TokenVocabulary::Load(dir.File("vocab.json"));
   ASSERT_TRUE(vocab.ok()) << vocab.status();
   EXPECT_EQ(vocab->Decode({0, 1, 5, 2, 3}), "Hello world!\n<3>");

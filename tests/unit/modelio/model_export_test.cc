@@ -25,11 +25,11 @@ namespace {
 using ::testing::HasSubstr;
 
 v1::JobConfig TinyConfig(int stages, int d_model = 32) {
-  auto config = ParseJobConfigJson(absl::StrCat(
-      R"({"model": {"vocab_size": 256, "d_model": )", d_model,
-      R"(, "n_layers": 4, "n_heads": 2, "mlp_hidden": 64, "seq_len": 16},
+  auto config = ParseJobConfigJson(
+      absl::StrCat(R"({"model": {"vocab_size": 256, "d_model": )", d_model,
+                   R"(, "n_layers": 4, "n_heads": 2, "mlp_hidden": 64, "seq_len": 16},
           "stages": {"num_stages": )",
-      stages, R"(}, "compression": {"ratio": 8}})"));
+                   stages, R"(}, "compression": {"ratio": 8}})"));
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
@@ -41,9 +41,9 @@ std::vector<std::string> LocalNames(const StageSpec& spec) {
   if (spec.is_first()) names.push_back("embed.weight");
   if (!spec.is_first()) names.push_back("decoder.D.weight");
   for (int64_t l = spec.first_layer; l < spec.first_layer + spec.num_layers; ++l) {
-    for (const char* suffix : {"attn_norm.weight", "attn.wq.weight", "attn.wk.weight",
-                               "attn.wv.weight", "attn.wo.weight", "mlp_norm.weight",
-                               "mlp.w1.weight", "mlp.w2.weight", "mlp.w3.weight"}) {
+    for (const char* suffix :
+         {"attn_norm.weight", "attn.wq.weight", "attn.wk.weight", "attn.wv.weight",
+          "attn.wo.weight", "mlp_norm.weight", "mlp.w1.weight", "mlp.w2.weight", "mlp.w3.weight"}) {
       names.push_back(absl::StrCat("layer", l, ".", suffix));
     }
   }
@@ -65,8 +65,8 @@ float Marker(const std::string& name, int64_t i) {
 // hold Marker values under their export name, optimizer state beside them, and a manifest.
 std::string WriteCheckpoint(const v1::JobConfig& config, int64_t step, const std::string& dir) {
   const auto plan = *PlanJobStages(config);
-  const auto shapes = ModelTensorNames::ExportShapes(ToModelOptions(config),
-                                                     ToCompressionOptions(config), plan);
+  const auto shapes =
+      ModelTensorNames::ExportShapes(ToModelOptions(config), ToCompressionOptions(config), plan);
   v1::CheckpointManifest manifest;
   manifest.set_format_version(1);
   manifest.set_job_id("job-7");
@@ -131,8 +131,8 @@ TEST(ModelTensorNamesTest, MapsStageParametersOntoLlamaNames) {
 TEST(ModelTensorNamesTest, EveryExportTensorHasOneOwningStageThatNamesIt) {
   const v1::JobConfig config = TinyConfig(3);
   const auto plan = *PlanJobStages(config);
-  const auto shapes = ModelTensorNames::ExportShapes(ToModelOptions(config),
-                                                     ToCompressionOptions(config), plan);
+  const auto shapes =
+      ModelTensorNames::ExportShapes(ToModelOptions(config), ToCompressionOptions(config), plan);
   std::set<std::string> named;
   for (const StageSpec& spec : plan) {
     for (const std::string& local : LocalNames(spec)) {
@@ -269,7 +269,8 @@ TEST(ModelInitCheckTest, AcceptsAMatchingSource) {
   // The export itself, or its safetensors file.
   EXPECT_TRUE(ModelInitCheck::Check(FineTune(TinyConfig(3), "", dir.File("export"))).ok());
   EXPECT_TRUE(
-      ModelInitCheck::Check(FineTune(TinyConfig(3), "", dir.File("export/model.safetensors"))).ok());
+      ModelInitCheck::Check(FineTune(TinyConfig(3), "", dir.File("export/model.safetensors")))
+          .ok());
   EXPECT_TRUE(ModelInitCheck::Check(TinyConfig(2)).ok());  // No source.
 }
 
@@ -298,8 +299,9 @@ TEST(ModelInitCheckTest, RefusesMismatchesNamingTheTensorAndBothShapes) {
   EXPECT_THAT(wider.message(), HasSubstr("and [256,64] in this model"));
   auto resplit = ModelInitCheck::Check(FineTune(TinyConfig(2), manifest));
   EXPECT_EQ(resplit.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(resplit.message()),
-              HasSubstr("was trained with layers per stage [2,1,1] and this job splits them [2,2]"));
+  EXPECT_THAT(
+      std::string(resplit.message()),
+      HasSubstr("was trained with layers per stage [2,1,1] and this job splits them [2,2]"));
   // A bare safetensors file without the split: the tensors still must match.
   auto tensors = SafetensorsFile::Open(dir.File("export/model.safetensors"))->ReadAll();
   ASSERT_TRUE(SafetensorsFile::Write(dir.File("bare.safetensors"), *tensors).ok());
@@ -327,7 +329,8 @@ TEST(ModelInitCheckTest, CarriesOptimizerStateOnlyBetweenEqualSplits) {
               HasSubstr("init.carry_optimizer_state"));
   v1::JobConfig adamw = same;
   adamw.mutable_optimizer()->set_kind(v1::OPTIMIZER_KIND_ADAMW);
-  EXPECT_THAT(std::string(ModelInitCheck::Check(adamw).message()), HasSubstr("OPTIMIZER_KIND_MUON"));
+  EXPECT_THAT(std::string(ModelInitCheck::Check(adamw).message()),
+              HasSubstr("OPTIMIZER_KIND_MUON"));
 }
 
 }  // namespace

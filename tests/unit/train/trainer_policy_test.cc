@@ -8,10 +8,10 @@
 #include <utility>
 
 #include "common/config/job_config.h"
+#include "common/modelio/checkpoint_manifest_file.h"
 #include "common/status/non_finite.h"
 #include "common/train/trainer.h"
 #include "gtest/gtest.h"
-#include "common/modelio/checkpoint_manifest_file.h"
 #include "tests/testing/scoped_temp_dir.h"
 
 namespace resbm {

@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config/job_config.h"
-#include "common/train/local_backend.h"
 #include "common/model/checkpoint_file.h"
 #include "common/modelio/model_exporter.h"
+#include "common/train/local_backend.h"
 #include "gtest/gtest.h"
 #include "tests/testing/scoped_temp_dir.h"
 
@@ -181,7 +181,8 @@ TEST(TrainerTest, CarriedOptimizerStateIsTheParentsAndAFreshOneIsZero) {
   auto carried = LocalBackend::Create(child, "cpu");
   ASSERT_TRUE(carried.ok()) << carried.status();
   for (int64_t s = 0; s < 2; ++s) {
-    auto saved = CheckpointFile::Read(dir.File("parent/step-3-stage-" + std::to_string(s) + ".ckpt"));
+    auto saved =
+        CheckpointFile::Read(dir.File("parent/step-3-stage-" + std::to_string(s) + ".ckpt"));
     ASSERT_TRUE(saved.ok()) << saved.status();
     std::map<std::string, at::Tensor> by_name(saved->tensors.begin(), saved->tensors.end());
     const NamedTensors state = (*carried)->pipeline().stage(s).OptimizerState();
@@ -192,7 +193,8 @@ TEST(TrainerTest, CarriedOptimizerStateIsTheParentsAndAFreshOneIsZero) {
     }
     double fresh_norm = 0.0;
     for (const auto& [name, tensor] : (*fresh)->pipeline().stage(s).OptimizerState()) {
-      if (name.find("momentum") != std::string::npos) fresh_norm += tensor.abs().sum().item<double>();
+      if (name.find("momentum") != std::string::npos)
+        fresh_norm += tensor.abs().sum().item<double>();
     }
     EXPECT_EQ(fresh_norm, 0.0);
   }
