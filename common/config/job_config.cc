@@ -71,6 +71,13 @@ void ApplyCompressionDefaults(v1::CompressionConfig* c) {
   if (c->ratio() == 0) c->set_ratio(c->kind() == v1::COMPRESSION_KIND_NONE ? 1 : 128);
   if (c->wire_dtype() == v1::WIRE_DTYPE_UNSPECIFIED) c->set_wire_dtype(v1::WIRE_DTYPE_BF16);
   if (!c->has_init_std()) c->set_init_std(0.0f);
+  if (c->token_channel() == v1::TOKEN_CHANNEL_UNSPECIFIED) {
+    c->set_token_channel(v1::TOKEN_CHANNEL_NONE);
+  }
+  if (c->token_channel() == v1::TOKEN_CHANNEL_FACTORIZED && c->token_channel_rank() == 0) {
+    c->set_token_channel_rank(32);
+  }
+  if (!c->has_encoder_norm()) c->set_encoder_norm(false);
 }
 
 void ApplyOptimizerDefaults(v1::OptimizerConfig* o) {
@@ -319,6 +326,32 @@ absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_mode
                                                      d_model, "; ", DivisorHint(d_model)));
   }
   RESBM_RETURN_IF_ERROR(CheckNonNegativeFinite("compression.init_std", c.init_std()));
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("compression.token_channel", c.token_channel(), v1::TokenChannel_descriptor()));
+  if (c.token_channel() == v1::TOKEN_CHANNEL_FACTORIZED) {
+    if (c.token_channel_rank() < 1 || c.token_channel_rank() > d_model) {
+      return Invalid("compression.token_channel_rank",
+                     absl::StrCat(c.token_channel_rank(), "; expected 1..model.d_model (",
+                                  d_model, ")"));
+    }
+  } else if (c.token_channel_rank() != 0) {
+    return Invalid("compression.token_channel_rank",
+                   absl::StrCat(c.token_channel_rank(), " with compression.token_channel ",
+                                v1::TokenChannel_Name(c.token_channel()),
+                                "; expected unset (only TOKEN_CHANNEL_FACTORIZED has a rank)"));
+  }
+  const bool has_halves =
+      c.kind() == v1::COMPRESSION_KIND_RESBM || c.kind() == v1::COMPRESSION_KIND_BOTTLENECK;
+  if (!has_halves && (c.encoder_norm() || c.halves_hidden() != 0)) {
+    return Invalid(c.encoder_norm() ? "compression.encoder_norm" : "compression.halves_hidden",
+                   absl::StrCat("set with compression.kind ", v1::CompressionKind_Name(c.kind()),
+                                "; expected unset (only RESBM and BOTTLENECK have E and D)"));
+  }
+  if (c.halves_hidden() > 16 * d_model) {
+    return Invalid("compression.halves_hidden",
+                   absl::StrCat(c.halves_hidden(), "; expected 0 (linear) or 1..16 x d_model (",
+                                16 * d_model, ")"));
+  }
   return absl::OkStatus();
 }
 
@@ -649,6 +682,23 @@ CompressionOptions ToCompressionOptions(const v1::JobConfig& config) {
   // Values ValidateJobConfig rejects keep the struct default (bf16).
   options.wire_dtype = WireDtypeFromProto(c.wire_dtype()).value_or(WireDtype::kBf16);
   options.init_std = FloatToDouble(c.init_std());
+  switch (c.token_channel()) {
+    case v1::TOKEN_CHANNEL_LEARNED:
+      options.token_channel = TokenChannelKind::kLearned;
+      break;
+    case v1::TOKEN_CHANNEL_FIXED:
+      options.token_channel = TokenChannelKind::kFixed;
+      break;
+    case v1::TOKEN_CHANNEL_FACTORIZED:
+      options.token_channel = TokenChannelKind::kFactorized;
+      options.token_channel_rank = c.token_channel_rank();
+      break;
+    default:
+      options.token_channel = TokenChannelKind::kNone;
+      break;
+  }
+  options.encoder_norm = c.encoder_norm();
+  options.halves_hidden = c.halves_hidden();
   return options;
 }
 

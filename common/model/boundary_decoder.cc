@@ -7,9 +7,7 @@ namespace resbm {
 BoundaryDecoderImpl::BoundaryDecoderImpl(int64_t d_model, const CompressionOptions& options)
     : kind_(options.kind), d_model_(d_model), k_(options.WireWidth(d_model)) {
   if (kind_ == CompressionKind::kResbm || kind_ == CompressionKind::kBottleneck) {
-    d_ = register_module("D", torch::nn::Linear(torch::nn::LinearOptions(k_, d_model).bias(false)));
-    torch::NoGradGuard no_grad;
-    d_->weight.zero_();  // Stage::InitParameters sets the configured init.
+    d_ = register_module("D", BoundaryMap(k_, d_model, options.halves_hidden));
   }
 }
 

@@ -83,8 +83,8 @@ absl::StatusOr<at::Tensor> Generator::Forward(const at::Tensor& ids, Caches* cac
   torch::NoGradGuard no_grad;
   at::Tensor x = ids;  // (1, t)
   for (size_t s = 0; s < stages_.size(); ++s) {
-    x = caches != nullptr ? stages_[s]->ForwardCached(x, &caches->stages[s])
-                          : stages_[s]->forward(x);  // (1, t, k) or (1, t, V)
+    x = caches != nullptr ? stages_[s]->ForwardCached(x, ids, &caches->stages[s])
+                          : stages_[s]->forward(x, ids);  // (1, t, k) or (1, t, V)
     if (s + 1 == stages_.size()) break;
     // The boundary's wire, rounded as in training.
     RESBM_ASSIGN_OR_RETURN(WireTensor wire,

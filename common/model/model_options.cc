@@ -30,6 +30,20 @@ std::string WireDtypeName(WireDtype dtype) {
   return "unknown";
 }
 
+std::string TokenChannelName(TokenChannelKind channel) {
+  switch (channel) {
+    case TokenChannelKind::kNone:
+      return "none";
+    case TokenChannelKind::kLearned:
+      return "learned";
+    case TokenChannelKind::kFixed:
+      return "fixed";
+    case TokenChannelKind::kFactorized:
+      return "factorized";
+  }
+  return "unknown";
+}
+
 std::string ComputeDtypeName(ComputeDtype dtype) {
   return dtype == ComputeDtype::kBf16 ? "bf16" : "fp32";
 }

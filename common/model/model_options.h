@@ -30,9 +30,12 @@ struct ModelOptions {
 
 enum class CompressionKind { kNone, kResbm, kBottleneck, kTruncate };
 enum class WireDtype { kFp32, kBf16, kFp16, kInt8 };
+// What a stage after the first adds to its decoded residual from the token ids.
+enum class TokenChannelKind { kNone, kLearned, kFixed, kFactorized };
 
 std::string CompressionKindName(CompressionKind kind);
 std::string WireDtypeName(WireDtype dtype);
+std::string TokenChannelName(TokenChannelKind channel);
 
 struct CompressionOptions {
   CompressionKind kind = CompressionKind::kResbm;
@@ -41,6 +44,13 @@ struct CompressionOptions {
   WireDtype wire_dtype = WireDtype::kBf16;
   // Std of E and D at initialisation; 0 means zero weights (pure rectangular identity).
   double init_std = 0.0;
+  TokenChannelKind token_channel = TokenChannelKind::kNone;
+  // m of a kFactorized table (V x m, then m x d).
+  int64_t token_channel_rank = 32;
+  // E reads RMSNorm(h) instead of h.
+  bool encoder_norm = false;
+  // > 0: E and D are d -> m -> k and k -> m -> d with a SiLU between; 0: linear.
+  int64_t halves_hidden = 0;
 
   // Numbers per token crossing the boundary for a residual width of d_model.
   int64_t WireWidth(int64_t d_model) const { return d_model / ratio; }

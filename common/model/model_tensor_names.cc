@@ -34,6 +34,26 @@ absl::Status Unknown(const StageSpec& spec, absl::string_view local_name) {
                                                  "final norm or the head"));
 }
 
+// A boundary half's local suffix after "encoder." / "decoder.": its map's weights under
+// `map` ("E." / "D."), or the encoder's norm gain.
+bool IsHalfSuffix(absl::string_view rest, absl::string_view map) {
+  if (rest == "norm.weight") return map == "E.";
+  if (!absl::ConsumePrefix(&rest, map)) return false;
+  return rest == "weight" || rest == "fc1.weight" || rest == "fc2.weight";
+}
+
+// "E.weight" -> "weight", "E.fc1.weight" -> "fc1.weight", "norm.weight" unchanged.
+absl::string_view HalfExportSuffix(absl::string_view rest) {
+  if (rest.size() > 2 && rest[1] == '.' && (rest[0] == 'E' || rest[0] == 'D')) {
+    rest.remove_prefix(2);
+  }
+  return rest;
+}
+
+bool IsMapWeight(absl::string_view rest) {
+  return rest == "weight" || rest == "fc1.weight" || rest == "fc2.weight";
+}
+
 bool HasBoundaryHalves(CompressionKind kind) {
   return kind == CompressionKind::kResbm || kind == CompressionKind::kBottleneck;
 }
@@ -46,11 +66,18 @@ absl::StatusOr<std::string> ModelTensorNames::ExportName(const StageSpec& spec,
     return std::string("model.embed_tokens.weight");
   if (local_name == "final_norm.weight" && spec.is_last()) return std::string("model.norm.weight");
   if (local_name == "head.weight" && spec.is_last()) return std::string("lm_head.weight");
-  if (local_name == "encoder.E.weight" && !spec.is_last()) {
-    return absl::StrCat("model.boundaries.", spec.index, ".encoder.weight");
+  absl::string_view rest = local_name;
+  if (!spec.is_last() && absl::ConsumePrefix(&rest, "encoder.") && IsHalfSuffix(rest, "E.")) {
+    return absl::StrCat("model.boundaries.", spec.index, ".encoder.", HalfExportSuffix(rest));
   }
-  if (local_name == "decoder.D.weight" && !spec.is_first()) {
-    return absl::StrCat("model.boundaries.", spec.index - 1, ".decoder.weight");
+  rest = local_name;
+  if (!spec.is_first() && absl::ConsumePrefix(&rest, "decoder.") && IsHalfSuffix(rest, "D.")) {
+    return absl::StrCat("model.boundaries.", spec.index - 1, ".decoder.", HalfExportSuffix(rest));
+  }
+  rest = local_name;
+  if (!spec.is_first() && absl::ConsumePrefix(&rest, "token_channel.") &&
+      (rest == "table.weight" || rest == "proj.weight")) {
+    return absl::StrCat("model.token_channels.", spec.index, ".", rest);
   }
   if (!absl::ConsumePrefix(&local_name, "layer")) return Unknown(spec, local_name);
   const size_t dot = local_name.find('.');
@@ -88,8 +115,15 @@ absl::StatusOr<int64_t> ModelTensorNames::OwningStage(const std::vector<StageSpe
     return true;
   };
   if (take_index("model.boundaries.") && index >= 0 && index + 1 < stages) {
-    if (rest == "encoder.weight") return index;
-    if (rest == "decoder.weight") return index + 1;
+    if (absl::ConsumePrefix(&rest, "encoder.") && (rest == "norm.weight" || IsMapWeight(rest))) {
+      return index;
+    }
+    if (absl::ConsumePrefix(&rest, "decoder.") && IsMapWeight(rest)) return index + 1;
+    return unknown();
+  }
+  rest = name;
+  if (take_index("model.token_channels.") && index >= 1 && index < stages) {
+    if (rest == "table.weight" || rest == "proj.weight" || rest == "fixed_table") return index;
     return unknown();
   }
   rest = name;
@@ -124,15 +158,45 @@ std::vector<NamedShape> ModelTensorNames::ExportShapes(const ModelOptions& model
     shapes.push_back({prefix + "mlp.down_proj.weight", {d, f}});
   }
   if (HasBoundaryHalves(compression.kind)) {
+    const int64_t m = compression.halves_hidden;
     for (size_t s = 0; s + 1 < plan.size(); ++s) {
       const std::string prefix = absl::StrCat("model.boundaries.", s, ".");
-      shapes.push_back({prefix + "encoder.weight", {k, d}});
-      shapes.push_back({prefix + "decoder.weight", {d, k}});
+      if (compression.encoder_norm) shapes.push_back({prefix + "encoder.norm.weight", {d}});
+      if (m == 0) {
+        shapes.push_back({prefix + "encoder.weight", {k, d}});
+        shapes.push_back({prefix + "decoder.weight", {d, k}});
+      } else {
+        shapes.push_back({prefix + "encoder.fc1.weight", {m, d}});
+        shapes.push_back({prefix + "encoder.fc2.weight", {k, m}});
+        shapes.push_back({prefix + "decoder.fc1.weight", {m, k}});
+        shapes.push_back({prefix + "decoder.fc2.weight", {d, m}});
+      }
+    }
+  }
+  for (size_t s = 1; s < plan.size(); ++s) {
+    const std::string prefix = absl::StrCat("model.token_channels.", s, ".");
+    switch (compression.token_channel) {
+      case TokenChannelKind::kNone:
+        break;
+      case TokenChannelKind::kLearned:
+        shapes.push_back({prefix + "table.weight", {v, d}});
+        break;
+      case TokenChannelKind::kFixed:
+        shapes.push_back({FixedTableName(static_cast<int64_t>(s)), {v, d}});
+        break;
+      case TokenChannelKind::kFactorized:
+        shapes.push_back({prefix + "table.weight", {v, compression.token_channel_rank}});
+        shapes.push_back({prefix + "proj.weight", {d, compression.token_channel_rank}});
+        break;
     }
   }
   shapes.push_back({"model.norm.weight", {d}});
   shapes.push_back({"lm_head.weight", {v, d}});
   return shapes;
+}
+
+std::string ModelTensorNames::FixedTableName(int64_t stage) {
+  return absl::StrCat("model.token_channels.", stage, ".fixed_table");
 }
 
 }  // namespace resbm

@@ -1,9 +1,11 @@
 // ModelTensorNames: the names and shapes of a whole model's tensors as an export holds them:
 // Hugging Face Llama names with global layer indices ("model.layers.3.self_attn.q_proj.weight")
 // and, for the ResBM boundary halves, names of their own ("model.boundaries.1.encoder.weight":
-// boundary s joins stage s and stage s + 1). Maps a stage's local parameter names (what
-// StageImpl registers: "layer3.attn.wq.weight", "encoder.E.weight") onto them. Pure functions;
-// thread-safe. No LibTorch.
+// boundary s joins stage s and stage s + 1; ".encoder.fc1.weight" and ".encoder.norm.weight"
+// for two-layer or normed halves) and the token channels ("model.token_channels.2.table.weight",
+// "...proj.weight"; a fixed table is "model.token_channels.2.fixed_table", not a weight).
+// Maps a stage's local parameter names (what StageImpl registers: "layer3.attn.wq.weight",
+// "encoder.E.weight") onto them. Pure functions; thread-safe. No LibTorch.
 #ifndef RESBM_COMMON_MODEL_MODEL_TENSOR_NAMES_H_
 #define RESBM_COMMON_MODEL_MODEL_TENSOR_NAMES_H_
 
@@ -36,10 +38,15 @@ class ModelTensorNames {
                                              absl::string_view name);
 
   // Every tensor of the model `plan` splits, in file order (embedding, blocks in layer order,
-  // boundary halves in boundary order, final norm, head), with its shape.
+  // boundary halves in boundary order, token channels in stage order, final norm, head),
+  // with its shape.
   static std::vector<NamedShape> ExportShapes(const ModelOptions& model,
                                               const CompressionOptions& compression,
                                               const std::vector<StageSpec>& plan);
+
+  // The name of stage `stage`'s fixed token table (TOKEN_CHANNEL_FIXED): exported, though no
+  // stage holds it as a parameter.
+  static std::string FixedTableName(int64_t stage);
 };
 
 }  // namespace resbm

@@ -18,6 +18,10 @@ StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compre
     embed_ = register_module("embed", torch::nn::Embedding(model.vocab_size, model.d_model));
   } else {
     decoder_ = register_module("decoder", BoundaryDecoder(model.d_model, compression));
+    if (compression.token_channel != TokenChannelKind::kNone) {
+      token_channel_ =
+          register_module("token_channel", TokenChannel(model, compression, spec_.index));
+    }
   }
   for (int64_t i = 0; i < spec_.num_layers; ++i) {
     blocks_.push_back(
@@ -29,13 +33,19 @@ StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compre
         "head",
         torch::nn::Linear(torch::nn::LinearOptions(model.d_model, model.vocab_size).bias(false)));
   } else {
-    encoder_ = register_module("encoder", BoundaryEncoder(model.d_model, compression));
+    encoder_ = register_module("encoder", BoundaryEncoder(model.d_model, model.norm_eps, compression));
   }
 }
 
-torch::Tensor StageImpl::forward(const torch::Tensor& input) {
-  torch::Tensor h = spec_.is_first() ? embed_->forward(input)     // (B, T, d)
-                                     : decoder_->forward(input);  // (B, T, d)
+torch::Tensor StageImpl::Residual(const torch::Tensor& input, const torch::Tensor& tokens) {
+  if (spec_.is_first()) return embed_->forward(input);  // (B, T, d)
+  torch::Tensor h = decoder_->forward(input);           // (B, T, d)
+  if (token_channel_) h = h + token_channel_->forward(tokens);
+  return h;
+}
+
+torch::Tensor StageImpl::forward(const torch::Tensor& input, const torch::Tensor& tokens) {
+  torch::Tensor h = Residual(input, tokens);  // (B, T, d)
   {
     // The blocks' matrix products at the compute dtype; the residual stream stays fp32
     // (fp32 + bf16 promotes), and so do the boundary halves and the head.
@@ -48,9 +58,9 @@ torch::Tensor StageImpl::forward(const torch::Tensor& input) {
   return encoder_->forward(h);  // (B, T, k)
 }
 
-torch::Tensor StageImpl::ForwardCached(const torch::Tensor& input, KvCache* cache) {
-  torch::Tensor h = spec_.is_first() ? embed_->forward(input)     // (B, t, d)
-                                     : decoder_->forward(input);  // (B, t, d)
+torch::Tensor StageImpl::ForwardCached(const torch::Tensor& input, const torch::Tensor& tokens,
+                                       KvCache* cache) {
+  torch::Tensor h = Residual(input, tokens);  // (B, t, d)
   cache->keys.resize(blocks_.size());
   cache->values.resize(blocks_.size());
   {
@@ -89,26 +99,40 @@ std::string StageImpl::GlobalName(const std::string& local_name) const {
   if (absl::StartsWith(local_name, "decoder.")) {
     return absl::StrCat("boundary", spec_.index - 1, ".", local_name);
   }
+  if (absl::StartsWith(local_name, "token_channel.")) {
+    return absl::StrCat("stage", spec_.index, ".", local_name);
+  }
   return local_name;
+}
+
+double StageImpl::InitStd(const std::string& name) const {
+  if (absl::StartsWith(name, "encoder.") || absl::StartsWith(name, "decoder.")) {
+    // A two-layer half starts as zero through its zero second layer; its first layer must
+    // be random, or no gradient ever reaches either.
+    return absl::EndsWith(name, ".fc1.weight") ? model_.init_std : compression_.init_std;
+  }
+  if (name == "token_channel.proj.weight") {
+    // table (std init_std) x proj: rows of the product start with std init_std, as a
+    // learned table's do.
+    return 1.0 / std::sqrt(static_cast<double>(compression_.token_channel_rank));
+  }
+  if (absl::EndsWith(name, "attn.wo.weight") || absl::EndsWith(name, "mlp.w2.weight")) {
+    return model_.init_std / std::sqrt(2.0 * model_.n_layers);
+  }
+  return model_.init_std;
 }
 
 void StageImpl::InitParameters(uint64_t seed) {
   torch::NoGradGuard no_grad;
-  const double residual_std = model_.init_std / std::sqrt(2.0 * model_.n_layers);
   for (auto& item : named_parameters(/*recurse=*/true)) {
     const std::string& name = item.key();
     torch::Tensor& param = item.value();
     const std::string global = GlobalName(name);
-    double std = model_.init_std;
     if (absl::StrContains(name, "norm")) {
       param.fill_(1.0);
       continue;
     }
-    if (absl::StartsWith(name, "encoder.") || absl::StartsWith(name, "decoder.")) {
-      std = compression_.init_std;
-    } else if (absl::EndsWith(name, "attn.wo.weight") || absl::EndsWith(name, "mlp.w2.weight")) {
-      std = residual_std;
-    }
+    const double std = InitStd(name);
     if (std == 0.0) {
       param.zero_();
       continue;

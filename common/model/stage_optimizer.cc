@@ -27,7 +27,9 @@ NamedTensors StripPrefix(const NamedTensors& state, const std::string& prefix) {
 }  // namespace
 
 bool StageOptimizer::IsHiddenMatrix(const std::string& name, const at::Tensor& param) {
-  return param.dim() == 2 && !absl::StartsWith(name, "embed.") && !absl::StartsWith(name, "head.");
+  // Embedding tables (the input's and the token channel's) and the head take AdamW.
+  return param.dim() == 2 && !absl::StartsWith(name, "embed.") &&
+         !absl::StartsWith(name, "head.") && !absl::StartsWith(name, "token_channel.table.");
 }
 
 StageOptimizer::StageOptimizer(const NamedTensors& params, const OptimizerOptions& options)

@@ -13,6 +13,7 @@
 #include "common/model/stage_optimizer.h"
 #include "common/model/torch_seam.h"
 #include "common/status/non_finite.h"
+#include "common/status/status_macros.h"
 
 namespace resbm {
 namespace {
@@ -25,6 +26,12 @@ auto AtSeam(int64_t stage, const char* op, Fn&& fn) -> decltype(fn()) {
 
 std::string Shape(const at::Tensor& t) {
   return absl::StrCat("[", absl::StrJoin(t.sizes(), ","), "]");
+}
+
+// Whether ids (token ids or targets) have the input's (B, T).
+bool MatchesInput(const at::Tensor& input, const at::Tensor& ids) {
+  return ids.defined() && ids.dim() == 2 && ids.size(0) == input.size(0) &&
+         ids.size(1) == input.size(1);
 }
 
 }  // namespace
@@ -83,17 +90,7 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
         " with 1 <= T <= ", options_.model.seq_len));
   }
   if (spec.is_first()) {
-    if (input.scalar_type() != torch::kInt64) {
-      return absl::InvalidArgumentError(absl::StrCat("stage 0 input: dtype ",
-                                                     c10::toString(input.scalar_type()),
-                                                     "; expected int64 token ids"));
-    }
-    const int64_t lo = input.min().item<int64_t>(), hi = input.max().item<int64_t>();
-    if (lo < 0 || hi >= options_.model.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("stage 0 input: token ids span [", lo, ", ",
-                                                     hi, "]; expected [0, ",
-                                                     options_.model.vocab_size, ")"));
-    }
+    return CheckIds("stage 0 input", input);
   } else if (input.is_cpu() && !torch::isfinite(input).all().item<bool>()) {
     // Checked on the host only: a device-resident input was checked before its upload
     // (WireTransfer's caller), and a check here would stall the device's queue.
@@ -102,20 +99,48 @@ absl::Status StageRunner::CheckInput(const at::Tensor& input) const {
   return absl::OkStatus();
 }
 
+absl::Status StageRunner::CheckIds(const char* what, const at::Tensor& ids) const {
+  if (ids.scalar_type() != torch::kInt64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": dtype ", c10::toString(ids.scalar_type()), "; expected int64 token ids"));
+  }
+  const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+  if (lo < 0 || hi >= options_.model.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": token ids span [", lo, ", ", hi,
+                                                   "]; expected [0, ",
+                                                   options_.model.vocab_size, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status StageRunner::CheckTargets(const at::Tensor& input, const at::Tensor& targets) const {
-  if (!targets.defined() || targets.scalar_type() != torch::kInt64 || targets.dim() != 2 ||
-      targets.size(0) != input.size(0) || targets.size(1) != input.size(1)) {
+  if (!MatchesInput(input, targets) || targets.scalar_type() != torch::kInt64) {
     return absl::InvalidArgumentError(
         absl::StrCat("stage ", options_.spec.index,
                      " targets: ", targets.defined() ? Shape(targets) : std::string("undefined"),
                      "; expected int64 (B, T) matching the input ", Shape(input)));
   }
-  const int64_t lo = targets.min().item<int64_t>(), hi = targets.max().item<int64_t>();
-  if (lo < 0 || hi >= options_.model.vocab_size) {
+  return CheckIds("targets", targets);
+}
+
+bool StageRunner::uses_token_ids() const { return stage_->uses_token_ids(); }
+
+absl::Status StageRunner::CheckTokens(const at::Tensor& input, const at::Tensor& tokens) const {
+  const int64_t index = options_.spec.index;
+  if (!uses_token_ids()) {
+    if (!tokens.defined()) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
-        "targets: ids span [", lo, ", ", hi, "]; expected [0, ", options_.model.vocab_size, ")"));
+        "stage ", index, " tokens: ", Shape(tokens),
+        "; expected none (the stage has no token channel: compression.token_channel is ",
+        "TOKEN_CHANNEL_NONE, or it is the first stage)"));
   }
-  return absl::OkStatus();
+  if (!MatchesInput(input, tokens)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stage ", index, " tokens: ", tokens.defined() ? Shape(tokens) : std::string("undefined"),
+        "; expected the microbatch's int64 token ids (B, T) matching the input ", Shape(input),
+        " (the stage has a token channel)"));
+  }
+  return CheckIds(absl::StrCat("stage ", index, " tokens").c_str(), tokens);
 }
 
 absl::Status StageRunner::CheckNewMicrobatch(int64_t microbatch) const {
@@ -126,17 +151,25 @@ absl::Status StageRunner::CheckNewMicrobatch(int64_t microbatch) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<at::Tensor> StageRunner::PrepareInput(const at::Tensor& input, bool track) const {
-  auto status = CheckInput(input);
-  if (!status.ok()) return status;
+absl::StatusOr<StageRunner::Prepared> StageRunner::PrepareInput(const at::Tensor& input,
+                                                                 const at::Tensor& tokens,
+                                                                 bool track) const {
+  RESBM_RETURN_IF_ERROR(CheckInput(input));
+  RESBM_RETURN_IF_ERROR(CheckTokens(input, tokens));
   torch::Device device(options_.device);
-  if (options_.spec.is_first()) return input.to(device);
-  auto z = input.to(device, torch::kFloat32).detach();  // (B, T, k)
-  if (track) z.set_requires_grad(true);
-  return z;
+  Prepared prepared;
+  if (tokens.defined()) prepared.tokens = tokens.to(device);  // (B, T)
+  if (options_.spec.is_first()) {
+    prepared.input = input.to(device);  // (B, T)
+    return prepared;
+  }
+  prepared.input = input.to(device, torch::kFloat32).detach();  // (B, T, k)
+  if (track) prepared.input.set_requires_grad(true);
+  return prepared;
 }
 
-absl::StatusOr<at::Tensor> StageRunner::Forward(int64_t microbatch, const at::Tensor& input) {
+absl::StatusOr<at::Tensor> StageRunner::Forward(int64_t microbatch, const at::Tensor& input,
+                                                const at::Tensor& tokens) {
   const auto& spec = options_.spec;
   if (spec.is_last()) {
     return absl::FailedPreconditionError(
@@ -145,16 +178,16 @@ absl::StatusOr<at::Tensor> StageRunner::Forward(int64_t microbatch, const at::Te
   auto status = CheckNewMicrobatch(microbatch);
   if (!status.ok()) return status;
   return AtSeam(spec.index, "forward", [&]() -> absl::StatusOr<at::Tensor> {
-    auto prepared = PrepareInput(input, /*track=*/true);
-    if (!prepared.ok()) return prepared.status();
-    auto z = stage_->forward(*prepared);  // (B, T, k)
-    pending_[microbatch] = Pending{*prepared, z};
+    RESBM_ASSIGN_OR_RETURN(Prepared prepared, PrepareInput(input, tokens, /*track=*/true));
+    auto z = stage_->forward(prepared.input, prepared.tokens);  // (B, T, k)
+    pending_[microbatch] = Pending{prepared.input, z};
     return z.detach();
   });
 }
 
 absl::StatusOr<double> StageRunner::ForwardLoss(int64_t microbatch, const at::Tensor& input,
-                                                const at::Tensor& targets, double loss_scale) {
+                                                const at::Tensor& targets, double loss_scale,
+                                                const at::Tensor& tokens) {
   const auto& spec = options_.spec;
   if (!spec.is_last()) {
     return absl::FailedPreconditionError(
@@ -163,19 +196,17 @@ absl::StatusOr<double> StageRunner::ForwardLoss(int64_t microbatch, const at::Te
   auto status = CheckNewMicrobatch(microbatch);
   if (!status.ok()) return status;
   return AtSeam(spec.index, "forward", [&]() -> absl::StatusOr<double> {
-    auto prepared = PrepareInput(input, /*track=*/true);
-    if (!prepared.ok()) return prepared.status();
-    auto target_status = CheckTargets(*prepared, targets);
-    if (!target_status.ok()) return target_status;
+    RESBM_ASSIGN_OR_RETURN(Prepared prepared, PrepareInput(input, tokens, /*track=*/true));
+    RESBM_RETURN_IF_ERROR(CheckTargets(prepared.input, targets));
     torch::Device device(options_.device);
-    auto logits = stage_->forward(*prepared);                 // (B, T, V)
-    auto loss = StageImpl::Loss(logits, targets.to(device));  // ()
+    auto logits = stage_->forward(prepared.input, prepared.tokens);  // (B, T, V)
+    auto loss = StageImpl::Loss(logits, targets.to(device));         // ()
     const double value = loss.item<double>();
     if (!std::isfinite(value)) {
       return NonFiniteError(absl::StrCat("the loss of microbatch ", microbatch, " on stage ",
                                          spec.index, " is ", value));
     }
-    pending_[microbatch] = Pending{*prepared, loss * loss_scale};
+    pending_[microbatch] = Pending{prepared.input, loss * loss_scale};
     return value;
   });
 }
@@ -211,7 +242,8 @@ absl::StatusOr<at::Tensor> StageRunner::Backward(int64_t microbatch,
   });
 }
 
-absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input) {
+absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input,
+                                                 const at::Tensor& tokens) {
   const auto& spec = options_.spec;
   if (spec.is_last()) {
     return absl::FailedPreconditionError(
@@ -219,14 +251,14 @@ absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input) {
   }
   return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<at::Tensor> {
     torch::NoGradGuard no_grad;
-    auto prepared = PrepareInput(input, /*track=*/false);
-    if (!prepared.ok()) return prepared.status();
-    return stage_->forward(*prepared);  // (B, T, k)
+    RESBM_ASSIGN_OR_RETURN(Prepared prepared, PrepareInput(input, tokens, /*track=*/false));
+    return stage_->forward(prepared.input, prepared.tokens);  // (B, T, k)
   });
 }
 
 absl::StatusOr<double> StageRunner::EvaluateLoss(const at::Tensor& input,
-                                                 const at::Tensor& targets) {
+                                                 const at::Tensor& targets,
+                                                 const at::Tensor& tokens) {
   const auto& spec = options_.spec;
   if (!spec.is_last()) {
     return absl::FailedPreconditionError(
@@ -234,16 +266,15 @@ absl::StatusOr<double> StageRunner::EvaluateLoss(const at::Tensor& input,
   }
   return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<double> {
     torch::NoGradGuard no_grad;
-    auto prepared = PrepareInput(input, /*track=*/false);
-    if (!prepared.ok()) return prepared.status();
-    auto target_status = CheckTargets(*prepared, targets);
-    if (!target_status.ok()) return target_status;
-    auto logits = stage_->forward(*prepared);  // (B, T, V)
+    RESBM_ASSIGN_OR_RETURN(Prepared prepared, PrepareInput(input, tokens, /*track=*/false));
+    RESBM_RETURN_IF_ERROR(CheckTargets(prepared.input, targets));
+    auto logits = stage_->forward(prepared.input, prepared.tokens);  // (B, T, V)
     return StageImpl::Loss(logits, targets.to(logits.device())).item<double>();
   });
 }
 
-absl::StatusOr<at::Tensor> StageRunner::EvaluateLogits(const at::Tensor& input) {
+absl::StatusOr<at::Tensor> StageRunner::EvaluateLogits(const at::Tensor& input,
+                                                       const at::Tensor& tokens) {
   const auto& spec = options_.spec;
   if (!spec.is_last()) {
     return absl::FailedPreconditionError(
@@ -251,9 +282,8 @@ absl::StatusOr<at::Tensor> StageRunner::EvaluateLogits(const at::Tensor& input) 
   }
   return AtSeam(spec.index, "evaluate", [&]() -> absl::StatusOr<at::Tensor> {
     torch::NoGradGuard no_grad;
-    auto prepared = PrepareInput(input, /*track=*/false);
-    if (!prepared.ok()) return prepared.status();
-    return stage_->forward(*prepared).cpu();  // (B, T, V)
+    RESBM_ASSIGN_OR_RETURN(Prepared prepared, PrepareInput(input, tokens, /*track=*/false));
+    return stage_->forward(prepared.input, prepared.tokens).cpu();  // (B, T, V)
   });
 }
 

@@ -43,14 +43,17 @@ class StageRunner {
 
   // Training forward of `microbatch` on a non-last stage. input: token ids (B, T) int64 on
   // the first stage, z (B, T, k) float otherwise (any device; NaN/Inf are refused in host
-  // inputs, while device inputs are the caller's to check). Returns z (B, T, k) on the
-  // device for the next boundary, detached; the graph is kept until Backward.
-  absl::StatusOr<at::Tensor> Forward(int64_t microbatch, const at::Tensor& input);
+  // inputs, while device inputs are the caller's to check). tokens: the microbatch's token
+  // ids (B, T) int64, required where uses_token_ids() and refused elsewhere. Returns z
+  // (B, T, k) on the device for the next boundary, detached; the graph is kept until Backward.
+  absl::StatusOr<at::Tensor> Forward(int64_t microbatch, const at::Tensor& input,
+                                     const at::Tensor& tokens = at::Tensor());
 
   // Training forward of `microbatch` on the last stage: returns the mean loss over its tokens.
   // Backward later propagates loss * loss_scale (1 / microbatches for a mean over the step).
   absl::StatusOr<double> ForwardLoss(int64_t microbatch, const at::Tensor& input,
-                                     const at::Tensor& targets, double loss_scale);
+                                     const at::Tensor& targets, double loss_scale,
+                                     const at::Tensor& tokens = at::Tensor());
 
   // Backward of `microbatch`: grad_output is dL/dz (B, T, k) of the z Forward returned, and
   // is ignored on the last stage. Accumulates parameter gradients and returns dL/d(input)
@@ -58,11 +61,14 @@ class StageRunner {
   absl::StatusOr<at::Tensor> Backward(int64_t microbatch, const at::Tensor& grad_output);
 
   // Forward without autograd (evaluation) on a non-last stage: z (B, T, k).
-  absl::StatusOr<at::Tensor> Evaluate(const at::Tensor& input);
+  absl::StatusOr<at::Tensor> Evaluate(const at::Tensor& input,
+                                      const at::Tensor& tokens = at::Tensor());
   // Forward without autograd on the last stage: the mean loss over the batch's tokens.
-  absl::StatusOr<double> EvaluateLoss(const at::Tensor& input, const at::Tensor& targets);
+  absl::StatusOr<double> EvaluateLoss(const at::Tensor& input, const at::Tensor& targets,
+                                      const at::Tensor& tokens = at::Tensor());
   // Forward without autograd on the last stage: the logits (B, T, V), on the host.
-  absl::StatusOr<at::Tensor> EvaluateLogits(const at::Tensor& input);
+  absl::StatusOr<at::Tensor> EvaluateLogits(const at::Tensor& input,
+                                            const at::Tensor& tokens = at::Tensor());
 
   // Sum of squared gradients of this stage's parameters.
   absl::StatusOr<double> GradSquaredNorm() const;
@@ -84,6 +90,9 @@ class StageRunner {
   // The optimizer's state ("muon.<param>.momentum", ...), shared storage likewise.
   NamedTensors OptimizerState() const;
   const StageSpec& spec() const { return options_.spec; }
+  // Whether Forward and friends take the microbatch's token ids besides z (a stage after
+  // the first with a token channel).
+  bool uses_token_ids() const;
   // The resolved device ("cpu", "cuda:0").
   const std::string& device() const { return options_.device; }
   int64_t in_flight() const { return static_cast<int64_t>(pending_.size()); }
@@ -93,11 +102,19 @@ class StageRunner {
     at::Tensor input;   // Leaf that requires grad (non-first stages), on the device.
     at::Tensor output;  // z, or the scaled loss on the last stage.
   };
+  // A checked input on the device: z (or ids) and the token ids where the stage uses them.
+  struct Prepared {
+    at::Tensor input;
+    at::Tensor tokens;
+  };
 
   StageRunner(const StageRunnerOptions& options, std::shared_ptr<StageImpl> stage,
               std::unique_ptr<StageOptimizer> optimizer);
   absl::Status CheckInput(const at::Tensor& input) const;
-  absl::StatusOr<at::Tensor> PrepareInput(const at::Tensor& input, bool track) const;
+  absl::StatusOr<Prepared> PrepareInput(const at::Tensor& input, const at::Tensor& tokens,
+                                        bool track) const;
+  absl::Status CheckIds(const char* what, const at::Tensor& ids) const;
+  absl::Status CheckTokens(const at::Tensor& input, const at::Tensor& tokens) const;
   absl::Status CheckTargets(const at::Tensor& input, const at::Tensor& targets) const;
   absl::Status CheckNewMicrobatch(int64_t microbatch) const;
 

@@ -22,6 +22,25 @@ bool HasBoundaryHalves(CompressionKind kind) {
   return kind == CompressionKind::kResbm || kind == CompressionKind::kBottleneck;
 }
 
+// Stages s >= 1 add T_s[tokens] to the decoded residual (DESIGN.md section 7).
+OrderedJson TokenChannelSection(const CompressionOptions& compression) {
+  OrderedJson section = {{"kind", TokenChannelName(compression.token_channel)}};
+  switch (compression.token_channel) {
+    case TokenChannelKind::kFactorized:
+      section["rank"] = compression.token_channel_rank;
+      section["formula"] = "table.weight[tokens] @ proj.weight^T";
+      break;
+    case TokenChannelKind::kFixed:
+      section["formula"] =
+          "fixed_table[v, j] = +init_std if bit 63 of splitmix64((s * V + v) * d + j) is 0, "
+          "else -init_std";
+      break;
+    default:
+      break;
+  }
+  return section;
+}
+
 OrderedJson ResbmSection(const v1::JobConfig& config, const std::string& job_id, int64_t step) {
   const CompressionOptions compression = ToCompressionOptions(config);
   auto plan = PlanJobStages(config);
@@ -37,7 +56,9 @@ OrderedJson ResbmSection(const v1::JobConfig& config, const std::string& job_id,
                             {"ratio", compression.ratio},
                             {"k", compression.WireWidth(config.model().d_model())},
                             {"wire_dtype", WireDtypeName(compression.wire_dtype)},
-                            {"has_encoder_decoder", HasBoundaryHalves(compression.kind)}});
+                            {"has_encoder_decoder", HasBoundaryHalves(compression.kind)},
+                            {"encoder_norm", compression.encoder_norm},
+                            {"halves_hidden", compression.halves_hidden}});
     }
   }
   OrderedJson section = {
@@ -46,6 +67,7 @@ OrderedJson ResbmSection(const v1::JobConfig& config, const std::string& job_id,
       {"step", step},
       {"layers_per_stage", layers},
       {"boundaries", boundaries},
+      {"token_channel", TokenChannelSection(compression)},
       {"compute_dtype", ComputeDtypeName(ToModelOptions(config).compute_dtype)},
       {"rotary",
        "rotate_half: each head's first half pairs with its second (Hugging Face "
@@ -61,8 +83,10 @@ OrderedJson ResbmSection(const v1::JobConfig& config, const std::string& job_id,
 std::string ModelExporter::ConfigJson(const v1::JobConfig& config, const std::string& job_id,
                                       int64_t step) {
   const auto& m = config.model();
-  const bool plain_llama = ToCompressionOptions(config).kind == CompressionKind::kNone ||
-                           config.stages().num_stages() == 1;
+  const CompressionOptions compression = ToCompressionOptions(config);
+  const bool plain_llama = config.stages().num_stages() == 1 ||
+                           (compression.kind == CompressionKind::kNone &&
+                            compression.token_channel == TokenChannelKind::kNone);
   // With boundaries a plain Llama loader would silently skip them: say it is another model.
   OrderedJson json = {
       {"architectures", {plain_llama ? "LlamaForCausalLM" : "ResbmForCausalLM"}},

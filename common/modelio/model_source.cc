@@ -1,5 +1,6 @@
 #include "common/modelio/model_source.h"
 
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -9,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/config/job_config.h"
+#include "common/model/fixed_token_table.h"
 #include "common/modelio/checkpoint_manifest_file.h"
 #include "common/status/status_macros.h"
 
@@ -99,6 +101,16 @@ absl::StatusOr<RawTensor> ModelSource::ReadFromCheckpoint(const std::string& nam
     return absl::NotFoundError(absl::StrCat(description_, ": no tensor '", name, "'"));
   }
   RESBM_ASSIGN_OR_RETURN(const int64_t stage, ModelTensorNames::OwningStage(plan_, name));
+  if (name == ModelTensorNames::FixedTableName(stage)) {
+    // Not in any checkpoint: a pure function of the stage and the model's shape.
+    const ModelOptions model = ToModelOptions(manifest_->config());
+    std::vector<float> values =
+        FixedTokenTable::Values(stage, model.vocab_size, model.d_model, model.init_std);
+    RawTensor table{name, TensorDtype::kFloat32, expected->shape,
+                    std::string(values.size() * sizeof(float), '\0')};
+    std::memcpy(table.data.data(), values.data(), table.data.size());  // Little-endian F32.
+    return table;
+  }
   const std::string& file = manifest_->stage_files(static_cast<int>(stage));
   if (cached_stage_ != stage) {
     cached_stage_ = -1;

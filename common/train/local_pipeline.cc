@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model/grad_clip.h"
+#include "common/model/token_id_bytes.h"
 #include "common/model/wire_codec.h"
 #include "common/status/status_macros.h"
 
@@ -80,14 +81,21 @@ absl::StatusOr<double> LocalPipeline::RunSchedule(const PipelineSchedule& schedu
         const int64_t mb = op.microbatch;
         if (op.kind == OpKind::kForward) {
           if (s > 0 && !arrived[s][mb].defined()) break;
-          at::Tensor x = s == 0 ? inputs.narrow(0, mb * rows, rows) : arrived[s][mb];  // (b, T)
+          const at::Tensor ids = inputs.narrow(0, mb * rows, rows);  // (b, T)
+          at::Tensor x = s == 0 ? ids : arrived[s][mb];                // (b, T) or (b, T, k)
           arrived[s][mb] = at::Tensor();
+          const at::Tensor tokens = TokensFor(s, ids);
+          if (tokens.defined()) {
+            traffic_[s - 1].token_id_bytes +=
+                TokenIdBytes::InRequest(tokens.contiguous().data_ptr<int64_t>(), tokens.numel());
+          }
           if (s == last) {
             const at::Tensor y = targets.narrow(0, mb * rows, rows);  // (b, T)
-            RESBM_ASSIGN_OR_RETURN(double loss, stages_[s]->ForwardLoss(mb, x, y, 1.0 / m));
+            RESBM_ASSIGN_OR_RETURN(double loss,
+                                   stages_[s]->ForwardLoss(mb, x, y, 1.0 / m, tokens));
             mean_loss += loss / m;
           } else {
-            RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Forward(mb, x));  // (b, T, k)
+            RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Forward(mb, x, tokens));  // (b, T, k)
             RESBM_ASSIGN_OR_RETURN(arrived[s + 1][mb],
                                    Cross(z, s, /*forward=*/true, /*count=*/true));
           }
@@ -133,23 +141,28 @@ absl::StatusOr<StepStats> LocalPipeline::TrainStep(int64_t step, const at::Tenso
   return stats;
 }
 
-absl::StatusOr<double> LocalPipeline::Evaluate(const at::Tensor& inputs,
-                                               const at::Tensor& targets) {
+absl::StatusOr<at::Tensor> LocalPipeline::LastStageInput(const at::Tensor& inputs) {
   at::Tensor x = inputs;
   for (int64_t s = 0; s + 1 < num_stages(); ++s) {
-    RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Evaluate(x));
+    RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Evaluate(x, TokensFor(s, inputs)));
     RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/false));
   }
-  return stages_.back()->EvaluateLoss(x, targets);
+  return x;
+}
+
+absl::StatusOr<double> LocalPipeline::Evaluate(const at::Tensor& inputs,
+                                               const at::Tensor& targets) {
+  RESBM_ASSIGN_OR_RETURN(at::Tensor x, LastStageInput(inputs));
+  return stages_.back()->EvaluateLoss(x, targets, TokensFor(num_stages() - 1, inputs));
 }
 
 absl::StatusOr<at::Tensor> LocalPipeline::Logits(const at::Tensor& inputs) {
-  at::Tensor x = inputs;
-  for (int64_t s = 0; s + 1 < num_stages(); ++s) {
-    RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Evaluate(x));
-    RESBM_ASSIGN_OR_RETURN(x, Cross(z, s, /*forward=*/true, /*count=*/false));
-  }
-  return stages_.back()->EvaluateLogits(x);
+  RESBM_ASSIGN_OR_RETURN(at::Tensor x, LastStageInput(inputs));
+  return stages_.back()->EvaluateLogits(x, TokensFor(num_stages() - 1, inputs));
+}
+
+at::Tensor LocalPipeline::TokensFor(int64_t stage, const at::Tensor& ids) const {
+  return stages_[stage]->uses_token_ids() ? ids : at::Tensor();
 }
 
 }  // namespace resbm

@@ -67,6 +67,10 @@ class LocalPipeline {
                                      const at::Tensor& targets, int64_t rows);
   // Encodes `x` for boundary `boundary`, counts its bytes, decodes it.
   absl::StatusOr<at::Tensor> Cross(const at::Tensor& x, int64_t boundary, bool forward, bool count);
+  // Evaluation forward of every stage but the last: what the last stage takes in.
+  absl::StatusOr<at::Tensor> LastStageInput(const at::Tensor& inputs);
+  // The token ids `stage` takes besides its input: `ids`, or none without a token channel.
+  at::Tensor TokensFor(int64_t stage, const at::Tensor& ids) const;
 
   LocalPipelineOptions options_;
   std::vector<std::unique_ptr<StageRunner>> stages_;

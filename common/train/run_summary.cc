@@ -8,21 +8,36 @@
 
 namespace resbm {
 
-double RunSummary::EffectiveCompression() const {
+namespace {
+
+double Compression(const std::vector<BoundarySummary>& boundaries, bool with_token_ids) {
   int64_t sent = 0, reference = 0;
   for (const auto& b : boundaries) {
-    sent += b.forward_bytes + b.backward_bytes;
+    sent += b.forward_bytes + b.backward_bytes + (with_token_ids ? b.token_id_bytes : 0);
     reference += 2 * b.bf16_reference_bytes;
   }
   return sent > 0 ? static_cast<double>(reference) / static_cast<double>(sent) : 0.0;
 }
 
+}  // namespace
+
+double RunSummary::EffectiveCompression() const {
+  return Compression(boundaries, /*with_token_ids=*/false);
+}
+
+double RunSummary::EffectiveCompressionWithTokenIds() const {
+  return Compression(boundaries, /*with_token_ids=*/true);
+}
+
 std::string RunSummary::Describe() const {
   return absl::StrFormat(
       "train loss %.4f | val loss %.4f (unigram entropy %.4f) | %d tokens in %.1f s "
-      "(%.0f tok/s) | wire compression vs bf16 %.1fx",
+      "(%.0f tok/s) | wire compression vs bf16 %.1fx%s",
       final_train_loss, final_val_loss, unigram_entropy_nats, tokens, wall_seconds,
-      tokens_per_second, EffectiveCompression());
+      tokens_per_second, EffectiveCompression(),
+      EffectiveCompressionWithTokenIds() == EffectiveCompression()
+          ? ""
+          : absl::StrFormat(" (%.1fx with the token ids)", EffectiveCompressionWithTokenIds()));
 }
 
 std::string RunSummary::ToJson() const {
@@ -34,7 +49,8 @@ std::string RunSummary::ToJson() const {
                                {"forward_tokens", b.forward_tokens},
                                {"backward_tokens", b.backward_tokens},
                                {"framing_overhead_bytes", b.framing_overhead_bytes},
-                               {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes}});
+                               {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes},
+                               {"token_id_bytes", b.token_id_bytes}});
   }
   nlohmann::json stages_json = nlohmann::json::array();
   for (const auto& s : stages) {
@@ -58,6 +74,8 @@ std::string RunSummary::ToJson() const {
                       {"wall_seconds", wall_seconds},
                       {"tokens_per_second", tokens_per_second},
                       {"effective_compression_vs_bf16", EffectiveCompression()},
+                      {"effective_compression_with_token_ids_vs_bf16",
+                       EffectiveCompressionWithTokenIds()},
                       {"final_checkpoint_step", final_checkpoint_step},
                       {"final_checkpoint_manifest", final_checkpoint_manifest},
                       {"boundaries", boundaries_json},
@@ -98,6 +116,7 @@ absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
       boundary.backward_tokens = b.value("backward_tokens", int64_t{0});
       boundary.framing_overhead_bytes = b.value("framing_overhead_bytes", int64_t{0});
       boundary.bf16_reference_bytes = b.value("bf16_reference_bytes_per_direction", int64_t{0});
+      boundary.token_id_bytes = b.value("token_id_bytes", int64_t{0});
       s.boundaries.push_back(boundary);
     }
     for (const auto& t : j.value("stages", nlohmann::json::array())) {

@@ -24,6 +24,9 @@ struct BoundarySummary {
   int64_t framing_overhead_bytes = 0;
   // Bytes an uncompressed bf16 boundary (d values x 2 bytes per token) would have sent.
   int64_t bf16_reference_bytes = 0;
+  // Token ids the coordinator sent to stage `boundary + 1`'s token channel (not over this
+  // boundary's link; 0 without a token channel).
+  int64_t token_id_bytes = 0;
 };
 
 // Where one stage's time went, per microbatch and per step (from the workers' own reports;
@@ -63,6 +66,8 @@ struct RunSummary {
   // (forward + backward bf16 reference bytes) / (forward + backward payload bytes) over all
   // boundaries; 0 without boundaries.
   double EffectiveCompression() const;
+  // The same with the token channel's ids counted in: reference / (payload + token ids).
+  double EffectiveCompressionWithTokenIds() const;
   // One line for people: losses, tokens, time, throughput, compression.
   std::string Describe() const;
   // JSON object with every field above plus the effective compression ratio.

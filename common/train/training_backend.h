@@ -22,6 +22,9 @@ struct BoundaryTraffic {
   int64_t backward_tokens = 0;
   // Framing beyond the payloads (both directions); 0 where nothing is framed (one process).
   int64_t framing_overhead_bytes = 0;
+  // Token ids sent to stage b + 1's token channel by the coordinator, not over the boundary:
+  // counted apart (0 without a token channel).
+  int64_t token_id_bytes = 0;
 };
 
 // One stage's compute and waiting time over the training steps a backend measured.

@@ -78,6 +78,8 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
     traffic_[b].framing_overhead_bytes +=
         static_cast<int64_t>(result.stages[b].activation_overhead_bytes_sent() +
                              result.stages[b + 1].gradient_overhead_bytes_sent());
+    traffic_[b].token_id_bytes +=
+        static_cast<int64_t>(result.stages[b + 1].token_id_bytes_received());
     traffic_[b].forward_tokens += tokens;
     traffic_[b].backward_tokens += tokens;
   }

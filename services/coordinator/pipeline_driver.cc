@@ -43,7 +43,9 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
 PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                                const std::vector<StageEndpoint>& workers,
                                const std::shared_ptr<grpc::ChannelCredentials>& credentials)
-    : job_id_(job_id), config_(config) {
+    : job_id_(job_id),
+      config_(config),
+      token_channel_(ToCompressionOptions(config).token_channel != TokenChannelKind::kNone) {
   for (const auto& worker : workers) {
     addresses_.push_back(worker.address);
     exchange_addresses_.push_back(worker.exchange_address.empty() ? worker.address
@@ -117,7 +119,8 @@ std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
         }
       }
     };
-    if (s == 0) fill(inputs, r.mutable_inputs());
+    // Stages after the first read the ids too where they have a token channel.
+    if (s == 0 || token_channel_) fill(inputs, r.mutable_inputs());
     if (s == stages - 1) fill(targets, r.mutable_targets());
   }
   return requests;

@@ -92,6 +92,7 @@ class PipelineDriver {
 
   std::string job_id_;
   v1::JobConfig config_;
+  const bool token_channel_;  // Every stage after the first is sent the input ids too.
   std::vector<std::string> addresses_;
   std::vector<std::string> exchange_addresses_;
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;

@@ -13,6 +13,7 @@
 #include "common/config/job_config.h"
 #include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
+#include "common/model/token_id_bytes.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/train/stage_initializer.h"
@@ -152,7 +153,13 @@ absl::Status StageSession::ValidateRequest(const v1::RunStepRequest& request) co
     }
     return absl::OkStatus();
   };
-  if (spec.is_first()) RESBM_RETURN_IF_ERROR(check_ids(request.inputs(), "inputs"));
+  if (spec.is_first() || runner_->uses_token_ids()) {
+    RESBM_RETURN_IF_ERROR(check_ids(request.inputs(), "inputs"));
+  } else if (request.inputs_size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "inputs: ", request.inputs_size(), " microbatches for stage ", spec.index,
+        ", which has no token channel; expected none"));
+  }
   if (spec.is_last()) RESBM_RETURN_IF_ERROR(check_ids(request.targets(), "targets"));
   for (const auto& op : request.ops()) {
     if (op.microbatch() >= m ||
@@ -252,6 +259,10 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
       auto& report = reports[mb];
       if (op.kind() == v1::OP_KIND_FORWARD) {
         at::Tensor input;
+        // The stage's token channel reads the microbatch's ids besides z.
+        const at::Tensor tokens = runner_->uses_token_ids()
+                                      ? TokenTensor(request.inputs(mb), rows, seq)
+                                      : at::Tensor();
         if (spec.is_first()) {
           input = TokenTensor(request.inputs(mb), rows, seq);
         } else {
@@ -262,8 +273,9 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
         const auto start = std::chrono::steady_clock::now();
         if (spec.is_last()) {
           at::Tensor targets = TokenTensor(request.targets(mb), rows, seq);
-          absl::StatusOr<double> loss = train ? runner_->ForwardLoss(mb, input, targets, 1.0 / m)
-                                              : runner_->EvaluateLoss(input, targets);
+          absl::StatusOr<double> loss =
+              train ? runner_->ForwardLoss(mb, input, targets, 1.0 / m, tokens)
+                    : runner_->EvaluateLoss(input, targets, tokens);
           if (loss.ok() && !std::isfinite(*loss)) {
             loss = NonFiniteError(absl::StrCat("the loss of microbatch ", mb, " is ", *loss));
           }
@@ -277,9 +289,9 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
         } else {
           at::Tensor z;
           if (train) {
-            RESBM_ASSIGN_OR_RETURN(z, runner_->Forward(mb, input));
+            RESBM_ASSIGN_OR_RETURN(z, runner_->Forward(mb, input, tokens));
           } else {
-            RESBM_ASSIGN_OR_RETURN(z, runner_->Evaluate(input));
+            RESBM_ASSIGN_OR_RETURN(z, runner_->Evaluate(input, tokens));
           }
           report.set_forward_seconds(SecondsSince(start));
           if (metrics != nullptr) metrics->Forward(report.forward_seconds());
@@ -306,6 +318,14 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   };
 
   absl::Status status = run_ops();
+  if (runner_->uses_token_ids()) {
+    uint64_t bytes = 0;
+    for (const auto& ids : request.inputs()) {
+      const auto size = static_cast<uint64_t>(ids.ByteSizeLong());
+      bytes += 1 + TokenIdBytes::VarintSize(size) + size;  // As an element of `inputs`.
+    }
+    response.set_token_id_bytes_received(bytes);
+  }
   if (status.ok()) {
     auto sent = sender_->Flush(deadline, cancelled);
     if (sent.ok()) {

@@ -1,7 +1,7 @@
 // The spine: a job run on stage workers over real gRPC streams (loopback, port 0) produces,
 // step by step, the same losses and the same parameters as the single-process LocalPipeline
 // with the same seed and config, for GPipe and 1F1B, for `none` and `resbm`, on 2 and 4
-// stages (fp32 wire). Bad frames are refused and the worker keeps serving.
+// stages (fp32 wire), with every token channel and with normed, two-layer boundary halves. Bad frames are refused and the worker keeps serving.
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -26,7 +26,9 @@
 namespace resbm {
 namespace {
 
-v1::JobConfig TinyJob(int stages, v1::CompressionKind kind, v1::PipelineSchedule schedule) {
+v1::JobConfig TinyJob(int stages, v1::CompressionKind kind, v1::PipelineSchedule schedule,
+                      v1::TokenChannel token_channel = v1::TOKEN_CHANNEL_NONE,
+                      bool mlp_halves = false) {
   auto config = ParseJobConfigJson(R"({
     "model": {"vocab_size": 64, "d_model": 32, "n_layers": 4, "n_heads": 2, "mlp_hidden": 64,
               "seq_len": 16},
@@ -39,6 +41,14 @@ v1::JobConfig TinyJob(int stages, v1::CompressionKind kind, v1::PipelineSchedule
   config->mutable_compression()->set_kind(kind);
   if (kind == v1::COMPRESSION_KIND_NONE) config->mutable_compression()->set_ratio(1);
   config->mutable_training()->set_schedule(schedule);
+  config->mutable_compression()->set_token_channel(token_channel);
+  if (token_channel == v1::TOKEN_CHANNEL_FACTORIZED) {
+    config->mutable_compression()->set_token_channel_rank(4);
+  }
+  if (mlp_halves) {
+    config->mutable_compression()->set_encoder_norm(true);
+    config->mutable_compression()->set_halves_hidden(16);
+  }
   EXPECT_TRUE(ValidateJobConfig(*config).ok()) << ValidateJobConfig(*config);
   return *config;
 }
@@ -75,6 +85,8 @@ struct Case {
   int stages;
   v1::CompressionKind kind;
   v1::PipelineSchedule schedule;
+  v1::TokenChannel token_channel = v1::TOKEN_CHANNEL_NONE;
+  bool mlp_halves = false;
 };
 
 class PipelineEquivalenceTest : public ::testing::TestWithParam<Case> {};
@@ -82,7 +94,7 @@ class PipelineEquivalenceTest : public ::testing::TestWithParam<Case> {};
 TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   torch::set_num_threads(1);
   const Case c = GetParam();
-  const v1::JobConfig config = TinyJob(c.stages, c.kind, c.schedule);
+  const v1::JobConfig config = TinyJob(c.stages, c.kind, c.schedule, c.token_channel, c.mlp_halves);
   const auto tokens = RandomTokens(4096, config.model().vocab_size(), 3);
   BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
 
@@ -102,6 +114,7 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   ASSERT_TRUE(parameters.ok()) << parameters.status();
 
   const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+  std::vector<uint64_t> token_id_bytes(c.stages, 0);
   for (int64_t step = 0; step < 5; ++step) {
     std::vector<int64_t> x, y;
     sampler.Sample(step, 0, batch, &x, &y);
@@ -120,6 +133,22 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
     for (int s = 0; s + 1 < c.stages; ++s) {
       EXPECT_EQ(distributed->stages[s].activation_bytes_sent(), uint64_t(batch * seq * k * 4));
       EXPECT_EQ(distributed->stages[s].gradient_bytes_received(), uint64_t(batch * seq * k * 4));
+    }
+    for (int s = 0; s < c.stages; ++s) {
+      token_id_bytes[s] += distributed->stages[s].token_id_bytes_received();
+    }
+  }
+  // The ids the token channels were sent, counted apart: what the one-process pipeline
+  // counts for the same batches (the varint bytes of the requests' `inputs`).
+  EXPECT_EQ(token_id_bytes[0], 0u);
+  for (int s = 1; s < c.stages; ++s) {
+    const int64_t counted = (*local)->traffic()[s - 1].token_id_bytes;
+    EXPECT_EQ(token_id_bytes[s], static_cast<uint64_t>(counted)) << "stage " << s;
+    if (c.token_channel == v1::TOKEN_CHANNEL_NONE) {
+      EXPECT_EQ(counted, 0) << "stage " << s;
+    } else {
+      // At least one byte an id, five steps of batch x seq ids.
+      EXPECT_GE(counted, 5 * batch * seq) << "stage " << s;
     }
   }
   // The updated parameters on the workers equal the single-process ones.
@@ -191,7 +220,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B},
                       Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE},
                       Case{4, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_1F1B},
-                      Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B}));
+                      Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B},
+                      Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B,
+                           v1::TOKEN_CHANNEL_LEARNED},
+                      Case{3, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE,
+                           v1::TOKEN_CHANNEL_FIXED},
+                      Case{2, v1::COMPRESSION_KIND_BOTTLENECK, v1::PIPELINE_SCHEDULE_1F1B,
+                           v1::TOKEN_CHANNEL_FACTORIZED, /*mlp_halves=*/true}));
 
 }  // namespace
 }  // namespace resbm

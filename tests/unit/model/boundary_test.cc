@@ -21,7 +21,7 @@ TEST(BoundaryTest, ResbmStartsAsRectangularIdentity) {
   torch::manual_seed(1);
   constexpr int64_t d = 64;
   auto options = Kind(CompressionKind::kResbm, 16);  // k = 4
-  BoundaryEncoder encoder(d, options);
+  BoundaryEncoder encoder(d, /*norm_eps=*/1e-5, options);
   BoundaryDecoder decoder(d, options);
   auto h = torch::randn({2, 5, d});  // (B, T, d)
   auto z = encoder->forward(h);      // (B, T, k)
@@ -34,7 +34,7 @@ TEST(BoundaryTest, ResbmStartsAsRectangularIdentity) {
 
 TEST(BoundaryTest, NoneIsTheIdentity) {
   auto options = Kind(CompressionKind::kNone, 1);
-  BoundaryEncoder encoder(32, options);
+  BoundaryEncoder encoder(32, /*norm_eps=*/1e-5, options);
   BoundaryDecoder decoder(32, options);
   auto h = torch::randn({3, 7, 32});
   EXPECT_TRUE(torch::equal(decoder->forward(encoder->forward(h)), h));
@@ -50,7 +50,7 @@ TEST(BoundaryTest, EveryKindHasTheDocumentedShapesAndParameters) {
   for (const Row& row : {Row{CompressionKind::kResbm, 1}, Row{CompressionKind::kBottleneck, 1},
                          Row{CompressionKind::kTruncate, 0}}) {
     auto options = Kind(row.kind, 8);
-    BoundaryEncoder encoder(64, options);
+    BoundaryEncoder encoder(64, /*norm_eps=*/1e-5, options);
     BoundaryDecoder decoder(64, options);
     auto z = encoder->forward(torch::randn({2, 3, 64}));
     EXPECT_EQ(z.size(-1), 8) << CompressionKindName(row.kind);
@@ -62,7 +62,7 @@ TEST(BoundaryTest, EveryKindHasTheDocumentedShapesAndParameters) {
 
 TEST(BoundaryTest, TruncateKeepsOnlyTheFirstKChannels) {
   auto options = Kind(CompressionKind::kTruncate, 4);
-  BoundaryEncoder encoder(16, options);
+  BoundaryEncoder encoder(16, /*norm_eps=*/1e-5, options);
   BoundaryDecoder decoder(16, options);
   auto h = torch::randn({1, 2, 16});
   auto out = decoder->forward(encoder->forward(h));
@@ -77,7 +77,7 @@ TEST(BoundaryTest, GradientsMatchFiniteDifferencesInFloat64) {
     torch::manual_seed(3);
     constexpr int64_t d = 12;
     auto options = Kind(kind, 4);  // k = 3
-    BoundaryEncoder encoder(d, options);
+    BoundaryEncoder encoder(d, /*norm_eps=*/1e-5, options);
     BoundaryDecoder decoder(d, options);
     encoder->to(torch::kFloat64);
     decoder->to(torch::kFloat64);
@@ -121,7 +121,7 @@ TEST(BoundaryTest, BackwardMatchesTheClosedForm) {
   torch::manual_seed(4);
   constexpr int64_t d = 8;
   auto options = Kind(CompressionKind::kResbm, 4);  // k = 2
-  BoundaryEncoder encoder(d, options);
+  BoundaryEncoder encoder(d, /*norm_eps=*/1e-5, options);
   BoundaryDecoder decoder(d, options);
   {
     torch::NoGradGuard no_grad;
