@@ -32,7 +32,8 @@ v1::JobConfig TinyJob(int steps) {
   auto config = ParseJobConfigJson(R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2,
       "mlp_hidden": 128, "seq_len": 32},
     "stages": {"num_stages": 2},
-    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
+    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32",
+                    "token_channel": "TOKEN_CHANNEL_LEARNED"},
     "training": {"steps": 20, "batch_size": 8, "microbatches": 2, "eval_every": 10,
                  "eval_batches": 2, "seed": 3, "checkpoint_every": 10}})");
   EXPECT_TRUE(config.ok()) << config.status();
@@ -75,7 +76,8 @@ TEST_F(ModelOutputTest, AJobsModelIsKeptExportedSampledAndFineTuned) {
   auto info = cluster_.client().ExportModel(parent.job_id(), out);
   ASSERT_TRUE(info.ok()) << info.status() << cluster_.Logs();
   EXPECT_EQ(info->step(), 20u);
-  EXPECT_EQ(info->tensors(), 1u + 4 * 9 + 2 + 2);
+  // Embedding, 4 blocks, E and D, stage 1's token table, final norm and head.
+  EXPECT_EQ(info->tensors(), 1u + 4 * 9 + 2 + 1 + 2);
   ASSERT_EQ(info->files_size(), 2);
   auto file = SafetensorsFile::Open(out + "/model.safetensors");
   ASSERT_TRUE(file.ok()) << file.status();

@@ -17,7 +17,8 @@ Dimension letters used in the shape comments:
     V  vocabulary size             d  model width (hidden_size)
     F  MLP hidden width            H  attention heads
     hd head width (d / H)          k  boundary width (d / ratio)
-    N  number of rows (B*T)
+    N  number of rows (B*T)        m  boundary-half hidden width (halves_hidden),
+                                      or the factorized token channel's rank
 """
 
 import argparse
@@ -96,8 +97,49 @@ def load_safetensors(path):
 # the model's parameters and config
 
 
+def boundary_shapes(b, d):
+    """{name: shape} of boundary b's encoder and decoder tensors (none for none/truncate)."""
+    if not b["has_encoder_decoder"]:
+        return {}
+    pre, k, m = f"model.boundaries.{b['index']}.", b["k"], b["halves_hidden"]
+    shapes = {}
+    if b["encoder_norm"]:
+        shapes[pre + "encoder.norm.weight"] = [d]
+    if m == 0:  # one linear map each way
+        shapes[pre + "encoder.weight"] = [k, d]
+        shapes[pre + "decoder.weight"] = [d, k]
+    else:  # two layers each way, silu between
+        shapes[pre + "encoder.fc1.weight"] = [m, d]
+        shapes[pre + "encoder.fc2.weight"] = [k, m]
+        shapes[pre + "decoder.fc1.weight"] = [m, k]
+        shapes[pre + "decoder.fc2.weight"] = [d, m]
+    return shapes
+
+
+def token_channel_shapes(cfg, s):
+    """{name: shape} of stage s's token channel tensors (s >= 1; none for kind none)."""
+    V, d, tc = cfg["vocab_size"], cfg["hidden_size"], cfg["token_channel"]
+    pre = f"model.token_channels.{s}."
+    if tc["kind"] == "learned":
+        return {pre + "table.weight": [V, d]}
+    if tc["kind"] == "factorized":
+        return {pre + "table.weight": [V, tc["rank"]], pre + "proj.weight": [d, tc["rank"]]}
+    if tc["kind"] == "fixed":
+        return {pre + "fixed_table": [V, d]}  # not a parameter: see fixed_names
+    return {}
+
+
+def fixed_names(cfg):
+    """Names of the exported tensors that are not parameters (no gradient): the fixed tables."""
+    if cfg["token_channel"]["kind"] != "fixed":
+        return []
+    return [f"model.token_channels.{s}.fixed_table" for s in range(1, len(cfg["layers_per_stage"]))]
+
+
 def param_shapes(cfg):
-    """{name: shape} of every tensor the model must have, in model order."""
+    """{name: shape} of every tensor the export must have, in model order.
+
+    Includes the fixed token tables, which are not parameters (see fixed_names)."""
     V, d, F, L = cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     shapes = {"model.embed_tokens.weight": [V, d]}
     for i in range(L):
@@ -110,9 +152,9 @@ def param_shapes(cfg):
         shapes[p + "mlp.up_proj.weight"] = [F, d]
         shapes[p + "mlp.down_proj.weight"] = [d, F]
         for b in cfg["boundaries"]:
-            if b["after_layer"] == i and b["has_encoder_decoder"]:
-                shapes[f"model.boundaries.{b['index']}.encoder.weight"] = [b["k"], d]
-                shapes[f"model.boundaries.{b['index']}.decoder.weight"] = [d, b["k"]]
+            if b["after_layer"] == i:
+                shapes.update(boundary_shapes(b, d))
+                shapes.update(token_channel_shapes(cfg, b["index"] + 1))  # the next stage's
     shapes["model.norm.weight"] = [d]
     shapes["lm_head.weight"] = [V, d]
     return shapes
@@ -129,7 +171,10 @@ def load_config(export_dir):
                                          "rms_norm_eps", "rope_theta")}
         cfg["head_dim"] = raw.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
         cfg["layers_per_stage"] = list(raw["resbm"]["layers_per_stage"])
-        cfg["boundaries"] = list(raw["resbm"]["boundaries"])
+        cfg["boundaries"] = [dict(b) for b in raw["resbm"]["boundaries"]]
+        # older exports have no token channel: none
+        cfg["token_channel"] = dict(raw["resbm"].get("token_channel", {"kind": "none"}))
+        cfg["init_std"] = raw["resbm"]["job_config"]["model"]["init_std"]
     except OSError as e:
         raise FormatError(f"{path}: cannot read: {e.strerror}")
     except ValueError as e:
@@ -155,21 +200,39 @@ def load_config(export_dir):
     last = -1
     for s, b in enumerate(cfg["boundaries"]):
         last += stages[s]
+        # older exports lack the boundary-half variants: no encoder norm, linear halves
+        b.setdefault("encoder_norm", False)
+        b.setdefault("halves_hidden", 0)
         try:
             ok = (b["index"] == s and b["after_layer"] == last
                   and b["kind"] in ("resbm", "none", "bottleneck", "truncate")
                   and b["wire_dtype"] in WIRE_DTYPES
                   and (b["kind"] == "none" or b["k"] * b["ratio"] == d)
-                  and b["has_encoder_decoder"] == (b["kind"] in ("resbm", "bottleneck")))
+                  and b["has_encoder_decoder"] == (b["kind"] in ("resbm", "bottleneck"))
+                  and isinstance(b["encoder_norm"], bool)
+                  and isinstance(b["halves_hidden"], int) and not isinstance(b["halves_hidden"], bool)
+                  and b["halves_hidden"] >= 0)
         except (KeyError, TypeError):
             ok = False
         if not ok:
             raise FormatError(f"{path}: boundary {s} is inconsistent: {b}")
+    tc = cfg["token_channel"]
+    if tc.get("kind") not in ("none", "learned", "fixed", "factorized") or (
+            tc["kind"] == "factorized" and not (
+                isinstance(tc.get("rank"), int) and not isinstance(tc["rank"], bool) and tc["rank"] > 0)):
+        raise FormatError(f"{path}: resbm.token_channel is inconsistent: {tc}")
+    std = cfg["init_std"]
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std):
+        raise FormatError(f"{path}: resbm.job_config.model.init_std must be a finite number, got {std!r}")
     return cfg
 
 
 def load_model(export_dir, dtype=torch.float64):
-    """(cfg, {name: leaf tensor with requires_grad}) from an export directory."""
+    """(cfg, {name: tensor}, [fixed-table failures]) from an export directory.
+
+    The parameters are leaf tensors with requires_grad. The fixed token tables are not
+    parameters: they are regenerated from the rule (fixed_token_table), held without a
+    gradient, and each stored table that differs from its regenerated one is a failure."""
     cfg = load_config(export_dir)
     path = os.path.join(export_dir, "model.safetensors")
     tensors, _ = load_safetensors(path)
@@ -178,12 +241,52 @@ def load_model(export_dir, dtype=torch.float64):
     extra = [n for n in tensors if n not in want]
     if missing or extra:
         raise FormatError(f"{path}: missing tensors {missing}, unexpected tensors {extra}")
-    params = {}
+    fixed = fixed_names(cfg)
+    params, failures = {}, []
     for name, shape in want.items():
         if list(tensors[name].shape) != shape:
             raise FormatError(f"{path}: {name} has shape {list(tensors[name].shape)}, expected {shape}")
-        params[name] = tensors[name].to(dtype).requires_grad_(True)
-    return cfg, params
+        if name not in fixed:
+            params[name] = tensors[name].to(dtype).requires_grad_(True)
+            continue
+        s = int(name.split(".")[2])  # model.token_channels.{s}.fixed_table
+        table = fixed_token_table(s, cfg["vocab_size"], cfg["hidden_size"], cfg["init_std"])  # (V, d) f32
+        stored = tensors[name]
+        if stored.dtype != torch.float32:
+            failures.append(f"{name} is {stored.dtype}, expected float32")
+        else:
+            bad = (stored.numpy().view(np.uint32) != table.view(np.uint32)).sum()  # bitwise
+            if bad:
+                failures.append(f"{name}: {bad} of {table.size} entries differ from the rule")
+        params[name] = torch.from_numpy(table).to(dtype)  # the rule's table, no gradient
+    return cfg, params, failures
+
+
+# ----------------------------------------------------------------------------
+# the fixed token table
+
+
+_U64 = np.uint64
+
+
+def splitmix64(z):
+    """SplitMix64 finalizer of each element of a uint64 array (arithmetic mod 2^64)."""
+    with np.errstate(over="ignore"):
+        z = z + _U64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+        return z ^ (z >> _U64(31))
+
+
+def fixed_token_table(s, V, d, init_std):
+    """Stage s's fixed table (V, d) float32: +init_std where bit 63 of
+    splitmix64((s * V + v) * d + j) is 0, else -init_std."""
+    with np.errstate(over="ignore"):
+        base = _U64(s) * _U64(V) * _U64(d)  # (s * V + v) * d + j = s*V*d + (v*d + j)
+        z = base + np.arange(V * d, dtype=np.uint64)  # (V*d), row-major v*d + j
+    negative = (splitmix64(z) >> _U64(63)).astype(bool)  # (V*d)
+    std = np.float32(init_std)
+    return np.where(negative, -std, std).astype(np.float32).reshape(V, d)  # (V, d)
 
 
 # ----------------------------------------------------------------------------
@@ -279,28 +382,49 @@ class Wire(torch.autograd.Function):
         return wire_round(grad_z, ctx.wire_dtype), None
 
 
-def boundary(h, p, b):
+def half(x, p, prefix, m):
+    """One boundary half: x @ W^T if m == 0, else silu(x @ fc1^T) @ fc2^T. x: (B, T, n) -> (B, T, n')."""
+    if m == 0:
+        return x @ p[prefix + "weight"].T  # (B, T, n'), W: (n', n)
+    u = Fn.silu(x @ p[prefix + "fc1.weight"].T)  # (B, T, m), fc1: (m, n)
+    return u @ p[prefix + "fc2.weight"].T  # (B, T, n'), fc2: (n', m)
+
+
+def boundary(h, p, b, eps):
     """Sender, wire, receiver of one boundary. h: (B, T, d) -> (B, T, d)."""
     kind, d = b["kind"], h.shape[-1]
     if kind == "none":
         return Wire.apply(h, b["wire_dtype"])  # (B, T, d)
-    k = b["k"]
+    k, m, pre = b["k"], b["halves_hidden"], f"model.boundaries.{b['index']}."
     if kind in ("resbm", "bottleneck"):
-        E = p[f"model.boundaries.{b['index']}.encoder.weight"]  # (k, d)
-        D = p[f"model.boundaries.{b['index']}.decoder.weight"]  # (d, k)
+        x = rms_norm(h, p[pre + "encoder.norm.weight"], eps) if b["encoder_norm"] else h  # (B, T, d)
+        e = half(x, p, pre + "encoder.", m)  # (B, T, k)
     if kind == "resbm":
-        z = h[..., :k] + h @ E.T  # (B, T, k)
+        z = h[..., :k] + e  # (B, T, k), the identity path takes h, not the normed x
     elif kind == "bottleneck":
-        z = h @ E.T  # (B, T, k)
+        z = e  # (B, T, k)
     else:  # truncate
         z = h[..., :k]  # (B, T, k)
     z = Wire.apply(z, b["wire_dtype"])  # (B, T, k)
     padded = Fn.pad(z, (0, d - k))  # (B, T, d)
     if kind == "resbm":
-        return padded + z @ D.T  # (B, T, d)
+        return padded + half(z, p, pre + "decoder.", m)  # (B, T, d)
     if kind == "bottleneck":
-        return z @ D.T  # (B, T, d)
+        return half(z, p, pre + "decoder.", m)  # (B, T, d)
     return padded  # (B, T, d)
+
+
+def token_channel(cfg, p, s, ids):
+    """T_s[ids], what stage s (>= 1) adds to its input; None for kind none."""
+    # ids: (B, T)
+    kind, pre = cfg["token_channel"]["kind"], f"model.token_channels.{s}."
+    if kind == "learned":
+        return p[pre + "table.weight"][ids]  # (B, T, d)
+    if kind == "factorized":
+        return p[pre + "table.weight"][ids] @ p[pre + "proj.weight"].T  # (B, T, m) @ (m, d) -> (B, T, d)
+    if kind == "fixed":
+        return p[pre + "fixed_table"][ids]  # (B, T, d)
+    return None
 
 
 def forward(cfg, p, ids, targets=None):
@@ -314,7 +438,10 @@ def forward(cfg, p, ids, targets=None):
     for i in range(cfg["num_hidden_layers"]):
         h = block(h, p, i, cfg, cos, sin)  # (B, T, d)
         if i in after:
-            h = boundary(h, p, after[i])  # (B, T, d)
+            h = boundary(h, p, after[i], cfg["rms_norm_eps"])  # (B, T, d)
+            t = token_channel(cfg, p, after[i]["index"] + 1, ids)  # (B, T, d) or None
+            if t is not None:
+                h = h + t  # (B, T, d), the next stage starts from h' + T_s[ids]
     h = rms_norm(h, p["model.norm.weight"], cfg["rms_norm_eps"])  # (B, T, d)
     logits = h @ p["lm_head.weight"].T  # (B, T, V)
     if targets is None:
@@ -324,12 +451,13 @@ def forward(cfg, p, ids, targets=None):
 
 
 def loss_and_grads(cfg, p, ids, targets):
-    """(logits, loss, {name: gradient}) by autograd on the leaf parameters."""
+    """(logits, loss, {name: gradient}) by autograd on the leaf parameters (not the fixed tables)."""
     for t in p.values():
         t.grad = None
     logits, loss = forward(cfg, p, ids, targets)
     loss.backward()
-    grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t)) for n, t in p.items()}
+    grads = {n: (t.grad if t.grad is not None else torch.zeros_like(t))
+             for n, t in p.items() if t.requires_grad}
     return logits.detach(), loss.detach(), grads
 
 
@@ -414,7 +542,7 @@ def main(argv=None):
     torch.set_num_threads(min(2, torch.get_num_threads()))
     dtype = getattr(torch, args.dtype)
     try:
-        cfg, params = load_model(args.model, dtype)
+        cfg, params, fixed_failures = load_model(args.model, dtype)
         ids, targets, cpp_logits, cpp_loss, cpp_grads, meta = load_probe(args.probe, cfg)
     except FormatError as e:
         print(f"reference: malformed input: {e}", file=sys.stderr)
@@ -424,12 +552,21 @@ def main(argv=None):
     print(f"model:     {args.model}  d={cfg['hidden_size']} L={cfg['num_hidden_layers']} "
           f"stages={cfg['layers_per_stage']} boundaries="
           f"{[(b['kind'], b.get('k'), b['wire_dtype']) for b in cfg['boundaries']]}")
+    halves = [f"{b['index']}: encoder_norm={b['encoder_norm']} halves_hidden={b['halves_hidden']}"
+              for b in cfg["boundaries"] if b["has_encoder_decoder"]]
+    print(f"halves:    {', '.join(halves) or 'none'}")
+    tc = cfg["token_channel"]
+    print(f"token:     channel {tc['kind']}" + (f", rank {tc['rank']}" if tc["kind"] == "factorized" else "")
+          + (f", init_std {cfg['init_std']}" if tc["kind"] == "fixed" else ""))
+    for name in fixed_names(cfg):
+        verdict = "DIFFERS from the rule" if any(name in f for f in fixed_failures) else "equals the rule's"
+        print(f"fixed:     stored {name} {verdict}")
     print(f"probe:     {args.probe}  batch {B}x{T}, wire_dtype={meta.get('wire_dtype', '?')}, "
           f"microbatches={meta.get('microbatches', '?')}, reference dtype {args.dtype}")
     if "wire_dtype" in meta and wires and wires != [meta["wire_dtype"]]:
         print(f"warning:   probe wire_dtype {meta['wire_dtype']} != config's {wires}")
     logits, loss, grads = loss_and_grads(cfg, params, ids, targets)
-    failures = compare(logits, loss, grads, cpp_logits, cpp_loss, cpp_grads)
+    failures = fixed_failures + compare(logits, loss, grads, cpp_logits, cpp_loss, cpp_grads)
     if failures:
         print("reference: FAILED " + "; ".join(failures))
         return 1

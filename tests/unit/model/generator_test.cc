@@ -15,11 +15,13 @@ namespace {
 using ::resbm::testing::Fp32Boundary;
 using ::resbm::testing::TinyModel;
 
-std::unique_ptr<Generator> RandomGenerator(WireDtype wire, int64_t stages) {
+std::unique_ptr<Generator> RandomGenerator(
+    WireDtype wire, int64_t stages, TokenChannelKind token_channel = TokenChannelKind::kNone) {
   GeneratorOptions options;
   options.model = TinyModel();
   options.compression = Fp32Boundary(CompressionKind::kResbm, 4);
   options.compression.wire_dtype = wire;
+  options.compression.token_channel = token_channel;
   options.plan = *PlanStages(options.model.n_layers, stages, {});
   auto generator = Generator::Create(options);
   EXPECT_TRUE(generator.ok()) << generator.status();
@@ -45,15 +47,19 @@ double MaxAbsDiff(const at::Tensor& a, const at::Tensor& b) {
 }
 
 TEST(GeneratorTest, CachedLogitsEqualTheFullForward) {
-  for (int64_t stages : {1, 2, 3}) {
-    auto generator = RandomGenerator(WireDtype::kFp32, stages);
-    const auto ids = Prompt(16);  // The whole context.
-    auto full = generator->Logits(ids);
-    auto incremental = generator->LogitsIncremental(ids);
-    ASSERT_TRUE(full.ok()) << full.status();
-    ASSERT_TRUE(incremental.ok()) << incremental.status();
-    ASSERT_EQ(full->sizes(), incremental->sizes());
-    EXPECT_LT(MaxAbsDiff(*full, *incremental), 1e-5) << stages << " stages";
+  for (TokenChannelKind channel :
+       {TokenChannelKind::kNone, TokenChannelKind::kLearned, TokenChannelKind::kFixed}) {
+    for (int64_t stages : {1, 2, 3}) {
+      auto generator = RandomGenerator(WireDtype::kFp32, stages, channel);
+      const auto ids = Prompt(16);  // The whole context.
+      auto full = generator->Logits(ids);
+      auto incremental = generator->LogitsIncremental(ids);
+      ASSERT_TRUE(full.ok()) << full.status();
+      ASSERT_TRUE(incremental.ok()) << incremental.status();
+      ASSERT_EQ(full->sizes(), incremental->sizes());
+      EXPECT_LT(MaxAbsDiff(*full, *incremental), 1e-5)
+          << stages << " stages, token channel " << TokenChannelName(channel);
+    }
   }
 }
 

@@ -2,12 +2,14 @@
 // without LibTorch: stage checkpoints made of known bytes are stitched into one safetensors
 // file under the Llama names, whatever the stage split, and every bad source is refused
 // naming the tensor and both shapes.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/config/job_config.h"
 #include "common/model/checkpoint_codec.h"
+#include "common/model/fixed_token_table.h"
 #include "common/model/model_tensor_names.h"
 #include "common/modelio/checkpoint_manifest_file.h"
 #include "common/modelio/exported_model.h"
@@ -36,10 +38,25 @@ v1::JobConfig TinyConfig(int stages, int d_model = 32) {
 
 // The local names StageImpl registers for `spec` (kept here by hand: a rename in the model
 // must show up as a failing test).
-std::vector<std::string> LocalNames(const StageSpec& spec) {
+std::vector<std::string> LocalNames(const StageSpec& spec, const CompressionOptions& c = {}) {
   std::vector<std::string> names;
+  const bool two_layer = c.halves_hidden > 0;
   if (spec.is_first()) names.push_back("embed.weight");
-  if (!spec.is_first()) names.push_back("decoder.D.weight");
+  if (!spec.is_first()) {
+    if (two_layer) {
+      names.push_back("decoder.D.fc1.weight");
+      names.push_back("decoder.D.fc2.weight");
+    } else {
+      names.push_back("decoder.D.weight");
+    }
+    if (c.token_channel == TokenChannelKind::kLearned ||
+        c.token_channel == TokenChannelKind::kFactorized) {
+      names.push_back("token_channel.table.weight");
+    }
+    if (c.token_channel == TokenChannelKind::kFactorized) {
+      names.push_back("token_channel.proj.weight");
+    }
+  }
   for (int64_t l = spec.first_layer; l < spec.first_layer + spec.num_layers; ++l) {
     for (const char* suffix :
          {"attn_norm.weight", "attn.wq.weight", "attn.wk.weight", "attn.wv.weight",
@@ -51,9 +68,27 @@ std::vector<std::string> LocalNames(const StageSpec& spec) {
     names.push_back("final_norm.weight");
     names.push_back("head.weight");
   } else {
-    names.push_back("encoder.E.weight");
+    if (c.encoder_norm) names.push_back("encoder.norm.weight");
+    if (two_layer) {
+      names.push_back("encoder.E.fc1.weight");
+      names.push_back("encoder.E.fc2.weight");
+    } else {
+      names.push_back("encoder.E.weight");
+    }
   }
   return names;
+}
+
+// `config` with every boundary variant on: normed, two-layer halves and `channel`.
+v1::JobConfig WithVariants(v1::JobConfig config, v1::TokenChannel channel) {
+  config.mutable_compression()->set_token_channel(channel);
+  if (channel == v1::TOKEN_CHANNEL_FACTORIZED) {
+    config.mutable_compression()->set_token_channel_rank(4);
+  }
+  config.mutable_compression()->set_encoder_norm(true);
+  config.mutable_compression()->set_halves_hidden(8);
+  EXPECT_TRUE(ValidateJobConfig(config).ok()) << ValidateJobConfig(config);
+  return config;
 }
 
 // A value that identifies tensor `name` element `i`, so a mix-up shows.
@@ -76,7 +111,7 @@ std::string WriteCheckpoint(const v1::JobConfig& config, int64_t step, const std
     CheckpointData data;
     data.stage = spec.index;
     data.step = step;
-    for (const std::string& local : LocalNames(spec)) {
+    for (const std::string& local : LocalNames(spec, ToCompressionOptions(config))) {
       const std::string exported = *ModelTensorNames::ExportName(spec, local);
       RawTensor t;
       t.name = "param." + local;
@@ -146,6 +181,93 @@ TEST(ModelTensorNamesTest, EveryExportTensorHasOneOwningStageThatNamesIt) {
   EXPECT_EQ(shapes.size(), 1 + 4 * 9 + 2 * 2 + 2u);
   EXPECT_FALSE(ModelTensorNames::OwningStage(plan, "model.boundaries.2.encoder.weight").ok());
   EXPECT_FALSE(ModelTensorNames::OwningStage(plan, "model.layers.4.mlp.up_proj.weight").ok());
+}
+
+TEST(ModelTensorNamesTest, TokenChannelsAndTwoLayerHalvesHaveExportNames) {
+  for (v1::TokenChannel channel :
+       {v1::TOKEN_CHANNEL_LEARNED, v1::TOKEN_CHANNEL_FIXED, v1::TOKEN_CHANNEL_FACTORIZED}) {
+    SCOPED_TRACE(v1::TokenChannel_Name(channel));
+    const v1::JobConfig config = WithVariants(TinyConfig(3), channel);
+    const auto plan = *PlanJobStages(config);
+    const CompressionOptions compression = ToCompressionOptions(config);
+    const auto shapes = ModelTensorNames::ExportShapes(ToModelOptions(config), compression, plan);
+    std::set<std::string> named;
+    for (const StageSpec& spec : plan) {
+      for (const std::string& local : LocalNames(spec, compression)) {
+        auto exported = ModelTensorNames::ExportName(spec, local);
+        ASSERT_TRUE(exported.ok()) << local << ": " << exported.status();
+        EXPECT_TRUE(named.insert(*exported).second) << *exported;
+        EXPECT_EQ(*ModelTensorNames::OwningStage(plan, *exported), spec.index) << *exported;
+      }
+    }
+    // A fixed table is exported though no stage holds it as a parameter.
+    for (int64_t s = 1; s < 3; ++s) {
+      const std::string fixed = ModelTensorNames::FixedTableName(s);
+      const bool listed = std::any_of(shapes.begin(), shapes.end(),
+                                      [&](const NamedShape& n) { return n.name == fixed; });
+      EXPECT_EQ(listed, channel == v1::TOKEN_CHANNEL_FIXED) << fixed;
+      if (listed) {
+        named.insert(fixed);
+        EXPECT_EQ(*ModelTensorNames::OwningStage(plan, fixed), s);
+      }
+    }
+    EXPECT_EQ(named.size(), shapes.size());
+    for (const auto& shape : shapes) EXPECT_EQ(named.count(shape.name), 1u) << shape.name;
+  }
+  const auto plan = *PlanJobStages(TinyConfig(3));
+  EXPECT_EQ(*ModelTensorNames::ExportName(plan[1], "token_channel.table.weight"),
+            "model.token_channels.1.table.weight");
+  EXPECT_EQ(*ModelTensorNames::ExportName(plan[2], "token_channel.proj.weight"),
+            "model.token_channels.2.proj.weight");
+  EXPECT_EQ(*ModelTensorNames::ExportName(plan[1], "encoder.E.fc1.weight"),
+            "model.boundaries.1.encoder.fc1.weight");
+  EXPECT_EQ(*ModelTensorNames::ExportName(plan[1], "decoder.D.fc2.weight"),
+            "model.boundaries.0.decoder.fc2.weight");
+  EXPECT_EQ(*ModelTensorNames::ExportName(plan[0], "encoder.norm.weight"),
+            "model.boundaries.0.encoder.norm.weight");
+  EXPECT_FALSE(ModelTensorNames::ExportName(plan[0], "token_channel.table.weight").ok());
+  EXPECT_FALSE(ModelTensorNames::ExportName(plan[1], "decoder.norm.weight").ok());
+  EXPECT_FALSE(ModelTensorNames::ExportName(plan[1], "encoder.E.fc3.weight").ok());
+  EXPECT_FALSE(ModelTensorNames::OwningStage(plan, "model.token_channels.0.table.weight").ok());
+  EXPECT_FALSE(ModelTensorNames::OwningStage(plan, "model.token_channels.3.table.weight").ok());
+  EXPECT_FALSE(ModelTensorNames::OwningStage(plan, "model.boundaries.0.decoder.norm.weight").ok());
+}
+
+TEST(ModelExporterTest, ExportsEveryVariantWithTheFixedTablesRegenerated) {
+  for (v1::TokenChannel channel :
+       {v1::TOKEN_CHANNEL_LEARNED, v1::TOKEN_CHANNEL_FIXED, v1::TOKEN_CHANNEL_FACTORIZED}) {
+    SCOPED_TRACE(v1::TokenChannel_Name(channel));
+    ScopedTempDir dir;
+    const v1::JobConfig config = WithVariants(TinyConfig(3), channel);
+    auto result = ModelExporter::Export(WriteCheckpoint(config, 9, dir.path()), dir.File("out"));
+    ASSERT_TRUE(result.ok()) << result.status();
+    auto file = SafetensorsFile::Open(dir.File("out/model.safetensors"));
+    ASSERT_TRUE(file.ok()) << file.status();
+    const auto shapes = ModelTensorNames::ExportShapes(
+        ToModelOptions(config), ToCompressionOptions(config), *PlanJobStages(config));
+    ASSERT_EQ(file->entries().size(), shapes.size());
+    for (const auto& shape : shapes) {
+      auto t = file->Read(shape.name);
+      ASSERT_TRUE(t.ok()) << t.status();
+      std::vector<float> values(t->numel());
+      std::memcpy(values.data(), t->data.data(), t->data.size());
+      const bool fixed = shape.name.find("fixed_table") != std::string::npos;
+      const std::vector<float> table =
+          fixed ? FixedTokenTable::Values(shape.name == ModelTensorNames::FixedTableName(1) ? 1 : 2,
+                                          256, 32, 0.02f)
+                : std::vector<float>();
+      for (int64_t j = 0; j < t->numel(); j += 5) {
+        ASSERT_EQ(values[j], fixed ? table[j] : Marker(shape.name, j)) << shape.name << " " << j;
+      }
+    }
+    std::ifstream in(dir.File("out/config.json"));
+    const auto json = nlohmann::json::parse(in);
+    EXPECT_EQ(json["architectures"][0], "ResbmForCausalLM");
+    EXPECT_EQ(json["resbm"]["token_channel"]["kind"],
+              TokenChannelName(ToCompressionOptions(config).token_channel));
+    EXPECT_EQ(json["resbm"]["boundaries"][0]["halves_hidden"], 8);
+    EXPECT_EQ(json["resbm"]["boundaries"][0]["encoder_norm"], true);
+  }
 }
 
 TEST(ModelExporterTest, StitchesStageCheckpointsIntoOneSafetensorsFile) {
