@@ -80,7 +80,17 @@ StageMetrics::StageMetrics(std::shared_ptr<prometheus::Registry> registry)
       memory_(BuildGauge()
                   .Name("resbm_device_memory_bytes")
                   .Help("Memory in use: resident set on cpu, allocated tensors on cuda")
-                  .Register(*registry_)) {}
+                  .Register(*registry_)),
+      token_id_bytes_(BuildCounter()
+                          .Name("resbm_token_id_bytes_total")
+                          .Help("Token-id bytes this stage's token channel was sent by the "
+                                "coordinator with its steps (not over a boundary link)")
+                          .Register(*registry_)
+                          .Add({})) {}
+
+void StageMetrics::TokenIdsReceived(uint64_t bytes) {
+  token_id_bytes_.Increment(static_cast<double>(bytes));
+}
 
 void StageMetrics::FrameSent(int64_t peer_stage, bool gradient, uint64_t payload_bytes,
                              uint64_t frame_bytes) {

@@ -28,6 +28,8 @@ class StageMetrics {
                      uint64_t frame_bytes);
   // Payload that an uncompressed bf16 boundary would have carried for the same tokens.
   void Bf16Reference(int64_t peer_stage, uint64_t bytes);
+  // Token ids the coordinator sent with a step for this stage's token channel.
+  void TokenIdsReceived(uint64_t bytes);
   void Forward(double seconds);
   void Backward(double seconds);
   // Time blocked on the previous stage's activation or the next stage's gradient.
@@ -64,6 +66,7 @@ class StageMetrics {
   // The series of the stage this worker runs; null when idle.
   prometheus::Gauge* stage_gauge_ ABSL_GUARDED_BY(stage_mu_) = nullptr;
   prometheus::Family<prometheus::Gauge>& memory_;
+  prometheus::Counter& token_id_bytes_;
 };
 
 }  // namespace resbm

@@ -325,6 +325,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
       bytes += 1 + TokenIdBytes::VarintSize(size) + size;  // As an element of `inputs`.
     }
     response.set_token_id_bytes_received(bytes);
+    if (metrics != nullptr) metrics->TokenIdsReceived(bytes);
   }
   if (status.ok()) {
     auto sent = sender_->Flush(deadline, cancelled);

@@ -4,9 +4,12 @@
 Trains a small job with resbm-train (three uneven stages, ResBM boundaries), exports it with
 `resbmctl export --checkpoint`, has resbm-probe write the C++ logits, loss and gradients on a
 seeded batch (2 microbatches), and runs tests/reference/resbm_reference.py on them: logits and
-loss within 1e-5, every gradient within 1e-4 relative. Twice: an fp32 wire checked against a
-float64 reference, and a bf16 wire (rounded both ways) against a float32 one. Then the NumPy
-example in examples/python loads the export. Run with /usr/bin/python3 (Debian's torch).
+loss within 1e-5, every gradient within 1e-4 relative. Five times: an fp32 wire checked against
+a float64 reference, a bf16 wire (rounded both ways) against a float32 one, then three fp32
+wires against float64 with the newer compression fields: a learned token channel with a normed
+encoder input and two-layer halves (m = 16), a fixed (splitmix64) token channel, and a
+factorized (rank 8) token channel on bottleneck boundaries. Then the NumPy example in
+examples/python loads the first export. Run with /usr/bin/python3 (Debian's torch).
 """
 import json
 import os
@@ -27,9 +30,11 @@ def run(argv, cwd):
     return done.stdout
 
 
-def check(wire, reference_dtype, work):
+def check(wire, reference_dtype, work, **compression):
+    """One train -> export -> probe -> reference round; compression: extra or overriding
+    fields of the job's compression section (token_channel, encoder_norm, halves_hidden, ...)."""
     config = {
-        "name": f"reference-{wire}",
+        "name": f"reference-{os.path.basename(work).lower()}",
         "model": {"vocab_size": 256, "d_model": 64, "n_layers": 4, "n_heads": 2,
                   "mlp_hidden": 128, "seq_len": 32},
         "stages": {"layers_per_stage": [2, 1, 1]},
@@ -38,6 +43,7 @@ def check(wire, reference_dtype, work):
         "training": {"steps": 20, "batch_size": 8, "microbatches": 2, "eval_every": 0,
                      "eval_batches": 1, "seed": 3},
     }
+    config["compression"].update(compression)
     with open(os.path.join(work, "job.json"), "w") as f:
         json.dump(config, f)
     run([os.path.join(BINARIES, "resbm-train"), "--config=job.json", "--threads=1",
@@ -54,10 +60,18 @@ def check(wire, reference_dtype, work):
 
 def main():
     with tempfile.TemporaryDirectory(prefix="resbm_reference_") as root:
-        for wire, dtype in (("WIRE_DTYPE_FP32", "float64"), ("WIRE_DTYPE_BF16", "float32")):
-            work = os.path.join(root, wire)
+        for name, wire, dtype, compression in (
+                ("WIRE_DTYPE_FP32", "WIRE_DTYPE_FP32", "float64", {}),
+                ("WIRE_DTYPE_BF16", "WIRE_DTYPE_BF16", "float32", {}),
+                ("LEARNED_NORM_HALVES", "WIRE_DTYPE_FP32", "float64",
+                 {"token_channel": "TOKEN_CHANNEL_LEARNED", "encoder_norm": True, "halves_hidden": 16}),
+                ("FIXED", "WIRE_DTYPE_FP32", "float64", {"token_channel": "TOKEN_CHANNEL_FIXED"}),
+                ("FACTORIZED_BOTTLENECK", "WIRE_DTYPE_FP32", "float64",
+                 {"token_channel": "TOKEN_CHANNEL_FACTORIZED", "token_channel_rank": 8,
+                  "kind": "COMPRESSION_KIND_BOTTLENECK"})):
+            work = os.path.join(root, name)
             os.makedirs(work)
-            check(wire, dtype, work)
+            check(wire, dtype, work, **compression)
         out = run([sys.executable, os.path.join(SOURCE, "examples/python/load_export.py"),
                    "model"], os.path.join(root, "WIRE_DTYPE_FP32"))
         if "parameters:" not in out or "boundary 1 after layer 2" not in out:
