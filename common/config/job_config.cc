@@ -66,16 +66,19 @@ void ApplyModelDefaults(v1::ModelConfig* m) {
   }
 }
 
-void ApplyCompressionDefaults(v1::CompressionConfig* c) {
+void ApplyCompressionDefaults(uint32_t d_model, v1::CompressionConfig* c) {
   if (c->kind() == v1::COMPRESSION_KIND_UNSPECIFIED) c->set_kind(v1::COMPRESSION_KIND_RESBM);
   if (c->ratio() == 0) c->set_ratio(c->kind() == v1::COMPRESSION_KIND_NONE ? 1 : 128);
   if (c->wire_dtype() == v1::WIRE_DTYPE_UNSPECIFIED) c->set_wire_dtype(v1::WIRE_DTYPE_BF16);
   if (!c->has_init_std()) c->set_init_std(0.0f);
   if (c->token_channel() == v1::TOKEN_CHANNEL_UNSPECIFIED) {
-    c->set_token_channel(v1::TOKEN_CHANNEL_NONE);
+    // The measured best (docs/study/boundary); `none` sends the whole residual, and stays the
+    // plain model it is compared with.
+    c->set_token_channel(c->kind() == v1::COMPRESSION_KIND_NONE ? v1::TOKEN_CHANNEL_NONE
+                                                                 : v1::TOKEN_CHANNEL_FACTORIZED);
   }
   if (c->token_channel() == v1::TOKEN_CHANNEL_FACTORIZED && c->token_channel_rank() == 0) {
-    c->set_token_channel_rank(32);
+    c->set_token_channel_rank(std::min<uint32_t>(32, std::max<uint32_t>(d_model, 1)));
   }
   if (!c->has_encoder_norm()) c->set_encoder_norm(false);
 }
@@ -328,6 +331,13 @@ absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_mode
   RESBM_RETURN_IF_ERROR(CheckNonNegativeFinite("compression.init_std", c.init_std()));
   RESBM_RETURN_IF_ERROR(
       CheckEnum("compression.token_channel", c.token_channel(), v1::TokenChannel_descriptor()));
+  if (c.kind() == v1::COMPRESSION_KIND_NONE && c.token_channel() != v1::TOKEN_CHANNEL_NONE) {
+    return Invalid("compression.token_channel",
+                   absl::StrCat(v1::TokenChannel_Name(c.token_channel()),
+                                " with compression.kind COMPRESSION_KIND_NONE; expected ",
+                                "TOKEN_CHANNEL_NONE (NONE sends the whole residual, and is the ",
+                                "plain model the others are compared with)"));
+  }
   if (c.token_channel() == v1::TOKEN_CHANNEL_FACTORIZED) {
     if (c.token_channel_rank() < 1 || c.token_channel_rank() > d_model) {
       return Invalid("compression.token_channel_rank",
@@ -609,7 +619,7 @@ void ApplyJobConfigDefaults(v1::JobConfig* config) {
                                ? static_cast<uint32_t>(stages->layers_per_stage_size())
                                : std::min<uint32_t>(4, config->model().n_layers()));
   }
-  ApplyCompressionDefaults(config->mutable_compression());
+  ApplyCompressionDefaults(config->model().d_model(), config->mutable_compression());
   ApplyOptimizerDefaults(config->mutable_optimizer());
   ApplyTrainingDefaults(config->mutable_training());
   ApplyDataDefaults(config->mutable_data());

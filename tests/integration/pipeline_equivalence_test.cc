@@ -42,9 +42,8 @@ v1::JobConfig TinyJob(int stages, v1::CompressionKind kind, v1::PipelineSchedule
   if (kind == v1::COMPRESSION_KIND_NONE) config->mutable_compression()->set_ratio(1);
   config->mutable_training()->set_schedule(schedule);
   config->mutable_compression()->set_token_channel(token_channel);
-  if (token_channel == v1::TOKEN_CHANNEL_FACTORIZED) {
-    config->mutable_compression()->set_token_channel_rank(4);
-  }
+  config->mutable_compression()->set_token_channel_rank(
+      token_channel == v1::TOKEN_CHANNEL_FACTORIZED ? 4 : 0);
   if (mlp_halves) {
     config->mutable_compression()->set_encoder_norm(true);
     config->mutable_compression()->set_halves_hidden(16);

@@ -29,7 +29,8 @@ v1::JobConfig TwoStageJob() {
     "model": {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 2, "mlp_hidden": 64,
               "seq_len": 8},
     "stages": {"num_stages": 2},
-    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
+    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32",
+                    "token_channel": "TOKEN_CHANNEL_NONE"},
     "training": {"batch_size": 2, "microbatches": 1},
     "data": {"token_shards": {"train_paths": ["unused.bin"], "val_paths": ["unused.bin"]}}
   })");

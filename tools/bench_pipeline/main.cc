@@ -123,6 +123,10 @@ int main(int argc, char** argv) {
     resbm::v1::JobConfig config = base;
     config.mutable_compression()->set_kind(run.kind);
     config.mutable_compression()->set_ratio(run.ratio);
+    if (run.kind == resbm::v1::COMPRESSION_KIND_NONE) {
+      config.mutable_compression()->set_token_channel(resbm::v1::TOKEN_CHANNEL_NONE);
+      config.mutable_compression()->clear_token_channel_rank();
+    }
     if (auto status = resbm::ValidateJobConfig(config); !status.ok()) {
       std::fprintf(stderr, "bench_pipeline: %s\n", status.ToString().c_str());
       return 2;

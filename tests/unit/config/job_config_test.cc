@@ -121,6 +121,9 @@ std::vector<BadJsonRow> BadJsonRows() {
       {"HiddenHalvesWithoutHalves",
        R"({"compression": {"kind": "COMPRESSION_KIND_NONE", "halves_hidden": 8}})",
        "compression.halves_hidden", "set with compression.kind COMPRESSION_KIND_NONE"},
+      {"TokenChannelWithoutCompression",
+       R"({"compression": {"kind": "COMPRESSION_KIND_NONE", "token_channel": "TOKEN_CHANNEL_LEARNED"}})",
+       "compression.token_channel", "TOKEN_CHANNEL_LEARNED with compression.kind COMPRESSION_KIND_NONE"},
       {"HugeHiddenHalves", R"({"compression": {"halves_hidden": 100000}})",
        "compression.halves_hidden", "100000; expected 0 (linear) or 1..16 x d_model (4096)"},
       // Optimizer.

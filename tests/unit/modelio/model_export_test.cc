@@ -31,7 +31,7 @@ v1::JobConfig TinyConfig(int stages, int d_model = 32) {
       absl::StrCat(R"({"model": {"vocab_size": 256, "d_model": )", d_model,
                    R"(, "n_layers": 4, "n_heads": 2, "mlp_hidden": 64, "seq_len": 16},
           "stages": {"num_stages": )",
-                   stages, R"(}, "compression": {"ratio": 8}})"));
+                   stages, R"(}, "compression": {"ratio": 8, "token_channel": "TOKEN_CHANNEL_NONE"}})"));
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
@@ -319,6 +319,8 @@ TEST(ModelExporterTest, ANoneBoundaryModelIsPlainLlama) {
   v1::JobConfig config = TinyConfig(2);
   config.mutable_compression()->set_kind(v1::COMPRESSION_KIND_NONE);
   config.mutable_compression()->set_ratio(1);
+  config.mutable_compression()->set_token_channel(v1::TOKEN_CHANNEL_NONE);
+  config.mutable_compression()->clear_token_channel_rank();
   ASSERT_TRUE(ValidateJobConfig(config).ok());
   auto result = ModelExporter::Export(WriteCheckpoint(config, 1, dir.path()), dir.File("out"));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -400,6 +402,8 @@ v1::JobConfig NoBoundaries(int stages) {
   v1::JobConfig config = TinyConfig(stages);
   config.mutable_compression()->set_kind(v1::COMPRESSION_KIND_NONE);
   config.mutable_compression()->set_ratio(1);
+  config.mutable_compression()->set_token_channel(v1::TOKEN_CHANNEL_NONE);
+  config.mutable_compression()->clear_token_channel_rank();
   return config;
 }
 

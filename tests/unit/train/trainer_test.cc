@@ -123,6 +123,8 @@ TEST(TrainerTest, SplittingWithoutCompressionChangesNothing) {
   config.mutable_training()->set_steps(5);
   config.mutable_compression()->set_kind(v1::COMPRESSION_KIND_NONE);
   config.mutable_compression()->set_ratio(1);
+  config.mutable_compression()->set_token_channel(v1::TOKEN_CHANNEL_NONE);
+  config.mutable_compression()->clear_token_channel_rank();
   config.mutable_stages()->set_num_stages(1);
   RunSummary whole = Train(config);
   config.mutable_stages()->set_num_stages(4);
