@@ -81,6 +81,7 @@ void ApplyCompressionDefaults(uint32_t d_model, v1::CompressionConfig* c) {
     c->set_token_channel_rank(std::min<uint32_t>(32, std::max<uint32_t>(d_model, 1)));
   }
   if (!c->has_encoder_norm()) c->set_encoder_norm(false);
+  if (!c->has_halves_lr_scale()) c->set_halves_lr_scale(1.0f);
 }
 
 void ApplyOptimizerDefaults(v1::OptimizerConfig* o) {
@@ -357,6 +358,8 @@ absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_mode
                    absl::StrCat("set with compression.kind ", v1::CompressionKind_Name(c.kind()),
                                 "; expected unset (only RESBM and BOTTLENECK have E and D)"));
   }
+  RESBM_RETURN_IF_ERROR(
+      CheckPositiveFinite("compression.halves_lr_scale", c.halves_lr_scale()));
   if (c.halves_hidden() > 16 * d_model) {
     return Invalid("compression.halves_hidden",
                    absl::StrCat(c.halves_hidden(), "; expected 0 (linear) or 1..16 x d_model (",
@@ -632,6 +635,13 @@ absl::Status ValidateJobConfig(const v1::JobConfig& config) {
   RESBM_RETURN_IF_ERROR(ValidateStages(config.stages(), config.model().n_layers()));
   RESBM_RETURN_IF_ERROR(ValidateCompression(config.compression(), config.model().d_model()));
   RESBM_RETURN_IF_ERROR(ValidateOptimizer(config.optimizer(), config.training().steps()));
+  if (config.compression().halves_lr_scale() != 1.0f &&
+      config.optimizer().kind() != v1::OPTIMIZER_KIND_MUON) {
+    return Invalid("compression.halves_lr_scale",
+                   absl::StrCat(config.compression().halves_lr_scale(), " with optimizer.kind ",
+                                v1::OptimizerKind_Name(config.optimizer().kind()),
+                                "; expected 1 or unset (it scales Muon's learning rate)"));
+  }
   RESBM_RETURN_IF_ERROR(ValidateTraining(config.training()));
   RESBM_RETURN_IF_ERROR(ValidateData(config.data(), config.model().vocab_size()));
   RESBM_RETURN_IF_ERROR(ValidateInit(config.init()));
@@ -791,6 +801,7 @@ OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config) {
   options.adamw.beta2 = FloatToDouble(o.adamw().beta2());
   options.adamw.eps = FloatToDouble(o.adamw().eps());
   options.adamw.weight_decay = FloatToDouble(o.adamw().weight_decay());
+  options.halves_lr_scale = FloatToDouble(effective.compression().halves_lr_scale());
 
   const v1::LrScheduleConfig& schedule = o.lr_schedule();
   options.schedule.warmup_steps = schedule.warmup_steps();

@@ -89,6 +89,8 @@ struct OptimizerOptions {
   LrScheduleOptions schedule;
   // Global grad-norm clip threshold; 0 disables.
   double grad_clip = 1.0;
+  // Multiplies muon.lr for the boundary halves' weights (E and D).
+  double halves_lr_scale = 1.0;
 };
 
 }  // namespace resbm

@@ -34,15 +34,21 @@ bool StageOptimizer::IsHiddenMatrix(const std::string& name, const at::Tensor& p
 
 StageOptimizer::StageOptimizer(const NamedTensors& params, const OptimizerOptions& options)
     : params_(params), options_(options) {
-  NamedTensors muon_group, adamw_group;
+  NamedTensors muon_group, halves_group, adamw_group;
   for (const auto& [name, p] : params) {
     if (options.use_muon && IsHiddenMatrix(name, p)) {
-      muon_group.emplace_back(name, p);
+      const bool half = absl::StartsWith(name, "encoder.E.") || absl::StartsWith(name, "decoder.D.");
+      (half && options.halves_lr_scale != 1.0 ? halves_group : muon_group).emplace_back(name, p);
     } else {
       adamw_group.emplace_back(name, p);
     }
   }
   if (!muon_group.empty()) muon_ = std::make_unique<Muon>(muon_group, options.muon);
+  if (!halves_group.empty()) {
+    MuonOptions halves = options.muon;
+    halves.lr *= options.halves_lr_scale;
+    halves_ = std::make_unique<Muon>(halves_group, halves);
+  }
   if (!adamw_group.empty()) adamw_ = std::make_unique<AdamW>(adamw_group, options.adamw);
 }
 
@@ -68,6 +74,7 @@ void StageOptimizer::Step(int64_t step, double clip_factor) {
   }
   const double lr_scale = LrMultiplier(options_.schedule, step);
   if (muon_) muon_->Step(lr_scale);
+  if (halves_) halves_->Step(lr_scale);
   if (adamw_) adamw_->Step(lr_scale);
   ZeroGrad();
 }
@@ -80,8 +87,11 @@ void StageOptimizer::ZeroGrad() {
 
 NamedTensors StageOptimizer::State() const {
   NamedTensors state;
-  if (muon_) {
-    for (auto& entry : WithPrefix(muon_->State(), "muon.")) state.push_back(entry);
+  // One "muon." namespace for both Muon groups: a state tensor is named after its parameter,
+  // so a checkpoint reads back whatever learning rate the halves have.
+  for (const auto* muon : {muon_.get(), halves_.get()}) {
+    if (muon == nullptr) continue;
+    for (auto& entry : WithPrefix(muon->State(), "muon.")) state.push_back(entry);
   }
   if (adamw_) {
     for (auto& entry : WithPrefix(adamw_->State(), "adamw.")) state.push_back(entry);
@@ -90,8 +100,9 @@ NamedTensors StageOptimizer::State() const {
 }
 
 absl::Status StageOptimizer::LoadState(const NamedTensors& state) {
-  if (muon_) {
-    auto status = muon_->LoadState(StripPrefix(state, "muon."));
+  for (auto* muon : {muon_.get(), halves_.get()}) {
+    if (muon == nullptr) continue;
+    auto status = muon->LoadState(StripPrefix(state, "muon."));
     if (!status.ok()) return status;
   }
   if (adamw_) return adamw_->LoadState(StripPrefix(state, "adamw."));

@@ -41,6 +41,7 @@ class StageOptimizer {
   NamedTensors params_;
   OptimizerOptions options_;
   std::unique_ptr<Muon> muon_;    // Null when every parameter goes to AdamW.
+  std::unique_ptr<Muon> halves_;  // E and D at their own learning rate; null at scale 1.
   std::unique_ptr<AdamW> adamw_;  // Null when the stage has no AdamW parameter.
 };
 

@@ -124,6 +124,11 @@ std::vector<BadJsonRow> BadJsonRows() {
       {"TokenChannelWithoutCompression",
        R"({"compression": {"kind": "COMPRESSION_KIND_NONE", "token_channel": "TOKEN_CHANNEL_LEARNED"}})",
        "compression.token_channel", "TOKEN_CHANNEL_LEARNED with compression.kind COMPRESSION_KIND_NONE"},
+      {"ZeroHalvesLrScale", R"({"compression": {"halves_lr_scale": 0}})",
+       "compression.halves_lr_scale", "0"},
+      {"HalvesLrScaleWithAdamW",
+       R"({"compression": {"halves_lr_scale": 2}, "optimizer": {"kind": "OPTIMIZER_KIND_ADAMW"}})",
+       "compression.halves_lr_scale", "2 with optimizer.kind OPTIMIZER_KIND_ADAMW"},
       {"HugeHiddenHalves", R"({"compression": {"halves_hidden": 100000}})",
        "compression.halves_hidden", "100000; expected 0 (linear) or 1..16 x d_model (4096)"},
       // Optimizer.

@@ -237,6 +237,36 @@ TEST(BoundaryHalvesTest, TwoLayerNormedHalvesStartAsTheIdentityPathAndLearn) {
   }
 }
 
+TEST(BoundaryHalvesTest, TheirOwnLearningRateScalesOnlyTheirMuonUpdates) {
+  auto updates = [](double scale) {
+    torch::manual_seed(4);
+    NamedTensors params = {{"encoder.E.weight", torch::randn({4, 32})},
+                           {"decoder.D.fc1.weight", torch::randn({16, 4})},
+                           {"layer0.attn.wq.weight", torch::randn({32, 32})}};
+    std::map<std::string, torch::Tensor> before;
+    for (auto& [name, p] : params) {
+      p.set_requires_grad(true);
+      p.mutable_grad() = torch::randn(p.sizes());
+      before[name] = p.detach().clone();
+    }
+    OptimizerOptions options;
+    options.halves_lr_scale = scale;
+    StageOptimizer optimizer(params, options);
+    optimizer.Step(0, 1.0);
+    std::map<std::string, torch::Tensor> delta;
+    for (auto& [name, p] : params) delta[name] = p.detach() - before[name];
+    // Both Muon groups keep their state under the parameter's name.
+    EXPECT_EQ(optimizer.State().size(), 3u);
+    return delta;
+  };
+  auto plain = updates(1.0), scaled = updates(2.5);
+  for (const char* half : {"encoder.E.weight", "decoder.D.fc1.weight"}) {
+    // (Differences of updated and original weights: float32 rounding of |p| ~ 1.)
+    EXPECT_TRUE(torch::allclose(scaled[half], 2.5 * plain[half], 1e-4, 1e-6)) << half;
+  }
+  EXPECT_TRUE(torch::equal(scaled["layer0.attn.wq.weight"], plain["layer0.attn.wq.weight"]));
+}
+
 TEST(TokenIdBytesTest, CountsVarintsAsProtobufPacksThem) {
   EXPECT_EQ(TokenIdBytes::VarintSize(0), 1);
   EXPECT_EQ(TokenIdBytes::VarintSize(127), 1);
