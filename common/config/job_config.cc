@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -66,6 +67,9 @@ void ApplyModelDefaults(v1::ModelConfig* m) {
   }
 }
 
+// Measured at the default job: see the README's "Compression beyond the paper".
+constexpr float kDefaultHalvesLrScale = 0.03f;
+
 void ApplyCompressionDefaults(uint32_t d_model, v1::CompressionConfig* c) {
   if (c->kind() == v1::COMPRESSION_KIND_UNSPECIFIED) c->set_kind(v1::COMPRESSION_KIND_RESBM);
   if (c->ratio() == 0) c->set_ratio(c->kind() == v1::COMPRESSION_KIND_NONE ? 1 : 128);
@@ -75,13 +79,23 @@ void ApplyCompressionDefaults(uint32_t d_model, v1::CompressionConfig* c) {
     // The measured best (docs/study/boundary); `none` sends the whole residual, and stays the
     // plain model it is compared with.
     c->set_token_channel(c->kind() == v1::COMPRESSION_KIND_NONE ? v1::TOKEN_CHANNEL_NONE
-                                                                 : v1::TOKEN_CHANNEL_FACTORIZED);
+                                                                 : v1::TOKEN_CHANNEL_LEARNED);
   }
   if (c->token_channel() == v1::TOKEN_CHANNEL_FACTORIZED && c->token_channel_rank() == 0) {
     c->set_token_channel_rank(std::min<uint32_t>(32, std::max<uint32_t>(d_model, 1)));
   }
   if (!c->has_encoder_norm()) c->set_encoder_norm(false);
-  if (!c->has_halves_lr_scale()) c->set_halves_lr_scale(1.0f);
+}
+
+// E and D's own learning rate: the measured best for Muon (README, "Compression beyond the
+// paper"); 1 where there are no halves or no Muon to scale.
+void ApplyHalvesLrDefault(v1::JobConfig* config) {
+  v1::CompressionConfig* c = config->mutable_compression();
+  if (c->has_halves_lr_scale()) return;
+  const bool halves =
+      c->kind() == v1::COMPRESSION_KIND_RESBM || c->kind() == v1::COMPRESSION_KIND_BOTTLENECK;
+  const bool muon = config->optimizer().kind() == v1::OPTIMIZER_KIND_MUON;
+  c->set_halves_lr_scale(halves && muon ? kDefaultHalvesLrScale : 1.0f);
 }
 
 void ApplyOptimizerDefaults(v1::OptimizerConfig* o) {
@@ -624,6 +638,7 @@ void ApplyJobConfigDefaults(v1::JobConfig* config) {
   }
   ApplyCompressionDefaults(config->model().d_model(), config->mutable_compression());
   ApplyOptimizerDefaults(config->mutable_optimizer());
+  ApplyHalvesLrDefault(config);
   ApplyTrainingDefaults(config->mutable_training());
   ApplyDataDefaults(config->mutable_data());
   config->mutable_init();  // No source: parameters drawn from training.seed.
@@ -677,6 +692,20 @@ ModelOptions ToModelOptions(const v1::JobConfig& config) {
   options.compute_dtype =
       m.compute_dtype() == v1::COMPUTE_DTYPE_BF16 ? ComputeDtype::kBf16 : ComputeDtype::kFp32;
   return options;
+}
+
+void SetCompression(v1::CompressionKind kind, uint32_t ratio, v1::JobConfig* config) {
+  v1::CompressionConfig* c = config->mutable_compression();
+  const v1::WireDtype wire = c->wire_dtype();
+  const std::optional<float> init_std =
+      c->has_init_std() ? std::optional<float>(c->init_std()) : std::nullopt;
+  c->Clear();
+  c->set_kind(kind);
+  c->set_ratio(kind == v1::COMPRESSION_KIND_NONE ? 1 : ratio);
+  c->set_wire_dtype(wire);
+  if (init_std.has_value()) c->set_init_std(*init_std);
+  ApplyCompressionDefaults(config->model().d_model(), c);
+  ApplyHalvesLrDefault(config);
 }
 
 CompressionOptions ToCompressionOptions(const v1::JobConfig& config) {

@@ -44,6 +44,12 @@ v1::JobConfig DefaultJobConfig();
 // result prints every section. Idempotent. Leaves set fields alone, even invalid ones.
 void ApplyJobConfigDefaults(v1::JobConfig* config);
 
+// Changes the boundary of a defaulted config to `kind` with `ratio` (ignored for NONE, which
+// takes 1): the fields whose default depends on the kind (the token channel, the halves'
+// shape and learning rate) are reset to that kind's defaults; the wire dtype and init_std
+// are kept.
+void SetCompression(v1::CompressionKind kind, uint32_t ratio, v1::JobConfig* config);
+
 // Checks the ranges and cross-field rules of a config whose defaults have been applied.
 // Returns the first violation as kInvalidArgument, "<field path>: <value> ...; expected ...".
 // Whether data files exist is checked when the data is loaded, not here.

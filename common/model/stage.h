@@ -52,7 +52,8 @@ class StageImpl : public torch::nn::Module {
   // Draws every parameter from a generator seeded by (seed, global parameter name): the same
   // values whatever the stage split or device. Weight matrices N(0, init_std) (residual
   // output projections scaled by 1/sqrt(2L)), gains 1, boundary halves N(0,
-  // compression.init_std) or zero.
+  // compression.init_std) or zero (the first layer of a two-layer half N(0, init_std)), token
+  // tables N(0, init_std) (a factorized table's projection N(0, 1/sqrt(m))).
   void InitParameters(uint64_t seed);
 
   const StageSpec& spec() const { return spec_; }

@@ -38,15 +38,14 @@ v1::JobConfig TinyJob(int stages, v1::CompressionKind kind, v1::PipelineSchedule
   })");
   EXPECT_TRUE(config.ok()) << config.status();
   config->mutable_stages()->set_num_stages(stages);
-  config->mutable_compression()->set_kind(kind);
-  if (kind == v1::COMPRESSION_KIND_NONE) config->mutable_compression()->set_ratio(1);
+  SetCompression(kind, config->compression().ratio(), &*config);
   config->mutable_training()->set_schedule(schedule);
   config->mutable_compression()->set_token_channel(token_channel);
   config->mutable_compression()->set_token_channel_rank(
       token_channel == v1::TOKEN_CHANNEL_FACTORIZED ? 4 : 0);
-  if (mlp_halves) {
-    config->mutable_compression()->set_encoder_norm(true);
-    config->mutable_compression()->set_halves_hidden(16);
+  if (kind != v1::COMPRESSION_KIND_NONE) {
+    config->mutable_compression()->set_encoder_norm(mlp_halves);
+    config->mutable_compression()->set_halves_hidden(mlp_halves ? 16 : 0);
   }
   EXPECT_TRUE(ValidateJobConfig(*config).ok()) << ValidateJobConfig(*config);
   return *config;

@@ -121,12 +121,7 @@ int main(int argc, char** argv) {
   for (const Run& run : {Run{"none", resbm::v1::COMPRESSION_KIND_NONE, 1},
                          Run{"resbm r=128", resbm::v1::COMPRESSION_KIND_RESBM, 128}}) {
     resbm::v1::JobConfig config = base;
-    config.mutable_compression()->set_kind(run.kind);
-    config.mutable_compression()->set_ratio(run.ratio);
-    if (run.kind == resbm::v1::COMPRESSION_KIND_NONE) {
-      config.mutable_compression()->set_token_channel(resbm::v1::TOKEN_CHANNEL_NONE);
-      config.mutable_compression()->clear_token_channel_rank();
-    }
+    resbm::SetCompression(run.kind, run.ratio, &config);
     if (auto status = resbm::ValidateJobConfig(config); !status.ok()) {
       std::fprintf(stderr, "bench_pipeline: %s\n", status.ToString().c_str());
       return 2;

@@ -317,10 +317,7 @@ TEST(ModelExporterTest, StitchesStageCheckpointsIntoOneSafetensorsFile) {
 TEST(ModelExporterTest, ANoneBoundaryModelIsPlainLlama) {
   ScopedTempDir dir;
   v1::JobConfig config = TinyConfig(2);
-  config.mutable_compression()->set_kind(v1::COMPRESSION_KIND_NONE);
-  config.mutable_compression()->set_ratio(1);
-  config.mutable_compression()->set_token_channel(v1::TOKEN_CHANNEL_NONE);
-  config.mutable_compression()->clear_token_channel_rank();
+  SetCompression(v1::COMPRESSION_KIND_NONE, 1, &config);
   ASSERT_TRUE(ValidateJobConfig(config).ok());
   auto result = ModelExporter::Export(WriteCheckpoint(config, 1, dir.path()), dir.File("out"));
   ASSERT_TRUE(result.ok()) << result.status();
@@ -400,10 +397,7 @@ TEST(ModelInitCheckTest, AcceptsAMatchingSource) {
 
 v1::JobConfig NoBoundaries(int stages) {
   v1::JobConfig config = TinyConfig(stages);
-  config.mutable_compression()->set_kind(v1::COMPRESSION_KIND_NONE);
-  config.mutable_compression()->set_ratio(1);
-  config.mutable_compression()->set_token_channel(v1::TOKEN_CHANNEL_NONE);
-  config.mutable_compression()->clear_token_channel_rank();
+  SetCompression(v1::COMPRESSION_KIND_NONE, 1, &config);
   return config;
 }
 

@@ -121,10 +121,7 @@ TEST(TrainerTest, SplittingWithoutCompressionChangesNothing) {
   torch::set_num_threads(1);
   v1::JobConfig config = DebugConfig();
   config.mutable_training()->set_steps(5);
-  config.mutable_compression()->set_kind(v1::COMPRESSION_KIND_NONE);
-  config.mutable_compression()->set_ratio(1);
-  config.mutable_compression()->set_token_channel(v1::TOKEN_CHANNEL_NONE);
-  config.mutable_compression()->clear_token_channel_rank();
+  SetCompression(v1::COMPRESSION_KIND_NONE, 1, &config);
   config.mutable_stages()->set_num_stages(1);
   RunSummary whole = Train(config);
   config.mutable_stages()->set_num_stages(4);
