@@ -79,7 +79,7 @@ void ApplyCompressionDefaults(uint32_t d_model, v1::CompressionConfig* c) {
     // The measured best (docs/study/boundary); `none` sends the whole residual, and stays the
     // plain model it is compared with.
     c->set_token_channel(c->kind() == v1::COMPRESSION_KIND_NONE ? v1::TOKEN_CHANNEL_NONE
-                                                                 : v1::TOKEN_CHANNEL_LEARNED);
+                                                                : v1::TOKEN_CHANNEL_LEARNED);
   }
   if (c->token_channel() == v1::TOKEN_CHANNEL_FACTORIZED && c->token_channel_rank() == 0) {
     c->set_token_channel_rank(std::min<uint32_t>(32, std::max<uint32_t>(d_model, 1)));
@@ -355,9 +355,9 @@ absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_mode
   }
   if (c.token_channel() == v1::TOKEN_CHANNEL_FACTORIZED) {
     if (c.token_channel_rank() < 1 || c.token_channel_rank() > d_model) {
-      return Invalid("compression.token_channel_rank",
-                     absl::StrCat(c.token_channel_rank(), "; expected 1..model.d_model (",
-                                  d_model, ")"));
+      return Invalid(
+          "compression.token_channel_rank",
+          absl::StrCat(c.token_channel_rank(), "; expected 1..model.d_model (", d_model, ")"));
     }
   } else if (c.token_channel_rank() != 0) {
     return Invalid("compression.token_channel_rank",
@@ -372,8 +372,7 @@ absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_mode
                    absl::StrCat("set with compression.kind ", v1::CompressionKind_Name(c.kind()),
                                 "; expected unset (only RESBM and BOTTLENECK have E and D)"));
   }
-  RESBM_RETURN_IF_ERROR(
-      CheckPositiveFinite("compression.halves_lr_scale", c.halves_lr_scale()));
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("compression.halves_lr_scale", c.halves_lr_scale()));
   if (c.halves_hidden() > 16 * d_model) {
     return Invalid("compression.halves_hidden",
                    absl::StrCat(c.halves_hidden(), "; expected 0 (linear) or 1..16 x d_model (",

@@ -9,8 +9,10 @@ BoundaryMapImpl::BoundaryMapImpl(int64_t in, int64_t out, int64_t hidden) {
     weight_ = register_parameter("weight", torch::zeros({out, in}));
     return;
   }
-  fc1_ = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(in, hidden).bias(false)));
-  fc2_ = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(hidden, out).bias(false)));
+  fc1_ =
+      register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(in, hidden).bias(false)));
+  fc2_ =
+      register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(hidden, out).bias(false)));
   torch::NoGradGuard no_grad;
   fc1_->weight.zero_();
   fc2_->weight.zero_();

@@ -33,7 +33,8 @@ StageImpl::StageImpl(const ModelOptions& model, const CompressionOptions& compre
         "head",
         torch::nn::Linear(torch::nn::LinearOptions(model.d_model, model.vocab_size).bias(false)));
   } else {
-    encoder_ = register_module("encoder", BoundaryEncoder(model.d_model, model.norm_eps, compression));
+    encoder_ =
+        register_module("encoder", BoundaryEncoder(model.d_model, model.norm_eps, compression));
   }
 }
 

@@ -1,8 +1,9 @@
 // Stage: one pipeline stage of the decoder as a torch module: a contiguous slice of blocks,
 // plus the embedding (stage 0), the final norm and LM head (last stage), the decoder half D
 // of the incoming boundary and its token channel (every stage but the first) and the encoder
-// half E of the outgoing boundary (every stage but the last). Parameter names carry global layer indices
-// ("layer3.attn.wq.weight"), so initialisation from a seed is the same whatever the split.
+// half E of the outgoing boundary (every stage but the last). Parameter names carry global
+// layer indices ("layer3.attn.wq.weight"), so initialisation from a seed is the same whatever
+// the split.
 // A torch module; not thread-safe (owned by one executor).
 #ifndef RESBM_COMMON_MODEL_STAGE_H_
 #define RESBM_COMMON_MODEL_STAGE_H_

@@ -37,7 +37,8 @@ StageOptimizer::StageOptimizer(const NamedTensors& params, const OptimizerOption
   NamedTensors muon_group, halves_group, adamw_group;
   for (const auto& [name, p] : params) {
     if (options.use_muon && IsHiddenMatrix(name, p)) {
-      const bool half = absl::StartsWith(name, "encoder.E.") || absl::StartsWith(name, "decoder.D.");
+      const bool half =
+          absl::StartsWith(name, "encoder.E.") || absl::StartsWith(name, "decoder.D.");
       (half && options.halves_lr_scale != 1.0 ? halves_group : muon_group).emplace_back(name, p);
     } else {
       adamw_group.emplace_back(name, p);

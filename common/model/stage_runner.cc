@@ -107,8 +107,8 @@ absl::Status StageRunner::CheckIds(const char* what, const at::Tensor& ids) cons
   const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
   if (lo < 0 || hi >= options_.model.vocab_size) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": token ids span [", lo, ", ", hi,
-                                                   "]; expected [0, ",
-                                                   options_.model.vocab_size, ")"));
+                                                   "]; expected [0, ", options_.model.vocab_size,
+                                                   ")"));
   }
   return absl::OkStatus();
 }
@@ -152,8 +152,8 @@ absl::Status StageRunner::CheckNewMicrobatch(int64_t microbatch) const {
 }
 
 absl::StatusOr<StageRunner::Prepared> StageRunner::PrepareInput(const at::Tensor& input,
-                                                                 const at::Tensor& tokens,
-                                                                 bool track) const {
+                                                                const at::Tensor& tokens,
+                                                                bool track) const {
   RESBM_RETURN_IF_ERROR(CheckInput(input));
   RESBM_RETURN_IF_ERROR(CheckTokens(input, tokens));
   torch::Device device(options_.device);
@@ -256,8 +256,7 @@ absl::StatusOr<at::Tensor> StageRunner::Evaluate(const at::Tensor& input,
   });
 }
 
-absl::StatusOr<double> StageRunner::EvaluateLoss(const at::Tensor& input,
-                                                 const at::Tensor& targets,
+absl::StatusOr<double> StageRunner::EvaluateLoss(const at::Tensor& input, const at::Tensor& targets,
                                                  const at::Tensor& tokens) {
   const auto& spec = options_.spec;
   if (!spec.is_last()) {

@@ -8,8 +8,8 @@
 
 namespace resbm {
 
-TokenChannelImpl::TokenChannelImpl(const ModelOptions& model,
-                                   const CompressionOptions& compression, int64_t stage) {
+TokenChannelImpl::TokenChannelImpl(const ModelOptions& model, const CompressionOptions& compression,
+                                   int64_t stage) {
   const int64_t v = model.vocab_size, d = model.d_model, m = compression.token_channel_rank;
   switch (compression.token_channel) {
     case TokenChannelKind::kNone:
@@ -19,8 +19,8 @@ TokenChannelImpl::TokenChannelImpl(const ModelOptions& model,
       break;
     case TokenChannelKind::kFactorized:
       table_ = register_module("table", torch::nn::Embedding(v, m));
-      proj_ = register_module("proj",
-                              torch::nn::Linear(torch::nn::LinearOptions(m, d).bias(false)));
+      proj_ =
+          register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(m, d).bias(false)));
       break;
     case TokenChannelKind::kFixed: {
       std::vector<float> values = FixedTokenTable::Values(stage, v, d, model.init_std);

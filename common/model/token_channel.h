@@ -21,8 +21,7 @@ namespace resbm {
 class TokenChannelImpl : public torch::nn::Module {
  public:
   // `stage` (>= 1) selects the fixed table's values.
-  TokenChannelImpl(const ModelOptions& model, const CompressionOptions& compression,
-                   int64_t stage);
+  TokenChannelImpl(const ModelOptions& model, const CompressionOptions& compression, int64_t stage);
 
   // tokens: (B, T) int64 -> (B, T, d)
   torch::Tensor forward(const torch::Tensor& tokens);

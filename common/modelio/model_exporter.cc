@@ -84,9 +84,9 @@ std::string ModelExporter::ConfigJson(const v1::JobConfig& config, const std::st
                                       int64_t step) {
   const auto& m = config.model();
   const CompressionOptions compression = ToCompressionOptions(config);
-  const bool plain_llama = config.stages().num_stages() == 1 ||
-                           (compression.kind == CompressionKind::kNone &&
-                            compression.token_channel == TokenChannelKind::kNone);
+  const bool plain_llama =
+      config.stages().num_stages() == 1 || (compression.kind == CompressionKind::kNone &&
+                                            compression.token_channel == TokenChannelKind::kNone);
   // With boundaries a plain Llama loader would silently skip them: say it is another model.
   OrderedJson json = {
       {"architectures", {plain_llama ? "LlamaForCausalLM" : "ResbmForCausalLM"}},

@@ -82,7 +82,7 @@ absl::StatusOr<double> LocalPipeline::RunSchedule(const PipelineSchedule& schedu
         if (op.kind == OpKind::kForward) {
           if (s > 0 && !arrived[s][mb].defined()) break;
           const at::Tensor ids = inputs.narrow(0, mb * rows, rows);  // (b, T)
-          at::Tensor x = s == 0 ? ids : arrived[s][mb];                // (b, T) or (b, T, k)
+          at::Tensor x = s == 0 ? ids : arrived[s][mb];              // (b, T) or (b, T, k)
           arrived[s][mb] = at::Tensor();
           const at::Tensor tokens = TokensFor(s, ids);
           if (tokens.defined()) {
@@ -91,8 +91,7 @@ absl::StatusOr<double> LocalPipeline::RunSchedule(const PipelineSchedule& schedu
           }
           if (s == last) {
             const at::Tensor y = targets.narrow(0, mb * rows, rows);  // (b, T)
-            RESBM_ASSIGN_OR_RETURN(double loss,
-                                   stages_[s]->ForwardLoss(mb, x, y, 1.0 / m, tokens));
+            RESBM_ASSIGN_OR_RETURN(double loss, stages_[s]->ForwardLoss(mb, x, y, 1.0 / m, tokens));
             mean_loss += loss / m;
           } else {
             RESBM_ASSIGN_OR_RETURN(auto z, stages_[s]->Forward(mb, x, tokens));  // (b, T, k)

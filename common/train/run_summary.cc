@@ -60,26 +60,26 @@ std::string RunSummary::ToJson() const {
                            {"backward_seconds_per_microbatch", s.backward_seconds},
                            {"wait_seconds_per_step", s.wait_seconds_per_step}});
   }
-  nlohmann::json j = {{"job_name", job_name},
-                      {"compression", compression},
-                      {"ratio", ratio},
-                      {"wire_dtype", wire_dtype},
-                      {"num_stages", num_stages},
-                      {"steps", steps},
-                      {"recoveries", recoveries},
-                      {"tokens", tokens},
-                      {"final_train_loss", final_train_loss},
-                      {"final_val_loss", final_val_loss},
-                      {"unigram_entropy_nats", unigram_entropy_nats},
-                      {"wall_seconds", wall_seconds},
-                      {"tokens_per_second", tokens_per_second},
-                      {"effective_compression_vs_bf16", EffectiveCompression()},
-                      {"effective_compression_with_token_ids_vs_bf16",
-                       EffectiveCompressionWithTokenIds()},
-                      {"final_checkpoint_step", final_checkpoint_step},
-                      {"final_checkpoint_manifest", final_checkpoint_manifest},
-                      {"boundaries", boundaries_json},
-                      {"stages", stages_json}};
+  nlohmann::json j = {
+      {"job_name", job_name},
+      {"compression", compression},
+      {"ratio", ratio},
+      {"wire_dtype", wire_dtype},
+      {"num_stages", num_stages},
+      {"steps", steps},
+      {"recoveries", recoveries},
+      {"tokens", tokens},
+      {"final_train_loss", final_train_loss},
+      {"final_val_loss", final_val_loss},
+      {"unigram_entropy_nats", unigram_entropy_nats},
+      {"wall_seconds", wall_seconds},
+      {"tokens_per_second", tokens_per_second},
+      {"effective_compression_vs_bf16", EffectiveCompression()},
+      {"effective_compression_with_token_ids_vs_bf16", EffectiveCompressionWithTokenIds()},
+      {"final_checkpoint_step", final_checkpoint_step},
+      {"final_checkpoint_manifest", final_checkpoint_manifest},
+      {"boundaries", boundaries_json},
+      {"stages", stages_json}};
   if (initial_val_loss.has_value()) j["initial_val_loss"] = *initial_val_loss;
   return j.dump(2);
 }

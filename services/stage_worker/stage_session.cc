@@ -156,9 +156,9 @@ absl::Status StageSession::ValidateRequest(const v1::RunStepRequest& request) co
   if (spec.is_first() || runner_->uses_token_ids()) {
     RESBM_RETURN_IF_ERROR(check_ids(request.inputs(), "inputs"));
   } else if (request.inputs_size() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "inputs: ", request.inputs_size(), " microbatches for stage ", spec.index,
-        ", which has no token channel; expected none"));
+    return absl::InvalidArgumentError(absl::StrCat("inputs: ", request.inputs_size(),
+                                                   " microbatches for stage ", spec.index,
+                                                   ", which has no token channel; expected none"));
   }
   if (spec.is_last()) RESBM_RETURN_IF_ERROR(check_ids(request.targets(), "targets"));
   for (const auto& op : request.ops()) {
@@ -260,9 +260,8 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
       if (op.kind() == v1::OP_KIND_FORWARD) {
         at::Tensor input;
         // The stage's token channel reads the microbatch's ids besides z.
-        const at::Tensor tokens = runner_->uses_token_ids()
-                                      ? TokenTensor(request.inputs(mb), rows, seq)
-                                      : at::Tensor();
+        const at::Tensor tokens =
+            runner_->uses_token_ids() ? TokenTensor(request.inputs(mb), rows, seq) : at::Tensor();
         if (spec.is_first()) {
           input = TokenTensor(request.inputs(mb), rows, seq);
         } else {

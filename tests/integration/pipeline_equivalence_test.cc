@@ -1,7 +1,8 @@
 // The spine: a job run on stage workers over real gRPC streams (loopback, port 0) produces,
 // step by step, the same losses and the same parameters as the single-process LocalPipeline
 // with the same seed and config, for GPipe and 1F1B, for `none` and `resbm`, on 2 and 4
-// stages (fp32 wire), with every token channel and with normed, two-layer boundary halves. Bad frames are refused and the worker keeps serving.
+// stages (fp32 wire), with every token channel and with normed, two-layer boundary halves. Bad
+// frames are refused and the worker keeps serving.
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -214,17 +215,16 @@ TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllSchedules, PipelineEquivalenceTest,
-    ::testing::Values(Case{2, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_GPIPE},
-                      Case{2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B},
-                      Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE},
-                      Case{4, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_1F1B},
-                      Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B},
-                      Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B,
-                           v1::TOKEN_CHANNEL_LEARNED},
-                      Case{3, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE,
-                           v1::TOKEN_CHANNEL_FIXED},
-                      Case{2, v1::COMPRESSION_KIND_BOTTLENECK, v1::PIPELINE_SCHEDULE_1F1B,
-                           v1::TOKEN_CHANNEL_FACTORIZED, /*mlp_halves=*/true}));
+    ::testing::Values(
+        Case{2, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_GPIPE},
+        Case{2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B},
+        Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE},
+        Case{4, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_1F1B},
+        Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B},
+        Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B, v1::TOKEN_CHANNEL_LEARNED},
+        Case{3, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE, v1::TOKEN_CHANNEL_FIXED},
+        Case{2, v1::COMPRESSION_KIND_BOTTLENECK, v1::PIPELINE_SCHEDULE_1F1B,
+             v1::TOKEN_CHANNEL_FACTORIZED, /*mlp_halves=*/true}));
 
 }  // namespace
 }  // namespace resbm

@@ -168,7 +168,8 @@ TEST(StageTest, WireHandOffEqualsOneAutogradGraphWithResbm) {
   Stage last(model, compression, (*plan)[1]);
   first->InitParameters(42);
   last->InitParameters(42);
-  auto graph_loss = StageImpl::Loss(last->forward(first->forward(batch.tokens, {}), {}), batch.targets);
+  auto graph_loss =
+      StageImpl::Loss(last->forward(first->forward(batch.tokens, {}), {}), batch.targets);
   graph_loss.backward();
   EXPECT_NEAR(graph_loss.item<double>(), loss, 1e-6 * loss);
 

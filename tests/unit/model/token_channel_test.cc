@@ -188,8 +188,8 @@ TEST(TokenChannelTest, TheSeamRefusesMissingMisshapedOrMisplacedIds) {
                 "stage 1 tokens: token ids span [64, 64]; expected [0, 64)"),
             std::string::npos)
       << out_of_range.status();
-  auto misplaced = first->Evaluate(torch::zeros({2, 8}, torch::kInt64),
-                                   torch::zeros({2, 8}, torch::kInt64));
+  auto misplaced =
+      first->Evaluate(torch::zeros({2, 8}, torch::kInt64), torch::zeros({2, 8}, torch::kInt64));
   EXPECT_NE(misplaced.status().message().find("stage 0 tokens: [2,8]; expected none"),
             std::string::npos)
       << misplaced.status();

@@ -27,11 +27,11 @@ namespace {
 using ::testing::HasSubstr;
 
 v1::JobConfig TinyConfig(int stages, int d_model = 32) {
-  auto config = ParseJobConfigJson(
-      absl::StrCat(R"({"model": {"vocab_size": 256, "d_model": )", d_model,
-                   R"(, "n_layers": 4, "n_heads": 2, "mlp_hidden": 64, "seq_len": 16},
+  auto config = ParseJobConfigJson(absl::StrCat(
+      R"({"model": {"vocab_size": 256, "d_model": )", d_model,
+      R"(, "n_layers": 4, "n_heads": 2, "mlp_hidden": 64, "seq_len": 16},
           "stages": {"num_stages": )",
-                   stages, R"(}, "compression": {"ratio": 8, "token_channel": "TOKEN_CHANNEL_NONE"}})"));
+      stages, R"(}, "compression": {"ratio": 8, "token_channel": "TOKEN_CHANNEL_NONE"}})"));
   EXPECT_TRUE(config.ok()) << config.status();
   return *config;
 }
