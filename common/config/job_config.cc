@@ -137,6 +137,7 @@ void ApplyTrainingDefaults(v1::TrainingConfig* t) {
   if (t->on_non_finite() == v1::NON_FINITE_POLICY_UNSPECIFIED) {
     t->set_on_non_finite(v1::NON_FINITE_POLICY_FAIL);
   }
+  if (t->max_recoveries_without_progress() == 0) t->set_max_recoveries_without_progress(5);
 }
 
 void ApplyDataDefaults(v1::DataConfig* d) {
@@ -428,6 +429,8 @@ absl::Status ValidateTraining(const v1::TrainingConfig& t) {
       CheckEnum("training.schedule", t.schedule(), v1::PipelineSchedule_descriptor()));
   RESBM_RETURN_IF_ERROR(
       CheckEnum("training.on_non_finite", t.on_non_finite(), v1::NonFinitePolicy_descriptor()));
+  RESBM_RETURN_IF_ERROR(CheckRange("training.max_recoveries_without_progress",
+                                   t.max_recoveries_without_progress(), 1, 1000));
   return absl::OkStatus();
 }
 

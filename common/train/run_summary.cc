@@ -62,6 +62,8 @@ std::string RunSummary::ToJson() const {
   }
   nlohmann::json j = {
       {"job_name", job_name},
+      {"outcome", outcome},
+      {"error", error},
       {"compression", compression},
       {"ratio", ratio},
       {"wire_dtype", wire_dtype},
@@ -92,6 +94,8 @@ absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
   RunSummary s;
   try {
     s.job_name = j.value("job_name", "");
+    s.outcome = j.value("outcome", "succeeded");
+    s.error = j.value("error", "");
     s.compression = j.value("compression", "");
     s.ratio = j.value("ratio", int64_t{1});
     s.wire_dtype = j.value("wire_dtype", "");

@@ -41,6 +41,10 @@ struct StageSummary {
 
 struct RunSummary {
   std::string job_name;
+  // How the run ended: "succeeded", "failed" or "cancelled"; `error` says why when it did not
+  // succeed. A run that did not succeed reports the steps it completed.
+  std::string outcome = "succeeded";
+  std::string error;
   std::string compression;  // "resbm", "none", ...
   int64_t ratio = 1;
   std::string wire_dtype;

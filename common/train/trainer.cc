@@ -54,7 +54,11 @@ Trainer::Trainer(const TrainerOptions& options, TokenDataset dataset,
                      options.config.training().seed()),
       val_sampler_(&dataset_.val(), options.config.model().seq_len(),
                    options.config.training().seed() ^ kValidationSeedSalt),
-      backend_(std::move(backend)) {}
+      backend_(std::move(backend)),
+      policy_(RecoveryPolicyOptions{
+          int64_t{options.config.training().max_recoveries_without_progress()},
+          options.config.training().on_non_finite() ==
+              v1::NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT}) {}
 
 absl::StatusOr<double> Trainer::EvaluateValidation() {
   const auto& training = options_.config.training();
@@ -80,14 +84,27 @@ absl::StatusOr<double> Trainer::EvaluateInitialModel(int64_t* recoveries) {
       }
       return loss;
     }
-    if (*recoveries >= options_.max_recoveries || !backend_->supports_recovery() ||
-        (options_.stop_requested && options_.stop_requested())) {
+    if (!backend_->supports_recovery() || (options_.stop_requested && options_.stop_requested())) {
       return loss;
     }
-    RESBM_ASSIGN_OR_RETURN(const int64_t resumed, backend_->Recover(loss.status()));
-    ++*recoveries;
-    if (options_.hooks.on_recovery) options_.hooks.on_recovery(loss.status(), resumed);
+    RESBM_RETURN_IF_ERROR(Recover(loss.status(), 0, recoveries).status());
   }
+}
+
+absl::StatusOr<int64_t> Trainer::Recover(const absl::Status& failure, int64_t step,
+                                         int64_t* recoveries) {
+  RESBM_RETURN_IF_ERROR(policy_.Admit(failure, step));
+  RESBM_ASSIGN_OR_RETURN(const int64_t resumed, backend_->Recover(failure));
+  ++*recoveries;
+  const RecoveryEvent& event = policy_.Recovered(failure, step, resumed);
+  if (options_.progress != nullptr) {
+    std::fprintf(options_.progress, "recovered from %s '%s': resuming after step %lld\n",
+                 absl::StatusCodeToString(failure.code()).c_str(),
+                 std::string(failure.message()).c_str(), static_cast<long long>(resumed));
+    std::fflush(options_.progress);
+  }
+  if (options_.hooks.on_recovery) options_.hooks.on_recovery(event);
+  return resumed;
 }
 
 absl::StatusOr<Trainer::RunStart> Trainer::Begin(int64_t checkpoint_every) {
@@ -103,6 +120,7 @@ absl::StatusOr<Trainer::RunStart> Trainer::Begin(int64_t checkpoint_every) {
                        " step records; expected 0..", steps, " steps, one record each"));
     }
     RESBM_RETURN_IF_ERROR(backend_->Restore(resume.step));
+    policy_.CheckpointCompleted(resume.step);
     start.step = resume.step;
     start.records = resume.records;
     start.recoveries = resume.recoveries;
@@ -114,7 +132,8 @@ absl::StatusOr<Trainer::RunStart> Trainer::Begin(int64_t checkpoint_every) {
   }
   if (checkpoint_every > 0) {
     RESBM_RETURN_IF_ERROR(backend_->Checkpoint(0).status());
-    if (options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(0);
+    policy_.CheckpointCompleted(0);
+    if (options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(0, policy_.without_progress());
   }
   if (config.init().source_case() != v1::InitConfig::SOURCE_NOT_SET) {
     RESBM_ASSIGN_OR_RETURN(start.initial_val_loss, EvaluateInitialModel(&start.recoveries));
@@ -239,26 +258,15 @@ absl::StatusOr<RunSummary> Trainer::Run() {
       if (files.ok()) stage_files = *std::move(files);
     }
     if (!status.ok()) {
-      if (recoveries >= options_.max_recoveries) return status;
-      // Failing again on the same data and weights is the likely outcome: the job's policy
-      // decides whether that is worth a recovery.
-      if (IsNonFiniteError(status) &&
-          training.on_non_finite() != v1::NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT) {
-        return status;
-      }
       if (options_.stop_requested && options_.stop_requested()) continue;  // Stops above.
       if (progress) progress->Finish();
-      auto resumed = backend_->Recover(status);
-      if (!resumed.ok()) return resumed.status();
-      ++recoveries;
-      if (options_.progress != nullptr) {
-        std::fprintf(options_.progress, "recovered from '%s': resuming after step %lld\n",
-                     std::string(status.message()).c_str(), static_cast<long long>(*resumed));
-        std::fflush(options_.progress);
+      absl::StatusOr<int64_t> resumed = Recover(status, step + 1, &recoveries);
+      if (!resumed.ok()) {
+        return EndEarly(resumed.status(), records, val_loss, recoveries,
+                        seconds_before + elapsed());
       }
       step = *resumed;
       records.resize(std::min<size_t>(records.size(), step));
-      if (options_.hooks.on_recovery) options_.hooks.on_recovery(status, step);
       continue;
     }
     val_loss = step_val_loss;
@@ -272,7 +280,12 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     record.seconds = seconds_before + seconds;
     records.push_back(record);
     if (options_.hooks.on_step) options_.hooks.on_step(record);
-    if (checkpoint_now && options_.hooks.on_checkpoint) options_.hooks.on_checkpoint(step + 1);
+    if (checkpoint_now) {
+      policy_.CheckpointCompleted(step + 1);
+      if (options_.hooks.on_checkpoint) {
+        options_.hooks.on_checkpoint(step + 1, policy_.without_progress());
+      }
+    }
     if (final_checkpoint) RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(step + 1, stage_files));
     if (progress) {
       const double tokens_this_run = static_cast<double>((step + 1 - first_step) * tokens_per_step);
@@ -288,14 +301,35 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     RESBM_ASSIGN_OR_RETURN(stage_files, backend_->Checkpoint(steps));
     RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(steps, stage_files));
   }
+  if (!stopped.ok()) {
+    return EndEarly(stopped, records, val_loss, recoveries, seconds_before + elapsed());
+  }
   RESBM_RETURN_IF_ERROR(WriteLossCsv(records));
-  if (!stopped.ok()) return stopped;
   RunSummary summary = Summarize(records, val_loss, recoveries, seconds_before + elapsed());
   summary.initial_val_loss = begun.initial_val_loss;
-  if (!options_.summary_json_path.empty()) {
-    RESBM_RETURN_IF_ERROR(summary.WriteJson(options_.summary_json_path));
-  }
+  RESBM_RETURN_IF_ERROR(Report(summary));
   return summary;
+}
+
+absl::Status Trainer::EndEarly(const absl::Status& why, const std::vector<StepRecord>& records,
+                               double val_loss, int64_t recoveries, double wall_seconds) const {
+  RunSummary summary = Summarize(records, val_loss, recoveries, wall_seconds);
+  summary.outcome = absl::IsCancelled(why) ? "cancelled" : "failed";
+  summary.error = absl::StrCat(absl::StatusCodeToString(why.code()), ": ", why.message());
+  // The record of a run that ended early is best effort: its own failure must not hide why.
+  if (absl::Status written = WriteLossCsv(records); !written.ok() && options_.progress) {
+    std::fprintf(options_.progress, "%s\n", written.ToString().c_str());
+  }
+  if (absl::Status reported = Report(summary); !reported.ok() && options_.progress) {
+    std::fprintf(options_.progress, "%s\n", reported.ToString().c_str());
+  }
+  return why;
+}
+
+absl::Status Trainer::Report(const RunSummary& summary) const {
+  if (options_.hooks.on_end) options_.hooks.on_end(summary);
+  if (options_.summary_json_path.empty()) return absl::OkStatus();
+  return summary.WriteJson(options_.summary_json_path);
 }
 
 RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val_loss,
@@ -311,21 +345,22 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
   summary.ratio = compression.ratio;
   summary.wire_dtype = WireDtypeName(compression.wire_dtype);
   summary.num_stages = backend_->num_stages();
-  summary.steps = steps;
+  const int64_t done = static_cast<int64_t>(records.size());
+  summary.steps = done;
   summary.recoveries = recoveries;
-  summary.tokens = steps * tokens_per_step;
+  summary.tokens = done * tokens_per_step;
   const size_t tail = std::min<size_t>(10, records.size());
   for (size_t i = records.size() - tail; i < records.size(); ++i) {
     summary.final_train_loss += records[i].train_loss / static_cast<double>(tail);
   }
   summary.final_val_loss = val_loss;
-  if (backend_->supports_checkpoints()) {
+  if (backend_->supports_checkpoints() && done == steps) {
     summary.final_checkpoint_step = steps;
     summary.final_checkpoint_manifest = options_.final_manifest_path;
   }
   summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
   summary.wall_seconds = wall_seconds;
-  summary.tokens_per_second = summary.tokens / summary.wall_seconds;
+  summary.tokens_per_second = summary.wall_seconds > 0 ? summary.tokens / summary.wall_seconds : 0;
   const std::vector<BoundaryTraffic> traffic = backend_->Traffic();
   for (size_t b = 0; b < traffic.size(); ++b) {
     BoundarySummary boundary;

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/data/batch_sampler.h"
 #include "common/data/token_dataset.h"
+#include "common/train/recovery_policy.h"
 #include "common/train/run_summary.h"
 #include "common/train/training_backend.h"
 #include "resbm/v1/config.pb.h"
@@ -43,15 +44,20 @@ struct TrainerResume {
 // Called on the training thread; they must not block for long.
 struct TrainerHooks {
   std::function<void(const StepRecord&)> on_step;
-  // A checkpoint after `step` steps is complete (every stage wrote it).
-  std::function<void(int64_t step)> on_checkpoint;
-  // The run recovered from `failure` and replays the steps after `step`.
-  std::function<void(const absl::Status& failure, int64_t step)> on_recovery;
+  // A checkpoint after `step` steps is complete (every stage wrote it); the recoveries the
+  // policy counts since the last new checkpoint (0 when this one is new).
+  std::function<void(int64_t step, int64_t recoveries_without_progress)> on_checkpoint;
+  // The run recovered from `event.failure` and replays the steps after
+  // `event.resumed_after`.
+  std::function<void(const RecoveryEvent& event)> on_recovery;
   // A run that starts from a trained model evaluated it before its first step.
   std::function<void(double val_loss)> on_initial_eval;
   // The checkpoint after the last step is complete (on_checkpoint came first) and its
   // manifest, if the options name one, is written.
   std::function<void(int64_t step, const std::string& manifest_path)> on_final_checkpoint;
+  // Every ending (succeeded, failed after the run began, cancelled): the summary of the
+  // steps completed, also written to summary_json_path; the loss curve is written before.
+  std::function<void(const RunSummary& summary)> on_end;
 };
 
 struct TrainerOptions {
@@ -65,9 +71,6 @@ struct TrainerOptions {
   // Polled before every step; when it returns true the run stops there: the loss curve so far
   // is written and Run returns Cancelled. Empty: never.
   std::function<bool()> stop_requested;
-  // How many failed steps the backend may recover from (TrainingBackend::Recover) before the
-  // run fails.
-  int64_t max_recoveries = 10;
   TrainerHooks hooks;
   // Start from a checkpoint instead of step 0 (the backend must support recovery).
   std::optional<TrainerResume> resume;
@@ -114,6 +117,16 @@ class Trainer {
   // The validation loss of the model the run starts from, recovering (from the step-0
   // checkpoint) as a failed step would.
   absl::StatusOr<double> EvaluateInitialModel(int64_t* recoveries);
+  // Recovers from `failure` of 1-based `step` if the policy admits it (the backend goes back
+  // to its last checkpoint); returns the steps done it resumes after, or the status the run
+  // fails with.
+  absl::StatusOr<int64_t> Recover(const absl::Status& failure, int64_t step, int64_t* recoveries);
+  // The end of a run that did not succeed: the loss curve and a summary of `records` are
+  // written and reported (on_end), and `why` is returned.
+  absl::Status EndEarly(const absl::Status& why, const std::vector<StepRecord>& records,
+                        double val_loss, int64_t recoveries, double wall_seconds) const;
+  // The summary written and reported at the end of every run.
+  absl::Status Report(const RunSummary& summary) const;
   // Creates the output directories; refuses a loss CSV that cannot be written, before the run.
   absl::Status PrepareOutputs() const;
   absl::Status WriteLossCsv(const std::vector<StepRecord>& records) const;
@@ -132,6 +145,7 @@ class Trainer {
   BatchSampler train_sampler_;
   BatchSampler val_sampler_;
   std::unique_ptr<TrainingBackend> backend_;
+  RecoveryPolicy policy_;
   int64_t eval_round_ = 0;
 };
 

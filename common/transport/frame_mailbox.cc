@@ -1,12 +1,20 @@
 #include "common/transport/frame_mailbox.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/failure_cause.h"
 
 namespace resbm {
 namespace {
+
+// A frame of another job or step: a neighbour still on an old link (after a rebuild), so the
+// step fails as a link failure and the job recovers.
+absl::Status LinkError(std::string message) {
+  return WithCause(absl::FailedPreconditionError(std::move(message)), FailureCause::kLink);
+}
 
 int Window(int kind) { return kind == v1::FRAME_KIND_EVAL_ACTIVATION ? 1 : 0; }
 
@@ -28,13 +36,13 @@ void FrameMailbox::Deliver(v1::TensorFrame frame) {
     error_step_ = current < 0 ? kNextStep : current;
   };
   if (!job_id_.empty() && frame.job_id() != job_id_) {
-    refuse(absl::FailedPreconditionError(
-        absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'")));
+    refuse(
+        LinkError(absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'")));
     return;
   }
   // Before the window's first step the sender may already be on it: hold any step then.
   if (current >= 0 && (step < current || step > current + 1)) {
-    refuse(absl::FailedPreconditionError(
+    refuse(LinkError(
         absl::StrCat("frame.step: ", step, "; expected ", current, " (or ", current + 1, ")")));
     return;
   }
@@ -87,11 +95,11 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
     }
     // Frames held before the first step get the checks Deliver would have made.
     if (frame.job_id() != job_id_) {
-      frame_error_ = absl::FailedPreconditionError(
-          absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'"));
+      frame_error_ =
+          LinkError(absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'"));
       error_step_ = step;
     } else if (frame_step > step + 1) {
-      frame_error_ = absl::FailedPreconditionError(
+      frame_error_ = LinkError(
           absl::StrCat("frame.step: ", frame_step, "; expected ", step, " (or ", step + 1, ")"));
       error_step_ = step;
     } else if (frame_step >= step) {

@@ -100,43 +100,24 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   backend_options.metrics = &metrics_;
   backend_options.credentials = options_.security.ChannelCredentials();
   backend_options.resuming = run.resume.has_value();
-  const absl::Duration worker_wait = options_.worker_wait;
+  backend_options.worker_wait = options_.worker_wait;
   backend_options.find_workers =
-      [this, &run, worker_wait](int64_t count) -> absl::StatusOr<std::vector<StageEndpoint>> {
-    const absl::Time deadline = absl::Now() + worker_wait;
-    int64_t told = -1;
-    while (true) {
-      const auto healthy = registry_.Healthy();
-      const int64_t have = static_cast<int64_t>(healthy.size());
-      if (have >= count) {
-        std::vector<StageEndpoint> workers;
-        for (const auto& worker : healthy) {
-          workers.push_back(StageEndpoint{worker.address, worker.exchange_address});
-        }
-        return workers;
-      }
-      if (run.stop_requested()) return absl::CancelledError("stopped while waiting for workers");
-      if (absl::Now() >= deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("workers: ", have, " healthy; the job needs ", count, " (one per stage)"));
-      }
-      if (have != told) {
-        run.on_status(absl::StrCat("waiting for ", count, " workers (", have, " healthy)"));
-        told = have;
-      }
-      absl::SleepFor(absl::Milliseconds(100));
+      [this, &run](int64_t count,
+                   absl::Time deadline) -> absl::StatusOr<std::vector<StageEndpoint>> {
+    RESBM_ASSIGN_OR_RETURN(
+        const auto healthy,
+        registry_.Acquire(count, deadline, run.stop_requested, [&](int64_t have) {
+          run.on_status(absl::StrCat("waiting for ", count, " workers (", have, " healthy)"));
+        }));
+    std::vector<StageEndpoint> workers;
+    for (const auto& worker : healthy) {
+      workers.push_back(StageEndpoint{worker.address, worker.exchange_address});
     }
+    return workers;
   };
-  // A worker can die between being seen healthy and being assigned: try again while the
-  // wait for workers lasts.
-  const absl::Time deadline = absl::Now() + worker_wait;
+  backend_options.suspect = [this](const std::string& address) { registry_.Suspect(address); };
   absl::StatusOr<std::unique_ptr<DistributedBackend>> backend =
       DistributedBackend::Create(backend_options);
-  while (!backend.ok() && absl::IsUnavailable(backend.status()) && !run.stop_requested() &&
-         absl::Now() < deadline) {
-    absl::SleepFor(absl::Seconds(1));
-    backend = DistributedBackend::Create(backend_options);
-  }
   RESBM_RETURN_IF_ERROR(backend.status());
   if (options_.progress != nullptr) {
     std::fprintf(options_.progress,

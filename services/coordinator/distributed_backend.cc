@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/failure_cause.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
@@ -21,7 +22,7 @@ std::string FinalManifestPath(const std::string& checkpoint_dir, const std::stri
 absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
     const DistributedBackendOptions& options) {
   std::unique_ptr<DistributedBackend> backend(new DistributedBackend(options));
-  RESBM_RETURN_IF_ERROR(backend->Build());
+  RESBM_RETURN_IF_ERROR(backend->Build(absl::Now() + options.worker_wait));
   return backend;
 }
 
@@ -35,19 +36,41 @@ DistributedBackend::~DistributedBackend() {
   if (driver_) driver_->Release();
 }
 
-absl::Status DistributedBackend::Build() {
-  RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_stages_));
-  workers.resize(num_stages_);
+absl::Status DistributedBackend::Build(absl::Time deadline) {
+  if (driver_) {
+    driver_->Release();  // The workers that are not chosen again are free for others.
+    driver_.reset();
+  }
   v1::JobConfig config = options_.config;
   if (checkpoint_step_ >= 0 || options_.resuming) config.clear_init();
-  RESBM_ASSIGN_OR_RETURN(
-      auto driver, PipelineDriver::Create(options_.job_id, config, workers, options_.credentials));
-  driver->set_step_timeout(options_.step_timeout);
-  RESBM_ASSIGN_OR_RETURN(parameters_, driver->Assign());
-  driver_ = std::move(driver);
+  while (true) {
+    RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_stages_, deadline));
+    workers.resize(num_stages_);
+    RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, config, workers,
+                                                               options_.credentials));
+    driver->set_step_timeout(options_.step_timeout);
+    absl::StatusOr<int64_t> parameters = driver->Assign();
+    if (parameters.ok()) {
+      parameters_ = *parameters;
+      driver_ = std::move(driver);
+      break;
+    }
+    // A worker that died since its last heartbeat: take another (or the same one when it is
+    // heard from again) instead of failing.
+    if (!SuspectUnreachable(*driver) || absl::Now() >= deadline) return parameters.status();
+    driver->Release();
+  }
   timed_step_ = false;
   if (options_.on_assigned) options_.on_assigned(driver_->addresses());
   return absl::OkStatus();
+}
+
+bool DistributedBackend::SuspectUnreachable(const PipelineDriver& driver) {
+  if (driver.unreachable().empty()) return false;
+  for (const std::string& address : driver.unreachable()) {
+    if (options_.suspect) options_.suspect(address);
+  }
+  return true;
 }
 
 absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
@@ -131,7 +154,7 @@ absl::Status DistributedBackend::Restore(int64_t steps_done) {
   }
   auto step = driver_->LoadCheckpoints(checkpoint_paths_);
   // A worker may have gone since the stages were assigned: the same way back as a recovery.
-  if (!step.ok() && absl::IsUnavailable(step.status())) step = RebuildFromCheckpoint(step.status());
+  if (!step.ok() && SuspectUnreachable(*driver_)) step = RebuildFromCheckpoint(step.status());
   RESBM_RETURN_IF_ERROR(step.status());
   if (*step != steps_done) {
     return absl::DataLossError(
@@ -143,25 +166,25 @@ absl::Status DistributedBackend::Restore(int64_t steps_done) {
 absl::StatusOr<int64_t> DistributedBackend::RebuildFromCheckpoint(const absl::Status& failure) {
   const absl::Time deadline = absl::Now() + options_.recovery_timeout;
   absl::Status last = failure;
-  while (absl::Now() < deadline) {
+  while (true) {
     if (options_.cancelled && options_.cancelled()) {
       return absl::CancelledError(
           absl::StrCat("cancelled while recovering from '", failure.message(), "'"));
     }
-    // A dead worker stays "healthy" until its heartbeats time out, and assigning to it fails
-    // fast (connection refused): keep trying until a live set takes the stages.
-    absl::Status built = Build();
-    if (built.ok()) {
+    last = Build(deadline);
+    if (last.ok()) {
       auto step = driver_->LoadCheckpoints(checkpoint_paths_);
       if (step.ok()) return *step;
       last = step.status();
+      // A worker lost while restoring: build again without it. Anything else (a checkpoint
+      // that does not load) would fail the same way again.
+      if (!SuspectUnreachable(*driver_)) break;
     } else {
-      last = built;
+      break;
     }
-    absl::SleepFor(absl::Seconds(1));
+    if (absl::Now() >= deadline) break;
   }
-  return absl::Status(last.code(), absl::StrCat("recovery from '", failure.message(),
-                                                "' gave up: ", last.message()));
+  return Annotate(last, absl::StrCat("recovery from '", failure.message(), "' gave up: "));
 }
 
 }  // namespace resbm

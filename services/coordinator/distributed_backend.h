@@ -19,13 +19,21 @@
 
 namespace resbm {
 
-// Returns `count` healthy workers, waiting for them if needed.
-using WorkerFinder = std::function<absl::StatusOr<std::vector<StageEndpoint>>(int64_t count)>;
+// Returns `count` healthy workers, waiting for them until `deadline` if needed
+// (WorkerRegistry::Acquire).
+using WorkerFinder =
+    std::function<absl::StatusOr<std::vector<StageEndpoint>>(int64_t count, absl::Time deadline)>;
 
 struct DistributedBackendOptions {
   std::string job_id;
   v1::JobConfig config;  // Validated.
   WorkerFinder find_workers;
+  // Told the address of a worker an assignment or restore could not reach, so the next
+  // find_workers leaves it out until it is heard from again (WorkerRegistry::Suspect). May
+  // be empty.
+  std::function<void(const std::string& address)> suspect;
+  // How long the first assignment waits for workers.
+  absl::Duration worker_wait = absl::Seconds(120);
   // Where stages write checkpoints (a filesystem every worker and its replacement can read).
   std::string checkpoint_dir;
   // How long Recover keeps trying to rebuild the pipeline.
@@ -76,10 +84,14 @@ class DistributedBackend : public TrainingBackend {
 
  private:
   explicit DistributedBackend(const DistributedBackendOptions& options);
-  // Finds workers and assigns every stage on them (replacing the driver). Once a checkpoint
-  // of the job exists the stages are assigned without config.init: they restore that
-  // checkpoint instead, even if the init source has gone since.
-  absl::Status Build();
+  // The one way to (re)build the pipeline: releases the old workers, finds workers and
+  // assigns every stage on them (replacing the driver), leaving out any worker that cannot be
+  // reached and trying again until `deadline`. Once a checkpoint of the job exists the stages
+  // are assigned without config.init: they restore that checkpoint instead, even if the init
+  // source has gone since.
+  absl::Status Build(absl::Time deadline);
+  // Reports the driver's unreachable workers to options_.suspect; whether there were any.
+  bool SuspectUnreachable(const PipelineDriver& driver);
   // Rebuilds and restores the last complete checkpoint until it works or time runs out.
   absl::StatusOr<int64_t> RebuildFromCheckpoint(const absl::Status& failure);
 

@@ -7,10 +7,29 @@
 #include "absl/strings/str_format.h"
 #include "common/config/job_config.h"
 #include "common/modelio/model_init_check.h"
+#include "common/status/failure_cause.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
 namespace {
+
+constexpr int kRecentRecoveries = 8;
+
+// Appends `event` to the progress's last recoveries, keeping the newest kRecentRecoveries.
+void AddRecoveryRecord(const RecoveryEvent& event, v1::JobProgress* progress) {
+  v1::RecoveryRecord* record = progress->add_recent_recoveries();
+  record->set_step(static_cast<uint64_t>(event.failed_step));
+  record->set_resumed_after(static_cast<uint64_t>(event.resumed_after));
+  record->set_code(absl::StatusCodeToString(event.failure.code()));
+  record->set_cause(
+      static_cast<v1::FailureCause>(CauseOf(event.failure).value_or(FailureCause::kUnspecified)));
+  record->set_message(std::string(event.failure.message()));
+  record->set_unix_ms(absl::ToUnixMillis(absl::Now()));
+  auto* records = progress->mutable_recent_recoveries();
+  if (records->size() > kRecentRecoveries) {
+    records->DeleteSubrange(0, records->size() - kRecentRecoveries);
+  }
+}
 
 int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
 
@@ -285,6 +304,7 @@ void JobManager::StartOrResume(v1::Job* job, JobRun* run) {
     }
     progress->set_step(run->resume ? from : 0);
     progress->set_resumes(progress->resumes() + 1);
+    progress->set_recoveries_without_progress(0);  // A new run's policy starts counting.
     if (metrics_ != nullptr) metrics_->Resumed();
     Publish(*job, v1::JOB_EVENT_KIND_STATE,
             absl::StrCat("resuming after step ", progress->step(), " (coordinator restarted)"));
@@ -326,19 +346,26 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
     job->set_message("");
     Publish(*job, v1::JOB_EVENT_KIND_STEP, "");
   };
-  run->hooks.on_checkpoint = [this, job](int64_t step) {
+  run->hooks.on_checkpoint = [this, job](int64_t step, int64_t recoveries_without_progress) {
     job->mutable_progress()->set_checkpoint_step(step);
+    job->mutable_progress()->set_recoveries_without_progress(
+        static_cast<uint32_t>(recoveries_without_progress));
     Publish(*job, v1::JOB_EVENT_KIND_CHECKPOINT, absl::StrCat("checkpoint after step ", step));
   };
-  run->hooks.on_recovery = [this, job, job_id](const absl::Status& failure, int64_t step) {
+  run->hooks.on_recovery = [this, job, job_id](const RecoveryEvent& event) {
+    const int64_t step = event.resumed_after;
     (void)store_->TruncateSteps(job_id, step);
     auto* p = job->mutable_progress();
     p->set_recoveries(p->recoveries() + 1);
-    if (metrics_ != nullptr) metrics_->Recovered(failure);
+    p->set_recoveries_without_progress(static_cast<uint32_t>(event.without_progress));
+    AddRecoveryRecord(event, p);
+    if (metrics_ != nullptr) metrics_->Recovered(event.failure);
     p->set_step(step);
     Publish(*job, v1::JOB_EVENT_KIND_RECOVERY,
-            absl::StrCat("recovered from '", failure.message(), "': resuming after step ", step));
+            absl::StrCat("recovered from ", absl::StatusCodeToString(event.failure.code()), " '",
+                         event.failure.message(), "': resuming after step ", step));
   };
+  run->hooks.on_end = [job](const RunSummary& summary) { job->set_summary_json(summary.ToJson()); };
   run->hooks.on_initial_eval = [this, job](double val_loss) {
     job->mutable_progress()->set_initial_val_loss(val_loss);
     job->mutable_progress()->set_val_loss(val_loss);
@@ -388,7 +415,8 @@ void JobManager::Conclude(v1::Job* job, const absl::StatusOr<RunSummary>& summar
     job->mutable_progress()->set_step(job->progress().total_steps());
   } else {
     job->set_state(v1::JOB_STATE_FAILED);
-    job->set_message(std::string(summary.status().message()));
+    job->set_message(absl::StrCat(absl::StatusCodeToString(summary.status().code()), ": ",
+                                  summary.status().message()));
   }
   Publish(*job, v1::JOB_EVENT_KIND_STATE, job->message().empty() ? "succeeded" : job->message());
 }

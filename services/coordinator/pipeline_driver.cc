@@ -8,6 +8,7 @@
 #include "common/config/job_config.h"
 #include "common/model/grad_clip.h"
 #include "common/model/stage_plan.h"
+#include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
@@ -60,7 +61,16 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
   }
 }
 
+absl::Status PipelineDriver::Unreachable(const grpc::Status& status, size_t stage,
+                                         absl::string_view context) {
+  absl::Status failure = Annotate(FromGrpcStatus(status), context);
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return failure;
+  unreachable_.push_back(addresses_[stage]);
+  return WithCause(std::move(failure), FailureCause::kWorkerLost);
+}
+
 absl::StatusOr<int64_t> PipelineDriver::Assign() {
+  unreachable_.clear();
   RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config_));
   int64_t parameters = 0;
   for (int64_t s = static_cast<int64_t>(plan.size()) - 1; s >= 0; --s) {
@@ -79,9 +89,7 @@ absl::StatusOr<int64_t> PipelineDriver::Assign() {
     v1::AssignResponse response;
     grpc::Status status = stubs_[s]->Assign(&context, request, &response);
     if (!status.ok()) {
-      return absl::Status(
-          FromGrpcStatus(status).code(),
-          absl::StrCat("assign stage ", s, " to ", addresses_[s], ": ", status.error_message()));
+      return Unreachable(status, s, absl::StrCat("assign stage ", s, " to ", addresses_[s], ": "));
     }
     parameters += static_cast<int64_t>(response.parameters());
   }
@@ -162,16 +170,14 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   // not a cancellation we caused.
   for (size_t s = 0; s < stages; ++s) {
     if (IsNonFiniteError(FromGrpcStatus(statuses[s]))) {
-      return absl::Status(
-          FromGrpcStatus(statuses[s]).code(),
-          absl::StrCat("stage ", s, " (", addresses_[s], "): ", statuses[s].error_message()));
+      return Annotate(FromGrpcStatus(statuses[s]),
+                      absl::StrCat("stage ", s, " (", addresses_[s], "): "));
     }
   }
   for (size_t s = 0; s < stages; ++s) {
     if (!statuses[s].ok() && statuses[s].error_code() != grpc::StatusCode::CANCELLED) {
-      return absl::Status(
-          FromGrpcStatus(statuses[s]).code(),
-          absl::StrCat("stage ", s, " (", addresses_[s], "): ", statuses[s].error_message()));
+      return Annotate(FromGrpcStatus(statuses[s]),
+                      absl::StrCat("stage ", s, " (", addresses_[s], "): "));
     }
   }
   for (size_t s = 0; s < stages; ++s) {
@@ -220,9 +226,7 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   for (auto& thread : threads) thread.join();
   for (size_t s = 0; s < statuses.size(); ++s) {
     if (!statuses[s].ok()) {
-      return absl::Status(
-          FromGrpcStatus(statuses[s]).code(),
-          absl::StrCat("apply step on stage ", s, ": ", statuses[s].error_message()));
+      return Annotate(FromGrpcStatus(statuses[s]), absl::StrCat("apply step on stage ", s, ": "));
     }
   }
   result.stages = std::move(responses);
@@ -246,8 +250,7 @@ absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step,
     v1::SaveCheckpointResponse response;
     grpc::Status status = stubs_[s]->SaveCheckpoint(&context, request, &response);
     if (!status.ok()) {
-      return absl::Status(FromGrpcStatus(status).code(),
-                          absl::StrCat("checkpoint of stage ", s, ": ", status.error_message()));
+      return Annotate(FromGrpcStatus(status), absl::StrCat("checkpoint of stage ", s, ": "));
     }
     bytes += static_cast<int64_t>(response.bytes());
   }
@@ -270,6 +273,7 @@ void PipelineDriver::Release() {
 }
 
 absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(const std::vector<std::string>& paths) {
+  unreachable_.clear();
   if (paths.size() != stubs_.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "checkpoint paths: ", paths.size(), "; expected one per stage (", stubs_.size(), ")"));
@@ -283,10 +287,7 @@ absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(const std::vector<std::s
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
     v1::LoadCheckpointResponse response;
     grpc::Status status = stubs_[s]->LoadCheckpoint(&context, request, &response);
-    if (!status.ok()) {
-      return absl::Status(FromGrpcStatus(status).code(),
-                          absl::StrCat("restore stage ", s, ": ", status.error_message()));
-    }
+    if (!status.ok()) return Unreachable(status, s, absl::StrCat("restore stage ", s, ": "));
     if (step >= 0 && static_cast<int64_t>(response.step()) != step) {
       return absl::FailedPreconditionError(absl::StrCat("checkpoint of stage ", s, " is at step ",
                                                         response.step(), "; stage 0's at ", step));

@@ -75,12 +75,17 @@ class PipelineDriver {
   void Release();
 
   const std::vector<std::string>& addresses() const { return addresses_; }
+  // The workers the last Assign or LoadCheckpoints could not reach (UNAVAILABLE).
+  const std::vector<std::string>& unreachable() const { return unreachable_; }
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
 
  private:
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                  const std::vector<StageEndpoint>& workers,
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
+  // `status` of stage `stage`'s RPC with `context` before its message; an UNAVAILABLE one also
+  // lists the stage's worker as unreachable and carries the kWorkerLost cause.
+  absl::Status Unreachable(const grpc::Status& status, size_t stage, absl::string_view context);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
@@ -95,6 +100,7 @@ class PipelineDriver {
   const bool token_channel_;  // Every stage after the first is sent the input ids too.
   std::vector<std::string> addresses_;
   std::vector<std::string> exchange_addresses_;
+  std::vector<std::string> unreachable_;
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
   PipelineSchedule train_schedule_;
   absl::Duration step_timeout_ = absl::Minutes(5);

@@ -18,11 +18,14 @@ std::string WorkerRegistry::Register(const std::string& address, const std::stri
       worker.exchange_address = exchange;
       worker.device = device;
       worker.last_seen = clock_();
+      worker.suspect = false;
+      changed_.SignalAll();
       return worker.id;
     }
   }
   workers_.push_back(
       Worker{absl::StrCat("worker-", next_id_++), address, exchange, device, clock_()});
+  changed_.SignalAll();
   return workers_.back().id;
 }
 
@@ -31,6 +34,8 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string&
   for (auto& worker : workers_) {
     if (worker.id == id && (address.empty() || worker.address == address)) {
       worker.last_seen = clock_();
+      worker.suspect = false;
+      changed_.SignalAll();
       return absl::OkStatus();
     }
   }
@@ -42,7 +47,7 @@ std::vector<WorkerRegistry::Worker> WorkerRegistry::HealthyLocked() const {
   std::vector<Worker> healthy;
   const absl::Time now = clock_();
   for (const auto& worker : workers_) {
-    if (now - worker.last_seen < timeout_) healthy.push_back(worker);
+    if (!worker.suspect && now - worker.last_seen < timeout_) healthy.push_back(worker);
   }
   return healthy;
 }
@@ -57,17 +62,39 @@ std::vector<WorkerRegistry::Worker> WorkerRegistry::Healthy() const {
   return HealthyLocked();
 }
 
-absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::WaitForHealthy(
-    int64_t count, absl::Time deadline) const {
+absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
+    int64_t count, absl::Time deadline, const std::function<bool()>& cancelled,
+    const std::function<void(int64_t healthy)>& on_wait) const {
+  int64_t told = -1;
+  absl::MutexLock lock(&mu_);
   while (true) {
-    std::vector<Worker> healthy = Healthy();
-    if (static_cast<int64_t>(healthy.size()) >= count) return healthy;
-    if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "workers: ", healthy.size(), " healthy; the job needs ", count, " (one per stage)"));
+    std::vector<Worker> healthy = HealthyLocked();
+    const int64_t have = static_cast<int64_t>(healthy.size());
+    if (have >= count) return healthy;
+    if (cancelled && cancelled()) return absl::CancelledError("stopped while waiting for workers");
+    // The deadline is wall time (the injected clock judges health only).
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("workers: ", have, " healthy; the job needs ", count, " (one per stage)"));
     }
-    absl::SleepFor(absl::Milliseconds(50));
+    if (have != told && on_wait) {
+      mu_.Unlock();  // The callback may publish, which must not hold the registry.
+      on_wait(have);
+      mu_.Lock();
+      told = have;
+      continue;
+    }
+    changed_.WaitWithTimeout(&mu_, std::min(left, kCancelCheck));
   }
+}
+
+void WorkerRegistry::Suspect(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  for (auto& worker : workers_) {
+    if (worker.address == address) worker.suspect = true;
+  }
+  changed_.SignalAll();
 }
 
 }  // namespace resbm

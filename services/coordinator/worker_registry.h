@@ -1,6 +1,7 @@
 // WorkerRegistry: the workers the coordinator knows, with the time each was last heard from;
-// a worker is healthy while its last heartbeat is younger than the timeout. The clock is
-// injectable for tests. Thread-safe.
+// a worker is healthy while its last heartbeat is younger than the timeout and the coordinator
+// has not found it unreachable since. Waiting for workers is woken by registrations and
+// heartbeats. The clock is injectable for tests. Thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_
 #define RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_
 
@@ -24,6 +25,7 @@ class WorkerRegistry {
     std::string exchange_address;  // Where the previous stage streams to it.
     std::string device;
     absl::Time last_seen;
+    bool suspect = false;  // Unreachable since its last heartbeat.
   };
 
   explicit WorkerRegistry(
@@ -40,9 +42,23 @@ class WorkerRegistry {
   std::vector<Worker> Healthy() const;
   // Every worker ever registered, healthy or not, in registration order.
   std::vector<Worker> All() const;
-  bool IsHealthy(const Worker& worker) const { return clock_() - worker.last_seen < timeout_; }
-  // Waits until at least `count` workers are healthy; DeadlineExceeded naming how many are.
-  absl::StatusOr<std::vector<Worker>> WaitForHealthy(int64_t count, absl::Time deadline) const;
+  bool IsHealthy(const Worker& worker) const {
+    return !worker.suspect && clock_() - worker.last_seen < timeout_;
+  }
+  // The one way to get workers, for a job's first assignment and every rebuild: waits until
+  // at least `count` workers are healthy and returns them (registration order). Woken by
+  // every registration and heartbeat; `cancelled` is checked on each wake and at least every
+  // kCancelCheck. DeadlineExceeded naming how many are healthy; Cancelled. `on_wait` (may be
+  // empty) hears the healthy count whenever it changes while waiting.
+  absl::StatusOr<std::vector<Worker>> Acquire(
+      int64_t count, absl::Time deadline, const std::function<bool()>& cancelled = {},
+      const std::function<void(int64_t healthy)>& on_wait = {}) const;
+  // The coordinator could not reach the worker at `address` (an RPC failed UNAVAILABLE): it is
+  // not healthy until it registers or heartbeats again, so a rebuild takes another worker
+  // instead of waiting out the heartbeat timeout.
+  void Suspect(const std::string& address);
+
+  static constexpr absl::Duration kCancelCheck = absl::Milliseconds(250);
 
  private:
   std::vector<Worker> HealthyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -50,6 +66,7 @@ class WorkerRegistry {
   const absl::Duration timeout_;
   const std::function<absl::Time()> clock_;
   mutable absl::Mutex mu_;
+  mutable absl::CondVar changed_;  // A registration, heartbeat or suspicion.
   std::vector<Worker> workers_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
 };

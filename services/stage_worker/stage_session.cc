@@ -14,6 +14,7 @@
 #include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
 #include "common/model/token_id_bytes.h"
+#include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 #include "common/train/stage_initializer.h"
@@ -115,8 +116,11 @@ int64_t StageSession::parameter_count() const {
 
 absl::Status StageSession::CheckJob(const std::string& job_id) const {
   if (job_id != assignment_.job_id()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job_id: '", job_id, "'; this worker serves '", assignment_.job_id(), "'"));
+    // Reassigned to another job since: for this job the worker is lost.
+    return WithCause(
+        absl::FailedPreconditionError(absl::StrCat("job_id: '", job_id, "'; this worker serves '",
+                                                   assignment_.job_id(), "'")),
+        FailureCause::kWorkerLost);
   }
   return absl::OkStatus();
 }

@@ -3,13 +3,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
 #include "services/stage_worker/exchange_server_reactor.h"
 
 namespace resbm {
 namespace {
 
-const absl::Status kStopping = absl::UnavailableError("worker is shutting down");
+const absl::Status kStopping =
+    WithCause(absl::UnavailableError("worker is shutting down"), FailureCause::kWorkerLost);
 
 // Posts `work` to the executor and finishes `reactor` with its status; if the executor no
 // longer takes work, finishes at once with UNAVAILABLE.
@@ -24,7 +26,10 @@ grpc::ServerUnaryReactor* PostUnary(grpc::CallbackServerContext* context, Execut
 }
 
 absl::Status NoAssignment() {
-  return absl::FailedPreconditionError("no stage assigned to this worker; call Assign first");
+  // A worker that restarted lost its stage: the job recovers onto a fresh assignment.
+  return WithCause(
+      absl::FailedPreconditionError("no stage assigned to this worker; call Assign first"),
+      FailureCause::kWorkerLost);
 }
 
 }  // namespace

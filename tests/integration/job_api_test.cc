@@ -12,6 +12,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "common/config/job_config.h"
+#include "common/train/run_summary.h"
 #include "gtest/gtest.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "tests/testing/process_cluster.h"
@@ -168,6 +169,11 @@ TEST_F(JobApiTest, QueueCancelAndWatch) {
   ASSERT_TRUE(ended_a.ok()) << ended_a.status();
   EXPECT_EQ(ended_a->state(), v1::JOB_STATE_CANCELLED);
   EXPECT_LT(ended_a->progress().step(), 100000u);
+  // A cancelled job keeps its record: the steps it completed, the outcome and why.
+  auto record = RunSummary::FromJson(ended_a->summary_json());
+  ASSERT_TRUE(record.ok()) << record.status() << ": '" << ended_a->summary_json() << "'";
+  EXPECT_EQ(record->outcome, "cancelled");
+  EXPECT_EQ(record->steps, static_cast<int64_t>(ended_a->progress().step()));
   for (const auto& address : a_stages) {
     auto stub =
         v1::StageWorker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));

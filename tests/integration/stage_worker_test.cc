@@ -13,8 +13,10 @@
 #include "common/config/job_config.h"
 #include "common/model/compute_device.h"
 #include "common/model/wire_codec.h"
-#include "common/transport/frame_codec.h"
 #include "common/runtime/child_process.h"
+#include "common/status/failure_cause.h"
+#include "common/status/grpc_status.h"
+#include "common/transport/frame_codec.h"
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
 #include "tests/testing/http_get.h"
@@ -124,6 +126,15 @@ TEST_F(StageWorkerTest, RefusesWorkBeforeAnAssignment) {
   auto status = stub_->RunStep(&context, StepRequest(0), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(status.error_message().find("call Assign first"), std::string::npos);
+  // The cause crosses the wire as a status detail: for the job, this worker is lost (it
+  // restarted), which the coordinator recovers from, unlike other FAILED_PRECONDITIONs.
+  EXPECT_EQ(CauseOf(FromGrpcStatus(status)), FailureCause::kWorkerLost);
+}
+
+TEST_F(StageWorkerTest, ADeterministicRefusalCarriesNoCause) {
+  auto status = AssignLastStage(/*first_layer=*/0);
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(CauseOf(FromGrpcStatus(status)), std::nullopt);
 }
 
 TEST_F(StageWorkerTest, RefusesAnAssignmentThatContradictsThePlan) {

@@ -100,13 +100,26 @@ std::string JobDetail(const v1::Job& job) {
                            : "-"},
       {"starts from:", InitSource(c.init())},
       {"initial val:", p.has_initial_val_loss() ? Loss(p.initial_val_loss()) : "-"},
-      {"recoveries:", absl::StrCat(p.recoveries())},
+      {"recoveries:", absl::StrCat(p.recoveries(), " (", p.recoveries_without_progress(),
+                                   " since the last new "
+                                   "checkpoint; the limit is ",
+                                   c.training().max_recoveries_without_progress(), ")")},
       {"resumes:", absl::StrCat(p.resumes())},
       {"stages:", job.stage_addresses().empty() ? "-" : absl::StrJoin(job.stage_addresses(), " ")},
       {"submitted:", FormatTime(job.submitted_unix_ms())},
       {"started:", FormatTime(job.started_unix_ms())},
       {"finished:", FormatTime(job.finished_unix_ms())},
       {"outputs:", job.output_dir()}};
+  // The last recoveries, newest last: when they were, what failed and why.
+  for (const v1::RecoveryRecord& r : p.recent_recoveries()) {
+    rows.push_back(
+        {"recovered:",
+         absl::StrCat(FormatTime(r.unix_ms()), " step ", r.step(), " ", r.code(),
+                      r.cause() == v1::FAILURE_CAUSE_UNSPECIFIED
+                          ? ""
+                          : absl::StrCat(" (", v1::FailureCause_Name(r.cause()).substr(14), ")"),
+                      ", resumed after step ", r.resumed_after(), ": ", r.message())});
+  }
   return Table(rows);
 }
 

@@ -157,6 +157,9 @@ std::vector<BadJsonRow> BadJsonRows() {
       {"NegativeGradClip", R"({"optimizer": {"grad_clip": -1}})", "optimizer.grad_clip", "-1"},
       // Training.
       {"TooManySteps", R"({"training": {"steps": 2000000000}})", "training.steps", "2000000000"},
+      {"TooManyRecoveriesWithoutProgress",
+       R"({"training": {"max_recoveries_without_progress": 1001}})",
+       "training.max_recoveries_without_progress", "1001"},
       {"MicrobatchesDoNotDivideBatch", R"({"training": {"microbatches": 3}})",
        "training.microbatches", "3 does not divide training.batch_size 16"},
       {"MoreMicrobatchesThanBatch", R"({"training": {"microbatches": 32}})",

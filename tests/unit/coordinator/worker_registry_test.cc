@@ -1,5 +1,9 @@
 #include "services/coordinator/worker_registry.h"
 
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
 namespace resbm {
@@ -62,11 +66,43 @@ TEST_F(WorkerRegistryTest, AnIdOfAnotherAddressAsksForRegistration) {
 
 TEST_F(WorkerRegistryTest, WaitingForMoreWorkersThanThereAreTimesOutWithACount) {
   registry_.Register("10.0.0.1:7100", "cpu");
-  auto workers = registry_.WaitForHealthy(3, absl::Now() + absl::Milliseconds(100));
+  auto workers = registry_.Acquire(3, absl::Now() + absl::Milliseconds(100));
   ASSERT_FALSE(workers.ok());
   EXPECT_EQ(workers.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_NE(workers.status().message().find("1 healthy; the job needs 3"), std::string::npos)
       << workers.status();
+}
+
+TEST_F(WorkerRegistryTest, AcquireIsWokenByARegistration) {
+  registry_.Register("10.0.0.1:7100", "cpu");
+  absl::Notification waiting;
+  std::thread late([&] {
+    waiting.WaitForNotification();
+    registry_.Register("10.0.0.2:7100", "cpu");
+  });
+  // Generous deadline: the registration, not the clock, ends the wait.
+  auto workers = registry_.Acquire(2, absl::Now() + absl::Seconds(60), {}, [&](int64_t healthy) {
+    EXPECT_EQ(healthy, 1);
+    waiting.Notify();
+  });
+  late.join();
+  ASSERT_TRUE(workers.ok()) << workers.status();
+  EXPECT_EQ(workers->size(), 2u);
+}
+
+TEST_F(WorkerRegistryTest, AcquireStopsWhenCancelled) {
+  std::atomic<bool> stop{true};
+  auto workers = registry_.Acquire(1, absl::Now() + absl::Seconds(60), [&] { return stop.load(); });
+  EXPECT_EQ(workers.status().code(), absl::StatusCode::kCancelled) << workers.status();
+}
+
+TEST_F(WorkerRegistryTest, ASuspectIsUnhealthyUntilItIsHeardFromAgain) {
+  const std::string id = registry_.Register("10.0.0.1:7100", "cpu");
+  registry_.Suspect("10.0.0.1:7100");
+  EXPECT_TRUE(registry_.Healthy().empty());
+  EXPECT_FALSE(registry_.IsHealthy(registry_.All()[0]));
+  ASSERT_TRUE(registry_.Heartbeat(id, "10.0.0.1:7100").ok());
+  EXPECT_EQ(registry_.Healthy().size(), 1u);
 }
 
 }  // namespace

@@ -1,14 +1,17 @@
 // The training loop's NonFinitePolicy, over a scripted backend: NaN in the loss (found by the
 // loop) or reported by a stage (a NonFiniteError) fails the job by default and is recovered
 // from the last checkpoint with NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
 #include <set>
 #include <utility>
 
+#include "common/base/file_io.h"
 #include "common/config/job_config.h"
 #include "common/modelio/checkpoint_manifest_file.h"
+#include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
 #include "common/train/trainer.h"
 #include "gtest/gtest.h"
@@ -25,6 +28,11 @@ class ScriptedBackend : public TrainingBackend {
 
   absl::StatusOr<StepStats> TrainStep(int64_t step, const std::vector<int64_t>&,
                                       const std::vector<int64_t>&) override {
+    if (auto it = script_.find(step); it != script_.end() && !it->second.empty()) {
+      absl::Status failure = it->second.front();
+      it->second.erase(it->second.begin());
+      return failure;
+    }
     if (bad_.count(step) && failures_[step]++ < times_) {
       if (as_stage_error_) {
         return NonFiniteError("2 of 64 in the activation of microbatch 0 received from stage 0");
@@ -56,6 +64,8 @@ class ScriptedBackend : public TrainingBackend {
   int64_t num_stages() const override { return 2; }
 
   int recovered_ = 0;
+  // Step (0-based) -> the failures it returns, in order, before it succeeds.
+  std::map<int64_t, std::vector<absl::Status>> script_;
   std::vector<int64_t> checkpoints_;  // Every Checkpoint call, failed ones too.
   int64_t fail_checkpoint_once_at_ = -1;
   std::string dir_ = "/nonexistent";
@@ -88,8 +98,8 @@ Outcome Train(v1::NonFinitePolicy policy, std::set<int64_t> bad, int times, bool
             int64_t max_recoveries = 10) {
   TrainerOptions options;
   options.config = Config(policy);
+  options.config.mutable_training()->set_max_recoveries_without_progress(max_recoveries);
   options.progress = nullptr;
-  options.max_recoveries = max_recoveries;
   auto backend = std::make_unique<ScriptedBackend>(std::move(bad), times, stage_error);
   ScriptedBackend* raw = backend.get();
   auto trainer = Trainer::Create(options, std::move(backend));
@@ -160,6 +170,112 @@ TEST(TrainerPolicyTest, EveryRunEndsWithAFinalCheckpointAndItsManifest) {
   EXPECT_EQ(manifest->step(), 8u);
   // Files beside the manifest are named relative to it, resolved again on reading.
   EXPECT_EQ(manifest->stage_files(1), dir.File("stage-1-8"));
+}
+
+// Runs Config(FAIL) with `steps` steps over `backend`, writing the loss curve and summary into
+// `dir`; `recovered` gets the backend's recoveries (the trainer owns it and ends here).
+absl::StatusOr<RunSummary> RunScripted(int64_t steps, std::unique_ptr<ScriptedBackend> backend,
+                                       const ScopedTempDir& dir, RunSummary* reported,
+                                       int* recovered) {
+  const ScriptedBackend* raw = backend.get();
+  TrainerOptions options;
+  options.config = Config(v1::NON_FINITE_POLICY_FAIL);
+  options.config.mutable_training()->set_steps(static_cast<uint32_t>(steps));
+  options.progress = nullptr;
+  options.loss_csv_path = dir.File("losses.csv");
+  options.summary_json_path = dir.File("summary.json");
+  options.hooks.on_end = [reported](const RunSummary& summary) { *reported = summary; };
+  auto trainer = Trainer::Create(options, std::move(backend));
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  auto summary = (*trainer)->Run();
+  *recovered = raw->recovered_;
+  return summary;
+}
+
+TEST(TrainerPolicyTest, ALongRunOutrunsManyMoreFaultsThanTheLimit) {
+  ScopedTempDir dir;
+  auto backend = std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false);
+  ScriptedBackend* raw = backend.get();
+  // A worker lost at every odd step (a restarted worker's refusal among them): 20 faults,
+  // against a limit of 5 recoveries without a new checkpoint (every 2 steps).
+  for (int64_t step = 1; step < 40; step += 2) {
+    raw->script_[step] = {
+        step % 4 == 1 ? absl::UnavailableError("stage 1: connection refused")
+                      : WithCause(absl::FailedPreconditionError("no stage assigned to this worker"),
+                                  FailureCause::kWorkerLost)};
+  }
+  RunSummary reported;
+  int recovered = 0;
+  auto summary = RunScripted(40, std::move(backend), dir, &reported, &recovered);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->recoveries, 20);
+  EXPECT_EQ(recovered, 20);
+  EXPECT_EQ(summary->steps, 40);
+  EXPECT_EQ(reported.outcome, "succeeded");
+}
+
+TEST(TrainerPolicyTest, ADeterministicErrorFailsAtOnceAndKeepsTheRecord) {
+  ScopedTempDir dir;
+  auto backend = std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false);
+  ScriptedBackend* raw = backend.get();
+  raw->script_[5] = {absl::InvalidArgumentError("stage 1 (w2): targets: 63 ids; expected 64")};
+  RunSummary reported;
+  int recovered = 0;
+  auto summary = RunScripted(8, std::move(backend), dir, &reported, &recovered);
+  ASSERT_FALSE(summary.ok());
+  EXPECT_EQ(summary.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(summary.status().message(),
+            "step 6: not recovered (INVALID_ARGUMENT is deterministic: a retry fails the same "
+            "way): stage 1 (w2): targets: 63 ids; expected 64");
+  EXPECT_EQ(recovered, 0);
+  // The five steps done are on record, as a succeeded run's would be.
+  EXPECT_EQ(reported.outcome, "failed");
+  EXPECT_EQ(reported.steps, 5);
+  EXPECT_EQ(reported.final_checkpoint_step, -1);
+  EXPECT_NE(reported.error.find("INVALID_ARGUMENT: step 6"), std::string::npos) << reported.error;
+  auto csv = ReadFileToString(dir.File("losses.csv"), 1 << 20);
+  ASSERT_TRUE(csv.ok()) << csv.status();
+  EXPECT_EQ(std::count(csv->begin(), csv->end(), '\n'), 6) << *csv;  // Header + 5 steps.
+  auto written = ReadFileToString(dir.File("summary.json"), 1 << 20);
+  ASSERT_TRUE(written.ok()) << written.status();
+  auto parsed = RunSummary::FromJson(*written);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->outcome, "failed");
+  EXPECT_EQ(parsed->steps, 5);
+}
+
+TEST(TrainerPolicyTest, TheSameStepFailingTwiceWithAModelErrorFails) {
+  ScopedTempDir dir;
+  auto backend = std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false);
+  ScriptedBackend* raw = backend.get();
+  const absl::Status raised =
+      WithCause(absl::InternalError("stage 0 forward: bad alloc"), FailureCause::kModelError);
+  raw->script_[3] = {raised, raised};
+  RunSummary reported;
+  int recovered = 0;
+  auto summary = RunScripted(8, std::move(backend), dir, &reported, &recovered);
+  ASSERT_FALSE(summary.ok());
+  EXPECT_EQ(summary.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(recovered, 1);
+  EXPECT_EQ(reported.outcome, "failed");
+}
+
+TEST(TrainerPolicyTest, NoProgressBetweenFaultsHitsTheLimitAndSaysSo) {
+  ScopedTempDir dir;
+  auto backend = std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false);
+  ScriptedBackend* raw = backend.get();
+  raw->script_[3] = std::vector<absl::Status>(10, absl::DeadlineExceededError("step timeout"));
+  RunSummary reported;
+  int recovered = 0;
+  auto summary = RunScripted(8, std::move(backend), dir, &reported, &recovered);
+  ASSERT_FALSE(summary.ok());
+  EXPECT_EQ(recovered, 5);  // The default limit.
+  EXPECT_NE(summary.status().message().find(
+                "gave up after 5 recoveries since the last new checkpoint (after step 2), the "
+                "limit training.max_recoveries_without_progress = 5"),
+            std::string::npos)
+      << summary.status();
+  EXPECT_EQ(reported.recoveries, 5);
 }
 
 }  // namespace
