@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status/exception_guard.h"
 #include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
 #include "services/stage_worker/exchange_server_reactor.h"
@@ -13,14 +14,16 @@ namespace {
 const absl::Status kStopping =
     WithCause(absl::UnavailableError("worker is shutting down"), FailureCause::kWorkerLost);
 
-// Posts `work` to the executor and finishes `reactor` with its status; if the executor no
-// longer takes work, finishes at once with UNAVAILABLE.
+// Posts `work` to the executor and finishes `reactor` with its status (INTERNAL if it threw);
+// if the executor no longer takes work, finishes at once with UNAVAILABLE.
 template <typename Work>
 grpc::ServerUnaryReactor* PostUnary(grpc::CallbackServerContext* context, ExecutorThread& executor,
                                     Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const bool posted = executor.Post(
-      [reactor, work = std::move(work)]() mutable { reactor->Finish(ToGrpcStatus(work())); });
+      [reactor, work = std::move(work)]() mutable {
+        reactor->Finish(ToGrpcStatus(StatusOrException("stage worker", work)));
+      });
   if (!posted) reactor->Finish(ToGrpcStatus(kStopping));
   return reactor;
 }

@@ -1,7 +1,11 @@
-// RecoveryPolicy: what recovers, what fails at once, and the limit that progress resets.
+// RecoveryPolicy: what recovers, what fails at once, and the limit that progress resets;
+// StatusOrException, which turns what escapes a worker's work into a status the policy reads.
 #include "common/train/recovery_policy.h"
 
+#include <stdexcept>
+
 #include "absl/strings/match.h"
+#include "common/status/exception_guard.h"
 #include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
 #include "gtest/gtest.h"
@@ -111,6 +115,21 @@ TEST(RecoveryPolicyTest, NonFiniteValuesFollowThePolicy) {
   EXPECT_EQ(fail.Admit(nan, 3), nan);
   RecoveryPolicy retry({5, /*retry_non_finite=*/true});
   EXPECT_TRUE(retry.Admit(nan, 3).ok());
+}
+
+TEST(StatusOrExceptionTest, AStatusPassesThrough) {
+  EXPECT_TRUE(StatusOrException("step", [] { return absl::OkStatus(); }).ok());
+  EXPECT_EQ(StatusOrException("step", [] { return absl::NotFoundError("x"); }),
+            absl::NotFoundError("x"));
+}
+
+TEST(StatusOrExceptionTest, AnExceptionBecomesInternal) {
+  const absl::Status thrown = StatusOrException("stage worker", []() -> absl::Status {
+    throw std::out_of_range("vector::at");
+  });
+  EXPECT_EQ(thrown, absl::InternalError("stage worker: uncaught exception: vector::at"));
+  const absl::Status odd = StatusOrException("stage worker", []() -> absl::Status { throw 7; });
+  EXPECT_EQ(odd.code(), absl::StatusCode::kInternal);
 }
 
 }  // namespace
