@@ -12,6 +12,7 @@
 #include "common/model/stage.h"
 #include "common/model/stage_optimizer.h"
 #include "common/model/torch_seam.h"
+#include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
 
@@ -343,33 +344,46 @@ absl::Status StageRunner::SaveCheckpoint(const std::string& path, int64_t step) 
 }
 
 absl::StatusOr<int64_t> StageRunner::LoadCheckpoint(const std::string& path) {
-  auto contents = CheckpointFile::Read(path);
+  auto contents = CheckpointFile::Read(path);  // Checks the checksum.
   if (!contents.ok()) return contents.status();
   if (contents->stage != options_.spec.index) {
     return absl::FailedPreconditionError(absl::StrCat(
         path, ": checkpoint of stage ", contents->stage, "; expected ", options_.spec.index));
   }
+  // All or nothing: every parameter is checked before any changes, and the optimizer state
+  // (checked as it loads) is put back as it was if any of it does not fit.
   return AtSeam(options_.spec.index, "load checkpoint", [&]() -> absl::StatusOr<int64_t> {
-    std::map<std::string, at::Tensor> by_name;
+    std::map<std::string, at::Tensor> params;
     NamedTensors optim;
     for (auto& [name, t] : contents->tensors) {
       if (name.rfind("optim.", 0) == 0) {
         optim.emplace_back(name.substr(6), t);
       } else {
-        by_name[name] = t;
+        params[name] = t;
       }
+    }
+    const NamedTensors own = Parameters();
+    if (params.size() != own.size()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, ": ", params.size(), " parameters; this stage has ", own.size()));
+    }
+    for (const auto& [name, param] : own) {
+      auto it = params.find("param." + name);
+      if (it == params.end() || !it->second.sizes().equals(param.sizes()) ||
+          it->second.scalar_type() != param.scalar_type()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(path, ": parameter ", name,
+                         it == params.end() ? " missing" : " has the wrong shape or dtype"));
+      }
+    }
+    NamedTensors before;
+    for (const auto& [name, t] : optimizer_->State()) before.emplace_back(name, t.clone());
+    if (absl::Status status = optimizer_->LoadState(optim); !status.ok()) {
+      (void)optimizer_->LoadState(before);  // Its own state always fits.
+      return Annotate(status, absl::StrCat(path, ": "));
     }
     torch::NoGradGuard no_grad;
-    for (auto& [name, param] : Parameters()) {
-      auto it = by_name.find("param." + name);
-      if (it == by_name.end() || !it->second.sizes().equals(param.sizes())) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            path, ": parameter ", name, it == by_name.end() ? " missing" : " has the wrong shape"));
-      }
-      param.copy_(it->second);
-    }
-    auto status = optimizer_->LoadState(optim);
-    if (!status.ok()) return status;
+    for (auto& [name, param] : own) param.copy_(params["param." + name]);
     pending_.clear();
     optimizer_->ZeroGrad();
     return contents->step;

@@ -103,5 +103,59 @@ TEST(CheckpointFileTest, StageRunnerRestoresParametersAndOptimizerState) {
   std::remove(path.c_str());
 }
 
+// A checkpoint whose optimizer state does not fit (here: a momentum of the wrong shape, after
+// every parameter fitted) changes nothing: parameters and optimizer state stay as they were.
+TEST(CheckpointFileTest, AFailedLoadLeavesTheStageAsItWas) {
+  StageRunnerOptions options;
+  options.model = testing::TinyModel();
+  options.compression = testing::Fp32Boundary(CompressionKind::kResbm, 8);
+  auto plan = PlanStages(4, 1, {});
+  options.spec = (*plan)[0];
+  auto source = StageRunner::Create(options);
+  ASSERT_TRUE(source.ok());
+  // One step, so the file's optimizer state differs from a fresh stage's zeros.
+  auto tokens = torch::randint(64, {2, 16}, torch::kInt64);
+  ASSERT_TRUE((*source)->ForwardLoss(0, tokens, tokens, 1.0).ok());
+  ASSERT_TRUE((*source)->Backward(0, torch::Tensor()).ok());
+  ASSERT_TRUE((*source)->ApplyStep(0, 1.0).ok());
+  const std::string path = TempPath("broken");
+  ASSERT_TRUE((*source)->SaveCheckpoint(path, 3).ok());
+  auto contents = CheckpointFile::Read(path);
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  // The last 2-D optimizer tensor: the ones before it load first, and must be put back.
+  at::Tensor* last = nullptr;
+  for (auto& [name, t] : contents->tensors) {
+    if (name.rfind("optim.", 0) == 0 && t.dim() == 2) last = &t;
+  }
+  ASSERT_NE(last, nullptr);
+  *last = torch::zeros({last->size(0) + 1, last->size(1)});
+  ASSERT_TRUE(CheckpointFile::Write(path, *contents).ok());
+
+  options.seed = 999;
+  auto target = StageRunner::Create(options);
+  ASSERT_TRUE(target.ok());
+  NamedTensors params_before;
+  for (const auto& [name, t] : (*target)->Parameters()) params_before.emplace_back(name, t.clone());
+  NamedTensors state_before;
+  for (const auto& [name, t] : (*target)->OptimizerState()) {
+    state_before.emplace_back(name, t.clone());
+  }
+  auto loaded = (*target)->LoadCheckpoint(path);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kFailedPrecondition) << loaded.status();
+  const auto params_after = (*target)->Parameters();
+  ASSERT_EQ(params_after.size(), params_before.size());
+  for (size_t i = 0; i < params_after.size(); ++i) {
+    EXPECT_TRUE(torch::equal(params_after[i].second, params_before[i].second))
+        << params_after[i].first << " changed by a load that failed";
+  }
+  const auto state_after = (*target)->OptimizerState();
+  ASSERT_EQ(state_after.size(), state_before.size());
+  for (size_t i = 0; i < state_after.size(); ++i) {
+    EXPECT_TRUE(torch::equal(state_after[i].second, state_before[i].second))
+        << state_after[i].first << " changed by a load that failed";
+  }
+  std::remove(path.c_str());
+}
+
 }  // namespace
 }  // namespace resbm
