@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/modelio/stage_checkpoint_path.h"
 #include "common/status/failure_cause.h"
 #include "common/status/status_macros.h"
 
@@ -12,7 +13,8 @@ namespace resbm {
 
 std::string CheckpointPath(const std::string& checkpoint_dir, const std::string& job_id,
                            int64_t steps_done, int64_t stage) {
-  return absl::StrCat(checkpoint_dir, "/", job_id, "-step-", steps_done, "-stage-", stage, ".ckpt");
+  // The coordinator names its jobs "job-N", which the layout always accepts.
+  return StageCheckpointPath(checkpoint_dir, job_id, steps_done, stage).value_or("");
 }
 
 std::string FinalManifestPath(const std::string& checkpoint_dir, const std::string& job_id) {
@@ -126,7 +128,15 @@ absl::StatusOr<std::vector<std::string>> DistributedBackend::Checkpoint(int64_t 
     paths.push_back(CheckpointPath(options_.checkpoint_dir, options_.job_id, steps_done, s));
   }
   const absl::Time start = absl::Now();
-  RESBM_ASSIGN_OR_RETURN(const int64_t bytes, driver_->SaveCheckpoints(steps_done, paths));
+  RESBM_ASSIGN_OR_RETURN(const int64_t bytes, driver_->SaveCheckpoints(steps_done));
+  for (size_t s = 0; s < paths.size(); ++s) {
+    if (!std::filesystem::exists(paths[s], error)) {
+      // Not a fault to recover from: the deployment does not share the directory.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint of stage ", s, ": written by its worker but not found at ", paths[s],
+          "; expected workers' --checkpoint-dir to be the coordinator's (a shared volume)"));
+    }
+  }
   if (options_.metrics != nullptr) {
     options_.metrics->Checkpointed(absl::ToDoubleSeconds(absl::Now() - start), bytes);
   }
@@ -152,7 +162,7 @@ absl::Status DistributedBackend::Restore(int64_t steps_done) {
     checkpoint_paths_.push_back(
         CheckpointPath(options_.checkpoint_dir, options_.job_id, steps_done, s));
   }
-  auto step = driver_->LoadCheckpoints(checkpoint_paths_);
+  auto step = driver_->LoadCheckpoints(steps_done);
   // A worker may have gone since the stages were assigned: the same way back as a recovery.
   if (!step.ok() && SuspectUnreachable(*driver_)) step = RebuildFromCheckpoint(step.status());
   RESBM_RETURN_IF_ERROR(step.status());
@@ -173,7 +183,7 @@ absl::StatusOr<int64_t> DistributedBackend::RebuildFromCheckpoint(const absl::St
     }
     last = Build(deadline);
     if (last.ok()) {
-      auto step = driver_->LoadCheckpoints(checkpoint_paths_);
+      auto step = driver_->LoadCheckpoints(checkpoint_step_);
       if (step.ok()) return *step;
       last = step.status();
       // A worker lost while restoring: build again without it. Anything else (a checkpoint

@@ -1,6 +1,8 @@
 #include "services/coordinator/pipeline_driver.h"
 
 #include <cmath>
+#include <functional>
+#include <numeric>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -209,52 +211,53 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   result.clip_factor = GradClipFactor(result.grad_norm, config_.optimizer().grad_clip());
   // Every stage applies the step or the step is not applied: a failure here is reported and
   // the caller restores the last checkpoint (recovery, issue 4).
-  std::vector<grpc::Status> statuses(stubs_.size());
-  std::vector<std::thread> threads;
-  for (size_t s = 0; s < stubs_.size(); ++s) {
-    threads.emplace_back([&, s] {
-      v1::ApplyStepRequest request;
-      request.set_job_id(job_id_);
-      request.set_step(static_cast<uint64_t>(step));
-      request.set_clip_factor(result.clip_factor);
-      grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-      v1::ApplyStepResponse response;
-      statuses[s] = stubs_[s]->ApplyStep(&context, request, &response);
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  for (size_t s = 0; s < statuses.size(); ++s) {
-    if (!statuses[s].ok()) {
-      return Annotate(FromGrpcStatus(statuses[s]), absl::StrCat("apply step on stage ", s, ": "));
-    }
-  }
+  RESBM_RETURN_IF_ERROR(OnEveryStage("apply step on stage", [&](size_t s) {
+    v1::ApplyStepRequest request;
+    request.set_job_id(job_id_);
+    request.set_step(static_cast<uint64_t>(step));
+    request.set_clip_factor(result.clip_factor);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    v1::ApplyStepResponse response;
+    return stubs_[s]->ApplyStep(&context, request, &response);
+  }));
   result.stages = std::move(responses);
   return result;
 }
 
-absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step,
-                                                        const std::vector<std::string>& paths) {
-  int64_t bytes = 0;
-  if (paths.size() != stubs_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint paths: ", paths.size(), "; expected one per stage (", stubs_.size(), ")"));
-  }
+absl::Status PipelineDriver::OnEveryStage(absl::string_view what,
+                                          const std::function<grpc::Status(size_t)>& call) {
+  std::vector<grpc::Status> statuses(stubs_.size());
+  std::vector<std::thread> threads;
   for (size_t s = 0; s < stubs_.size(); ++s) {
+    threads.emplace_back([&, s] { statuses[s] = call(s); });
+  }
+  for (auto& thread : threads) thread.join();
+  unreachable_.clear();
+  absl::Status first;
+  for (size_t s = 0; s < statuses.size(); ++s) {
+    if (statuses[s].ok()) continue;
+    absl::Status failed =
+        Unreachable(statuses[s], s, absl::StrCat(what, " ", s, " (", addresses_[s], "): "));
+    if (first.ok()) first = failed;
+  }
+  return first;
+}
+
+absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
+  std::vector<int64_t> bytes(stubs_.size());
+  RESBM_RETURN_IF_ERROR(OnEveryStage("checkpoint of stage", [&](size_t s) {
     v1::SaveCheckpointRequest request;
     request.set_job_id(job_id_);
     request.set_step(static_cast<uint64_t>(step));
-    request.set_path(paths[s]);
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
     v1::SaveCheckpointResponse response;
     grpc::Status status = stubs_[s]->SaveCheckpoint(&context, request, &response);
-    if (!status.ok()) {
-      return Annotate(FromGrpcStatus(status), absl::StrCat("checkpoint of stage ", s, ": "));
-    }
-    bytes += static_cast<int64_t>(response.bytes());
-  }
-  return bytes;
+    bytes[s] = static_cast<int64_t>(response.bytes());
+    return status;
+  }));
+  return std::accumulate(bytes.begin(), bytes.end(), int64_t{0});
 }
 
 void PipelineDriver::Release() {
@@ -272,27 +275,24 @@ void PipelineDriver::Release() {
   for (auto& thread : threads) thread.join();
 }
 
-absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(const std::vector<std::string>& paths) {
-  unreachable_.clear();
-  if (paths.size() != stubs_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "checkpoint paths: ", paths.size(), "; expected one per stage (", stubs_.size(), ")"));
-  }
-  int64_t step = -1;
-  for (size_t s = 0; s < stubs_.size(); ++s) {
+absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {
+  std::vector<int64_t> restored(stubs_.size());
+  RESBM_RETURN_IF_ERROR(OnEveryStage("restore stage", [&](size_t s) {
     v1::LoadCheckpointRequest request;
     request.set_job_id(job_id_);
-    request.set_path(paths[s]);
+    request.set_step(static_cast<uint64_t>(step));
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
     v1::LoadCheckpointResponse response;
     grpc::Status status = stubs_[s]->LoadCheckpoint(&context, request, &response);
-    if (!status.ok()) return Unreachable(status, s, absl::StrCat("restore stage ", s, ": "));
-    if (step >= 0 && static_cast<int64_t>(response.step()) != step) {
-      return absl::FailedPreconditionError(absl::StrCat("checkpoint of stage ", s, " is at step ",
-                                                        response.step(), "; stage 0's at ", step));
+    restored[s] = static_cast<int64_t>(response.step());
+    return status;
+  }));
+  for (size_t s = 0; s < restored.size(); ++s) {
+    if (restored[s] != step) {
+      return absl::DataLossError(absl::StrCat("checkpoint of stage ", s, " after step ", step,
+                                              " holds step ", restored[s]));
     }
-    step = static_cast<int64_t>(response.step());
   }
   return step;
 }

@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,19 +64,20 @@ class PipelineDriver {
   absl::StatusOr<double> Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                   const std::vector<int64_t>& targets);
 
-  // Every stage writes its checkpoint after `step` steps to paths[s] (all stages in turn;
-  // complete only when every one acknowledged).
-  // Returns the bytes written.
-  absl::StatusOr<int64_t> SaveCheckpoints(int64_t step, const std::vector<std::string>& paths);
+  // Every stage writes its checkpoint after `step` steps under its worker's checkpoint
+  // directory (all stages at once; complete only when every one acknowledged). Returns the
+  // bytes written.
+  absl::StatusOr<int64_t> SaveCheckpoints(int64_t step);
 
-  // Every stage restores the checkpoint at paths[s]; returns their common step.
-  absl::StatusOr<int64_t> LoadCheckpoints(const std::vector<std::string>& paths);
+  // Every stage restores its checkpoint after `step` steps (all at once); returns `step`.
+  absl::StatusOr<int64_t> LoadCheckpoints(int64_t step);
 
   // Tells every stage's worker to drop this job's state (best effort, short deadlines).
   void Release();
 
   const std::vector<std::string>& addresses() const { return addresses_; }
-  // The workers the last Assign or LoadCheckpoints could not reach (UNAVAILABLE).
+  // The workers the last Assign, ApplyStep, SaveCheckpoints or LoadCheckpoints could not
+  // reach (UNAVAILABLE).
   const std::vector<std::string>& unreachable() const { return unreachable_; }
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
 
@@ -86,6 +88,10 @@ class PipelineDriver {
   // `status` of stage `stage`'s RPC with `context` before its message; an UNAVAILABLE one also
   // lists the stage's worker as unreachable and carries the kWorkerLost cause.
   absl::Status Unreachable(const grpc::Status& status, size_t stage, absl::string_view context);
+  // Runs `call(s)` for every stage at once (a thread each); the first failure, with `what`,
+  // the stage and its worker before its message. Fills unreachable_.
+  absl::Status OnEveryStage(absl::string_view what,
+                            const std::function<grpc::Status(size_t stage)>& call);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -30,6 +31,9 @@ int main(int argc, char** argv) {
                   "advertised address (default: the advertised address)");
   flags.AddString("metrics-listen", &options.metrics_address,
                   "host:port of the Prometheus /metrics endpoint (empty: none)");
+  flags.AddString("checkpoint-dir", &options.session.checkpoint_dir,
+                  "the only directory this worker writes and reads checkpoints in: the "
+                  "coordinator's --checkpoint-dir, on a volume they share (empty: no checkpoints)");
   flags.AddInt("threads", &threads, "intra-op CPU threads");
   flags.AddInt("drain-seconds", &drain_seconds,
                "on SIGTERM/SIGINT, how long calls in flight (and connected peers) get");
@@ -42,6 +46,10 @@ int main(int argc, char** argv) {
   if (flags.help_requested()) {
     std::printf("%s", flags.Usage().c_str());
     return 0;
+  }
+  if (!options.session.checkpoint_dir.empty()) {
+    options.session.checkpoint_dir =
+        std::filesystem::absolute(options.session.checkpoint_dir).lexically_normal().string();
   }
   auto loaded = resbm::TransportSecurity::Load(security, /*server=*/true);
   if (!loaded.ok()) {

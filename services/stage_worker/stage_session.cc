@@ -14,6 +14,7 @@
 #include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
 #include "common/model/token_id_bytes.h"
+#include "common/modelio/stage_checkpoint_path.h"
 #include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
@@ -389,20 +390,25 @@ absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
 
 absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request) {
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
-  if (request.path().empty()) {
-    return absl::InvalidArgumentError("path: empty; expected a file path on the worker");
-  }
-  RESBM_RETURN_IF_ERROR(
-      runner_->SaveCheckpoint(request.path(), static_cast<int64_t>(request.step())));
+  const int64_t step = static_cast<int64_t>(request.step());
+  RESBM_ASSIGN_OR_RETURN(const std::string path,
+                         StageCheckpointPath(options_.checkpoint_dir, request.job_id(), step,
+                                             assignment_.stage_index()));
   std::error_code error;
-  const auto size = std::filesystem::file_size(request.path(), error);
-  if (error) return absl::InternalError(absl::StrCat(request.path(), ": ", error.message()));
+  std::filesystem::create_directories(options_.checkpoint_dir, error);
+  RESBM_RETURN_IF_ERROR(runner_->SaveCheckpoint(path, step));
+  const auto size = std::filesystem::file_size(path, error);
+  if (error) return absl::InternalError(absl::StrCat(path, ": ", error.message()));
   return static_cast<int64_t>(size);
 }
 
 absl::StatusOr<int64_t> StageSession::LoadCheckpoint(const v1::LoadCheckpointRequest& request) {
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
-  return runner_->LoadCheckpoint(request.path());
+  RESBM_ASSIGN_OR_RETURN(
+      const std::string path,
+      StageCheckpointPath(options_.checkpoint_dir, request.job_id(),
+                          static_cast<int64_t>(request.step()), assignment_.stage_index()));
+  return runner_->LoadCheckpoint(path);
 }
 
 }  // namespace resbm

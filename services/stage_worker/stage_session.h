@@ -35,6 +35,9 @@ struct StageSessionOptions {
   StageMetrics* metrics = nullptr;
   // Of the stream to the next stage (TLS with this worker's certificate); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  // The only directory this worker writes checkpoints to and reads them from (absolute; the
+  // coordinator's --checkpoint-dir, shared). Empty: checkpoint requests are refused.
+  std::string checkpoint_dir;
 };
 
 class StageSession {

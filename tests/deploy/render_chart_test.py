@@ -762,6 +762,8 @@ def check_bundle(c, docs, exp):
     wvols = {v["name"]: v for v in pod_spec(sts)["volumes"]}
     c.check(shared_path in wmounts and wvols[wmounts[shared_path]].get("persistentVolumeClaim", {}).get("claimName")
             == exp["checkpoints_claim"], "workers mount the checkpoint claim at the coordinator's path %s" % shared_path)
+    c.check(wf.get("checkpoint-dir") == cf.get("checkpoint-dir"),
+            "worker --checkpoint-dir %s == the coordinator's %s" % (wf.get("checkpoint-dir"), cf.get("checkpoint-dir")))
     gpu_lim = wct["resources"].get("limits", {}).get("nvidia.com/gpu")
     if exp["gpu"]:
         c.check(gpu_lim == 1 and wct["resources"]["requests"].get("nvidia.com/gpu") == 1, "worker requests nvidia.com/gpu: 1")

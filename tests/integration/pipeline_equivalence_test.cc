@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
 #include "common/data/batch_sampler.h"
 #include "common/data/token_dataset.h"
@@ -65,10 +66,17 @@ struct Cluster {
   std::vector<std::string> addresses;
 };
 
+// Where the in-process workers keep checkpoints (the same for all, as a shared volume).
+std::string CheckpointDir() {
+  return ::testing::TempDir() + "/resbm_eq_" + std::to_string(::getpid());
+}
+
 Cluster StartWorkers(int count) {
   Cluster cluster;
   for (int i = 0; i < count; ++i) {
-    auto worker = StageWorker::Start(StageWorkerOptions{});
+    StageWorkerOptions options;
+    options.session.checkpoint_dir = CheckpointDir();
+    auto worker = StageWorker::Start(options);
     EXPECT_TRUE(worker.ok()) << worker.status();
     cluster.addresses.push_back((*worker)->address());
     cluster.workers.push_back(std::move(*worker));
@@ -151,10 +159,12 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
     }
   }
   // The updated parameters on the workers equal the single-process ones.
-  const std::string prefix = ::testing::TempDir() + "/resbm_eq_" + std::to_string(::getpid()) + "_";
+  // Addressed by (job, step, stage): each worker picks the file under its checkpoint directory.
   std::vector<std::string> paths;
-  for (int s = 0; s < c.stages; ++s) paths.push_back(prefix + std::to_string(s) + ".ckpt");
-  auto saved_bytes = (*driver)->SaveCheckpoints(5, paths);
+  for (int s = 0; s < c.stages; ++s) {
+    paths.push_back(absl::StrCat(CheckpointDir(), "/job-eq-step-5-stage-", s, ".ckpt"));
+  }
+  auto saved_bytes = (*driver)->SaveCheckpoints(5);
   ASSERT_TRUE(saved_bytes.ok()) << saved_bytes.status();
   EXPECT_GT(*saved_bytes, 0);
   for (int s = 0; s < c.stages; ++s) {

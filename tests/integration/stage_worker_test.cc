@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -46,6 +47,9 @@ class StageWorkerTest : public ::testing::Test {
     torch::set_num_threads(1);
     StageWorkerOptions options;
     options.metrics_address = "127.0.0.1:0";
+    checkpoint_dir_ = ::testing::TempDir() + "/resbm_sw_ck_" + std::to_string(::getpid());
+    std::filesystem::remove_all(checkpoint_dir_);
+    options.session.checkpoint_dir = checkpoint_dir_;
     auto worker = StageWorker::Start(options);
     ASSERT_TRUE(worker.ok()) << worker.status();
     worker_ = std::move(*worker);
@@ -53,10 +57,10 @@ class StageWorkerTest : public ::testing::Test {
     stub_ = v1::StageWorker::NewStub(channel_);
   }
 
-  grpc::Status AssignLastStage(uint32_t first_layer = 1) {
+  grpc::Status AssignLastStage(uint32_t first_layer = 1, const std::string& job_id = "job") {
     v1::AssignRequest request;
     auto* a = request.mutable_assignment();
-    a->set_job_id("job");
+    a->set_job_id(job_id);
     *a->mutable_config() = TwoStageJob();
     a->set_stage_index(1);
     a->set_num_stages(2);
@@ -115,6 +119,27 @@ class StageWorkerTest : public ::testing::Test {
     return status;
   }
 
+  grpc::Status Save(const std::string& job_id, uint64_t step) {
+    v1::SaveCheckpointRequest request;
+    request.set_job_id(job_id);
+    request.set_step(step);
+    grpc::ClientContext context;
+    v1::SaveCheckpointResponse response;
+    return stub_->SaveCheckpoint(&context, request, &response);
+  }
+
+  grpc::Status Load(const std::string& job_id, uint64_t step) {
+    v1::LoadCheckpointRequest request;
+    request.set_job_id(job_id);
+    request.set_step(step);
+    grpc::ClientContext context;
+    v1::LoadCheckpointResponse response;
+    grpc::Status status = stub_->LoadCheckpoint(&context, request, &response);
+    if (status.ok()) EXPECT_EQ(response.step(), step);
+    return status;
+  }
+
+  std::string checkpoint_dir_;
   std::unique_ptr<StageWorker> worker_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::StageWorker::Stub> stub_;
@@ -129,6 +154,27 @@ TEST_F(StageWorkerTest, RefusesWorkBeforeAnAssignment) {
   // The cause crosses the wire as a status detail: for the job, this worker is lost (it
   // restarted), which the coordinator recovers from, unlike other FAILED_PRECONDITIONs.
   EXPECT_EQ(CauseOf(FromGrpcStatus(status)), FailureCause::kWorkerLost);
+}
+
+// Checkpoints are the worker's: addressed by (job, step, stage) under its own directory; a
+// job id that could leave it is refused, and nothing is written elsewhere.
+TEST_F(StageWorkerTest, CheckpointsStayUnderTheWorkersDirectory) {
+  ASSERT_TRUE(AssignLastStage().ok());
+  ASSERT_TRUE(Save("job", 3).ok());
+  EXPECT_TRUE(std::filesystem::exists(checkpoint_dir_ + "/job-step-3-stage-1.ckpt"));
+  EXPECT_TRUE(Load("job", 3).ok());
+  EXPECT_EQ(Load("job", 4).error_code(), grpc::StatusCode::NOT_FOUND);
+  // Another job's checkpoint: this worker serves "job".
+  EXPECT_EQ(Save("other", 3).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  const std::string escape = "../resbm_sw_escape_" + std::to_string(::getpid());
+  ASSERT_TRUE(AssignLastStage(1, escape).ok());
+  const grpc::Status refused = Save(escape, 3);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("letters, digits"), std::string::npos);
+  EXPECT_EQ(Load(escape, 3).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(std::filesystem::exists(::testing::TempDir() + "/" + escape.substr(3) +
+                                       "-step-3-stage-1.ckpt"));
 }
 
 TEST_F(StageWorkerTest, ADeterministicRefusalCarriesNoCause) {

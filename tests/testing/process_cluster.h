@@ -119,7 +119,9 @@ class ProcessCluster {
   absl::StatusOr<std::unique_ptr<ChildProcess>> LaunchWorker() {
     std::vector<std::string> argv = {BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
                                      "--coordinator=" + address(), "--threads=1",
-                                     "--drain-seconds=1"};
+                                     "--drain-seconds=1",
+                                     // The coordinator's default checkpoint directory.
+                                     "--checkpoint-dir=" + data_dir() + "/checkpoints"};
     argv.insert(argv.end(), worker_security_.begin(), worker_security_.end());
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     return ChildProcess::Start(argv, absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));

@@ -210,7 +210,8 @@ class RelayedJobTest(unittest.TestCase):
                               workdir)
             for i, worker_port in enumerate(worker_ports):
                 argv = [f"{BIN}/resbm-worker", "--listen", f"127.0.0.1:{worker_port}",
-                        "--coordinator", coordinator, "--threads", "1", "--plaintext"]
+                        "--coordinator", coordinator, "--threads", "1", "--plaintext",
+                        "--checkpoint-dir", f"{workdir}/coordinator/checkpoints"]
                 if i == 1 and relay is not None:
                     argv += ["--exchange-address", relay.listen[0]]
                 children.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env))

@@ -81,6 +81,8 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
         auto worker, ChildProcess::Start({options.bin_dir + "/resbm-worker", "--listen=127.0.0.1:0",
                                           "--coordinator=127.0.0.1:" + port,
                                           absl::StrCat("--threads=", options.threads_per_worker),
+                                          // The coordinator's default checkpoint directory.
+                                          "--checkpoint-dir=" + data_dir + "/checkpoints",
                                           "--drain-seconds=2", "--plaintext"},
                                          absl::StrCat(options.log_dir, "/worker-", i, ".log")));
     workers.push_back(std::move(worker));
