@@ -70,20 +70,28 @@ TEST(CheckpointFileTest, RefusesCorruptAndTruncatedFiles) {
   EXPECT_EQ(CheckpointFile::Read(path).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(CheckpointFileTest, StageRunnerRestoresParametersAndOptimizerState) {
+// Stage 0 of the tiny model in 4 stages, ResBM 8x with an fp32 boundary.
+StageRunnerOptions FirstOfFourStages() {
   StageRunnerOptions options;
   options.model = testing::TinyModel();
   options.compression = testing::Fp32Boundary(CompressionKind::kResbm, 8);
-  auto plan = PlanStages(4, 1, {});
-  options.spec = (*plan)[0];
+  options.spec = (*PlanStages(4, 1, {}))[0];
+  return options;
+}
+
+// One training step of `runner` on `tokens` (as inputs and targets).
+void TrainOneStep(StageRunner& runner, const torch::Tensor& tokens, int64_t index) {
+  ASSERT_TRUE(runner.ForwardLoss(0, tokens, tokens, 1.0).ok());
+  ASSERT_TRUE(runner.Backward(0, torch::Tensor()).ok());
+  ASSERT_TRUE(runner.ApplyStep(index, 1.0).ok());
+}
+
+TEST(CheckpointFileTest, StageRunnerRestoresParametersAndOptimizerState) {
+  StageRunnerOptions options = FirstOfFourStages();
   auto runner = StageRunner::Create(options);
   ASSERT_TRUE(runner.ok());
   auto tokens = torch::randint(64, {2, 16}, torch::kInt64);
-  auto step = [&](StageRunner& r, int64_t index) {
-    ASSERT_TRUE(r.ForwardLoss(0, tokens, tokens, 1.0).ok());
-    ASSERT_TRUE(r.Backward(0, torch::Tensor()).ok());
-    ASSERT_TRUE(r.ApplyStep(index, 1.0).ok());
-  };
+  auto step = [&](StageRunner& r, int64_t index) { TrainOneStep(r, tokens, index); };
   step(**runner, 0);
   const std::string path = TempPath("stage");
   ASSERT_TRUE((*runner)->SaveCheckpoint(path, 1).ok());
@@ -106,18 +114,12 @@ TEST(CheckpointFileTest, StageRunnerRestoresParametersAndOptimizerState) {
 // A checkpoint whose optimizer state does not fit (here: a momentum of the wrong shape, after
 // every parameter fitted) changes nothing: parameters and optimizer state stay as they were.
 TEST(CheckpointFileTest, AFailedLoadLeavesTheStageAsItWas) {
-  StageRunnerOptions options;
-  options.model = testing::TinyModel();
-  options.compression = testing::Fp32Boundary(CompressionKind::kResbm, 8);
-  auto plan = PlanStages(4, 1, {});
-  options.spec = (*plan)[0];
+  StageRunnerOptions options = FirstOfFourStages();
   auto source = StageRunner::Create(options);
   ASSERT_TRUE(source.ok());
   // One step, so the file's optimizer state differs from a fresh stage's zeros.
   auto tokens = torch::randint(64, {2, 16}, torch::kInt64);
-  ASSERT_TRUE((*source)->ForwardLoss(0, tokens, tokens, 1.0).ok());
-  ASSERT_TRUE((*source)->Backward(0, torch::Tensor()).ok());
-  ASSERT_TRUE((*source)->ApplyStep(0, 1.0).ok());
+  TrainOneStep(**source, tokens, 0);
   const std::string path = TempPath("broken");
   ASSERT_TRUE((*source)->SaveCheckpoint(path, 3).ok());
   auto contents = CheckpointFile::Read(path);
