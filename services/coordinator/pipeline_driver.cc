@@ -66,7 +66,11 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
 absl::Status PipelineDriver::Unreachable(const grpc::Status& status, size_t stage,
                                          absl::string_view context) {
   absl::Status failure = Annotate(FromGrpcStatus(status), context);
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return failure;
+  // Refused connections and hung workers alike: take another worker.
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return failure;
+  }
   unreachable_.push_back(addresses_[stage]);
   return WithCause(std::move(failure), FailureCause::kWorkerLost);
 }

@@ -77,7 +77,7 @@ class PipelineDriver {
 
   const std::vector<std::string>& addresses() const { return addresses_; }
   // The workers the last Assign, ApplyStep, SaveCheckpoints or LoadCheckpoints could not
-  // reach (UNAVAILABLE).
+  // reach (UNAVAILABLE) or that did not answer in time (DEADLINE_EXCEEDED).
   const std::vector<std::string>& unreachable() const { return unreachable_; }
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
 
@@ -85,8 +85,9 @@ class PipelineDriver {
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                  const std::vector<StageEndpoint>& workers,
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
-  // `status` of stage `stage`'s RPC with `context` before its message; an UNAVAILABLE one also
-  // lists the stage's worker as unreachable and carries the kWorkerLost cause.
+  // `status` of stage `stage`'s RPC with `context` before its message; an UNAVAILABLE or
+  // DEADLINE_EXCEEDED one also lists the stage's worker as unreachable and carries the
+  // kWorkerLost cause.
   absl::Status Unreachable(const grpc::Status& status, size_t stage, absl::string_view context);
   // Runs `call(s)` for every stage at once (a thread each); the first failure, with `what`,
   // the stage and its worker before its message. Fills unreachable_.
