@@ -138,6 +138,7 @@ void ApplyTrainingDefaults(v1::TrainingConfig* t) {
     t->set_on_non_finite(v1::NON_FINITE_POLICY_FAIL);
   }
   if (t->max_recoveries_without_progress() == 0) t->set_max_recoveries_without_progress(5);
+  if (t->keep_checkpoints() == 0) t->set_keep_checkpoints(2);
 }
 
 void ApplyDataDefaults(v1::DataConfig* d) {
@@ -431,6 +432,7 @@ absl::Status ValidateTraining(const v1::TrainingConfig& t) {
       CheckEnum("training.on_non_finite", t.on_non_finite(), v1::NonFinitePolicy_descriptor()));
   RESBM_RETURN_IF_ERROR(CheckRange("training.max_recoveries_without_progress",
                                    t.max_recoveries_without_progress(), 1, 1000));
+  RESBM_RETURN_IF_ERROR(CheckRange("training.keep_checkpoints", t.keep_checkpoints(), 2, 1000));
   return absl::OkStatus();
 }
 

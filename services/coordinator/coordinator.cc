@@ -140,8 +140,12 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   trainer_options.resume = run.resume;
   trainer_options.job_id = job_id;
   trainer_options.final_manifest_path = FinalManifestPath(options_.checkpoint_dir, job_id);
+  DistributedBackend* pipeline = backend->get();  // Owned by the trainer from here.
   RESBM_ASSIGN_OR_RETURN(auto trainer, Trainer::Create(trainer_options, std::move(*backend)));
-  return trainer->Run();
+  absl::StatusOr<RunSummary> summary = trainer->Run();
+  // The final checkpoint is recorded (on_final_checkpoint ran): the others can go.
+  if (summary.ok()) pipeline->RetireAllButLast();
+  return summary;
 }
 
 absl::StatusOr<std::string> Coordinator::ExportManifest(const v1::Job& job) {

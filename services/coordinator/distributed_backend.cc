@@ -140,14 +140,27 @@ absl::StatusOr<std::vector<std::string>> DistributedBackend::Checkpoint(int64_t 
   if (options_.metrics != nullptr) {
     options_.metrics->Checkpointed(absl::ToDoubleSeconds(absl::Now() - start), bytes);
   }
-  // Complete: every stage acknowledged. The one before the previous is no longer needed; the
-  // previous one stays until whoever records checkpoints durably (the job store) has seen
-  // this one.
-  for (const auto& old : previous_checkpoint_paths_) std::filesystem::remove(old, error);
-  previous_checkpoint_paths_ = std::move(checkpoint_paths_);
+  // Complete: every stage acknowledged. Keep the last training.keep_checkpoints (at least
+  // the previous one stays until whoever records checkpoints durably, the job store, has
+  // seen this one); a final checkpoint retires the others once the job has ended well
+  // (RetireAllButLast).
+  kept_checkpoints_.push_back(paths);
+  const size_t keep = std::max<size_t>(2, options_.config.training().keep_checkpoints());
+  while (kept_checkpoints_.size() > keep) {
+    for (const auto& old : kept_checkpoints_.front()) std::filesystem::remove(old, error);
+    kept_checkpoints_.pop_front();
+  }
   checkpoint_step_ = steps_done;
   checkpoint_paths_ = paths;
   return paths;
+}
+
+void DistributedBackend::RetireAllButLast() {
+  std::error_code error;
+  while (kept_checkpoints_.size() > 1) {
+    for (const auto& old : kept_checkpoints_.front()) std::filesystem::remove(old, error);
+    kept_checkpoints_.pop_front();
+  }
 }
 
 absl::StatusOr<int64_t> DistributedBackend::Recover(const absl::Status& failure) {
@@ -162,6 +175,7 @@ absl::Status DistributedBackend::Restore(int64_t steps_done) {
     checkpoint_paths_.push_back(
         CheckpointPath(options_.checkpoint_dir, options_.job_id, steps_done, s));
   }
+  kept_checkpoints_ = {checkpoint_paths_};  // Retired like the ones this run writes.
   auto step = driver_->LoadCheckpoints(steps_done);
   // A worker may have gone since the stages were assigned: the same way back as a recovery.
   if (!step.ok() && SuspectUnreachable(*driver_)) step = RebuildFromCheckpoint(step.status());

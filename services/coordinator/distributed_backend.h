@@ -6,6 +6,7 @@
 #ifndef RESBM_SERVICES_COORDINATOR_DISTRIBUTED_BACKEND_H_
 #define RESBM_SERVICES_COORDINATOR_DISTRIBUTED_BACKEND_H_
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -81,6 +82,8 @@ class DistributedBackend : public TrainingBackend {
 
   const std::vector<std::string>& addresses() const { return driver_->addresses(); }
   int64_t parameters() const { return parameters_; }
+  // Deletes every kept checkpoint but the newest (a succeeded job's final one, recorded).
+  void RetireAllButLast();
 
  private:
   explicit DistributedBackend(const DistributedBackendOptions& options);
@@ -105,7 +108,9 @@ class DistributedBackend : public TrainingBackend {
   // The last checkpoint every stage acknowledged.
   int64_t checkpoint_step_ = -1;
   std::vector<std::string> checkpoint_paths_;
-  std::vector<std::string> previous_checkpoint_paths_;
+  // The stage files of the complete checkpoints still kept, oldest first (the newest is
+  // checkpoint_paths_).
+  std::deque<std::vector<std::string>> kept_checkpoints_;
 };
 
 }  // namespace resbm

@@ -160,6 +160,8 @@ std::vector<BadJsonRow> BadJsonRows() {
       {"TooManyRecoveriesWithoutProgress",
        R"({"training": {"max_recoveries_without_progress": 1001}})",
        "training.max_recoveries_without_progress", "1001"},
+      {"KeepingOneCheckpoint", R"({"training": {"keep_checkpoints": 1}})",
+       "training.keep_checkpoints", "1"},
       {"MicrobatchesDoNotDivideBatch", R"({"training": {"microbatches": 3}})",
        "training.microbatches", "3 does not divide training.batch_size 16"},
       {"MoreMicrobatchesThanBatch", R"({"training": {"microbatches": 32}})",
