@@ -31,7 +31,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   RESBM_ASSIGN_OR_RETURN(
       c->jobs_,
       JobManager::Open(
-          options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_));
+          options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_,
+          // A cancelled job stops waiting for workers at once.
+          [c] { c->registry_.WakeWaiters(); }));
   c->job_service_ = std::make_unique<JobService>(
       c->jobs_.get(), &c->registry_, options.tokens ? &*c->options_.tokens : nullptr, &c->limiter_,
       options.max_queued_jobs, [c](const std::string& job_id) { return c->ExportJob(job_id); });

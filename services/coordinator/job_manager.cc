@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/config/job_config.h"
@@ -92,7 +93,8 @@ absl::Status ResolveFromJob(JobStore& store, v1::JobConfig* config) {
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& data_dir,
                                                              JobRunner runner,
-                                                             CoordinatorMetrics* metrics) {
+                                                             CoordinatorMetrics* metrics,
+                                                             std::function<void()> on_stop) {
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
   if (error) {
@@ -102,17 +104,18 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& 
   RESBM_ASSIGN_OR_RETURN(auto store, JobStore::Open(data_dir + "/jobs.db"));
   std::unique_ptr<JobManager> manager(
       new JobManager(std::filesystem::absolute(data_dir).lexically_normal().string(),
-                     std::move(store), std::move(runner), metrics));
+                     std::move(store), std::move(runner), metrics, std::move(on_stop)));
   manager->runner_thread_ = std::thread([m = manager.get()] { m->RunLoop(); });
   return manager;
 }
 
 JobManager::JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner,
-                       CoordinatorMetrics* metrics)
+                       CoordinatorMetrics* metrics, std::function<void()> on_stop)
     : data_dir_(std::move(data_dir)),
       store_(std::move(store)),
       runner_(std::move(runner)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      on_stop_(std::move(on_stop)) {}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -122,6 +125,7 @@ void JobManager::Shutdown() {
     stopping_ = true;
     wake_.SignalAll();
   }
+  if (on_stop_) on_stop_();
   if (runner_thread_.joinable()) runner_thread_.join();
 }
 
@@ -152,6 +156,12 @@ absl::StatusOr<std::vector<v1::Job>> JobManager::List() { return store_->List();
 
 absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
   absl::MutexLock publish(&publish_mu_);
+  bool stopped_running = false;
+  // Runs after mu_ is released (declared before its lock): the hook may take other locks
+  // whose holders read stop_requested, which takes mu_.
+  absl::Cleanup tell = [&] {
+    if (stopped_running && on_stop_) on_stop_();
+  };
   v1::Job job;
   {
     absl::MutexLock lock(&mu_);
@@ -162,6 +172,7 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
     }
     if (job_id == running_) {
       cancel_running_ = true;
+      stopped_running = true;
       job.set_cancel_requested(true);  // Kept, should the coordinator restart meanwhile.
       RESBM_RETURN_IF_ERROR(store_->Put(job));
       job.set_message("cancelling: stops before its next step");

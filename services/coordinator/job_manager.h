@@ -49,10 +49,14 @@ class JobManager {
   using Listener = std::function<void(const v1::JobEvent& event)>;
 
   // Opens `data_dir`/jobs.db (creating the directory) and starts the runner thread. Steps,
-  // recoveries and resumes are counted in `metrics` (not owned; may be null).
+  // recoveries and resumes are counted in `metrics` (not owned; may be null). `on_stop` (may
+  // be empty) is called, with no lock of the manager held, whenever the running job's
+  // stop_requested turns true (a cancel or the shutdown), so whatever the run waits on can
+  // wake and look.
   static absl::StatusOr<std::unique_ptr<JobManager>> Open(const std::string& data_dir,
                                                           JobRunner runner,
-                                                          CoordinatorMetrics* metrics = nullptr);
+                                                          CoordinatorMetrics* metrics = nullptr,
+                                                          std::function<void()> on_stop = {});
   // Shutdown().
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -84,7 +88,7 @@ class JobManager {
 
  private:
   JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner,
-             CoordinatorMetrics* metrics);
+             CoordinatorMetrics* metrics, std::function<void()> on_stop);
   void RunLoop();
   // Takes the next job to run: a RUNNING one (resumed) first, then the oldest QUEUED.
   std::optional<v1::Job> NextJob();
@@ -106,6 +110,7 @@ class JobManager {
   std::unique_ptr<JobStore> store_;
   JobRunner runner_;
   CoordinatorMetrics* const metrics_;
+  const std::function<void()> on_stop_;
 
   mutable absl::Mutex mu_;
   absl::CondVar wake_;

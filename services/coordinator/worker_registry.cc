@@ -85,8 +85,13 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
       told = have;
       continue;
     }
-    changed_.WaitWithTimeout(&mu_, std::min(left, kCancelCheck));
+    changed_.WaitWithTimeout(&mu_, left);
   }
+}
+
+void WorkerRegistry::WakeWaiters() {
+  absl::MutexLock lock(&mu_);
+  changed_.SignalAll();
 }
 
 void WorkerRegistry::Suspect(const std::string& address) {

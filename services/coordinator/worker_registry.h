@@ -47,9 +47,10 @@ class WorkerRegistry {
   }
   // The one way to get workers, for a job's first assignment and every rebuild: waits until
   // at least `count` workers are healthy and returns them (registration order). Woken by
-  // every registration and heartbeat; `cancelled` is checked on each wake and at least every
-  // kCancelCheck. DeadlineExceeded naming how many are healthy; Cancelled. `on_wait` (may be
-  // empty) hears the healthy count whenever it changes while waiting.
+  // every registration, heartbeat and WakeWaiters; `cancelled` is checked on each wake (so
+  // whoever makes it true calls WakeWaiters). DeadlineExceeded naming how many are healthy;
+  // Cancelled. `on_wait` (may be empty) hears the healthy count whenever it changes while
+  // waiting.
   absl::StatusOr<std::vector<Worker>> Acquire(
       int64_t count, absl::Time deadline, const std::function<bool()>& cancelled = {},
       const std::function<void(int64_t healthy)>& on_wait = {}) const;
@@ -57,8 +58,8 @@ class WorkerRegistry {
   // not healthy until it registers or heartbeats again, so a rebuild takes another worker
   // instead of waiting out the heartbeat timeout.
   void Suspect(const std::string& address);
-
-  static constexpr absl::Duration kCancelCheck = absl::Milliseconds(250);
+  // Wakes every Acquire to check its `cancelled` again.
+  void WakeWaiters();
 
  private:
   std::vector<Worker> HealthyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -96,6 +96,22 @@ TEST_F(WorkerRegistryTest, AcquireStopsWhenCancelled) {
   EXPECT_EQ(workers.status().code(), absl::StatusCode::kCancelled) << workers.status();
 }
 
+TEST_F(WorkerRegistryTest, WakeWaitersEndsACancelledWait) {
+  std::atomic<bool> stop{false};
+  absl::Notification waiting;
+  std::thread canceller([&] {
+    waiting.WaitForNotification();
+    stop = true;
+    registry_.WakeWaiters();
+  });
+  // Generous deadline: the wake, not the clock, ends the wait.
+  auto workers = registry_.Acquire(
+      1, absl::Now() + absl::Seconds(60), [&] { return stop.load(); },
+      [&](int64_t) { waiting.Notify(); });
+  canceller.join();
+  EXPECT_EQ(workers.status().code(), absl::StatusCode::kCancelled) << workers.status();
+}
+
 TEST_F(WorkerRegistryTest, ASuspectIsUnhealthyUntilItIsHeardFromAgain) {
   const std::string id = registry_.Register("10.0.0.1:7100", "cpu");
   registry_.Suspect("10.0.0.1:7100");
