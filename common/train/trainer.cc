@@ -193,6 +193,35 @@ absl::Status Trainer::WriteFinalManifest(int64_t step,
   return CheckpointManifestFile::Write(options_.final_manifest_path, manifest);
 }
 
+absl::StatusOr<Trainer::StepOutcome> Trainer::AttemptStep(int64_t step, int64_t checkpoint_every,
+                                                          std::vector<std::string>* stage_files) {
+  const v1::TrainingConfig& training = options_.config.training();
+  const int64_t steps = training.steps();
+  std::vector<int64_t> inputs, targets;
+  train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
+  StepOutcome outcome;
+  RESBM_ASSIGN_OR_RETURN(outcome.stats, backend_->TrainStep(step, inputs, targets));
+  if (!std::isfinite(outcome.stats.loss)) {
+    return NonFiniteError(absl::StrCat("the loss of step ", step + 1, " is ", outcome.stats.loss));
+  }
+  if (!std::isfinite(outcome.stats.grad_norm)) {
+    return NonFiniteError(
+        absl::StrCat("the gradient norm of step ", step + 1, " is ", outcome.stats.grad_norm));
+  }
+  const bool last = step + 1 == steps;
+  if (last || (training.eval_every() > 0 && (step + 1) % training.eval_every() == 0)) {
+    RESBM_ASSIGN_OR_RETURN(outcome.val_loss, EvaluateValidation());
+  }
+  // Every run ends with a complete checkpoint: the trained model, whatever checkpoint_every.
+  outcome.final_checkpoint = last && backend_->supports_checkpoints();
+  outcome.checkpointed = outcome.final_checkpoint ||
+                         (checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last);
+  if (outcome.checkpointed) {
+    RESBM_ASSIGN_OR_RETURN(*stage_files, backend_->Checkpoint(step + 1));
+  }
+  return outcome;
+}
+
 absl::StatusOr<RunSummary> Trainer::Run() {
   const v1::JobConfig& config = options_.config;
   const auto& training = config.training();
@@ -229,38 +258,11 @@ absl::StatusOr<RunSummary> Trainer::Run() {
                                                   "; the loss curve so far is written"));
       break;
     }
-    std::vector<int64_t> inputs, targets;
-    train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
-    auto stats = backend_->TrainStep(step, inputs, targets);
-    if (stats.ok() && !std::isfinite(stats->loss)) {
-      stats = NonFiniteError(absl::StrCat("the loss of step ", step + 1, " is ", stats->loss));
-    } else if (stats.ok() && !std::isfinite(stats->grad_norm)) {
-      stats = NonFiniteError(
-          absl::StrCat("the gradient norm of step ", step + 1, " is ", stats->grad_norm));
-    }
-    const bool last = step + 1 == steps;
-    const bool eval_now =
-        last || (training.eval_every() > 0 && (step + 1) % training.eval_every() == 0);
-    absl::Status status = stats.status();
-    double step_val_loss = val_loss;
-    if (status.ok() && eval_now) {
-      auto evaluated = EvaluateValidation();
-      status = evaluated.status();
-      if (evaluated.ok()) step_val_loss = *evaluated;
-    }
-    // Every run ends with a complete checkpoint: the trained model, whatever checkpoint_every.
-    const bool final_checkpoint = last && backend_->supports_checkpoints();
-    const bool checkpoint_now =
-        final_checkpoint || (checkpoint_every > 0 && (step + 1) % checkpoint_every == 0 && !last);
-    if (status.ok() && checkpoint_now) {
-      absl::StatusOr<std::vector<std::string>> files = backend_->Checkpoint(step + 1);
-      status = files.status();
-      if (files.ok()) stage_files = *std::move(files);
-    }
-    if (!status.ok()) {
+    absl::StatusOr<StepOutcome> outcome = AttemptStep(step, checkpoint_every, &stage_files);
+    if (!outcome.ok()) {
       if (options_.stop_requested && options_.stop_requested()) continue;  // Stops above.
       if (progress) progress->Finish();
-      absl::StatusOr<int64_t> resumed = Recover(status, step + 1, &recoveries);
+      absl::StatusOr<int64_t> resumed = Recover(outcome.status(), step + 1, &recoveries);
       if (!resumed.ok()) {
         return EndEarly(resumed.status(), records, val_loss, recoveries,
                         seconds_before + elapsed());
@@ -269,28 +271,25 @@ absl::StatusOr<RunSummary> Trainer::Run() {
       records.resize(std::min<size_t>(records.size(), step));
       continue;
     }
-    val_loss = step_val_loss;
+    if (outcome->val_loss.has_value()) val_loss = *outcome->val_loss;
     const double seconds = elapsed();
-    StepRecord record;
-    record.step = step + 1;
-    record.tokens = (step + 1) * tokens_per_step;
-    record.train_loss = stats->loss;
-    if (eval_now) record.val_loss = val_loss;
-    record.grad_norm = stats->grad_norm;
-    record.seconds = seconds_before + seconds;
-    records.push_back(record);
-    if (options_.hooks.on_step) options_.hooks.on_step(record);
-    if (checkpoint_now) {
+    records.push_back(StepRecord{step + 1, (step + 1) * tokens_per_step, outcome->stats.loss,
+                                 outcome->val_loss, outcome->stats.grad_norm,
+                                 seconds_before + seconds});
+    if (options_.hooks.on_step) options_.hooks.on_step(records.back());
+    if (outcome->checkpointed) {
       policy_.CheckpointCompleted(step + 1);
       if (options_.hooks.on_checkpoint) {
         options_.hooks.on_checkpoint(step + 1, policy_.without_progress());
       }
     }
-    if (final_checkpoint) RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(step + 1, stage_files));
+    if (outcome->final_checkpoint) {
+      RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(step + 1, stage_files));
+    }
     if (progress) {
       const double tokens_this_run = static_cast<double>((step + 1 - first_step) * tokens_per_step);
-      progress->Update(step + 1, stats->loss, val_loss, tokens_this_run / seconds, seconds,
-                       /*force=*/eval_now);
+      progress->Update(step + 1, outcome->stats.loss, val_loss, tokens_this_run / seconds, seconds,
+                       /*force=*/outcome->val_loss.has_value());
     }
     ++step;
   }

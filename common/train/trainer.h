@@ -111,9 +111,22 @@ class Trainer {
     std::optional<double> initial_val_loss;
   };
 
+  // What one completed step produced.
+  struct StepOutcome {
+    StepStats stats;
+    std::optional<double> val_loss;  // Set on the steps that evaluated.
+    bool checkpointed = false;       // A checkpoint after this step is complete.
+    bool final_checkpoint = false;   // It was the run's last one.
+  };
+
   Trainer(const TrainerOptions& options, TokenDataset dataset,
           std::unique_ptr<TrainingBackend> backend);
   absl::StatusOr<RunStart> Begin(int64_t checkpoint_every);
+  // Trains 0-based `step`, evaluates and checkpoints (into `stage_files`) where the config
+  // says: a failure of any of them (NaN or Inf in the loss or gradient norm included) is the
+  // step's.
+  absl::StatusOr<StepOutcome> AttemptStep(int64_t step, int64_t checkpoint_every,
+                                          std::vector<std::string>* stage_files);
   // The validation loss of the model the run starts from, recovering (from the step-0
   // checkpoint) as a failed step would.
   absl::StatusOr<double> EvaluateInitialModel(int64_t* recoveries);
