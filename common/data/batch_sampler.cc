@@ -21,11 +21,11 @@ namespace {
 
 }  // namespace
 
-BatchSampler::BatchSampler(const std::vector<uint16_t>* tokens, int64_t seq_len, uint64_t seed)
+BatchSampler::BatchSampler(const TokenStream* tokens, int64_t seq_len, uint64_t seed)
     : tokens_(tokens), seq_len_(seq_len), seed_(seed), num_offsets_(0) {
   RESBM_SAMPLER_CHECK(tokens != nullptr);
   RESBM_SAMPLER_CHECK(seq_len >= 1);
-  RESBM_SAMPLER_CHECK(static_cast<int64_t>(tokens->size()) >= seq_len + 2);
+  RESBM_SAMPLER_CHECK(tokens->size() >= seq_len + 2);
   num_offsets_ = static_cast<uint64_t>(tokens->size()) - static_cast<uint64_t>(seq_len) - 1;
 }
 
@@ -40,8 +40,9 @@ int64_t BatchSampler::RowOffset(int64_t step, int64_t row) const {
   return static_cast<int64_t>(RowHash(seed_, step, row) % num_offsets_);
 }
 
-void BatchSampler::Sample(int64_t step, int64_t row_begin, int64_t rows,
-                          std::vector<int64_t>* inputs, std::vector<int64_t>* targets) const {
+absl::Status BatchSampler::Sample(int64_t step, int64_t row_begin, int64_t rows,
+                                  std::vector<int64_t>* inputs,
+                                  std::vector<int64_t>* targets) const {
   RESBM_SAMPLER_CHECK(step >= 0);
   RESBM_SAMPLER_CHECK(row_begin >= 0);
   RESBM_SAMPLER_CHECK(rows >= 0);
@@ -49,15 +50,17 @@ void BatchSampler::Sample(int64_t step, int64_t row_begin, int64_t rows,
   const size_t n = static_cast<size_t>(rows * seq_len_);
   inputs->resize(n);
   targets->resize(n);
-  const std::vector<uint16_t>& tokens = *tokens_;
+  std::vector<uint16_t> window(static_cast<size_t>(seq_len_ + 1));  // Inputs plus one target.
   for (int64_t i = 0; i < rows; ++i) {
-    const size_t offset = static_cast<size_t>(RowOffset(step, row_begin + i));
+    absl::Status read = tokens_->Read(RowOffset(step, row_begin + i), seq_len_ + 1, window.data());
+    if (!read.ok()) return read;
     const size_t base = static_cast<size_t>(i * seq_len_);
     for (int64_t t = 0; t < seq_len_; ++t) {
-      (*inputs)[base + t] = tokens[offset + t];
-      (*targets)[base + t] = tokens[offset + t + 1];
+      (*inputs)[base + t] = window[t];
+      (*targets)[base + t] = window[t + 1];
     }
   }
+  return absl::OkStatus();
 }
 
 #undef RESBM_SAMPLER_CHECK

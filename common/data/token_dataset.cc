@@ -1,11 +1,11 @@
 #include "common/data/token_dataset.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/data/byte_corpus.h"
-#include "common/data/token_shard.h"
 #include "common/status/status_macros.h"
 
 namespace resbm {
@@ -14,27 +14,9 @@ namespace {
 constexpr int64_t kByteVocabSize = 256;
 constexpr int64_t kMaxShardVocabSize = 65536;  // Shard tokens are uint16.
 
-// Appends every shard in `paths` to `out`, checking each token against `vocab_size`.
-absl::Status AppendShards(const std::vector<std::string>& paths, int64_t vocab_size,
-                          std::vector<uint16_t>* out) {
-  for (const std::string& path : paths) {
-    RESBM_ASSIGN_OR_RETURN(std::vector<uint16_t> tokens, ReadTokenShard(path));
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      if (tokens[i] >= vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat("token shard ", path, ": token ", i,
-                                                       " has value ", tokens[i],
-                                                       ", expected < vocab_size ", vocab_size));
-      }
-    }
-    out->insert(out->end(), tokens.begin(), tokens.end());
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
-TokenDataset::TokenDataset(std::vector<uint16_t> train, std::vector<uint16_t> val,
-                           int64_t vocab_size)
+TokenDataset::TokenDataset(TokenStream train, TokenStream val, int64_t vocab_size)
     : train_(std::move(train)), val_(std::move(val)), vocab_size_(vocab_size) {}
 
 absl::StatusOr<TokenDataset> TokenDataset::FromByteCorpus(const std::vector<std::string>& paths,
@@ -56,7 +38,8 @@ absl::StatusOr<TokenDataset> TokenDataset::FromByteCorpus(const std::vector<std:
   std::vector<uint16_t> val(bytes.begin() + static_cast<std::ptrdiff_t>(train_size), bytes.end());
   bytes.resize(train_size);
   bytes.shrink_to_fit();
-  return TokenDataset(std::move(bytes), std::move(val), kByteVocabSize);
+  return TokenDataset(TokenStream::InMemory(std::move(bytes)),
+                      TokenStream::InMemory(std::move(val)), kByteVocabSize);
 }
 
 absl::StatusOr<TokenDataset> TokenDataset::FromTokenShards(
@@ -72,16 +55,15 @@ absl::StatusOr<TokenDataset> TokenDataset::FromTokenShards(
   if (val_paths.empty()) {
     return absl::InvalidArgumentError("val shard paths: none given, expected at least one");
   }
-  std::vector<uint16_t> train;
-  std::vector<uint16_t> val;
-  RESBM_RETURN_IF_ERROR(AppendShards(train_paths, vocab_size, &train));
-  RESBM_RETURN_IF_ERROR(AppendShards(val_paths, vocab_size, &val));
+  RESBM_ASSIGN_OR_RETURN(TokenStream train, TokenStream::OpenShards(train_paths, vocab_size));
+  RESBM_ASSIGN_OR_RETURN(TokenStream val, TokenStream::OpenShards(val_paths, vocab_size));
   return TokenDataset(std::move(train), std::move(val), vocab_size);
 }
 
 TokenDataset TokenDataset::FromTokens(std::vector<uint16_t> train, std::vector<uint16_t> val,
                                       int64_t vocab_size) {
-  return TokenDataset(std::move(train), std::move(val), vocab_size);
+  return TokenDataset(TokenStream::InMemory(std::move(train)),
+                      TokenStream::InMemory(std::move(val)), vocab_size);
 }
 
 absl::Status TokenDataset::CheckFits(int64_t seq_len) const {
@@ -89,10 +71,9 @@ absl::Status TokenDataset::CheckFits(int64_t seq_len) const {
     return absl::InvalidArgumentError(absl::StrCat("seq_len is ", seq_len, ", expected >= 1"));
   }
   const int64_t need = seq_len + 2;
-  const std::pair<const char*, const std::vector<uint16_t>*> splits[] = {{"train", &train_},
-                                                                         {"val", &val_}};
+  const std::pair<const char*, const TokenStream*> splits[] = {{"train", &train_}, {"val", &val_}};
   for (const auto& [name, tokens] : splits) {
-    const int64_t size = static_cast<int64_t>(tokens->size());
+    const int64_t size = tokens->size();
     if (size < need) {
       return absl::FailedPreconditionError(absl::StrCat(
           name, " split has ", size, " tokens, expected at least seq_len + 2 = ", need));
@@ -101,16 +82,36 @@ absl::Status TokenDataset::CheckFits(int64_t seq_len) const {
   return absl::OkStatus();
 }
 
-double TokenDataset::UnigramEntropyNats() const {
-  if (train_.empty()) return 0.0;
+absl::Status TokenDataset::CheckUnchanged() const {
+  RESBM_RETURN_IF_ERROR(train_.CheckUnchanged());
+  return val_.CheckUnchanged();
+}
+
+DatasetFingerprint TokenDataset::fingerprint() const {
+  return DatasetFingerprint{train_.fingerprints(), val_.fingerprints()};
+}
+
+absl::Status TokenDataset::CheckSameAs(const DatasetFingerprint& recorded) const {
+  RESBM_RETURN_IF_ERROR(CompareFingerprints(recorded.train, train_.fingerprints(), "train"));
+  return CompareFingerprints(recorded.val, val_.fingerprints(), "val");
+}
+
+absl::StatusOr<double> TokenDataset::UnigramEntropyNats() const {
+  const int64_t total = std::min(train_.size(), kUnigramEntropyTokens);
+  if (total == 0) return 0.0;
   // Sized for any uint16 token, so it is safe even for FromTokens data outside the vocabulary.
   std::vector<int64_t> counts(kMaxShardVocabSize, 0);
-  for (uint16_t token : train_) ++counts[token];
-  const double total = static_cast<double>(train_.size());
+  std::vector<uint16_t> chunk(int64_t{1} << 20);
+  for (int64_t offset = 0; offset < total;) {
+    const int64_t n = std::min(static_cast<int64_t>(chunk.size()), total - offset);
+    RESBM_RETURN_IF_ERROR(train_.Read(offset, n, chunk.data()));
+    for (int64_t i = 0; i < n; ++i) ++counts[chunk[i]];
+    offset += n;
+  }
   double entropy = 0.0;
   for (int64_t count : counts) {
     if (count == 0) continue;
-    const double p = static_cast<double>(count) / total;
+    const double p = static_cast<double>(count) / static_cast<double>(total);
     entropy -= p * std::log(p);
   }
   return entropy;

@@ -167,6 +167,15 @@ absl::Status CheckHeaderSize(int64_t total_bytes, const std::string& source) {
 
 }  // namespace
 
+absl::StatusOr<int64_t> CheckTokenShardHeader(absl::string_view header, int64_t file_bytes,
+                                              const std::string& source) {
+  if (absl::Status status = CheckHeaderSize(static_cast<int64_t>(header.size()), source);
+      !status.ok()) {
+    return status;
+  }
+  return CheckHeader(reinterpret_cast<const unsigned char*>(header.data()), file_bytes, source);
+}
+
 absl::StatusOr<std::vector<uint16_t>> ParseTokenShard(absl::string_view bytes,
                                                       const std::string& source) {
   const int64_t total = static_cast<int64_t>(bytes.size());

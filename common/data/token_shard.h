@@ -30,6 +30,11 @@ absl::StatusOr<std::vector<uint16_t>> ReadTokenShard(const std::string& path);
 absl::StatusOr<std::vector<uint16_t>> ParseTokenShard(absl::string_view bytes,
                                                       const std::string& source);
 
+// Checks the first kTokenShardHeaderBytes of a shard (`header`, shorter if the file is) against
+// the whole file's size, as ReadTokenShard does, and returns the token count.
+absl::StatusOr<int64_t> CheckTokenShardHeader(absl::string_view header, int64_t file_bytes,
+                                              const std::string& source);
+
 // Writes `tokens` to `path` atomically: a temporary file next to `path` is written, fsync'ed and
 // renamed over `path`, then the directory is fsync'ed. Readers see either the old file or the
 // complete new one. InvalidArgument if `tokens` is empty (a shard of zero tokens is unreadable)

@@ -43,10 +43,15 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& o
     return absl::InvalidArgumentError("backend: expected one running the config's stages");
   }
   RESBM_ASSIGN_OR_RETURN(TokenDataset dataset, LoadJobDataset(options.config));
-  return std::unique_ptr<Trainer>(new Trainer(options, std::move(dataset), std::move(backend)));
+  if (!options.recorded_data.empty()) {
+    RESBM_RETURN_IF_ERROR(dataset.CheckSameAs(options.recorded_data));
+  }
+  RESBM_ASSIGN_OR_RETURN(double entropy, dataset.UnigramEntropyNats());
+  return std::unique_ptr<Trainer>(
+      new Trainer(options, std::move(dataset), entropy, std::move(backend)));
 }
 
-Trainer::Trainer(const TrainerOptions& options, TokenDataset dataset,
+Trainer::Trainer(const TrainerOptions& options, TokenDataset dataset, double unigram_entropy_nats,
                  std::unique_ptr<TrainingBackend> backend)
     : options_(options),
       dataset_(std::move(dataset)),
@@ -58,14 +63,15 @@ Trainer::Trainer(const TrainerOptions& options, TokenDataset dataset,
       policy_(RecoveryPolicyOptions{
           int64_t{options.config.training().max_recoveries_without_progress()},
           options.config.training().on_non_finite() ==
-              v1::NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT}) {}
+              v1::NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT}),
+      unigram_entropy_nats_(unigram_entropy_nats) {}
 
 absl::StatusOr<double> Trainer::EvaluateValidation() {
   const auto& training = options_.config.training();
   double total = 0.0;
   for (uint32_t i = 0; i < training.eval_batches(); ++i) {
     std::vector<int64_t> inputs, targets;
-    val_sampler_.Sample(i, 0, training.batch_size(), &inputs, &targets);
+    RESBM_RETURN_IF_ERROR(val_sampler_.Sample(i, 0, training.batch_size(), &inputs, &targets));
     RESBM_ASSIGN_OR_RETURN(double loss, backend_->Evaluate(eval_round_++, inputs, targets));
     total += loss;
   }
@@ -197,8 +203,10 @@ absl::StatusOr<Trainer::StepOutcome> Trainer::AttemptStep(int64_t step, int64_t 
                                                           std::vector<std::string>* stage_files) {
   const v1::TrainingConfig& training = options_.config.training();
   const int64_t steps = training.steps();
+  // A shard changed under the job fails the step (FailedPrecondition: not recovered).
+  RESBM_RETURN_IF_ERROR(dataset_.CheckUnchanged());
   std::vector<int64_t> inputs, targets;
-  train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets);
+  RESBM_RETURN_IF_ERROR(train_sampler_.Sample(step, 0, training.batch_size(), &inputs, &targets));
   StepOutcome outcome;
   RESBM_ASSIGN_OR_RETURN(outcome.stats, backend_->TrainStep(step, inputs, targets));
   if (!std::isfinite(outcome.stats.loss)) {
@@ -229,6 +237,10 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
 
   RESBM_RETURN_IF_ERROR(PrepareOutputs());
+  if (const DatasetFingerprint data = dataset_.fingerprint();
+      !data.empty() && options_.hooks.on_data) {
+    options_.hooks.on_data(data);
+  }
   std::unique_ptr<ProgressLine> progress;
   if (options_.progress != nullptr) {
     progress = std::make_unique<ProgressLine>(options_.progress, steps, 5.0);
@@ -357,7 +369,7 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
     summary.final_checkpoint_step = steps;
     summary.final_checkpoint_manifest = options_.final_manifest_path;
   }
-  summary.unigram_entropy_nats = dataset_.UnigramEntropyNats();
+  summary.unigram_entropy_nats = unigram_entropy_nats_;
   summary.wall_seconds = wall_seconds;
   summary.tokens_per_second = summary.wall_seconds > 0 ? summary.tokens / summary.wall_seconds : 0;
   const std::vector<BoundaryTraffic> traffic = backend_->Traffic();

@@ -55,6 +55,8 @@ struct TrainerHooks {
   // The checkpoint after the last step is complete (on_checkpoint came first) and its
   // manifest, if the options name one, is written.
   std::function<void(int64_t step, const std::string& manifest_path)> on_final_checkpoint;
+  // Before the first step: the shards the run reads (not called for data held in memory).
+  std::function<void(const DatasetFingerprint& data)> on_data;
   // Every ending (succeeded, failed after the run began, cancelled): the summary of the
   // steps completed, also written to summary_json_path; the loss curve is written before.
   std::function<void(const RunSummary& summary)> on_end;
@@ -80,6 +82,9 @@ struct TrainerOptions {
   std::string final_manifest_path;
   // The job the manifest names.
   std::string job_id = "resbm-train";
+  // The shards an earlier run of this job read: the run refuses (FailedPrecondition) to start
+  // on shards that differ. Empty: not checked.
+  DatasetFingerprint recorded_data;
 };
 
 // "step,tokens,train_loss,val_loss,grad_norm,seconds" rows.
@@ -119,7 +124,7 @@ class Trainer {
     bool final_checkpoint = false;   // It was the run's last one.
   };
 
-  Trainer(const TrainerOptions& options, TokenDataset dataset,
+  Trainer(const TrainerOptions& options, TokenDataset dataset, double unigram_entropy_nats,
           std::unique_ptr<TrainingBackend> backend);
   absl::StatusOr<RunStart> Begin(int64_t checkpoint_every);
   // Trains 0-based `step`, evaluates and checkpoints (into `stage_files`) where the config
@@ -159,6 +164,7 @@ class Trainer {
   BatchSampler val_sampler_;
   std::unique_ptr<TrainingBackend> backend_;
   RecoveryPolicy policy_;
+  double unigram_entropy_nats_;
   int64_t eval_round_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include "common/modelio/checkpoint_manifest_file.h"
 #include "common/modelio/model_source.h"
 #include "common/status/status_macros.h"
+#include "common/train/job_dataset.h"
 #include "common/train/trainer.h"
 #include "common/transport/grpc_settings.h"
 #include "services/coordinator/distributed_backend.h"
@@ -140,6 +141,7 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   trainer_options.stop_requested = run.stop_requested;
   trainer_options.hooks = run.hooks;
   trainer_options.resume = run.resume;
+  trainer_options.recorded_data = FromDataRecord(run.job.data());
   trainer_options.job_id = job_id;
   trainer_options.final_manifest_path = FinalManifestPath(options_.checkpoint_dir, job_id);
   DistributedBackend* pipeline = backend->get();  // Owned by the trainer from here.

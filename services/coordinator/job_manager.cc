@@ -10,6 +10,7 @@
 #include "common/modelio/model_init_check.h"
 #include "common/status/failure_cause.h"
 #include "common/status/status_macros.h"
+#include "common/train/job_dataset.h"
 
 namespace resbm {
 namespace {
@@ -377,6 +378,10 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
                          event.failure.message(), "': resuming after step ", step));
   };
   run->hooks.on_end = [job](const RunSummary& summary) { job->set_summary_json(summary.ToJson()); };
+  // Stored with the next event (the first step's at the latest).
+  run->hooks.on_data = [job](const DatasetFingerprint& data) {
+    *job->mutable_data() = ToDataRecord(data);
+  };
   run->hooks.on_initial_eval = [this, job](double val_loss) {
     job->mutable_progress()->set_initial_val_loss(val_loss);
     job->mutable_progress()->set_val_loss(val_loss);

@@ -102,7 +102,8 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   torch::set_num_threads(1);
   const Case c = GetParam();
   const v1::JobConfig config = TinyJob(c.stages, c.kind, c.schedule, c.token_channel, c.mlp_halves);
-  const auto tokens = RandomTokens(4096, config.model().vocab_size(), 3);
+  const TokenStream tokens =
+      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
   BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
 
   LocalPipelineOptions local_options;
@@ -124,7 +125,7 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   std::vector<uint64_t> token_id_bytes(c.stages, 0);
   for (int64_t step = 0; step < 5; ++step) {
     std::vector<int64_t> x, y;
-    sampler.Sample(step, 0, batch, &x, &y);
+    ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
     auto distributed = (*driver)->TrainStep(step, x, y);
     ASSERT_TRUE(distributed.ok()) << distributed.status();
     auto inputs = torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone();
@@ -185,7 +186,7 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   }
   // Evaluation through the workers equals the local evaluation of the updated model.
   std::vector<int64_t> x, y;
-  sampler.Sample(1000, 0, batch, &x, &y);
+  ASSERT_TRUE(sampler.Sample(1000, 0, batch, &x, &y).ok());
   auto distributed_eval = (*driver)->Evaluate(0, x, y);
   ASSERT_TRUE(distributed_eval.ok()) << distributed_eval.status();
   auto local_eval = (*local)->Evaluate(torch::from_blob(x.data(), {batch, seq}, torch::kInt64),
@@ -200,7 +201,8 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
 TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
   torch::set_num_threads(1);
   const v1::JobConfig config = TinyJob(4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B);
-  const auto tokens = RandomTokens(4096, config.model().vocab_size(), 3);
+  const TokenStream tokens =
+      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
   BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
   Cluster cluster = StartWorkers(4);
   auto driver = PipelineDriver::Create("job-fail", config, cluster.addresses);
@@ -208,11 +210,11 @@ TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
   ASSERT_TRUE((*driver)->Assign().ok());
   (*driver)->set_step_timeout(absl::Seconds(20));
   std::vector<int64_t> x, y;
-  sampler.Sample(0, 0, config.training().batch_size(), &x, &y);
+  ASSERT_TRUE(sampler.Sample(0, 0, config.training().batch_size(), &x, &y).ok());
   ASSERT_TRUE((*driver)->TrainStep(0, x, y).ok());
 
   cluster.workers[2]->Shutdown(absl::Now());
-  sampler.Sample(1, 0, config.training().batch_size(), &x, &y);
+  ASSERT_TRUE(sampler.Sample(1, 0, config.training().batch_size(), &x, &y).ok());
   const absl::Time start = absl::Now();
   auto step = (*driver)->TrainStep(1, x, y);
   ASSERT_FALSE(step.ok());

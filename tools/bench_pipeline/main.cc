@@ -52,7 +52,10 @@ absl::StatusOr<Result> Measure(const resbm::v1::JobConfig& config, int64_t warmu
   for (int64_t step = 0; step < warmup + steps; ++step) {
     if (step == warmup) start = std::chrono::steady_clock::now();
     std::vector<int64_t> x, y;
-    sampler.Sample(step, 0, config.training().batch_size(), &x, &y);
+    if (auto sampled = sampler.Sample(step, 0, config.training().batch_size(), &x, &y);
+        !sampled.ok()) {
+      return sampled;
+    }
     auto stats = (*driver)->TrainStep(step, x, y);
     if (!stats.ok()) return stats.status();
     if (step < warmup) continue;

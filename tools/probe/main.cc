@@ -51,7 +51,7 @@ absl::Status DrawBatch(const resbm::v1::JobConfig& config, const ProbeOptions& o
   RESBM_ASSIGN_OR_RETURN(resbm::TokenDataset dataset, resbm::LoadJobDataset(config));
   resbm::BatchSampler sampler(&dataset.val(), seq, static_cast<uint64_t>(options.seed));
   std::vector<int64_t> x, y;
-  sampler.Sample(0, 0, options.batch, &x, &y);
+  RESBM_RETURN_IF_ERROR(sampler.Sample(0, 0, options.batch, &x, &y));
   *inputs = torch::tensor(x, torch::kInt64).view({options.batch, seq});   // (B, T)
   *targets = torch::tensor(y, torch::kInt64).view({options.batch, seq});  // (B, T)
   return absl::OkStatus();

@@ -1,6 +1,9 @@
 // The training loop's NonFinitePolicy, over a scripted backend: NaN in the loss (found by the
 // loop) or reported by a stage (a NonFiniteError) fails the job by default and is recovered
 // from the last checkpoint with NON_FINITE_POLICY_RETRY_FROM_CHECKPOINT.
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -10,6 +13,7 @@
 
 #include "common/base/file_io.h"
 #include "common/config/job_config.h"
+#include "common/data/token_shard.h"
 #include "common/modelio/checkpoint_manifest_file.h"
 #include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
@@ -276,6 +280,62 @@ TEST(TrainerPolicyTest, NoProgressBetweenFaultsHitsTheLimitAndSaysSo) {
             std::string::npos)
       << summary.status();
   EXPECT_EQ(reported.recoveries, 5);
+}
+
+// A job over token shards records what it reads; a shard changed under it fails the next step
+// at once (not recovered: a retry would read the same changed data), and a later run of the
+// job refuses shards that differ from the record.
+TEST(TrainerPolicyTest, AShardChangedUnderTheJobFailsItAndIsRefusedLater) {
+  ScopedTempDir dir;
+  std::vector<uint16_t> tokens(3000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>(i * 7 % 256);
+  ASSERT_TRUE(WriteTokenShard(dir.File("train.bin"), tokens).ok());
+  ASSERT_TRUE(WriteTokenShard(dir.File("val.bin"), tokens).ok());
+  TrainerOptions options;
+  options.config = Config(v1::NON_FINITE_POLICY_FAIL);
+  auto* shards = options.config.mutable_data()->mutable_token_shards();
+  shards->add_train_paths(dir.File("train.bin"));
+  shards->add_val_paths(dir.File("val.bin"));
+  options.progress = nullptr;
+  DatasetFingerprint recorded;
+  options.hooks.on_data = [&](const DatasetFingerprint& data) { recorded = data; };
+  const struct timespec times[2] = {{1000000000, 0}, {1000000000, 0}};
+  options.hooks.on_step = [&](const StepRecord& record) {
+    if (record.step == 3) {
+      ASSERT_EQ(::utimensat(AT_FDCWD, dir.File("val.bin").c_str(), times, 0), 0);
+    }
+  };
+  auto backend = std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false);
+  ScriptedBackend* raw = backend.get();
+  auto trainer = Trainer::Create(options, std::move(backend));
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto summary = (*trainer)->Run();
+  ASSERT_FALSE(summary.ok());
+  EXPECT_EQ(summary.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(summary.status().message().find("step 4: not recovered"), std::string::npos)
+      << summary.status();
+  EXPECT_NE(summary.status().message().find(dir.File("val.bin") + " was modified"),
+            std::string::npos)
+      << summary.status();
+  EXPECT_EQ(raw->recovered_, 0);
+  ASSERT_EQ(recorded.train.size(), 1u);
+  ASSERT_EQ(recorded.val.size(), 1u);
+  EXPECT_EQ(recorded.train[0].tokens, 3000);
+
+  // The next run of the job (a coordinator restart) is refused before it starts.
+  options.recorded_data = recorded;
+  auto refused =
+      Trainer::Create(options, std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("val shard changed since the job first read it"),
+            std::string::npos)
+      << refused.status();
+  // With the record of what is there now, it starts.
+  options.recorded_data.val[0].mtime_unix_ns = int64_t{1000000000} * 1000000000;
+  EXPECT_TRUE(
+      Trainer::Create(options, std::make_unique<ScriptedBackend>(std::set<int64_t>{}, 0, false))
+          .ok());
 }
 
 }  // namespace
