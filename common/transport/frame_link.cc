@@ -37,6 +37,7 @@ absl::Status FrameLink::Send(v1::TensorFrame frame, absl::Time deadline) {
     }
   }
   if (!closed_.ok()) return closed_;
+  if (writes_finished_) return absl::FailedPreconditionError("link: writes already finished");
   queue_.push_back(std::move(frame));
   if (!writing_) {
     writing_ = true;
@@ -54,11 +55,19 @@ void FrameLink::OnWriteDone(bool ok) {
     writing_ = false;
     return;  // The reactor sees the failure in OnDone and closes the link.
   }
-  if (queue_.empty()) {
-    writing_ = false;
-  } else {
+  if (!queue_.empty()) {
     writer_->StartFrameWrite(&queue_.front());
+  } else {
+    writing_ = false;
+    if (writes_finished_) writer_->StartFrameWritesDone();
   }
+}
+
+void FrameLink::FinishWrites() {
+  absl::MutexLock lock(&mu_);
+  if (!closed_.ok() || writes_finished_) return;
+  writes_finished_ = true;
+  if (!writing_) writer_->StartFrameWritesDone();
 }
 
 void FrameLink::Shutdown(const absl::Status& status) {

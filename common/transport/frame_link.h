@@ -23,6 +23,8 @@ class FrameWriter {
  public:
   virtual ~FrameWriter() = default;
   virtual void StartFrameWrite(const v1::TensorFrame* frame) = 0;
+  // Half-closes the stream after the last write (a client's normal end); same rules.
+  virtual void StartFrameWritesDone() {}
 };
 
 class FrameLink {
@@ -35,6 +37,9 @@ class FrameLink {
   // Executor side: queues a frame, blocking while the queue is full (the backpressure).
   // Unavailable once the link is closed; DeadlineExceeded if no room by `deadline`.
   absl::Status Send(v1::TensorFrame frame, absl::Time deadline);
+  // Executor side, the normal end: no more frames; once those queued are written the stream
+  // is half-closed (WritesDone), and the peer finishes it with OK. Send fails from here on.
+  void FinishWrites();
   FrameMailbox& inbox() { return inbox_; }
   bool open() const;
   // Frames waiting to be written.
@@ -43,7 +48,8 @@ class FrameLink {
   // Reactor side.
   void Attach(FrameWriter* writer);
   void OnWriteDone(bool ok);
-  void Deliver(v1::TensorFrame frame) { inbox_.Deliver(std::move(frame)); }
+  // Whether the reactor may read on (FrameMailbox::Deliver).
+  bool Deliver(v1::TensorFrame frame) { return inbox_.Deliver(std::move(frame)); }
   // No new writes start; Send and every inbox wait fail with `status`. Queued frames stay
   // alive (one may be in flight): safe to call from any reaction, e.g. before Finish.
   void Shutdown(const absl::Status& status);
@@ -58,6 +64,7 @@ class FrameLink {
   absl::CondVar room_;
   std::deque<v1::TensorFrame> queue_ ABSL_GUARDED_BY(mu_);  // Front is being written.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool writes_finished_ ABSL_GUARDED_BY(mu_) = false;
   FrameWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;  // Not owned; null once closed.
   absl::Status closed_ ABSL_GUARDED_BY(mu_);
 };

@@ -22,11 +22,11 @@ int Window(int kind) { return kind == v1::FRAME_KIND_EVAL_ACTIVATION ? 1 : 0; }
 
 FrameMailbox::FrameMailbox(int64_t capacity) : capacity_(capacity) {}
 
-void FrameMailbox::Deliver(v1::TensorFrame frame) {
+bool FrameMailbox::Deliver(v1::TensorFrame frame) {
   absl::MutexLock lock(&mu_);
   // Any outcome (a stored frame or a frame error) can end a wait.
   changed_.SignalAll();
-  if (!closed_.ok()) return;
+  if (!closed_.ok()) return true;  // Read on: the stream ends soon, and nothing is kept.
   const int64_t step = static_cast<int64_t>(frame.step());
   const int64_t current = step_[Window(frame.kind())];
   // A refused frame fails the step it arrived in; before any step began, the first one to
@@ -38,34 +38,76 @@ void FrameMailbox::Deliver(v1::TensorFrame frame) {
   if (!job_id_.empty() && frame.job_id() != job_id_) {
     refuse(
         LinkError(absl::StrCat("frame.job_id: '", frame.job_id(), "'; expected '", job_id_, "'")));
-    return;
+    return true;
   }
   // Before the window's first step the sender may already be on it: hold any step then.
   if (current >= 0 && (step < current || step > current + 1)) {
     refuse(LinkError(
         absl::StrCat("frame.step: ", step, "; expected ", current, " (or ", current + 1, ")")));
-    return;
+    return true;
   }
   Key key{frame.kind(), frame.step(), frame.microbatch()};
   if (frames_.count(key) != 0) {
     refuse(absl::InvalidArgumentError(absl::StrCat("frame (", v1::FrameKind_Name(frame.kind()),
                                                    ", step ", step, ", microbatch ",
                                                    frame.microbatch(), "): duplicate")));
-    return;
+    return true;
   }
   if (static_cast<int64_t>(frames_.size()) >= capacity_) {
     refuse(absl::ResourceExhaustedError(
         absl::StrCat("mailbox: ", frames_.size(), " frames waiting; the limit is ", capacity_)));
-    return;
+    return true;
   }
-  frames_.emplace(key, std::move(frame));
+  const int64_t bytes = static_cast<int64_t>(frame.ByteSizeLong());
+  frames_.emplace(key, Held{std::move(frame), bytes});
+  held_bytes_ += bytes;
+  if (held_bytes_ < budget_bytes_) return true;
+  paused_ = true;
+  ++pauses_;
+  return false;
+}
+
+void FrameMailbox::SetOnRoom(std::function<void()> on_room) {
+  absl::MutexLock lock(&mu_);
+  on_room_ = std::move(on_room);
+}
+
+void FrameMailbox::SetByteBudget(int64_t bytes) {
+  std::function<void()> resume;
+  {
+    absl::MutexLock lock(&mu_);
+    budget_bytes_ = bytes;
+    resume = ResumeLocked();
+  }
+  if (resume) resume();
+}
+
+std::function<void()> FrameMailbox::ResumeLocked() {
+  if (!paused_ || (closed_.ok() && held_bytes_ >= budget_bytes_ && !frames_.empty())) return {};
+  paused_ = false;
+  return on_room_;
+}
+
+void FrameMailbox::EraseLocked(std::map<Key, Held>::iterator it) {
+  held_bytes_ -= it->second.bytes;
+  frames_.erase(it);
+}
+
+void FrameMailbox::ClearLocked() {
+  frames_.clear();
+  held_bytes_ = 0;
 }
 
 void FrameMailbox::Close(const absl::Status& status) {
-  absl::MutexLock lock(&mu_);
-  closed_ = status.ok() ? absl::UnavailableError("link closed") : status;
-  frames_.clear();
-  changed_.SignalAll();
+  std::function<void()> resume;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = status.ok() ? absl::UnavailableError("link closed") : status;
+    ClearLocked();
+    changed_.SignalAll();
+    resume = ResumeLocked();  // A paused reader reads on to the stream's end.
+  }
+  if (resume) resume();
 }
 
 void FrameMailbox::Reopen() {
@@ -75,9 +117,18 @@ void FrameMailbox::Reopen() {
 }
 
 void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evaluation) {
-  absl::MutexLock lock(&mu_);
+  std::function<void()> resume;
+  {
+    absl::MutexLock lock(&mu_);
+    BeginStepLocked(job_id, step, evaluation);
+    resume = ResumeLocked();
+  }
+  if (resume) resume();
+}
+
+void FrameMailbox::BeginStepLocked(const std::string& job_id, int64_t step, bool evaluation) {
   // Frames that arrived before the first step of a job are kept; a new job drops the old one's.
-  if (!job_id_.empty() && job_id != job_id_) frames_.clear();
+  if (!job_id_.empty() && job_id != job_id_) ClearLocked();
   job_id_ = job_id;
   const int window = evaluation ? 1 : 0;
   step_[window] = step;
@@ -87,7 +138,7 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
     frame_error_ = absl::OkStatus();
   }
   for (auto it = frames_.begin(); it != frames_.end();) {
-    const v1::TensorFrame& frame = it->second;
+    const v1::TensorFrame& frame = it->second.frame;
     const int64_t frame_step = static_cast<int64_t>(frame.step());
     if (Window(frame.kind()) != window) {
       ++it;
@@ -106,6 +157,7 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
       ++it;
       continue;
     }
+    held_bytes_ -= it->second.bytes;
     it = frames_.erase(it);  // Stale, or refused above.
   }
 }
@@ -113,14 +165,27 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
 absl::StatusOr<v1::TensorFrame> FrameMailbox::Take(v1::FrameKind kind, int64_t step,
                                                    int64_t microbatch, absl::Time deadline,
                                                    const std::function<bool()>& cancelled) {
+  std::function<void()> resume;
+  absl::StatusOr<v1::TensorFrame> taken;
+  {
+    absl::MutexLock lock(&mu_);
+    taken = TakeLocked(kind, step, microbatch, deadline, cancelled);
+    resume = ResumeLocked();
+  }
+  if (resume) resume();
+  return taken;
+}
+
+absl::StatusOr<v1::TensorFrame> FrameMailbox::TakeLocked(v1::FrameKind kind, int64_t step,
+                                                         int64_t microbatch, absl::Time deadline,
+                                                         const std::function<bool()>& cancelled) {
   const Key key{kind, static_cast<uint64_t>(step), static_cast<uint32_t>(microbatch)};
-  absl::MutexLock lock(&mu_);
   while (true) {
     if (!closed_.ok()) return closed_;
     if (!frame_error_.ok()) return frame_error_;
     if (auto it = frames_.find(key); it != frames_.end()) {
-      v1::TensorFrame frame = std::move(it->second);
-      frames_.erase(it);
+      v1::TensorFrame frame = std::move(it->second.frame);
+      EraseLocked(it);
       return frame;
     }
     if (cancelled && cancelled()) {
@@ -138,14 +203,29 @@ absl::StatusOr<v1::TensorFrame> FrameMailbox::Take(v1::FrameKind kind, int64_t s
 }
 
 void FrameMailbox::Clear() {
-  absl::MutexLock lock(&mu_);
-  frames_.clear();
-  frame_error_ = absl::OkStatus();
+  std::function<void()> resume;
+  {
+    absl::MutexLock lock(&mu_);
+    ClearLocked();
+    frame_error_ = absl::OkStatus();
+    resume = ResumeLocked();
+  }
+  if (resume) resume();
 }
 
 int64_t FrameMailbox::size() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int64_t>(frames_.size());
+}
+
+int64_t FrameMailbox::held_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return held_bytes_;
+}
+
+int64_t FrameMailbox::pauses() const {
+  absl::MutexLock lock(&mu_);
+  return pauses_;
 }
 
 }  // namespace resbm

@@ -1,7 +1,10 @@
 // ExchangeClientReactor: the upstream end of a boundary stream (stage s calling stage s + 1):
 // writes the activation frames the executor queues and reads gradient frames into its
-// FrameLink's mailbox. One read and at most one write in flight; deleted in OnDone, the only
-// place it is freed. Reactions never block.
+// FrameLink's mailbox. One read and at most one write in flight. While the mailbox is at its
+// byte budget no read is outstanding; the mailbox resumes it from the thread that frees room,
+// and a hold keeps the call alive until the read flow ends. The executor ends the stream
+// normally with the link's FinishWrites (a WritesDone). Owns itself until OnDone. Reactions
+// never block.
 #ifndef RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_
 #define RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_
 
@@ -18,7 +21,7 @@ class ExchangeClientReactor : public grpc::ClientBidiReactor<v1::TensorFrame, v1
                               public FrameWriter {
  public:
   // Starts the call on `stub` (must outlive the call). The caller keeps `context` to end
-  // the stream from its side with TryCancel (reassignment, shutdown).
+  // the stream from its side with TryCancel (an aborted step, shutdown).
   static void Start(v1::StageWorker::Stub* stub, std::shared_ptr<FrameLink> link,
                     std::shared_ptr<grpc::ClientContext> context);
 
@@ -26,14 +29,18 @@ class ExchangeClientReactor : public grpc::ClientBidiReactor<v1::TensorFrame, v1
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
   void StartFrameWrite(const v1::TensorFrame* frame) override;
+  void StartFrameWritesDone() override;
 
  private:
   ExchangeClientReactor(std::shared_ptr<FrameLink> link,
                         std::shared_ptr<grpc::ClientContext> context);
+  // The mailbox has room again: read on (the read flow's hold keeps the call alive).
+  void Resume();
 
   std::shared_ptr<grpc::ClientContext> context_;
   std::shared_ptr<FrameLink> link_;
   v1::TensorFrame incoming_;
+  std::shared_ptr<ExchangeClientReactor> self_;  // Dropped in OnDone.
 };
 
 }  // namespace resbm

@@ -4,40 +4,80 @@
 
 namespace resbm {
 
-ExchangeServerReactor::ExchangeServerReactor(std::shared_ptr<FrameLink> link)
-    : link_(std::move(link)) {
-  link_->Attach(this);
-  StartRead(&incoming_);
+ExchangeServerReactor* ExchangeServerReactor::Start(std::shared_ptr<FrameLink> link, OnEnd on_end) {
+  std::shared_ptr<ExchangeServerReactor> reactor(
+      new ExchangeServerReactor(std::move(link), std::move(on_end)));
+  reactor->self_ = reactor;
+  // A weak pointer: a resume that races with OnDone finds the reactor finished, not freed.
+  std::weak_ptr<ExchangeServerReactor> weak = reactor;
+  reactor->link_->inbox().SetOnRoom([weak] {
+    if (auto alive = weak.lock()) alive->Resume();
+  });
+  reactor->link_->Attach(reactor.get());
+  reactor->StartRead(&reactor->incoming_);
+  return reactor.get();
 }
+
+ExchangeServerReactor::ExchangeServerReactor(std::shared_ptr<FrameLink> link, OnEnd on_end)
+    : link_(std::move(link)), on_end_(std::move(on_end)) {}
 
 void ExchangeServerReactor::StartFrameWrite(const v1::TensorFrame* frame) { StartWrite(frame); }
 
 void ExchangeServerReactor::OnReadDone(bool ok) {
   if (!ok) {
-    // The upstream stage half-closed or vanished: no more activations on this stream.
+    // The upstream stage half-closed (its normal end) or vanished: no more activations.
     link_->Shutdown(absl::UnavailableError("upstream stage closed the stream"));
     FinishOnce(grpc::Status::OK);
     return;
   }
-  link_->Deliver(std::move(incoming_));
+  // Moved out first: once Deliver pauses the stream, a resume may start the next read.
+  v1::TensorFrame frame = std::move(incoming_);
   incoming_.Clear();
+  if (link_->Deliver(std::move(frame))) StartRead(&incoming_);
+}
+
+void ExchangeServerReactor::Resume() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    ++resuming_;
+  }
   StartRead(&incoming_);
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (--resuming_ > 0 || !finish_requested_ || finish_called_) return;
+    finish_called_ = true;
+    status = finish_status_;
+  }
+  Finish(status);  // Requested while this resume was starting its read.
 }
 
 void ExchangeServerReactor::OnWriteDone(bool ok) { link_->OnWriteDone(ok); }
 
 void ExchangeServerReactor::OnCancel() {
+  cancelled_ = true;
   link_->Shutdown(absl::UnavailableError("upstream stream cancelled"));
   FinishOnce(grpc::Status::CANCELLED);
 }
 
 void ExchangeServerReactor::FinishOnce(const grpc::Status& status) {
-  if (!finished_.exchange(true)) Finish(status);
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return;
+    finish_requested_ = true;
+    finish_status_ = status;
+    if (resuming_ > 0) return;  // That resume finishes once its read has started.
+    finish_called_ = true;
+  }
+  Finish(status);
 }
 
 void ExchangeServerReactor::OnDone() {
   link_->Close(absl::UnavailableError("upstream stream ended"));
-  delete this;
+  // OnCancel, if it came, came before.
+  if (on_end_) on_end_(cancelled_ ? "cancelled" : "writes_done");
+  self_.reset();  // May free this reactor: the last statement.
 }
 
 }  // namespace resbm

@@ -72,6 +72,11 @@ StageMetrics::StageMetrics(std::shared_ptr<prometheus::Registry> registry)
                  .Name("resbm_stage_steps_total")
                  .Help("Steps (training or evaluation) this worker ran, by outcome")
                  .Register(*registry_)),
+      exchange_ends_(BuildCounter()
+                         .Name("resbm_stage_exchange_streams_ended_total")
+                         .Help("Exchange streams from the previous stage that ended, by how "
+                               "(writes_done: its normal end; cancelled)")
+                         .Register(*registry_)),
       stage_(BuildGauge()
                  .Name("resbm_stage_info")
                  .Help("1 for the stage this worker runs (label stage, num_stages); absent "
@@ -158,6 +163,10 @@ std::string StageMetrics::FrameErrorReason(const absl::Status& status) {
 
 void StageMetrics::FrameError(const absl::Status& status) {
   frame_errors_.Add({{"reason", FrameErrorReason(status)}}).Increment();
+}
+
+void StageMetrics::ExchangeEnded(const std::string& how) {
+  exchange_ends_.Add({{"how", how}}).Increment();
 }
 
 void StageMetrics::NonFinite(const std::string& where) {

@@ -40,6 +40,9 @@ class StageMetrics {
   // NaN or Inf found in `where` ("received_activation", "sent_gradient", "loss", ...).
   void NonFinite(const std::string& where);
   void StepDone(bool train, bool ok);
+  // An Exchange stream from the previous stage ended: "writes_done" (its normal end) or
+  // "cancelled".
+  void ExchangeEnded(const std::string& how);
   void Assigned(int64_t stage, int64_t num_stages);
   void Released();
   // Resident memory of the process (CPU) or allocated device memory.
@@ -61,6 +64,7 @@ class StageMetrics {
   prometheus::Family<prometheus::Counter>& frame_errors_;
   prometheus::Family<prometheus::Counter>& non_finite_;
   prometheus::Family<prometheus::Counter>& steps_;
+  prometheus::Family<prometheus::Counter>& exchange_ends_;
   prometheus::Family<prometheus::Gauge>& stage_;
   absl::Mutex stage_mu_;
   // The series of the stage this worker runs; null when idle.

@@ -14,6 +14,7 @@
 #include "common/model/compute_device.h"
 #include "common/model/stage_plan.h"
 #include "common/model/token_id_bytes.h"
+#include "common/model/wire_tensor.h"
 #include "common/modelio/stage_checkpoint_path.h"
 #include "common/status/failure_cause.h"
 #include "common/status/non_finite.h"
@@ -25,6 +26,19 @@
 
 namespace resbm {
 namespace {
+
+// Serialized bytes of one boundary frame beyond its payload (header fields, checksum) are
+// well under this.
+constexpr int64_t kFrameOverheadBytes = 1024;
+
+int64_t InboxBudgetBytes(const v1::JobConfig& config, int64_t wire_width, WireDtype dtype) {
+  const int64_t microbatches = config.training().microbatches();
+  const int64_t rows = (config.training().batch_size() + microbatches - 1) / microbatches;
+  absl::StatusOr<int64_t> payload =
+      WirePayloadBytes({rows, int64_t{config.model().seq_len()}, wire_width}, dtype);
+  const int64_t frame = (payload.ok() ? *payload : 0) + kFrameOverheadBytes;
+  return (2 * microbatches + 2) * frame;
+}
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -84,10 +98,18 @@ StageSession::StageSession(const v1::StageAssignment& assignment,
   const CompressionOptions compression = ToCompressionOptions(assignment.config());
   wire_dtype_ = compression.wire_dtype;
   wire_width_ = compression.WireWidth(assignment.config().model().d_model());
+  inbox_budget_bytes_ = InboxBudgetBytes(assignment.config(), wire_width_, wire_dtype_);
 }
 
 StageSession::~StageSession() {
-  if (downstream_context_) downstream_context_->TryCancel();
+  if (!downstream_) return;
+  if (downstream_->queued() == 0) {
+    // The normal end: a WritesDone, which the next stage answers with OK.
+    downstream_->FinishWrites();
+    downstream_->inbox().Close(absl::UnavailableError("stage session ended"));
+  } else {
+    downstream_context_->TryCancel();  // Frames of an aborted step still queued: drop them.
+  }
 }
 
 absl::Status StageSession::ConnectDownstream() {
@@ -104,6 +126,7 @@ absl::Status StageSession::ConnectDownstream() {
   stub_ = v1::StageWorker::NewStub(channel_);
   downstream_ = std::make_shared<FrameLink>(options_.max_queued_frames,
                                             2 * assignment_.config().training().microbatches() + 2);
+  downstream_->inbox().SetByteBudget(inbox_budget_bytes_);
   downstream_context_ = std::make_shared<grpc::ClientContext>();
   ExchangeClientReactor::Start(stub_.get(), downstream_, downstream_context_);
   return absl::OkStatus();

@@ -63,6 +63,9 @@ class StageSession {
 
   const v1::StageAssignment& assignment() const { return assignment_; }
   int64_t parameter_count() const;
+  // What each boundary link's mailbox may hold before it stops reading: two steps' frames
+  // (the window it accepts) of the largest microbatch, plus two, at the wire width and dtype.
+  int64_t inbox_budget_bytes() const { return inbox_budget_bytes_; }
 
  private:
   StageSession(const v1::StageAssignment& assignment, const StageSessionOptions& options,
@@ -76,6 +79,7 @@ class StageSession {
   std::unique_ptr<StageRunner> runner_;
   WireDtype wire_dtype_;
   int64_t wire_width_;
+  int64_t inbox_budget_bytes_ = 0;
   // The stream to stage index + 1 (absent on the last stage).
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::StageWorker::Stub> stub_;

@@ -64,6 +64,7 @@ grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext
     auto session = StageSession::Create(request->assignment(), options_);
     if (!session.ok()) return session.status();
     session_ = std::move(*session);
+    SetUpstreamBudget(session_->inbox_budget_bytes());
     if (options_.metrics != nullptr) {
       options_.metrics->Assigned(request->assignment().stage_index(),
                                  request->assignment().num_stages());
@@ -139,17 +140,33 @@ grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContex
 
 grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::Exchange(
     grpc::CallbackServerContext* context) {
-  // Room for two steps' frames of any schedule; the mailbox refuses more.
+  // Room for two steps' frames of any schedule; the mailbox refuses more, and its byte budget
+  // stops reading before that.
   auto link = std::make_shared<FrameLink>(options_.max_queued_frames, 2 * 4096 + 2);
   std::shared_ptr<FrameLink> previous;
   {
     absl::MutexLock lock(&mu_);
+    link->inbox().SetByteBudget(upstream_budget_bytes_);
     previous = std::exchange(upstream_, link);
     upstream_changed_.SignalAll();
   }
   // A new upstream connection (a restarted or reassigned stage) replaces the old one.
   if (previous) previous->Shutdown(absl::UnavailableError("replaced by a new upstream stream"));
-  return new ExchangeServerReactor(std::move(link));  // Freed in its OnDone.
+  StageMetrics* metrics = options_.metrics;
+  return ExchangeServerReactor::Start(std::move(link), [metrics](const std::string& how) {
+    if (metrics != nullptr) metrics->ExchangeEnded(how);
+  });
+}
+
+void StageWorkerService::SetUpstreamBudget(int64_t bytes) {
+  std::shared_ptr<FrameLink> upstream;
+  {
+    absl::MutexLock lock(&mu_);
+    upstream_budget_bytes_ = bytes;
+    upstream = upstream_;
+  }
+  // Unlocked: raising the budget may resume a paused read.
+  if (upstream) upstream->inbox().SetByteBudget(bytes);
 }
 
 }  // namespace resbm

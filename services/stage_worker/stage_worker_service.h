@@ -46,6 +46,8 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   void Stop();
 
  private:
+  // The budget of the current upstream link and of every later one.
+  void SetUpstreamBudget(int64_t bytes);
   // The link from the previous stage, waiting until `deadline` for its stream to arrive (the
   // first step can start before the previous stage's call reaches this server).
   std::shared_ptr<FrameLink> WaitForUpstream(absl::Time deadline,
@@ -55,6 +57,9 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   absl::Mutex mu_;
   absl::CondVar upstream_changed_;
   std::shared_ptr<FrameLink> upstream_ ABSL_GUARDED_BY(mu_);
+  // The assignment's inbox budget (StageSession::InboxBudgetBytes), for every upstream link;
+  // 0 before the first assignment: one frame at a time.
+  int64_t upstream_budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   // Touched only on the executor thread.
   std::unique_ptr<StageSession> session_;
   ExecutorThread executor_;  // Last: joined first on destruction.

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
 #include "tests/testing/http_get.h"
+#include "tests/testing/wait_for.h"
 
 namespace resbm {
 namespace {
@@ -188,6 +189,51 @@ TEST_F(StageWorkerTest, RefusesAnAssignmentThatContradictsThePlan) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(status.error_message().find("does not match the job's stage plan"), std::string::npos)
       << status.error_message();
+}
+
+// A released stage ends its stream to the next one normally: a WritesDone, which the next
+// stage answers with OK, not a cancellation.
+TEST_F(StageWorkerTest, AReleasedUpstreamStageEndsItsStreamWithWritesDone) {
+  ASSERT_TRUE(AssignLastStage().ok());
+  auto upstream = StageWorker::Start(StageWorkerOptions{});
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto upstream_stub = v1::StageWorker::NewStub(
+      grpc::CreateChannel((*upstream)->address(), grpc::InsecureChannelCredentials()));
+  v1::AssignRequest request;
+  auto* a = request.mutable_assignment();
+  a->set_job_id("job");
+  *a->mutable_config() = TwoStageJob();
+  a->set_stage_index(0);
+  a->set_num_stages(2);
+  a->set_first_layer(0);
+  a->set_num_layers(1);
+  a->set_downstream_address(worker_->address());
+  {
+    grpc::ClientContext context;
+    v1::AssignResponse response;
+    const grpc::Status assigned = upstream_stub->Assign(&context, request, &response);
+    ASSERT_TRUE(assigned.ok()) << assigned.error_message();
+  }
+  grpc::ClientContext context;
+  v1::ReleaseRequest release;
+  release.set_job_id("job");
+  v1::ReleaseResponse released;
+  ASSERT_TRUE(upstream_stub->Release(&context, release, &released).ok());
+  ASSERT_TRUE(released.released());
+  const std::string ended = "resbm_stage_exchange_streams_ended_total{how=\"writes_done\"}";
+  std::string metrics;
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        metrics = testing::HttpGet(worker_->metrics_port(), "/metrics").second;
+        return testing::SampleValue(metrics, ended) == 1.0;
+      },
+      absl::Seconds(20)))
+      << metrics;
+  EXPECT_EQ(
+      testing::SampleValue(metrics, "resbm_stage_exchange_streams_ended_total{how=\"cancelled\"}"),
+      -1.0)
+      << metrics;
+  (*upstream)->Shutdown(absl::Now());
 }
 
 TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {

@@ -1,5 +1,5 @@
 // The mailbox's step window: which frames it holds, which it refuses, and which step a
-// refusal fails.
+// refusal fails; and its byte budget: when the reader pauses and what resumes it.
 #include "common/transport/frame_mailbox.h"
 
 #include "gtest/gtest.h"
@@ -8,8 +8,9 @@ namespace resbm {
 namespace {
 
 v1::TensorFrame Frame(const std::string& job, int64_t step, int64_t microbatch,
-                      v1::FrameKind kind = v1::FRAME_KIND_ACTIVATION) {
+                      v1::FrameKind kind = v1::FRAME_KIND_ACTIVATION, size_t payload = 0) {
   v1::TensorFrame frame;
+  frame.set_payload(std::string(payload, 'x'));
   frame.set_job_id(job);
   frame.set_step(static_cast<uint64_t>(step));
   frame.set_microbatch(static_cast<uint32_t>(microbatch));
@@ -122,6 +123,73 @@ TEST(FrameMailboxTest, TimesOutAndCancels) {
   auto cancelled = mailbox.Take(v1::FRAME_KIND_ACTIVATION, 0, 0, absl::Now() + absl::Seconds(30),
                                 [] { return true; });
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+}
+
+// Frames of 1000 payload bytes against a budget of 2500: the third one reaches it.
+TEST(FrameMailboxBudgetTest, PausesAtTheBudgetAndResumesWhenATakeFreesRoom) {
+  FrameMailbox mailbox(100);
+  int resumed = 0;
+  mailbox.SetOnRoom([&] { ++resumed; });
+  mailbox.SetByteBudget(2500);
+  int64_t bytes[3];
+  for (int mb = 0; mb < 3; ++mb) {
+    v1::TensorFrame frame = Frame("job-1", 0, mb, v1::FRAME_KIND_ACTIVATION, 1000);
+    bytes[mb] = static_cast<int64_t>(frame.ByteSizeLong());
+    EXPECT_EQ(mailbox.Deliver(std::move(frame)), mb < 2) << "microbatch " << mb;
+  }
+  EXPECT_EQ(mailbox.held_bytes(), bytes[0] + bytes[1] + bytes[2]);
+  EXPECT_EQ(mailbox.pauses(), 1);
+  EXPECT_EQ(resumed, 0);
+
+  mailbox.BeginStep("job-1", 0, false);  // Drops nothing: no room yet.
+  EXPECT_EQ(resumed, 0);
+  ASSERT_TRUE(TakeNow(mailbox, 0, 2).ok());  // 2 frames left: below the budget.
+  EXPECT_EQ(resumed, 1);
+  ASSERT_TRUE(TakeNow(mailbox, 0, 1).ok());  // Not paused any more: no second call.
+  EXPECT_EQ(resumed, 1);
+  EXPECT_EQ(mailbox.held_bytes(), bytes[0]);
+}
+
+TEST(FrameMailboxBudgetTest, ABudgetOfZeroHoldsOneFrameAtATime) {
+  FrameMailbox mailbox(100);
+  int resumed = 0;
+  mailbox.SetOnRoom([&] { ++resumed; });
+  EXPECT_FALSE(mailbox.Deliver(Frame("job-1", 0, 0)));
+  mailbox.SetByteBudget(1 << 20);  // The assignment's budget arrives: read on.
+  EXPECT_EQ(resumed, 1);
+  EXPECT_TRUE(mailbox.Deliver(Frame("job-1", 0, 1)));
+}
+
+TEST(FrameMailboxBudgetTest, ClearingOrClosingResumesAPausedReader) {
+  FrameMailbox mailbox(100);
+  int resumed = 0;
+  mailbox.SetOnRoom([&] { ++resumed; });
+  mailbox.SetByteBudget(100);
+  EXPECT_FALSE(mailbox.Deliver(Frame("job-1", 0, 0, v1::FRAME_KIND_ACTIVATION, 200)));
+  mailbox.Clear();  // An aborted step.
+  EXPECT_EQ(resumed, 1);
+  EXPECT_EQ(mailbox.held_bytes(), 0);
+
+  EXPECT_FALSE(mailbox.Deliver(Frame("job-1", 0, 0, v1::FRAME_KIND_ACTIVATION, 200)));
+  mailbox.Close(absl::UnavailableError("gone"));  // The reader reads on to the stream's end.
+  EXPECT_EQ(resumed, 2);
+  EXPECT_TRUE(mailbox.Deliver(Frame("job-1", 0, 1, v1::FRAME_KIND_ACTIVATION, 200)));
+  EXPECT_EQ(mailbox.held_bytes(), 0);
+}
+
+TEST(FrameMailboxBudgetTest, StaleFramesDroppedByANewStepFreeTheirBytes) {
+  FrameMailbox mailbox(100);
+  int resumed = 0;
+  mailbox.SetOnRoom([&] { ++resumed; });
+  mailbox.SetByteBudget(1500);
+  EXPECT_TRUE(mailbox.Deliver(Frame("job-1", 4, 0, v1::FRAME_KIND_ACTIVATION, 1000)));
+  EXPECT_FALSE(mailbox.Deliver(Frame("job-1", 5, 0, v1::FRAME_KIND_ACTIVATION, 1000)));
+  mailbox.BeginStep("job-1", 5, false);  // Step 4's frame is stale.
+  EXPECT_EQ(resumed, 1);
+  EXPECT_EQ(mailbox.size(), 1);
+  // A refused frame (a duplicate) holds nothing.
+  EXPECT_TRUE(mailbox.Deliver(Frame("job-1", 5, 0, v1::FRAME_KIND_ACTIVATION, 1000)));
+  EXPECT_EQ(mailbox.size(), 1);
 }
 
 }  // namespace
