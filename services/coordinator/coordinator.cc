@@ -119,6 +119,9 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
     return workers;
   };
   backend_options.suspect = [this](const std::string& address) { registry_.Suspect(address); };
+  backend_options.liveness = [this](const std::string& address) {
+    return registry_.LapsesAt(address);
+  };
   absl::StatusOr<std::unique_ptr<DistributedBackend>> backend =
       DistributedBackend::Create(backend_options);
   RESBM_RETURN_IF_ERROR(backend.status());

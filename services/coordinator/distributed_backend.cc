@@ -51,6 +51,7 @@ absl::Status DistributedBackend::Build(absl::Time deadline) {
     RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, config, workers,
                                                                options_.credentials));
     driver->set_step_timeout(options_.step_timeout);
+    driver->set_liveness(options_.liveness);
     absl::StatusOr<int64_t> parameters = driver->Assign();
     if (parameters.ok()) {
       parameters_ = *parameters;

@@ -33,6 +33,9 @@ struct DistributedBackendOptions {
   // find_workers leaves it out until it is heard from again (WorkerRegistry::Suspect). May
   // be empty.
   std::function<void(const std::string& address)> suspect;
+  // When a worker's heartbeat lapses (WorkerRegistry::LapsesAt), for every driver: a step
+  // whose worker lapses is cancelled then (PipelineDriver::set_liveness). May be empty.
+  PipelineDriver::Liveness liveness;
   // How long the first assignment waits for workers.
   absl::Duration worker_wait = absl::Seconds(120);
   // Where stages write checkpoints (a filesystem every worker and its replacement can read).

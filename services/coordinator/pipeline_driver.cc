@@ -147,30 +147,35 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   std::vector<grpc::ClientContext> contexts(stages);
   std::vector<grpc::Status> statuses(stages);
   absl::Mutex mu;
+  absl::CondVar changed;
   bool failed = false;
+  size_t done = 0;
   std::vector<std::thread> threads;
   const auto deadline = absl::ToChronoTime(absl::Now() + step_timeout_);
   for (size_t s = 0; s < stages; ++s) contexts[s].set_deadline(deadline);
   for (size_t s = 0; s < stages; ++s) {
     threads.emplace_back([&, s] {
       statuses[s] = stubs_[s]->RunStep(&contexts[s], requests[s], &responses[s]);
-      if (last != nullptr) {
-        absl::MutexLock lock(&mu);
-        *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
-      }
-      if (!statuses[s].ok()) {
-        absl::MutexLock lock(&mu);
-        if (!failed) {
-          failed = true;
-          // The others would wait for frames that will never come.
-          for (size_t t = 0; t < stages; ++t) {
-            if (t != s) contexts[t].TryCancel();
-          }
+      absl::MutexLock lock(&mu);
+      if (last != nullptr) *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
+      ++done;
+      changed.Signal();
+      if (!statuses[s].ok() && !failed) {
+        failed = true;
+        // The others would wait for frames that will never come.
+        for (size_t t = 0; t < stages; ++t) {
+          if (t != s) contexts[t].TryCancel();
         }
       }
     });
   }
+  absl::Status lapsed;
+  {
+    absl::MutexLock lock(&mu);
+    lapsed = AwaitOrLapse(&mu, &changed, &done, &failed, &contexts);
+  }
   for (auto& thread : threads) thread.join();
+  if (!lapsed.ok()) return lapsed;
   // Report the root cause: NaN or Inf found anywhere (the job's policy depends on it, and a
   // neighbour's broken stream may have ended first), else the first stage whose failure is
   // not a cancellation we caused.
@@ -190,6 +195,32 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
     if (!statuses[s].ok()) return FromGrpcStatus(statuses[s]);
   }
   return responses;
+}
+
+absl::Status PipelineDriver::AwaitOrLapse(absl::Mutex* mu, absl::CondVar* changed,
+                                          const size_t* done, const bool* failed,
+                                          std::vector<grpc::ClientContext>* contexts) {
+  while (*done < contexts->size() && !*failed) {
+    absl::Time wake = absl::InfiniteFuture();
+    size_t first = 0;
+    for (size_t s = 0; liveness_ && s < addresses_.size(); ++s) {
+      const absl::Time lapses = liveness_(addresses_[s]);
+      if (lapses < wake) {
+        wake = lapses;
+        first = s;
+      }
+    }
+    if (wake <= absl::Now()) {
+      for (auto& context : *contexts) context.TryCancel();
+      return WithCause(
+          absl::UnavailableError(absl::StrCat("stage ", first, " (", addresses_[first],
+                                              "): its worker's heartbeat lapsed during the step")),
+          FailureCause::kWorkerLost);
+    }
+    // Woken when a call ends; at the earliest lapse, to look again (a heartbeat since moves it).
+    changed->WaitWithDeadline(mu, wake);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
@@ -267,6 +298,8 @@ absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
 void PipelineDriver::Release() {
   std::vector<std::thread> threads;
   for (size_t s = 0; s < stubs_.size(); ++s) {
+    // A lapsed worker cannot be reached (or has dropped the job already): no 5 s wait on it.
+    if (liveness_ && liveness_(addresses_[s]) <= absl::Now()) continue;
     threads.emplace_back([this, s] {
       v1::ReleaseRequest request;
       request.set_job_id(job_id_);

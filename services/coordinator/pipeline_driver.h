@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/schedule/pipeline_schedule.h"
 #include "resbm/v1/config.pb.h"
@@ -80,6 +81,12 @@ class PipelineDriver {
   // reach (UNAVAILABLE) or that did not answer in time (DEADLINE_EXCEEDED).
   const std::vector<std::string>& unreachable() const { return unreachable_; }
   void set_step_timeout(absl::Duration timeout) { step_timeout_ = timeout; }
+  // When the worker at `address` stops counting as alive (its heartbeat lapses), and
+  // InfiniteFuture for a worker it does not track. A step is cancelled when one of its workers
+  // lapses (UNAVAILABLE, kWorkerLost), instead of waiting for the link's keepalive or the
+  // step deadline; Release skips lapsed workers. Unset: neither.
+  using Liveness = std::function<absl::Time(const std::string& address)>;
+  void set_liveness(Liveness liveness) { liveness_ = std::move(liveness); }
 
  private:
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
@@ -97,6 +104,11 @@ class PipelineDriver {
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
                                                           int64_t* last = nullptr);
+  // Waits (holding `mu`) until `*done` calls ended or one ended in failure; cancels them all
+  // and returns the lapse when a worker's heartbeat lapses first.
+  absl::Status AwaitOrLapse(absl::Mutex* mu, absl::CondVar* changed, const size_t* done,
+                            const bool* failed, std::vector<grpc::ClientContext>* contexts)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   std::vector<v1::RunStepRequest> MakeRequests(v1::StepMode mode, int64_t step,
                                                const PipelineSchedule& schedule,
                                                const std::vector<int64_t>& inputs,
@@ -111,6 +123,7 @@ class PipelineDriver {
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
   PipelineSchedule train_schedule_;
   absl::Duration step_timeout_ = absl::Minutes(5);
+  Liveness liveness_;
 };
 
 }  // namespace resbm

@@ -102,4 +102,12 @@ void WorkerRegistry::Suspect(const std::string& address) {
   changed_.SignalAll();
 }
 
+absl::Time WorkerRegistry::LapsesAt(const std::string& address) const {
+  absl::MutexLock lock(&mu_);
+  for (const Worker& worker : workers_) {
+    if (worker.address == address) return worker.last_seen + timeout_;
+  }
+  return absl::InfiniteFuture();
+}
+
 }  // namespace resbm

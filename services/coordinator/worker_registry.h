@@ -58,6 +58,9 @@ class WorkerRegistry {
   // not healthy until it registers or heartbeats again, so a rebuild takes another worker
   // instead of waiting out the heartbeat timeout.
   void Suspect(const std::string& address);
+  // When the worker at `address` stops counting as healthy unless it is heard from again;
+  // InfiniteFuture for an address no worker registered.
+  absl::Time LapsesAt(const std::string& address) const;
   // Wakes every Acquire to check its `cancelled` again.
   void WakeWaiters();
 

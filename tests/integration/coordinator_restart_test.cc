@@ -1,9 +1,12 @@
-// The coordinator killed with SIGKILL mid-job, twice, and started again on the same data
-// directory: the job is still there, resumes from its last complete checkpoint on the same
-// workers (they re-register), and ends with exactly the losses of an uninterrupted run.
+// The coordinator stopped mid-job, first with SIGTERM (a step in flight: it finishes that step,
+// exits 0 and leaves the job RUNNING) and then with SIGKILL, and started again on the same
+// data directory each time: the job is still there, resumes from its last complete checkpoint
+// on the same workers (they re-register), and ends with exactly the losses of an
+// uninterrupted run.
 #include <signal.h>
 #include <unistd.h>
 
+#include <optional>
 #include <random>
 #include <string>
 
@@ -22,7 +25,7 @@ using ::resbm::testing::ReferenceLosses;
 using ::resbm::testing::TrainLosses;
 using ::resbm::testing::WaitFor;
 
-TEST(CoordinatorRestartTest, KilledCoordinatorResumesTheJobWithTheUninterruptedLosses) {
+TEST(CoordinatorRestartTest, StoppedAndKilledCoordinatorResumesTheJobWithTheUninterruptedLosses) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_restart_" + std::to_string(::getpid()));
   const std::string config = cluster.dir() + "/job.json";
   std::ofstream(config) << R"({"name": "survivor",
@@ -53,8 +56,12 @@ TEST(CoordinatorRestartTest, KilledCoordinatorResumesTheJobWithTheUninterruptedL
         << "kill " << kill << "\n"
         << cluster.Logs();
     absl::SleepFor(absl::Milliseconds(rng() % 700));
-    cluster.coordinator().Signal(SIGKILL);
-    cluster.coordinator().Wait(absl::Seconds(10));
+    const int signal = kill == 0 ? SIGTERM : SIGKILL;
+    cluster.coordinator().Signal(signal);
+    const std::optional<int> exit_code = cluster.coordinator().Wait(absl::Seconds(30));
+    if (signal == SIGTERM) {
+      EXPECT_EQ(exit_code, std::optional<int>(0)) << cluster.Logs();
+    }
     ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
   }
   auto ended = cluster.client().WaitForEnd(job_id, absl::Seconds(240));

@@ -19,6 +19,7 @@
 #include "common/model/checkpoint_file.h"
 #include "common/model/stage_plan.h"
 #include "common/model/wire_codec.h"
+#include "common/status/failure_cause.h"
 #include "common/train/local_pipeline.h"
 #include "common/transport/frame_codec.h"
 #include "gtest/gtest.h"
@@ -222,6 +223,33 @@ TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
   EXPECT_NE(step.status().message().find("stage "), std::string::npos) << step.status();
   EXPECT_TRUE(step.status().code() == absl::StatusCode::kUnavailable ||
               step.status().code() == absl::StatusCode::kCancelled)
+      << step.status();
+}
+
+// A worker whose heartbeat lapsed (a link cut without a reset) fails the step at once with a
+// transient cause, instead of after the link's keepalive or the step deadline.
+TEST(PipelineFailureTest, AWorkerWhoseHeartbeatLapsedFailsTheStepAtOnce) {
+  torch::set_num_threads(1);
+  const v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE);
+  const TokenStream tokens =
+      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
+  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
+  Cluster cluster = StartWorkers(2);
+  auto driver = PipelineDriver::Create("job-lapse", config, cluster.addresses);
+  ASSERT_TRUE(driver.ok());
+  ASSERT_TRUE((*driver)->Assign().ok());
+  const std::string lapsed = cluster.addresses[1];
+  (*driver)->set_liveness([lapsed](const std::string& address) {
+    return address == lapsed ? absl::Now() - absl::Seconds(1) : absl::InfiniteFuture();
+  });
+  std::vector<int64_t> x, y;
+  ASSERT_TRUE(sampler.Sample(0, 0, config.training().batch_size(), &x, &y).ok());
+  auto step = (*driver)->TrainStep(0, x, y);
+  ASSERT_FALSE(step.ok());
+  EXPECT_EQ(step.status().code(), absl::StatusCode::kUnavailable) << step.status();
+  EXPECT_EQ(CauseOf(step.status()), FailureCause::kWorkerLost) << step.status();
+  EXPECT_NE(step.status().message().find("stage 1 (" + lapsed + "): its worker's heartbeat lapsed"),
+            std::string::npos)
       << step.status();
 }
 

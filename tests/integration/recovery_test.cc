@@ -2,7 +2,9 @@
 // coordinator notices, takes a spare (or restarted) worker, restores the last complete
 // checkpoint on every stage, replays the same batches, and the job ends with exactly the
 // losses of an uninterrupted run.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,7 +13,9 @@
 #include <set>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
+#include "common/data/token_shard.h"
 #include "gtest/gtest.h"
 #include "tests/testing/job_files.h"
 #include "tests/testing/process_cluster.h"
@@ -159,6 +163,55 @@ TEST(RecoveryTest, ThirtyWorkerKillsAndThreeCoordinatorKillsGiveTheUninterrupted
               worker_kills, coordinator_kills, ended->progress().recoveries(),
               ended->progress().resumes());
   ExpectSameLosses(TrainLosses(ended->output_dir() + "/losses.csv"), expected);
+}
+
+// A deterministic failure with real processes: a token shard modified under the running job
+// fails it at once with its cause (FAILED_PRECONDITION, the shard named), without a recovery,
+// and the job's record holds the shards it read.
+TEST(RecoveryTest, AShardModifiedUnderTheJobFailsItAtOnceWithTheCause) {
+  ProcessCluster cluster(::testing::TempDir() + "/resbm_shard_" + std::to_string(::getpid()));
+  std::vector<uint16_t> tokens(20000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint16_t>(i * 31 % 256);
+  const std::string train = cluster.dir() + "/train.bin", val = cluster.dir() + "/val.bin";
+  ASSERT_TRUE(WriteTokenShard(train, tokens).ok());
+  ASSERT_TRUE(WriteTokenShard(val, tokens).ok());
+  auto config = ParseJobConfigJson(absl::StrCat(R"({"name": "shards",
+    "model": {"d_model": 64, "n_layers": 2, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
+    "stages": {"num_stages": 2},
+    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
+    "data": {"token_shards": {"train_paths": [")",
+                                                train, R"("], "val_paths": [")", val, R"("]}},
+    "training": {"steps": 2000, "batch_size": 8, "microbatches": 2, "eval_every": 0,
+                 "eval_batches": 1, "checkpoint_every": 10}})"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
+  auto submitted = cluster.client().Submit(*config);
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string job_id = submitted->job_id();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto job = cluster.client().Get(job_id);
+        return job.ok() && job->progress().step() >= 5;
+      },
+      absl::Seconds(120)))
+      << cluster.Logs();
+  const struct timespec times[2] = {{1000000000, 0}, {1000000000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, train.c_str(), times, 0), 0);
+
+  auto ended = cluster.client().WaitForEnd(job_id, absl::Seconds(60));
+  ASSERT_TRUE(ended.ok()) << ended.status() << "\n" << cluster.Logs();
+  EXPECT_EQ(ended->state(), v1::JOB_STATE_FAILED) << cluster.Logs();
+  EXPECT_NE(ended->message().find("FAILED_PRECONDITION: step "), std::string::npos)
+      << ended->message();
+  EXPECT_NE(ended->message().find("not recovered"), std::string::npos) << ended->message();
+  EXPECT_NE(ended->message().find("token shard " + train + " was modified"), std::string::npos)
+      << ended->message();
+  EXPECT_EQ(ended->progress().recoveries(), 0u);
+  EXPECT_LT(ended->progress().step(), 2000u);
+  ASSERT_EQ(ended->data().train_size(), 1);
+  EXPECT_EQ(ended->data().train(0).path(), train);
+  EXPECT_EQ(ended->data().train(0).tokens(), 20000u);
 }
 
 }  // namespace

@@ -40,7 +40,7 @@ class ProcessCluster {
     const std::string port_file = absl::StrCat(dir_, "/coordinator-", starts_, ".port");
     std::vector<std::string> argv = {
         BinaryPath("resbm-coordinator"),
-        port_.empty() ? "--listen=127.0.0.1:0" : "--listen=127.0.0.1:" + port_,
+        absl::StrCat("--listen=", host_, ":", port_.empty() ? "0" : port_),
         "--port-file=" + port_file, "--data-dir=" + data_dir(), "--drain-seconds=1"};
     argv.insert(argv.end(), coordinator_security_.begin(), coordinator_security_.end());
     argv.insert(argv.end(), flags.begin(), flags.end());
@@ -67,9 +67,16 @@ class ProcessCluster {
     client_auth_ = std::move(client_auth);
   }
 
-  // Starts one more worker registered with the coordinator; returns its index.
-  absl::StatusOr<size_t> StartWorker() {
-    auto started = LaunchWorker();
+  // The address the coordinator and the workers started from now on listen on (default
+  // 127.0.0.1), e.g. a veth's address that a network namespace can reach.
+  void set_host(std::string host) { host_ = std::move(host); }
+
+  // Starts one more worker registered with the coordinator; returns its index. `prefix`
+  // runs it through another command (e.g. {"ip", "netns", "exec", NS}); `host` (default: the
+  // cluster's) is the address it listens on.
+  absl::StatusOr<size_t> StartWorker(const std::vector<std::string>& prefix = {},
+                                     const std::string& host = "") {
+    auto started = LaunchWorker(prefix, host.empty() ? host_ : host);
     if (!started.ok()) return started.status();
     workers_.push_back(std::move(*started));
     return workers_.size() - 1;
@@ -78,7 +85,7 @@ class ProcessCluster {
   // Replaces worker `i` with a fresh process (as an orchestrator restarts a dead pod).
   absl::Status ReplaceWorker(size_t i) {
     workers_[i]->Wait(absl::Seconds(10));
-    auto started = LaunchWorker();
+    auto started = LaunchWorker({}, host_);
     if (!started.ok()) return started.status();
     workers_[i] = std::move(*started);
     return absl::OkStatus();
@@ -98,7 +105,7 @@ class ProcessCluster {
   ChildProcess& worker(size_t i) { return *workers_[i]; }
   size_t num_workers() const { return workers_.size(); }
   JobClient& client() { return *client_; }
-  std::string address() const { return "127.0.0.1:" + port_; }
+  std::string address() const { return host_ + ":" + port_; }
   std::string data_dir() const { return dir_ + "/data"; }
   const std::string& dir() const { return dir_; }
 
@@ -116,12 +123,15 @@ class ProcessCluster {
   }
 
  private:
-  absl::StatusOr<std::unique_ptr<ChildProcess>> LaunchWorker() {
-    std::vector<std::string> argv = {BinaryPath("resbm-worker"), "--listen=127.0.0.1:0",
-                                     "--coordinator=" + address(), "--threads=1",
-                                     "--drain-seconds=1",
-                                     // The coordinator's default checkpoint directory.
-                                     "--checkpoint-dir=" + data_dir() + "/checkpoints"};
+  absl::StatusOr<std::unique_ptr<ChildProcess>> LaunchWorker(const std::vector<std::string>& prefix,
+                                                             const std::string& host) {
+    std::vector<std::string> argv = prefix;
+    const std::vector<std::string> worker = {BinaryPath("resbm-worker"), "--listen=" + host + ":0",
+                                             "--coordinator=" + address(), "--threads=1",
+                                             "--drain-seconds=1",
+                                             // The coordinator's default checkpoint directory.
+                                             "--checkpoint-dir=" + data_dir() + "/checkpoints"};
+    argv.insert(argv.end(), worker.begin(), worker.end());
     argv.insert(argv.end(), worker_security_.begin(), worker_security_.end());
     argv.insert(argv.end(), worker_flags_.begin(), worker_flags_.end());
     return ChildProcess::Start(argv, absl::StrCat(dir_, "/worker-", worker_logs_++, ".log"));
@@ -129,6 +139,7 @@ class ProcessCluster {
 
   std::string dir_;
   std::string port_;
+  std::string host_ = "127.0.0.1";
   std::vector<std::string> coordinator_security_ = {"--plaintext"};
   std::vector<std::string> worker_security_ = {"--plaintext"};
   JobClientAuth client_auth_;
