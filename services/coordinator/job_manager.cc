@@ -1,5 +1,6 @@
 #include "services/coordinator/job_manager.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <utility>
 
@@ -267,7 +268,13 @@ std::optional<v1::Job> JobManager::NextJob() {
         return *next;
       }
     }
-    wake_.WaitWithTimeout(&mu_, absl::Seconds(1));
+    if (jobs.ok()) {
+      wake_.Wait(&mu_);  // Only Submit and Shutdown make a next job: they signal.
+    } else {
+      // The store failed to list (a transient SQLite error): look again in a second.
+      std::fprintf(stderr, "coordinator: %s\n", jobs.status().ToString().c_str());
+      wake_.WaitWithTimeout(&mu_, absl::Seconds(1));
+    }
   }
   return std::nullopt;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -146,49 +147,26 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   std::vector<v1::RunStepResponse> responses(stages);
   std::vector<grpc::ClientContext> contexts(stages);
   std::vector<grpc::Status> statuses(stages);
-  absl::Mutex mu;
-  absl::CondVar changed;
-  bool failed = false;
-  size_t done = 0;
-  std::vector<std::thread> threads;
   const auto deadline = absl::ToChronoTime(absl::Now() + step_timeout_);
   for (size_t s = 0; s < stages; ++s) contexts[s].set_deadline(deadline);
-  for (size_t s = 0; s < stages; ++s) {
-    threads.emplace_back([&, s] {
-      statuses[s] = stubs_[s]->RunStep(&contexts[s], requests[s], &responses[s]);
-      absl::MutexLock lock(&mu);
-      if (last != nullptr) *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
-      ++done;
-      changed.Signal();
-      if (!statuses[s].ok() && !failed) {
-        failed = true;
-        // The others would wait for frames that will never come.
-        for (size_t t = 0; t < stages; ++t) {
-          if (t != s) contexts[t].TryCancel();
-        }
-      }
-    });
-  }
-  absl::Status lapsed;
-  {
-    absl::MutexLock lock(&mu);
-    lapsed = AwaitOrLapse(&mu, &changed, &done, &failed, &contexts);
-  }
-  for (auto& thread : threads) thread.join();
-  if (!lapsed.ok()) return lapsed;
+  const std::optional<size_t> lapsed = CallEveryStage(
+      &contexts,
+      [&](size_t s) { return stubs_[s]->RunStep(&contexts[s], requests[s], &responses[s]); },
+      /*cancel_on_failure=*/true, &statuses, last);
+  if (lapsed.has_value()) return Lapsed(*lapsed, "stage", "during the step");
   // Report the root cause: NaN or Inf found anywhere (the job's policy depends on it, and a
   // neighbour's broken stream may have ended first), else the first stage whose failure is
   // not a cancellation we caused.
+  auto of_stage = [&](size_t s) {
+    return Annotate(FromGrpcStatus(statuses[s]),
+                    absl::StrCat("stage ", s, " (", addresses_[s], "): "));
+  };
   for (size_t s = 0; s < stages; ++s) {
-    if (IsNonFiniteError(FromGrpcStatus(statuses[s]))) {
-      return Annotate(FromGrpcStatus(statuses[s]),
-                      absl::StrCat("stage ", s, " (", addresses_[s], "): "));
-    }
+    if (IsNonFiniteError(FromGrpcStatus(statuses[s]))) return of_stage(s);
   }
   for (size_t s = 0; s < stages; ++s) {
     if (!statuses[s].ok() && statuses[s].error_code() != grpc::StatusCode::CANCELLED) {
-      return Annotate(FromGrpcStatus(statuses[s]),
-                      absl::StrCat("stage ", s, " (", addresses_[s], "): "));
+      return of_stage(s);
     }
   }
   for (size_t s = 0; s < stages; ++s) {
@@ -197,30 +175,64 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   return responses;
 }
 
-absl::Status PipelineDriver::AwaitOrLapse(absl::Mutex* mu, absl::CondVar* changed,
-                                          const size_t* done, const bool* failed,
-                                          std::vector<grpc::ClientContext>* contexts) {
-  while (*done < contexts->size() && !*failed) {
-    absl::Time wake = absl::InfiniteFuture();
-    size_t first = 0;
-    for (size_t s = 0; liveness_ && s < addresses_.size(); ++s) {
-      const absl::Time lapses = liveness_(addresses_[s]);
-      if (lapses < wake) {
-        wake = lapses;
-        first = s;
+std::optional<size_t> PipelineDriver::CallEveryStage(
+    std::vector<grpc::ClientContext>* contexts, const std::function<grpc::Status(size_t)>& call,
+    bool cancel_on_failure, std::vector<grpc::Status>* statuses, int64_t* last) {
+  const size_t stages = contexts->size();
+  absl::Mutex mu;
+  absl::CondVar changed;
+  size_t done = 0;
+  bool failed = false;
+  std::vector<std::thread> threads;
+  for (size_t s = 0; s < stages; ++s) {
+    threads.emplace_back([&, s] {
+      grpc::Status status = call(s);
+      absl::MutexLock lock(&mu);
+      (*statuses)[s] = std::move(status);
+      if (last != nullptr) *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
+      ++done;
+      changed.Signal();
+      if (cancel_on_failure && !(*statuses)[s].ok() && !failed) {
+        failed = true;
+        // The others would wait for frames that will never come.
+        for (size_t t = 0; t < stages; ++t) {
+          if (t != s) (*contexts)[t].TryCancel();
+        }
       }
-    }
-    if (wake <= absl::Now()) {
-      for (auto& context : *contexts) context.TryCancel();
-      return WithCause(
-          absl::UnavailableError(absl::StrCat("stage ", first, " (", addresses_[first],
-                                              "): its worker's heartbeat lapsed during the step")),
-          FailureCause::kWorkerLost);
-    }
-    // Woken when a call ends; at the earliest lapse, to look again (a heartbeat since moves it).
-    changed->WaitWithDeadline(mu, wake);
+    });
   }
-  return absl::OkStatus();
+  std::optional<size_t> lapsed;
+  {
+    absl::MutexLock lock(&mu);
+    while (done < stages && !failed && !lapsed.has_value()) {
+      absl::Time wake = absl::InfiniteFuture();
+      size_t first = 0;
+      for (size_t s = 0; liveness_ && s < stages; ++s) {
+        const absl::Time lapses = liveness_(addresses_[s]);
+        if (lapses < wake) {
+          wake = lapses;
+          first = s;
+        }
+      }
+      if (wake <= absl::Now()) {
+        lapsed = first;
+        for (auto& context : *contexts) context.TryCancel();
+        break;
+      }
+      // Woken when a call ends; at the earliest lapse, to look again (a heartbeat moves it).
+      changed.WaitWithDeadline(&mu, wake);
+    }
+  }
+  for (auto& thread : threads) thread.join();
+  return lapsed;
+}
+
+absl::Status PipelineDriver::Lapsed(size_t stage, absl::string_view what, absl::string_view when) {
+  unreachable_.push_back(addresses_[stage]);
+  return WithCause(absl::UnavailableError(absl::StrCat(what, " ", stage, " (", addresses_[stage],
+                                                       "): its worker's heartbeat lapsed",
+                                                       when.empty() ? "" : " ", when)),
+                   FailureCause::kWorkerLost);
 }
 
 absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
@@ -246,29 +258,31 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   result.clip_factor = GradClipFactor(result.grad_norm, config_.optimizer().grad_clip());
   // Every stage applies the step or the step is not applied: a failure here is reported and
   // the caller restores the last checkpoint (recovery, issue 4).
-  RESBM_RETURN_IF_ERROR(OnEveryStage("apply step on stage", [&](size_t s) {
-    v1::ApplyStepRequest request;
-    request.set_job_id(job_id_);
-    request.set_step(static_cast<uint64_t>(step));
-    request.set_clip_factor(result.clip_factor);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-    v1::ApplyStepResponse response;
-    return stubs_[s]->ApplyStep(&context, request, &response);
-  }));
+  RESBM_RETURN_IF_ERROR(OnEveryStage("apply step on stage", absl::Seconds(60),
+                                     [&](size_t s, grpc::ClientContext* context) {
+                                       v1::ApplyStepRequest request;
+                                       request.set_job_id(job_id_);
+                                       request.set_step(static_cast<uint64_t>(step));
+                                       request.set_clip_factor(result.clip_factor);
+                                       v1::ApplyStepResponse response;
+                                       return stubs_[s]->ApplyStep(context, request, &response);
+                                     }));
   result.stages = std::move(responses);
   return result;
 }
 
-absl::Status PipelineDriver::OnEveryStage(absl::string_view what,
-                                          const std::function<grpc::Status(size_t)>& call) {
+absl::Status PipelineDriver::OnEveryStage(
+    absl::string_view what, absl::Duration timeout,
+    const std::function<grpc::Status(size_t, grpc::ClientContext*)>& call) {
   std::vector<grpc::Status> statuses(stubs_.size());
-  std::vector<std::thread> threads;
-  for (size_t s = 0; s < stubs_.size(); ++s) {
-    threads.emplace_back([&, s] { statuses[s] = call(s); });
-  }
-  for (auto& thread : threads) thread.join();
+  std::vector<grpc::ClientContext> contexts(stubs_.size());
+  const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
+  for (auto& context : contexts) context.set_deadline(deadline);
+  const std::optional<size_t> lapsed = CallEveryStage(
+      &contexts, [&](size_t s) { return call(s, &contexts[s]); },
+      /*cancel_on_failure=*/false, &statuses, nullptr);
   unreachable_.clear();
+  if (lapsed.has_value()) return Lapsed(*lapsed, what, "");
   absl::Status first;
   for (size_t s = 0; s < statuses.size(); ++s) {
     if (statuses[s].ok()) continue;
@@ -281,17 +295,16 @@ absl::Status PipelineDriver::OnEveryStage(absl::string_view what,
 
 absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
   std::vector<int64_t> bytes(stubs_.size());
-  RESBM_RETURN_IF_ERROR(OnEveryStage("checkpoint of stage", [&](size_t s) {
-    v1::SaveCheckpointRequest request;
-    request.set_job_id(job_id_);
-    request.set_step(static_cast<uint64_t>(step));
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-    v1::SaveCheckpointResponse response;
-    grpc::Status status = stubs_[s]->SaveCheckpoint(&context, request, &response);
-    bytes[s] = static_cast<int64_t>(response.bytes());
-    return status;
-  }));
+  RESBM_RETURN_IF_ERROR(OnEveryStage(
+      "checkpoint of stage", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context) {
+        v1::SaveCheckpointRequest request;
+        request.set_job_id(job_id_);
+        request.set_step(static_cast<uint64_t>(step));
+        v1::SaveCheckpointResponse response;
+        grpc::Status status = stubs_[s]->SaveCheckpoint(context, request, &response);
+        bytes[s] = static_cast<int64_t>(response.bytes());
+        return status;
+      }));
   return std::accumulate(bytes.begin(), bytes.end(), int64_t{0});
 }
 
@@ -314,17 +327,16 @@ void PipelineDriver::Release() {
 
 absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {
   std::vector<int64_t> restored(stubs_.size());
-  RESBM_RETURN_IF_ERROR(OnEveryStage("restore stage", [&](size_t s) {
-    v1::LoadCheckpointRequest request;
-    request.set_job_id(job_id_);
-    request.set_step(static_cast<uint64_t>(step));
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
-    v1::LoadCheckpointResponse response;
-    grpc::Status status = stubs_[s]->LoadCheckpoint(&context, request, &response);
-    restored[s] = static_cast<int64_t>(response.step());
-    return status;
-  }));
+  RESBM_RETURN_IF_ERROR(OnEveryStage(
+      "restore stage", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context) {
+        v1::LoadCheckpointRequest request;
+        request.set_job_id(job_id_);
+        request.set_step(static_cast<uint64_t>(step));
+        v1::LoadCheckpointResponse response;
+        grpc::Status status = stubs_[s]->LoadCheckpoint(context, request, &response);
+        restored[s] = static_cast<int64_t>(response.step());
+        return status;
+      }));
   for (size_t s = 0; s < restored.size(); ++s) {
     if (restored[s] != step) {
       return absl::DataLossError(absl::StrCat("checkpoint of stage ", s, " after step ", step,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -96,19 +97,26 @@ class PipelineDriver {
   // DEADLINE_EXCEEDED one also lists the stage's worker as unreachable and carries the
   // kWorkerLost cause.
   absl::Status Unreachable(const grpc::Status& status, size_t stage, absl::string_view context);
-  // Runs `call(s)` for every stage at once (a thread each); the first failure, with `what`,
-  // the stage and its worker before its message. Fills unreachable_.
-  absl::Status OnEveryStage(absl::string_view what,
-                            const std::function<grpc::Status(size_t stage)>& call);
+  // Runs `call(s, context)` for every stage at once, each context with `timeout`; the first
+  // failure, with `what`, the stage and its worker before its message. Fills unreachable_.
+  absl::Status OnEveryStage(
+      absl::string_view what, absl::Duration timeout,
+      const std::function<grpc::Status(size_t stage, grpc::ClientContext* context)>& call);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
                                                           int64_t* last = nullptr);
-  // Waits (holding `mu`) until `*done` calls ended or one ended in failure; cancels them all
-  // and returns the lapse when a worker's heartbeat lapses first.
-  absl::Status AwaitOrLapse(absl::Mutex* mu, absl::CondVar* changed, const size_t* done,
-                            const bool* failed, std::vector<grpc::ClientContext>* contexts)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Runs `call(s)` for every stage at once (a thread each), its status into `statuses[s]`;
+  // with `cancel_on_failure`, the first failure cancels the others. Returns once all ended,
+  // or, if a worker's heartbeat lapses first (liveness_), cancels them all, waits, and
+  // returns that stage. `last` (may be null) gets the stage that ended last.
+  std::optional<size_t> CallEveryStage(std::vector<grpc::ClientContext>* contexts,
+                                       const std::function<grpc::Status(size_t)>& call,
+                                       bool cancel_on_failure, std::vector<grpc::Status>* statuses,
+                                       int64_t* last);
+  // UNAVAILABLE (kWorkerLost) "WHAT STAGE (address): its worker's heartbeat lapsed WHEN";
+  // lists the worker as unreachable.
+  absl::Status Lapsed(size_t stage, absl::string_view what, absl::string_view when);
   std::vector<v1::RunStepRequest> MakeRequests(v1::StepMode mode, int64_t step,
                                                const PipelineSchedule& schedule,
                                                const std::vector<int64_t>& inputs,

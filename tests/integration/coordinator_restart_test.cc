@@ -47,11 +47,8 @@ TEST(CoordinatorRestartTest, StoppedAndKilledCoordinatorResumesTheJobWithTheUnin
   for (int kill = 0; kill < 2; ++kill) {
     // Let it get past a checkpoint beyond where it (re)started, then kill at a random moment.
     const uint64_t past = 40 + 100 * kill;
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          auto job = cluster.client().Get(job_id);
-          return job.ok() && job->progress().checkpoint_step() >= past;
-        },
+    ASSERT_TRUE(cluster.WaitForJob(
+        job_id, [&](const v1::Job& job) { return job.progress().checkpoint_step() >= past; },
         absl::Seconds(120)))
         << "kill " << kill << "\n"
         << cluster.Logs();

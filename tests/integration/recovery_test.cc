@@ -189,12 +189,8 @@ TEST(RecoveryTest, AShardModifiedUnderTheJobFailsItAtOnceWithTheCause) {
   auto submitted = cluster.client().Submit(*config);
   ASSERT_TRUE(submitted.ok()) << submitted.status();
   const std::string job_id = submitted->job_id();
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto job = cluster.client().Get(job_id);
-        return job.ok() && job->progress().step() >= 5;
-      },
-      absl::Seconds(120)))
+  ASSERT_TRUE(cluster.WaitForJob(
+      job_id, [&](const v1::Job& job) { return job.progress().step() >= 5; }, absl::Seconds(120)))
       << cluster.Logs();
   const struct timespec times[2] = {{1000000000, 0}, {1000000000, 0}};
   ASSERT_EQ(::utimensat(AT_FDCWD, train.c_str(), times, 0), 0);

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/runtime/child_process.h"
 #include "tests/testing/binaries.h"
+#include "tests/testing/wait_for.h"
 #include "tools/resbmctl/job_client.h"
 
 namespace resbm::testing {
@@ -99,6 +101,17 @@ class ProcessCluster {
       }
     }
     return -1;
+  }
+
+  // Waits (reading the job every 50 ms) until `condition` holds for job `job_id`.
+  bool WaitForJob(const std::string& job_id, const std::function<bool(const v1::Job&)>& condition,
+                  absl::Duration timeout) {
+    return WaitFor(
+        [&] {
+          auto job = client_->Get(job_id);
+          return job.ok() && condition(*job);
+        },
+        timeout);
   }
 
   ChildProcess& coordinator() { return *coordinator_; }
