@@ -86,6 +86,16 @@ void FrameLink::Close(const absl::Status& status) {
   writer_ = nullptr;
   queue_.clear();
   writing_ = false;
+  detached_ = true;
+  detached_cv_.SignalAll();
+}
+
+bool FrameLink::AwaitClosed(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  while (!detached_) {
+    if (detached_cv_.WaitWithDeadline(&mu_, deadline)) return detached_;
+  }
+  return true;
 }
 
 }  // namespace resbm

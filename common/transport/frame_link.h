@@ -56,6 +56,9 @@ class FrameLink {
   // Shutdown, then detaches the writer and drops the queue. Only from the reactor's OnDone,
   // when no operation is outstanding.
   void Close(const absl::Status& status);
+  // Waits until Close (the stream's OnDone) or `deadline`; whether it came. The owner of the
+  // channel waits before destroying it: a channel must outlive its calls.
+  bool AwaitClosed(absl::Time deadline);
 
  private:
   const int64_t max_queued_;
@@ -65,6 +68,8 @@ class FrameLink {
   std::deque<v1::TensorFrame> queue_ ABSL_GUARDED_BY(mu_);  // Front is being written.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool writes_finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool detached_ ABSL_GUARDED_BY(mu_) = false;  // Close ran.
+  absl::CondVar detached_cv_;
   FrameWriter* writer_ ABSL_GUARDED_BY(mu_) = nullptr;  // Not owned; null once closed.
   absl::Status closed_ ABSL_GUARDED_BY(mu_);
 };

@@ -103,13 +103,17 @@ StageSession::StageSession(const v1::StageAssignment& assignment,
 
 StageSession::~StageSession() {
   if (!downstream_) return;
-  if (downstream_->queued() == 0) {
-    // The normal end: a WritesDone, which the next stage answers with OK.
+  const bool idle = downstream_->queued() == 0;
+  downstream_->inbox().Close(absl::UnavailableError("stage session ended"));  // Reads on.
+  // The normal end: a WritesDone, which the next stage answers with OK. The channel is
+  // destroyed with this session, so the call must be over first.
+  if (idle) {
     downstream_->FinishWrites();
-    downstream_->inbox().Close(absl::UnavailableError("stage session ended"));
-  } else {
-    downstream_context_->TryCancel();  // Frames of an aborted step still queued: drop them.
+    if (downstream_->AwaitClosed(absl::Now() + absl::Seconds(2))) return;
   }
+  // Frames of an aborted step still queued, or a next stage that does not answer.
+  downstream_context_->TryCancel();
+  downstream_->AwaitClosed(absl::Now() + absl::Seconds(10));
 }
 
 absl::Status StageSession::ConnectDownstream() {
