@@ -18,6 +18,15 @@ absl::Status LinkError(std::string message) {
 
 int Window(int kind) { return kind == v1::FRAME_KIND_EVAL_ACTIVATION ? 1 : 0; }
 
+// Runs a paused reader's resume callback once the mailbox's lock is released: declared
+// before the MutexLock, it is destroyed after it.
+struct ResumeAfterUnlock {
+  std::function<void()> resume;
+  ~ResumeAfterUnlock() {
+    if (resume) resume();
+  }
+};
+
 }  // namespace
 
 FrameMailbox::FrameMailbox(int64_t capacity) : capacity_(capacity) {}
@@ -73,13 +82,10 @@ void FrameMailbox::SetOnRoom(std::function<void()> on_room) {
 }
 
 void FrameMailbox::SetByteBudget(int64_t bytes) {
-  std::function<void()> resume;
-  {
-    absl::MutexLock lock(&mu_);
-    budget_bytes_ = bytes;
-    resume = ResumeLocked();
-  }
-  if (resume) resume();
+  ResumeAfterUnlock after;
+  absl::MutexLock lock(&mu_);
+  budget_bytes_ = bytes;
+  after.resume = ResumeLocked();
 }
 
 std::function<void()> FrameMailbox::ResumeLocked() {
@@ -99,15 +105,12 @@ void FrameMailbox::ClearLocked() {
 }
 
 void FrameMailbox::Close(const absl::Status& status) {
-  std::function<void()> resume;
-  {
-    absl::MutexLock lock(&mu_);
-    closed_ = status.ok() ? absl::UnavailableError("link closed") : status;
-    ClearLocked();
-    changed_.SignalAll();
-    resume = ResumeLocked();  // A paused reader reads on to the stream's end.
-  }
-  if (resume) resume();
+  ResumeAfterUnlock after;
+  absl::MutexLock lock(&mu_);
+  closed_ = status.ok() ? absl::UnavailableError("link closed") : status;
+  ClearLocked();
+  changed_.SignalAll();
+  after.resume = ResumeLocked();  // A paused reader reads on to the stream's end.
 }
 
 void FrameMailbox::Reopen() {
@@ -117,16 +120,8 @@ void FrameMailbox::Reopen() {
 }
 
 void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evaluation) {
-  std::function<void()> resume;
-  {
-    absl::MutexLock lock(&mu_);
-    BeginStepLocked(job_id, step, evaluation);
-    resume = ResumeLocked();
-  }
-  if (resume) resume();
-}
-
-void FrameMailbox::BeginStepLocked(const std::string& job_id, int64_t step, bool evaluation) {
+  ResumeAfterUnlock after;  // Dropped frames may make room.
+  absl::MutexLock lock(&mu_);
   // Frames that arrived before the first step of a job are kept; a new job drops the old one's.
   if (!job_id_.empty() && job_id != job_id_) ClearLocked();
   job_id_ = job_id;
@@ -160,19 +155,16 @@ void FrameMailbox::BeginStepLocked(const std::string& job_id, int64_t step, bool
     held_bytes_ -= it->second.bytes;
     it = frames_.erase(it);  // Stale, or refused above.
   }
+  after.resume = ResumeLocked();
 }
 
 absl::StatusOr<v1::TensorFrame> FrameMailbox::Take(v1::FrameKind kind, int64_t step,
                                                    int64_t microbatch, absl::Time deadline,
                                                    const std::function<bool()>& cancelled) {
-  std::function<void()> resume;
-  absl::StatusOr<v1::TensorFrame> taken;
-  {
-    absl::MutexLock lock(&mu_);
-    taken = TakeLocked(kind, step, microbatch, deadline, cancelled);
-    resume = ResumeLocked();
-  }
-  if (resume) resume();
+  ResumeAfterUnlock after;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<v1::TensorFrame> taken = TakeLocked(kind, step, microbatch, deadline, cancelled);
+  after.resume = ResumeLocked();
   return taken;
 }
 
@@ -203,14 +195,11 @@ absl::StatusOr<v1::TensorFrame> FrameMailbox::TakeLocked(v1::FrameKind kind, int
 }
 
 void FrameMailbox::Clear() {
-  std::function<void()> resume;
-  {
-    absl::MutexLock lock(&mu_);
-    ClearLocked();
-    frame_error_ = absl::OkStatus();
-    resume = ResumeLocked();
-  }
-  if (resume) resume();
+  ResumeAfterUnlock after;
+  absl::MutexLock lock(&mu_);
+  ClearLocked();
+  frame_error_ = absl::OkStatus();
+  after.resume = ResumeLocked();
 }
 
 int64_t FrameMailbox::size() const {

@@ -72,8 +72,6 @@ class FrameMailbox {
   // A paused reader's callback when there is room (or the mailbox closed): the caller runs it
   // after unlocking. Empty otherwise.
   std::function<void()> ResumeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BeginStepLocked(const std::string& job_id, int64_t step, bool evaluation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::TensorFrame> TakeLocked(v1::FrameKind kind, int64_t step, int64_t microbatch,
                                              absl::Time deadline,
                                              const std::function<bool()>& cancelled)
