@@ -114,6 +114,10 @@ absl::StatusOr<int64_t> Trainer::Recover(const absl::Status& failure, int64_t st
 }
 
 absl::StatusOr<Trainer::RunStart> Trainer::Begin(int64_t checkpoint_every) {
+  if (const DatasetFingerprint data = dataset_.fingerprint();
+      !data.empty() && options_.hooks.on_data) {
+    options_.hooks.on_data(data);
+  }
   const v1::JobConfig& config = options_.config;
   const int64_t steps = config.training().steps();
   RunStart start;
@@ -237,10 +241,6 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
 
   RESBM_RETURN_IF_ERROR(PrepareOutputs());
-  if (const DatasetFingerprint data = dataset_.fingerprint();
-      !data.empty() && options_.hooks.on_data) {
-    options_.hooks.on_data(data);
-  }
   std::unique_ptr<ProgressLine> progress;
   if (options_.progress != nullptr) {
     progress = std::make_unique<ProgressLine>(options_.progress, steps, 5.0);

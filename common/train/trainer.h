@@ -106,7 +106,7 @@ class Trainer {
 
  private:
   // Where a run starts: after a resume's checkpoint, or at step 0 (checkpointed, and a
-  // trained model evaluated first).
+  // trained model evaluated first). Reports the shards read first (on_data).
   struct RunStart {
     int64_t step = 0;
     std::vector<StepRecord> records;
