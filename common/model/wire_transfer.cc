@@ -5,9 +5,7 @@
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/torch.h>
 
-#include <chrono>
 #include <cstring>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -30,24 +28,14 @@ WireTransfer::Pending::Pending(Pending&&) noexcept = default;
 WireTransfer::Pending& WireTransfer::Pending::operator=(Pending&&) noexcept = default;
 WireTransfer::Pending::~Pending() = default;
 
-bool WireTransfer::Pending::Ready() const { return copied_ == nullptr || copied_->query(); }
-
-absl::StatusOr<WireTensor> WireTransfer::Pending::Finish(int64_t* non_finite,
-                                                         absl::Time deadline) {
+absl::StatusOr<WireTensor> WireTransfer::Pending::Finish(int64_t* non_finite) {
   return AtTorchSeam("wire transfer", "finish", [&]() -> absl::StatusOr<WireTensor> {
     if (!host_bytes_.defined()) {
       return absl::FailedPreconditionError("wire transfer: Finish on a finished Pending");
     }
-    // A copy takes microseconds to a compute's worth of milliseconds; sleeping between polls
-    // keeps the waiting thread off the core the executor needs.
-    while (!Ready()) {
-      if (absl::Now() >= deadline) {
-        return absl::DeadlineExceededError(
-            "wire transfer: the copy to the host did not finish by the deadline (device busy or "
-            "hung)");
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
+    // Blocks in the device runtime, no polling: the copy stream runs boundary copies (both
+    // directions) and nothing else.
+    if (copy_stream_.has_value()) copy_stream_->synchronize();
     const auto* bytes = static_cast<const char*>(host_bytes_.data_ptr());
     const int64_t payload = host_bytes_.numel() - kCountBytes;
     WireTensor wire;
@@ -57,7 +45,7 @@ absl::StatusOr<WireTensor> WireTransfer::Pending::Finish(int64_t* non_finite,
     std::memcpy(non_finite, bytes + payload, kCountBytes);
     device_bytes_ = at::Tensor();
     host_bytes_ = at::Tensor();
-    copied_.reset();
+    copy_stream_.reset();
     return wire;
   });
 }
@@ -106,10 +94,9 @@ absl::StatusOr<WireTransfer::Pending> WireTransfer::StartEncode(const at::Tensor
     pending.host_bytes_ =
         torch::empty({pending.device_bytes_.numel()},
                      torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
-    pending.copied_ = std::make_unique<c10::Event>(device_.type());
+    pending.copy_stream_ = copy_stream_;
     c10::StreamGuard on_copy_stream(*copy_stream_);
     pending.host_bytes_.copy_(pending.device_bytes_, /*non_blocking=*/true);
-    pending.copied_->record(*copy_stream_);
     // A Pending dropped unfinished frees its buffer while the copy may still read it: the
     // allocator must wait for the copy stream before handing the memory out again.
     pending.device_bytes_.record_stream(*copy_stream_);

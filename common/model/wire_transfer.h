@@ -25,10 +25,6 @@
 #include "common/model/model_options.h"
 #include "common/model/wire_tensor.h"
 
-namespace c10 {
-struct Event;
-}  // namespace c10
-
 namespace resbm {
 
 class WireTransfer {
@@ -46,26 +42,23 @@ class WireTransfer {
     Pending& operator=(Pending&&) noexcept;
     ~Pending();
 
-    // Waits for the copy (polling, so a waiting thread does not spin a core), then returns
-    // the payload; `non_finite` gets how many of the tensor's values were NaN or Inf.
-    // DeadlineExceeded if the copy is not done by `deadline`. Consumes the Pending.
-    absl::StatusOr<WireTensor> Finish(int64_t* non_finite,
-                                      absl::Time deadline = absl::InfiniteFuture());
+    // Waits for the copy (on CUDA: blocks on the copy stream, which holds only boundary
+    // copies, so at most the few queued after this one are waited for too), then returns the
+    // payload; `non_finite` gets how many of the tensor's values were NaN or Inf. Consumes
+    // the Pending.
+    absl::StatusOr<WireTensor> Finish(int64_t* non_finite);
 
     const std::vector<int64_t>& shape() const { return shape_; }
 
    private:
     friend class WireTransfer;
     Pending() = default;
-    // Whether the copy to the host has finished; never blocks. Throws c10::Error on a device
-    // error, so only Finish (inside the seam) asks.
-    bool Ready() const;
 
     WireDtype dtype_ = WireDtype::kFp32;
     std::vector<int64_t> shape_;
     at::Tensor device_bytes_;  // (payload + 8) uint8: the payload, then the int64 count.
     at::Tensor host_bytes_;    // The same bytes in (pinned) host memory once copied.
-    std::unique_ptr<c10::Event> copied_;  // Recorded after the copy; null on the CPU.
+    std::optional<c10::Stream> copy_stream_;  // Where the copy runs; unset on the CPU.
   };
 
   // Encodes x (..., k), on the transfer's device, for the wire and starts its copy to the

@@ -1,13 +1,18 @@
 #include "common/runtime/child_process.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -17,6 +22,32 @@
 extern char** environ;
 
 namespace resbm {
+namespace {
+
+// Sleeps in poll(2) until `fd` is readable or `end`; whether it became readable.
+bool AwaitReadable(int fd, absl::Time end) {
+  while (true) {
+    const absl::Duration left = end - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    pollfd ready{fd, POLLIN, 0};
+    // Rounded up: a wait never ends early and spins on the last millisecond.
+    const int ms =
+        static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, int64_t{1} << 30));
+    const int n = ::poll(&ready, 1, ms);
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return false;
+  }
+}
+
+// The first line of `path`; "" if it has none yet.
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  if (in && std::getline(in, line)) return line;
+  return "";
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const std::vector<std::string>& argv, const std::string& log_path) {
@@ -56,7 +87,17 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
   if (error != 0) {
     return absl::NotFoundError(absl::StrCat("cannot start ", argv[0], ": ", std::strerror(error)));
   }
-  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, log_path));
+  // Readable once the child exits: Wait sleeps on it instead of polling waitpid.
+  const int exited = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (exited < 0) {
+    const int open_error = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return absl::InternalError(absl::StrCat("pidfd_open of ", argv[0], " (pid ", pid,
+                                            "): ", std::strerror(open_error),
+                                            "; Linux 5.3 or later is needed"));
+  }
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, exited, log_path));
 }
 
 ChildProcess::~ChildProcess() {
@@ -64,6 +105,7 @@ ChildProcess::~ChildProcess() {
     Signal(SIGKILL);
     Wait(absl::Seconds(10));
   }
+  ::close(exited_fd_);
 }
 
 bool ChildProcess::Running() { return !Wait(absl::ZeroDuration()).has_value(); }
@@ -82,8 +124,7 @@ std::optional<int> ChildProcess::Wait(absl::Duration timeout) {
       break;
     }
     if (done < 0 && errno != EINTR) break;
-    if (absl::Now() >= end) break;
-    absl::SleepFor(absl::Milliseconds(10));
+    if (done == 0 && !AwaitReadable(exited_fd_, end)) break;  // Not exited by `end`.
   }
   return status_;
 }
@@ -105,13 +146,22 @@ std::string ChildProcess::Log() const {
 
 std::string WaitForFileLine(const std::string& path, absl::Duration timeout) {
   const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    std::ifstream in(path);
-    std::string line;
-    if (in && std::getline(in, line) && !line.empty()) return line;
-    absl::SleepFor(absl::Milliseconds(20));
+  // Watched before the first look, so a file that appears in between is not missed. Our
+  // services write it whole and rename it into place (IN_MOVED_TO).
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
+  const int events = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (events < 0) return FirstLine(path);
+  const bool watched = ::inotify_add_watch(events, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) >= 0;
+  std::string line = FirstLine(path);
+  while (line.empty() && watched && AwaitReadable(events, end)) {
+    char buffer[4096];
+    while (::read(events, buffer, sizeof(buffer)) > 0) {
+    }
+    line = FirstLine(path);
   }
-  return "";
+  ::close(events);
+  return line;
 }
 
 std::string DescribeWaitStatus(int status) {

@@ -39,14 +39,17 @@ class ChildProcess {
   std::string Log() const;
 
  private:
-  ChildProcess(pid_t pid, std::string log_path) : pid_(pid), log_path_(std::move(log_path)) {}
+  ChildProcess(pid_t pid, int exited_fd, std::string log_path)
+      : pid_(pid), exited_fd_(exited_fd), log_path_(std::move(log_path)) {}
 
   pid_t pid_;
+  int exited_fd_;  // A pidfd: readable once the child has exited.
   std::string log_path_;
   std::optional<int> status_;
 };
 
-// Waits until `path` holds a non-empty first line and returns it; "" after `timeout`.
+// Waits until `path` holds a non-empty first line and returns it; "" after `timeout`. Woken
+// by inotify when a file in its directory is written or renamed into place.
 std::string WaitForFileLine(const std::string& path, absl::Duration timeout);
 
 // A readable description of a wait status: "exit 0", "signal 9".

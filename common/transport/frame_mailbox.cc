@@ -160,17 +160,22 @@ void FrameMailbox::BeginStep(const std::string& job_id, int64_t step, bool evalu
 
 absl::StatusOr<v1::TensorFrame> FrameMailbox::Take(v1::FrameKind kind, int64_t step,
                                                    int64_t microbatch, absl::Time deadline,
-                                                   const std::function<bool()>& cancelled) {
+                                                   const Cancellation* cancel) {
+  // Subscribed before the lock: a tripped token wakes this wait through changed_.
+  const Cancellation::Subscription woken = Cancellation::Subscribe(cancel, [this] {
+    absl::MutexLock lock(&mu_);
+    changed_.SignalAll();
+  });
   ResumeAfterUnlock after;
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<v1::TensorFrame> taken = TakeLocked(kind, step, microbatch, deadline, cancelled);
+  absl::StatusOr<v1::TensorFrame> taken = TakeLocked(kind, step, microbatch, deadline, cancel);
   after.resume = ResumeLocked();
   return taken;
 }
 
 absl::StatusOr<v1::TensorFrame> FrameMailbox::TakeLocked(v1::FrameKind kind, int64_t step,
                                                          int64_t microbatch, absl::Time deadline,
-                                                         const std::function<bool()>& cancelled) {
+                                                         const Cancellation* cancel) {
   const Key key{kind, static_cast<uint64_t>(step), static_cast<uint32_t>(microbatch)};
   while (true) {
     if (!closed_.ok()) return closed_;
@@ -180,17 +185,14 @@ absl::StatusOr<v1::TensorFrame> FrameMailbox::TakeLocked(v1::FrameKind kind, int
       EraseLocked(it);
       return frame;
     }
-    if (cancelled && cancelled()) {
-      return absl::CancelledError("step cancelled while waiting for a frame");
-    }
-    const absl::Time now = absl::Now();
-    if (now >= deadline) {
+    if (cancel != nullptr && cancel->cancelled()) return cancel->reason();
+    if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat("no ", v1::FrameKind_Name(kind),
                                                       " frame for step ", step, " microbatch ",
                                                       microbatch, " before the deadline"));
     }
-    // Wakes on every delivery; the short bound lets cancellation be noticed.
-    changed_.WaitWithDeadline(&mu_, std::min(deadline, now + absl::Milliseconds(20)));
+    // Woken by every delivery, error, close and by the token.
+    changed_.WaitWithDeadline(&mu_, deadline);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/runtime/cancellation.h"
 #include "resbm/v1/tensor_frame.pb.h"
 
 namespace resbm {
@@ -49,10 +50,10 @@ class FrameMailbox {
   // any step are held (bounded by the capacity). Training frames (activations, gradients) and
   // evaluation frames count their steps separately: `evaluation` picks which window moves.
   void BeginStep(const std::string& job_id, int64_t step, bool evaluation);
-  // Waits for the frame (kind, step, microbatch) until `deadline`, or until `cancelled()`
-  // returns true (polled every 20 ms; may be empty).
+  // Waits for the frame (kind, step, microbatch) until `deadline`, or until `cancel` (may be
+  // null) trips: then its reason. Call without a lock a wake-up of `cancel` takes.
   absl::StatusOr<v1::TensorFrame> Take(v1::FrameKind kind, int64_t step, int64_t microbatch,
-                                       absl::Time deadline, const std::function<bool()>& cancelled);
+                                       absl::Time deadline, const Cancellation* cancel);
   // Drops every frame and error (an aborted step).
   void Clear();
 
@@ -73,8 +74,7 @@ class FrameMailbox {
   // after unlocking. Empty otherwise.
   std::function<void()> ResumeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::TensorFrame> TakeLocked(v1::FrameKind kind, int64_t step, int64_t microbatch,
-                                             absl::Time deadline,
-                                             const std::function<bool()>& cancelled)
+                                             absl::Time deadline, const Cancellation* cancel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseLocked(std::map<Key, Held>::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

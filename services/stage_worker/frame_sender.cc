@@ -37,24 +37,26 @@ absl::Status FrameSender::Send(Outgoing item) {
 }
 
 absl::StatusOr<FrameSender::Totals> FrameSender::Flush(absl::Time deadline,
-                                                       const std::function<bool()>& cancelled) {
+                                                       const Cancellation* cancel) {
+  // Subscribed unlocked; taking mu_ makes the waiter look at its condition again.
+  const Cancellation::Subscription woken =
+      Cancellation::Subscribe(cancel, [this] { absl::MutexLock lock(&mu_); });
   absl::MutexLock lock(&mu_);
-  const absl::Condition idle(
-      +[](FrameSender* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-        return self->IdleLocked();
+  struct Waiting {
+    FrameSender* self;
+    const Cancellation* cancel;
+  } waiting{this, cancel};
+  const absl::Condition done(
+      +[](Waiting* w) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return w->self->IdleLocked() || (w->cancel != nullptr && w->cancel->cancelled());
       },
-      this);
-  // Woken by the sender, and every 20 ms to notice a cancelled step.
-  while (!mu_.AwaitWithDeadline(idle, std::min(deadline, absl::Now() + absl::Milliseconds(20)))) {
-    if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          queue_.size() + (sending_ ? 1 : 0), " tensors unsent at the step deadline"));
-    }
-    if (cancelled && cancelled()) {
-      return absl::CancelledError("step cancelled while tensors were being sent");
-    }
+      &waiting);
+  if (!mu_.AwaitWithDeadline(done, deadline)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(queue_.size() + (sending_ ? 1 : 0), " tensors unsent at the step deadline"));
   }
   if (!error_.ok()) return error_;
+  if (!IdleLocked()) return cancel->reason();
   return totals_;
 }
 
@@ -63,12 +65,13 @@ bool FrameSender::failed() const {
   return !error_.ok();
 }
 
-void FrameSender::Reset() {
+void FrameSender::Reset(std::shared_ptr<Cancellation> step) {
   absl::MutexLock lock(&mu_);
   queue_.clear();
   mu_.Await(absl::Condition(+[](bool* sending) { return !*sending; }, &sending_));
   error_ = absl::OkStatus();
   totals_ = Totals{};
+  step_ = std::move(step);
 }
 
 void FrameSender::Run() {
@@ -92,6 +95,11 @@ void FrameSender::Run() {
     if (!status.ok()) {
       error_ = status;
       queue_.clear();  // The rest of the step's tensors go nowhere.
+      // Unlocked: the token's wake-ups take the locks of the step's waiters, this one's too.
+      std::shared_ptr<Cancellation> step = step_;
+      mu_.Unlock();
+      if (step) step->Cancel(status);
+      mu_.Lock();
       continue;
     }
     totals_.activation_bytes += sent.activation_bytes;
@@ -105,7 +113,7 @@ void FrameSender::Run() {
 absl::Status FrameSender::SendNow(Outgoing& item, Totals* totals) {
   const bool gradient = item.header.kind == v1::FRAME_KIND_GRADIENT;
   int64_t non_finite = 0;
-  absl::StatusOr<WireTensor> wire = item.tensor.Finish(&non_finite, item.deadline);
+  absl::StatusOr<WireTensor> wire = item.tensor.Finish(&non_finite);
   if (!wire.ok()) return wire.status();
   if (non_finite != 0) {
     if (metrics_ != nullptr) metrics_->NonFinite(gradient ? "sent_gradient" : "sent_activation");

@@ -3,7 +3,8 @@
 // sender waits for each copy in the order given, refuses a tensor holding NaN or Inf, frames
 // the payload (checksum included) and queues it on its link, where backpressure blocks the
 // sender rather than the executor. The first failure ends the step's sending: later tensors
-// of the step are dropped and the error comes back from Send, Flush and failed().
+// of the step are dropped, the error comes back from Send, Flush and failed(), and the step's
+// cancellation token trips with it, so the executor's waits for frames end too.
 // Thread-safe; owns its thread, which the destructor joins.
 #ifndef RESBM_SERVICES_STAGE_WORKER_FRAME_SENDER_H_
 #define RESBM_SERVICES_STAGE_WORKER_FRAME_SENDER_H_
@@ -20,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/model/wire_transfer.h"
+#include "common/runtime/cancellation.h"
 #include "common/transport/frame_codec.h"
 #include "common/transport/frame_link.h"
 #include "services/stage_worker/stage_metrics.h"
@@ -60,15 +62,15 @@ class FrameSender {
   // Returns the sender's error instead once it has failed.
   absl::Status Send(Outgoing item);
   // Waits until every queued tensor is on its link; then the first error since the last
-  // Reset, or the totals. DeadlineExceeded past `deadline`, Cancelled once `cancelled()`
-  // (polled every 20 ms; may be empty).
-  absl::StatusOr<Totals> Flush(absl::Time deadline,
-                               const std::function<bool()>& cancelled = nullptr);
-  // Whether a send has failed since the last Reset (polled by the executor's waits).
+  // Reset, or the totals. DeadlineExceeded past `deadline`; the token's reason once `cancel`
+  // (may be null) trips.
+  absl::StatusOr<Totals> Flush(absl::Time deadline, const Cancellation* cancel = nullptr);
+  // Whether a send has failed since the last Reset.
   bool failed() const;
   // Starts afresh (a new step, or an aborted one): drops what waits, waits for the tensor
-  // being sent (bounded by its deadline), clears the error and the totals.
-  void Reset();
+  // being sent (bounded by its deadline), clears the error and the totals. The first failure
+  // from now on trips `step` (may be null) with its error.
+  void Reset(std::shared_ptr<Cancellation> step = nullptr);
 
  private:
   void Run();
@@ -85,6 +87,7 @@ class FrameSender {
   bool sending_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Cancellation> step_ ABSL_GUARDED_BY(mu_);
   Totals totals_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

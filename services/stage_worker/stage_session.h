@@ -1,6 +1,6 @@
-// StageSession: one stage assignment as the worker's executor thread runs it: the
-// StageRunner (model, optimizer), the link to the next stage, and the step logic that walks
-// this stage's ops, taking frames from neighbours and sending its own. Only the executor
+// StageSession: one stage assignment as the worker's executor thread runs it: the stage
+// (WireStageRunner: model, optimizer, device transfers), the link to the next stage and the
+// sender; each step is a StepRun over them. Only the executor
 // thread touches it (it owns the module and the device); not thread-safe.
 #ifndef RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_
 #define RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_
@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "common/model/stage_runner.h"
-#include "common/model/wire_transfer.h"
+#include "common/model/wire_stage_runner.h"
+#include "common/runtime/cancellation.h"
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "services/stage_worker/frame_sender.h"
@@ -48,13 +48,13 @@ class StageSession {
   StageSession(const StageSession&) = delete;
   StageSession& operator=(const StageSession&) = delete;
 
-  // Runs this stage's ops of one step. `upstream` is the link from the previous stage (null on
-  // stage 0). Fails the step (and drops its gradients) on the first bad frame, lost neighbour,
-  // missed `deadline` or `cancelled()`.
+  // Runs this stage's ops of one step (a StepRun). `upstream` is the link from the previous
+  // stage (null on stage 0). Fails the step (and drops its gradients) on the first bad frame,
+  // lost neighbour, missed `deadline` or when `cancel` trips.
   absl::StatusOr<v1::RunStepResponse> RunStep(const v1::RunStepRequest& request,
                                               const std::shared_ptr<FrameLink>& upstream,
                                               absl::Time deadline,
-                                              const std::function<bool()>& cancelled);
+                                              std::shared_ptr<Cancellation> cancel);
   absl::Status ApplyStep(const v1::ApplyStepRequest& request);
   // Returns the size of the written file.
   absl::StatusOr<int64_t> SaveCheckpoint(const v1::SaveCheckpointRequest& request);
@@ -69,14 +69,16 @@ class StageSession {
 
  private:
   StageSession(const v1::StageAssignment& assignment, const StageSessionOptions& options,
-               std::unique_ptr<StageRunner> runner, std::unique_ptr<WireTransfer> transfer);
+               std::unique_ptr<WireStageRunner> stage);
+  StageRunner& runner() { return stage_->runner(); }
+  const StageRunner& runner() const { return stage_->runner(); }
   absl::Status ConnectDownstream();
   absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
   absl::Status CheckJob(const std::string& job_id) const;
 
   v1::StageAssignment assignment_;
   StageSessionOptions options_;
-  std::unique_ptr<StageRunner> runner_;
+  std::unique_ptr<WireStageRunner> stage_;
   WireDtype wire_dtype_;
   int64_t wire_width_;
   int64_t inbox_budget_bytes_ = 0;
@@ -85,9 +87,7 @@ class StageSession {
   std::unique_ptr<v1::StageWorker::Stub> stub_;
   std::shared_ptr<grpc::ClientContext> downstream_context_;
   std::shared_ptr<FrameLink> downstream_;
-  // Boundary tensors to and from the device, and the thread that sends them; declared last
-  // so the sender stops first.
-  std::unique_ptr<WireTransfer> transfer_;
+  // The thread that sends boundary tensors; declared last so that it stops first.
   std::unique_ptr<FrameSender> sender_;
 };
 

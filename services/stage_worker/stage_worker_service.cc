@@ -17,9 +17,8 @@ const absl::Status kStopping =
 // Posts `work` to the executor and finishes `reactor` with its status (INTERNAL if it threw);
 // if the executor no longer takes work, finishes at once with UNAVAILABLE.
 template <typename Work>
-grpc::ServerUnaryReactor* PostUnary(grpc::CallbackServerContext* context, ExecutorThread& executor,
+grpc::ServerUnaryReactor* PostUnary(grpc::ServerUnaryReactor* reactor, ExecutorThread& executor,
                                     Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const bool posted = executor.Post(
       [reactor, work = std::move(work)]() mutable {
         reactor->Finish(ToGrpcStatus(StatusOrException("stage worker", work)));
@@ -27,6 +26,29 @@ grpc::ServerUnaryReactor* PostUnary(grpc::CallbackServerContext* context, Execut
   if (!posted) reactor->Finish(ToGrpcStatus(kStopping));
   return reactor;
 }
+
+template <typename Work>
+grpc::ServerUnaryReactor* PostUnary(grpc::CallbackServerContext* context, ExecutorThread& executor,
+                                    Work work) {
+  return PostUnary(context->DefaultReactor(), executor, std::move(work));
+}
+
+// RunStep's reactor: the call's cancellation (by the coordinator, its deadline, a lost
+// connection) trips the step's token, which ends every wait of the step at once.
+class RunStepReactor final : public grpc::ServerUnaryReactor {
+ public:
+  RunStepReactor() : cancel_(std::make_shared<Cancellation>()) {}
+  const std::shared_ptr<Cancellation>& cancel() const { return cancel_; }
+
+  void OnCancel() override {
+    cancel_->Cancel(absl::CancelledError(
+        "the RunStep call was cancelled (by the coordinator, its deadline or a lost connection)"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  const std::shared_ptr<Cancellation> cancel_;
+};
 
 absl::Status NoAssignment() {
   // A worker that restarted lost its stage: the job recovers onto a fresh assignment.
@@ -42,23 +64,57 @@ StageWorkerService::StageWorkerService(const StageSessionOptions& options) : opt
 StageWorkerService::~StageWorkerService() { Stop(); }
 
 void StageWorkerService::Stop() {
+  CancelRunningStep(nullptr, kStopping);
   executor_.Post([this] { session_.reset(); });
   executor_.Stop();
 }
 
-std::shared_ptr<FrameLink> StageWorkerService::WaitForUpstream(
-    absl::Time deadline, const std::function<bool()>& cancelled) {
+std::shared_ptr<FrameLink> StageWorkerService::WaitForUpstream(absl::Time deadline,
+                                                               const Cancellation& cancel) {
+  const Cancellation::Subscription woken = Cancellation::Subscribe(&cancel, [this] {
+    absl::MutexLock lock(&mu_);
+    upstream_changed_.SignalAll();
+  });
   absl::MutexLock lock(&mu_);
-  while ((upstream_ == nullptr || !upstream_->open()) && absl::Now() < deadline && !cancelled()) {
-    upstream_changed_.WaitWithDeadline(&mu_,
-                                       std::min(deadline, absl::Now() + absl::Milliseconds(20)));
+  while ((upstream_ == nullptr || !upstream_->open()) && !cancel.cancelled()) {
+    // Woken by a new Exchange stream and by the token.
+    if (upstream_changed_.WaitWithDeadline(&mu_, deadline)) break;
   }
   return upstream_;
+}
+
+void StageWorkerService::CancelRunningStep(const std::string* job_id, const absl::Status& why) {
+  std::shared_ptr<Cancellation> running;
+  {
+    absl::MutexLock lock(&mu_);
+    if (job_id == nullptr || *job_id == running_job_) running = running_step_;
+  }
+  // Unlocked: WaitForUpstream's wake-up takes mu_.
+  if (running) running->Cancel(why);
+}
+
+StageWorkerService::RunningStep::RunningStep(StageWorkerService* service,
+                                             std::shared_ptr<Cancellation> cancel,
+                                             const std::string& job_id)
+    : service_(service) {
+  absl::MutexLock lock(&service_->mu_);
+  service_->running_step_ = std::move(cancel);
+  service_->running_job_ = job_id;
+}
+
+StageWorkerService::RunningStep::~RunningStep() {
+  absl::MutexLock lock(&service_->mu_);
+  service_->running_step_.reset();
+  service_->running_job_.clear();
 }
 
 grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext* context,
                                                      const v1::AssignRequest* request,
                                                      v1::AssignResponse* response) {
+  // A step still waiting for frames of the old assignment would hold the executor until its
+  // deadline: the new assignment ends it first.
+  CancelRunningStep(nullptr,
+                    absl::CancelledError("a new assignment arrived: this step's stage is gone"));
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
     session_.reset();  // Ends the old stream to the next stage first.
     auto session = StageSession::Create(request->assignment(), options_);
@@ -77,19 +133,25 @@ grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* StageWorkerService::RunStep(grpc::CallbackServerContext* context,
                                                       const v1::RunStepRequest* request,
                                                       v1::RunStepResponse* response) {
-  return PostUnary(context, executor_, [this, context, request, response]() -> absl::Status {
-    if (!session_) return NoAssignment();
-    // A step without a client deadline still ends: 10 minutes is far past any sane step.
-    const absl::Time deadline =
-        std::min(absl::FromChrono(context->deadline()), absl::Now() + absl::Minutes(10));
-    auto cancelled = [context] { return context->IsCancelled(); };
-    std::shared_ptr<FrameLink> upstream;
-    if (session_->assignment().stage_index() > 0) upstream = WaitForUpstream(deadline, cancelled);
-    auto result = session_->RunStep(*request, upstream, deadline, cancelled);
-    if (!result.ok()) return result.status();
-    *response = std::move(*result);
-    return absl::OkStatus();
-  });
+  auto* reactor = new RunStepReactor();
+  return PostUnary(
+      reactor, executor_,
+      [this, context, request, response, cancel = reactor->cancel()]() -> absl::Status {
+        if (!session_) return NoAssignment();
+        // A step without a client deadline still ends: 10 minutes is far past any
+        // sane step.
+        const absl::Time deadline =
+            std::min(absl::FromChrono(context->deadline()), absl::Now() + absl::Minutes(10));
+        const RunningStep running(this, cancel, session_->assignment().job_id());
+        std::shared_ptr<FrameLink> upstream;
+        if (session_->assignment().stage_index() > 0) {
+          upstream = WaitForUpstream(deadline, *cancel);
+        }
+        auto result = session_->RunStep(*request, upstream, deadline, cancel);
+        if (!result.ok()) return result.status();
+        *response = std::move(*result);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* StageWorkerService::ApplyStep(grpc::CallbackServerContext* context,
@@ -116,6 +178,9 @@ grpc::ServerUnaryReactor* StageWorkerService::SaveCheckpoint(
 grpc::ServerUnaryReactor* StageWorkerService::LoadCheckpoint(
     grpc::CallbackServerContext* context, const v1::LoadCheckpointRequest* request,
     v1::LoadCheckpointResponse* response) {
+  // A restore voids the step in progress (a recovery): it must not wait for that step.
+  CancelRunningStep(&request->job_id(),
+                    absl::CancelledError("a checkpoint restore superseded this step"));
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
     if (!session_) return NoAssignment();
     auto step = session_->LoadCheckpoint(*request);
@@ -128,6 +193,7 @@ grpc::ServerUnaryReactor* StageWorkerService::LoadCheckpoint(
 grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContext* context,
                                                       const v1::ReleaseRequest* request,
                                                       v1::ReleaseResponse* response) {
+  CancelRunningStep(&request->job_id(), absl::CancelledError("the job released this worker"));
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
     if (session_ && session_->assignment().job_id() == request->job_id()) {
       session_.reset();  // Ends the stream to the next stage too.

@@ -1,14 +1,19 @@
 // StageWorkerService: the StageWorker gRPC service (callback API). Unary calls post their
 // work to the executor thread, which owns the StageSession; Exchange hands each incoming
 // boundary stream to an ExchangeServerReactor and keeps its link as the upstream link.
-// Reactions never block and never run the model. Thread-safe.
+// Reactions never block and never run the model. A running step has a cancellation token:
+// its RunStep call's cancellation trips it, and so do the control calls that make the step
+// moot (Assign; Release and LoadCheckpoint of its job; Stop), so they never wait behind a
+// step blocked on a lost neighbour. Thread-safe.
 #ifndef RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_SERVICE_H_
 #define RESBM_SERVICES_STAGE_WORKER_STAGE_WORKER_SERVICE_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/runtime/cancellation.h"
 #include "common/runtime/executor_thread.h"
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
@@ -49,9 +54,20 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   // The budget of the current upstream link and of every later one.
   void SetUpstreamBudget(int64_t bytes);
   // The link from the previous stage, waiting until `deadline` for its stream to arrive (the
-  // first step can start before the previous stage's call reaches this server).
-  std::shared_ptr<FrameLink> WaitForUpstream(absl::Time deadline,
-                                             const std::function<bool()>& cancelled);
+  // first step can start before the previous stage's call reaches this server) or `cancel`.
+  std::shared_ptr<FrameLink> WaitForUpstream(absl::Time deadline, const Cancellation& cancel);
+  // Trips the running step's token with `why` if it serves `job_id` (null: any job).
+  void CancelRunningStep(const std::string* job_id, const absl::Status& why);
+  // Publishes the step the executor runs, for its lifetime.
+  class RunningStep {
+   public:
+    RunningStep(StageWorkerService* service, std::shared_ptr<Cancellation> cancel,
+                const std::string& job_id);
+    ~RunningStep();
+
+   private:
+    StageWorkerService* const service_;
+  };
 
   const StageSessionOptions options_;
   absl::Mutex mu_;
@@ -60,6 +76,8 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   // The assignment's inbox budget (StageSession::InboxBudgetBytes), for every upstream link;
   // 0 before the first assignment: one frame at a time.
   int64_t upstream_budget_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<Cancellation> running_step_ ABSL_GUARDED_BY(mu_);
+  std::string running_job_ ABSL_GUARDED_BY(mu_);
   // Touched only on the executor thread.
   std::unique_ptr<StageSession> session_;
   ExecutorThread executor_;  // Last: joined first on destruction.

@@ -236,6 +236,58 @@ TEST_F(StageWorkerTest, AReleasedUpstreamStageEndsItsStreamWithWritesDone) {
   (*upstream)->Shutdown(absl::Now());
 }
 
+// A step waiting for a frame that never comes (stage 0 died after one microbatch) holds the
+// executor; the Release of its job must end it at once, not queue behind it. The step's
+// deadline is ten minutes away: only the cancellation can end it within the test's timeout.
+TEST_F(StageWorkerTest, AReleaseEndsAStepWaitingOnALostNeighbour) {
+  ASSERT_TRUE(AssignLastStage().ok());
+  v1::RunStepRequest request;
+  request.set_job_id("job");
+  request.set_mode(v1::STEP_MODE_TRAIN);
+  request.set_rows(1);
+  request.set_seq_len(kSeq);
+  request.set_microbatches(2);
+  for (uint32_t mb : {0, 1}) {
+    for (auto kind : {v1::OP_KIND_FORWARD, v1::OP_KIND_BACKWARD}) {
+      auto* op = request.add_ops();
+      op->set_kind(kind);
+      op->set_microbatch(mb);
+    }
+    auto* targets = request.add_targets();
+    for (int i = 0; i < kSeq; ++i) targets->add_ids(i);
+  }
+  grpc::ClientContext stream_context;
+  auto stream = stub_->Exchange(&stream_context);
+  grpc::Status step;
+  std::thread runner([&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
+    v1::RunStepResponse response;
+    step = stub_->RunStep(&context, request, &response);
+  });
+  auto wire = WireCodec::Encode(torch::randn({1, kSeq, kWidth}), WireDtype::kFp32);
+  ASSERT_TRUE(wire.ok());
+  ASSERT_TRUE(stream->Write(
+      FrameCodec::Encode(FrameHeader{"job", 0, 0, v1::FRAME_KIND_ACTIVATION}, std::move(*wire))));
+  // Microbatch 0's gradient coming back: the step runs, and waits for microbatch 1 next.
+  v1::TensorFrame gradient;
+  ASSERT_TRUE(stream->Read(&gradient));
+  EXPECT_EQ(gradient.kind(), v1::FRAME_KIND_GRADIENT);
+  grpc::ClientContext context;
+  v1::ReleaseRequest release;
+  release.set_job_id("job");
+  v1::ReleaseResponse released;
+  const grpc::Status status = stub_->Release(&context, release, &released);
+  runner.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(released.released());
+  EXPECT_EQ(step.error_code(), grpc::StatusCode::CANCELLED) << step.error_message();
+  EXPECT_NE(step.error_message().find("the job released this worker"), std::string::npos)
+      << step.error_message();
+  stream_context.TryCancel();
+  stream->Finish();
+}
+
 TEST_F(StageWorkerTest, RefusesBadFramesAndKeepsServing) {
   ASSERT_TRUE(AssignLastStage().ok());
   struct Row {

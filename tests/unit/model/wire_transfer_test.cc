@@ -116,7 +116,7 @@ TEST_P(WireTransferTest, CopiesFinishOnAnotherThreadWhileMoreAreStarted) {
       started.pop_front();
       mu.Unlock();
       int64_t non_finite = 0;
-      auto wire = pending.Finish(&non_finite, absl::Now() + absl::Seconds(60));
+      auto wire = pending.Finish(&non_finite);
       mu.Lock();
       payloads[index] = wire.ok() ? wire->payload : wire.status().ToString();
     }

@@ -5,11 +5,15 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "common/model/wire_codec.h"
+#include "common/runtime/cancellation.h"
 #include "common/status/non_finite.h"
+#include "common/transport/frame_mailbox.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -157,13 +161,31 @@ TEST_F(FrameSenderTest, FlushStopsWhenTheStepIsCancelled) {
   UseANarrowLink();
   FrameSender sender(4, nullptr);
   const auto x = torch::ones({2, 4});
-  ASSERT_TRUE(sender.Send(Item(0, x)).ok());
-  ASSERT_TRUE(sender.Send(Item(1, x)).ok());  // Blocks in the full link for 10 s.
-  const absl::Time start = absl::Now();
-  auto flushed = sender.Flush(absl::Now() + absl::Seconds(10), [] { return true; });
+  ASSERT_TRUE(sender.Send(Item(0, x, absl::Hours(1))).ok());
+  ASSERT_TRUE(sender.Send(Item(1, x, absl::Hours(1))).ok());  // Blocks in the full link.
+  Cancellation step;
+  std::thread canceller([&] { step.Cancel(absl::CancelledError("the coordinator gave up")); });
+  // Only the token can end this Flush: the link stays full and the deadline is an hour away.
+  auto flushed = sender.Flush(absl::Now() + absl::Hours(1), &step);
+  canceller.join();
   EXPECT_EQ(flushed.status().code(), absl::StatusCode::kCancelled) << flushed.status();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_EQ(flushed.status().message(), "the coordinator gave up");
   link_->Shutdown(absl::UnavailableError("test over"));  // Frees the blocked send.
+}
+
+TEST_F(FrameSenderTest, AFailedSendTripsTheStepsToken) {
+  FrameSender sender(4, nullptr);
+  auto step = std::make_shared<Cancellation>();
+  sender.Reset(step);
+  ASSERT_TRUE(sender.Send(Item(0, torch::full({2, 4}, std::nanf("")))).ok());
+  // The executor waits for a frame of its neighbour; the refused tensor must end that wait.
+  FrameMailbox inbox(4);
+  inbox.BeginStep("job", 3, false);
+  auto taken = inbox.Take(v1::FRAME_KIND_GRADIENT, 3, 0, absl::Now() + absl::Hours(1), step.get());
+  ASSERT_FALSE(taken.ok());
+  EXPECT_TRUE(IsNonFiniteError(taken.status())) << taken.status();
+  EXPECT_THAT(taken.status().message(), HasSubstr("the activation of microbatch 0"));
+  EXPECT_EQ(sender.Flush(absl::Now() + absl::Hours(1)).status(), taken.status());
 }
 
 }  // namespace

@@ -2,6 +2,10 @@
 // refusal fails; and its byte budget: when the reader pauses and what resumes it.
 #include "common/transport/frame_mailbox.h"
 
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "common/runtime/cancellation.h"
 #include "gtest/gtest.h"
 
 namespace resbm {
@@ -120,9 +124,29 @@ TEST(FrameMailboxTest, TimesOutAndCancels) {
   FrameMailbox mailbox(8);
   mailbox.BeginStep("job-1", 0, false);
   EXPECT_EQ(TakeNow(mailbox, 0, 0).status().code(), absl::StatusCode::kDeadlineExceeded);
-  auto cancelled = mailbox.Take(v1::FRAME_KIND_ACTIVATION, 0, 0, absl::Now() + absl::Seconds(30),
-                                [] { return true; });
-  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+  Cancellation tripped;
+  tripped.Cancel(absl::CancelledError("stopped before"));
+  auto cancelled =
+      mailbox.Take(v1::FRAME_KIND_ACTIVATION, 0, 0, absl::Now() + absl::Seconds(30), &tripped);
+  EXPECT_EQ(cancelled.status().message(), "stopped before");
+}
+
+// The token wakes a sleeping Take at once: with a deadline of an hour, only the wake-up can
+// end this wait (a lost one hangs the test until ctest's timeout).
+TEST(FrameMailboxTest, ACancelWakesASleepingTake) {
+  FrameMailbox mailbox(8);
+  mailbox.BeginStep("job-1", 0, false);
+  Cancellation cancel;
+  absl::Notification taking;
+  std::thread canceller([&] {
+    taking.WaitForNotification();
+    cancel.Cancel(absl::UnavailableError("stage 2's link failed"));
+  });
+  taking.Notify();
+  auto taken = mailbox.Take(v1::FRAME_KIND_ACTIVATION, 0, 0, absl::Now() + absl::Hours(1), &cancel);
+  canceller.join();
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(taken.status().message(), "stage 2's link failed");
 }
 
 // Frames of 1000 payload bytes against a budget of 2500: the third one reaches it.
