@@ -2,9 +2,9 @@
 
 #include <cmath>
 #include <functional>
-#include <numeric>
+#include <memory>
 #include <optional>
-#include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -65,8 +65,8 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
 }
 
 absl::Status PipelineDriver::Unreachable(const grpc::Status& status, size_t stage,
-                                         absl::string_view context) {
-  absl::Status failure = Annotate(FromGrpcStatus(status), context);
+                                         absl::string_view what) {
+  absl::Status failure = OfStage(status, stage, what);
   // Refused connections and hung workers alike: take another worker.
   if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
       status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -96,7 +96,7 @@ absl::StatusOr<int64_t> PipelineDriver::Assign() {
     v1::AssignResponse response;
     grpc::Status status = stubs_[s]->Assign(&context, request, &response);
     if (!status.ok()) {
-      return Unreachable(status, s, absl::StrCat("assign stage ", s, " to ", addresses_[s], ": "));
+      return Unreachable(status, s, "assign stage");
     }
     parameters += static_cast<int64_t>(response.parameters());
   }
@@ -143,6 +143,12 @@ std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
 
 absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
     std::vector<v1::RunStepRequest> requests, int64_t* last) {
+  // The last training step's optimizer update rides with this step (one round trip a step);
+  // a failed step still applied it, and a recovery restores a checkpoint anyway.
+  if (pending_apply_.has_value()) {
+    for (auto& request : requests) *request.mutable_apply() = *pending_apply_;
+    pending_apply_.reset();
+  }
   const size_t stages = requests.size();
   std::vector<v1::RunStepResponse> responses(stages);
   std::vector<grpc::ClientContext> contexts(stages);
@@ -151,80 +157,94 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   for (size_t s = 0; s < stages; ++s) contexts[s].set_deadline(deadline);
   const std::optional<size_t> lapsed = CallEveryStage(
       &contexts,
-      [&](size_t s) { return stubs_[s]->RunStep(&contexts[s], requests[s], &responses[s]); },
+      [&](size_t s, grpc::ClientContext* context, Done done) {
+        stubs_[s]->async()->RunStep(context, &requests[s], &responses[s], std::move(done));
+      },
       /*cancel_on_failure=*/true, &statuses, last);
   if (lapsed.has_value()) return Lapsed(*lapsed, "stage", "during the step");
   // Report the root cause: NaN or Inf found anywhere (the job's policy depends on it, and a
   // neighbour's broken stream may have ended first), else the first stage whose failure is
   // not a cancellation we caused.
-  auto of_stage = [&](size_t s) {
-    return Annotate(FromGrpcStatus(statuses[s]),
-                    absl::StrCat("stage ", s, " (", addresses_[s], "): "));
-  };
-  for (size_t s = 0; s < stages; ++s) {
-    if (IsNonFiniteError(FromGrpcStatus(statuses[s]))) return of_stage(s);
+  std::optional<size_t> cause;
+  for (size_t s = 0; s < stages && !cause; ++s) {
+    if (IsNonFiniteError(FromGrpcStatus(statuses[s]))) cause = s;
   }
-  for (size_t s = 0; s < stages; ++s) {
-    if (!statuses[s].ok() && statuses[s].error_code() != grpc::StatusCode::CANCELLED) {
-      return of_stage(s);
-    }
+  for (size_t s = 0; s < stages && !cause; ++s) {
+    if (!statuses[s].ok() && statuses[s].error_code() != grpc::StatusCode::CANCELLED) cause = s;
   }
-  for (size_t s = 0; s < stages; ++s) {
+  for (size_t s = 0; s < stages && !cause; ++s) {
     if (!statuses[s].ok()) return FromGrpcStatus(statuses[s]);
   }
+  if (cause) return OfStage(statuses[*cause], *cause, "stage");
   return responses;
 }
 
-std::optional<size_t> PipelineDriver::CallEveryStage(
-    std::vector<grpc::ClientContext>* contexts, const std::function<grpc::Status(size_t)>& call,
-    bool cancel_on_failure, std::vector<grpc::Status>* statuses, int64_t* last) {
+std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientContext>* contexts,
+                                                     const Start& start, bool cancel_on_failure,
+                                                     std::vector<grpc::Status>* statuses,
+                                                     int64_t* last) {
   const size_t stages = contexts->size();
-  absl::Mutex mu;
-  absl::CondVar changed;
-  size_t done = 0;
-  bool failed = false;
-  std::vector<std::thread> threads;
+  // Shared with the callbacks: the last one may still be unlocking `mu` when this returns.
+  struct FanOut {
+    absl::Mutex mu;
+    absl::CondVar changed;
+    size_t done = 0;
+    bool failed = false;
+  };
+  auto fan_out = std::make_shared<FanOut>();
+  // Cancels every call but `except`, unlocked: a cancel may run that call's callback here.
+  auto cancel_all = [contexts](size_t except) {
+    for (size_t t = 0; t < contexts->size(); ++t) {
+      if (t != except) (*contexts)[t].TryCancel();
+    }
+  };
   for (size_t s = 0; s < stages; ++s) {
-    threads.emplace_back([&, s] {
-      grpc::Status status = call(s);
-      absl::MutexLock lock(&mu);
-      (*statuses)[s] = std::move(status);
-      if (last != nullptr) *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
-      ++done;
-      changed.Signal();
-      if (cancel_on_failure && !(*statuses)[s].ok() && !failed) {
-        failed = true;
-        // The others would wait for frames that will never come.
-        for (size_t t = 0; t < stages; ++t) {
-          if (t != s) (*contexts)[t].TryCancel();
-        }
+    start(s, &(*contexts)[s], [=](grpc::Status status) {
+      bool first_failure = false;
+      {
+        absl::MutexLock lock(&fan_out->mu);
+        first_failure = cancel_on_failure && !status.ok() && !fan_out->failed;
+        fan_out->failed = fan_out->failed || first_failure;
+        (*statuses)[s] = std::move(status);
+        if (last != nullptr) *last = static_cast<int64_t>(s);  // Whoever ends last writes last.
       }
+      // The others would wait for frames that will never come. Counted done only after: the
+      // contexts live until every call is done.
+      if (first_failure) cancel_all(s);
+      absl::MutexLock lock(&fan_out->mu);
+      ++fan_out->done;
+      fan_out->changed.Signal();
     });
   }
   std::optional<size_t> lapsed;
-  {
-    absl::MutexLock lock(&mu);
-    while (done < stages && !failed && !lapsed.has_value()) {
-      absl::Time wake = absl::InfiniteFuture();
-      size_t first = 0;
-      for (size_t s = 0; liveness_ && s < stages; ++s) {
-        const absl::Time lapses = liveness_(addresses_[s]);
-        if (lapses < wake) {
-          wake = lapses;
-          first = s;
-        }
+  absl::MutexLock lock(&fan_out->mu);
+  while (fan_out->done < stages) {
+    absl::Time wake = absl::InfiniteFuture();
+    size_t first = 0;
+    for (size_t s = 0; liveness_ && !lapsed && s < stages; ++s) {
+      const absl::Time lapses = liveness_(addresses_[s]);
+      if (lapses < wake) {
+        wake = lapses;
+        first = s;
       }
-      if (wake <= absl::Now()) {
-        lapsed = first;
-        for (auto& context : *contexts) context.TryCancel();
-        break;
-      }
-      // Woken when a call ends; at the earliest lapse, to look again (a heartbeat moves it).
-      changed.WaitWithDeadline(&mu, wake);
     }
+    if (wake <= absl::Now()) {
+      lapsed = first;
+      fan_out->mu.Unlock();
+      cancel_all(stages);
+      fan_out->mu.Lock();
+      continue;
+    }
+    // Woken when a call ends; at the earliest lapse, to look again (a heartbeat moves it).
+    fan_out->changed.WaitWithDeadline(&fan_out->mu, wake);
   }
-  for (auto& thread : threads) thread.join();
   return lapsed;
+}
+
+absl::Status PipelineDriver::OfStage(const grpc::Status& status, size_t stage,
+                                     absl::string_view what) {
+  return Annotate(FromGrpcStatus(status),
+                  absl::StrCat(what, " ", stage, " (", addresses_[stage], "): "));
 }
 
 absl::Status PipelineDriver::Lapsed(size_t stage, absl::string_view what, absl::string_view when) {
@@ -256,91 +276,96 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   for (const auto& response : responses) squared += response.grad_squared_norm();
   result.grad_norm = std::sqrt(squared);
   result.clip_factor = GradClipFactor(result.grad_norm, config_.optimizer().grad_clip());
-  // Every stage applies the step or the step is not applied: a failure here is reported and
-  // the caller restores the last checkpoint (recovery, issue 4).
-  RESBM_RETURN_IF_ERROR(OnEveryStage("apply step on stage", absl::Seconds(60),
-                                     [&](size_t s, grpc::ClientContext* context) {
-                                       v1::ApplyStepRequest request;
-                                       request.set_job_id(job_id_);
-                                       request.set_step(static_cast<uint64_t>(step));
-                                       request.set_clip_factor(result.clip_factor);
-                                       v1::ApplyStepResponse response;
-                                       return stubs_[s]->ApplyStep(context, request, &response);
-                                     }));
+  // Applied by every stage with the next RunStep or checkpoint; if a stage
+  // never gets it, that call fails and the job restores its last checkpoint.
+  v1::ApplyStepRequest apply;
+  apply.set_job_id(job_id_);
+  apply.set_step(static_cast<uint64_t>(step));
+  apply.set_clip_factor(result.clip_factor);
+  pending_apply_ = std::move(apply);
   result.stages = std::move(responses);
   return result;
 }
 
-absl::Status PipelineDriver::OnEveryStage(
-    absl::string_view what, absl::Duration timeout,
-    const std::function<grpc::Status(size_t, grpc::ClientContext*)>& call) {
+absl::Status PipelineDriver::OnEveryStage(absl::string_view what, absl::Duration timeout,
+                                          const Start& start) {
   std::vector<grpc::Status> statuses(stubs_.size());
   std::vector<grpc::ClientContext> contexts(stubs_.size());
   const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
   for (auto& context : contexts) context.set_deadline(deadline);
-  const std::optional<size_t> lapsed = CallEveryStage(
-      &contexts, [&](size_t s) { return call(s, &contexts[s]); },
-      /*cancel_on_failure=*/false, &statuses, nullptr);
+  const std::optional<size_t> lapsed =
+      CallEveryStage(&contexts, start, /*cancel_on_failure=*/false, &statuses, nullptr);
   unreachable_.clear();
   if (lapsed.has_value()) return Lapsed(*lapsed, what, "");
   absl::Status first;
   for (size_t s = 0; s < statuses.size(); ++s) {
     if (statuses[s].ok()) continue;
-    absl::Status failed =
-        Unreachable(statuses[s], s, absl::StrCat(what, " ", s, " (", addresses_[s], "): "));
+    absl::Status failed = Unreachable(statuses[s], s, what);
     if (first.ok()) first = failed;
   }
   return first;
 }
 
 absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
-  std::vector<int64_t> bytes(stubs_.size());
-  RESBM_RETURN_IF_ERROR(OnEveryStage(
-      "checkpoint of stage", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context) {
-        v1::SaveCheckpointRequest request;
-        request.set_job_id(job_id_);
-        request.set_step(static_cast<uint64_t>(step));
-        v1::SaveCheckpointResponse response;
-        grpc::Status status = stubs_[s]->SaveCheckpoint(context, request, &response);
-        bytes[s] = static_cast<int64_t>(response.bytes());
-        return status;
-      }));
-  return std::accumulate(bytes.begin(), bytes.end(), int64_t{0});
+  std::vector<v1::SaveCheckpointRequest> requests(stubs_.size());
+  std::vector<v1::SaveCheckpointResponse> responses(stubs_.size());
+  for (auto& request : requests) {
+    request.set_job_id(job_id_);
+    request.set_step(static_cast<uint64_t>(step));
+    // The last step's update first: the checkpoint holds `step` applied steps.
+    if (pending_apply_.has_value()) *request.mutable_apply() = *pending_apply_;
+  }
+  pending_apply_.reset();
+  RESBM_RETURN_IF_ERROR(OnEveryStage("checkpoint of stage", absl::Seconds(120),
+                                     [&](size_t s, grpc::ClientContext* context, Done done) {
+                                       stubs_[s]->async()->SaveCheckpoint(
+                                           context, &requests[s], &responses[s], std::move(done));
+                                     }));
+  int64_t bytes = 0;
+  for (const auto& response : responses) bytes += static_cast<int64_t>(response.bytes());
+  return bytes;
 }
 
 void PipelineDriver::Release() {
-  std::vector<std::thread> threads;
-  for (size_t s = 0; s < stubs_.size(); ++s) {
-    // A lapsed worker cannot be reached (or has dropped the job already): no 5 s wait on it.
-    if (liveness_ && liveness_(addresses_[s]) <= absl::Now()) continue;
-    threads.emplace_back([this, s] {
-      v1::ReleaseRequest request;
-      request.set_job_id(job_id_);
-      grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-      v1::ReleaseResponse response;
-      stubs_[s]->Release(&context, request, &response);  // A gone worker has nothing to drop.
-    });
+  v1::ReleaseRequest request;
+  request.set_job_id(job_id_);
+  std::vector<v1::ReleaseResponse> responses(stubs_.size());
+  std::vector<grpc::Status> statuses(stubs_.size());
+  std::vector<grpc::ClientContext> contexts(stubs_.size());
+  for (auto& context : contexts) {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   }
-  for (auto& thread : threads) thread.join();
+  // A lapsed worker cannot be reached (or has dropped the job already): no 5 s wait on it,
+  // and no watch of the heartbeats (a skipped worker would cancel the others' releases). A
+  // gone worker has nothing to drop: the statuses are not looked at.
+  const Liveness liveness = std::exchange(liveness_, nullptr);
+  CallEveryStage(
+      &contexts,
+      [&](size_t s, grpc::ClientContext* context, Done done) {
+        if (liveness && liveness(addresses_[s]) <= absl::Now()) {
+          done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat lapsed"));
+          return;
+        }
+        stubs_[s]->async()->Release(context, &request, &responses[s], std::move(done));
+      },
+      /*cancel_on_failure=*/false, &statuses, nullptr);
+  liveness_ = liveness;
 }
 
 absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {
-  std::vector<int64_t> restored(stubs_.size());
+  pending_apply_.reset();  // The restored state replaces whatever the last step made.
+  v1::LoadCheckpointRequest request;
+  request.set_job_id(job_id_);
+  request.set_step(static_cast<uint64_t>(step));
+  std::vector<v1::LoadCheckpointResponse> responses(stubs_.size());
   RESBM_RETURN_IF_ERROR(OnEveryStage(
-      "restore stage", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context) {
-        v1::LoadCheckpointRequest request;
-        request.set_job_id(job_id_);
-        request.set_step(static_cast<uint64_t>(step));
-        v1::LoadCheckpointResponse response;
-        grpc::Status status = stubs_[s]->LoadCheckpoint(context, request, &response);
-        restored[s] = static_cast<int64_t>(response.step());
-        return status;
+      "restore stage", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context, Done done) {
+        stubs_[s]->async()->LoadCheckpoint(context, &request, &responses[s], std::move(done));
       }));
-  for (size_t s = 0; s < restored.size(); ++s) {
-    if (restored[s] != step) {
+  for (size_t s = 0; s < responses.size(); ++s) {
+    if (responses[s].step() != static_cast<uint64_t>(step)) {
       return absl::DataLossError(absl::StrCat("checkpoint of stage ", s, " after step ", step,
-                                              " holds step ", restored[s]));
+                                              " holds step ", responses[s].step()));
     }
   }
   return step;

@@ -1,7 +1,9 @@
 // PipelineDriver: the coordinator's hand on a running pipeline. Assigns stages to workers,
 // then drives each training step through the schedule: token ids to stage 0, target ids to
-// the last stage, RunStep on every stage at once, the global clip factor from every stage's
-// squared gradient norm, then ApplyStep everywhere. No activation passes through it.
+// the last stage, RunStep on every stage at once, and the global clip factor from every
+// stage's squared gradient norm, which the next RunStep (or checkpoint) carries to every stage
+// to apply before it computes: one round trip a step. Every fan-out runs on gRPC's callback
+// stubs, all stages at once. No activation passes through it.
 // Not thread-safe: one caller drives one pipeline.
 #ifndef RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_
 #define RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_
@@ -59,7 +61,8 @@ class PipelineDriver {
   absl::StatusOr<int64_t> Assign();
 
   // One training step on a batch: inputs and targets are (batch_size x seq_len) token ids,
-  // row-major, split into the configured microbatches.
+  // row-major, split into the configured microbatches. Its optimizer update is pending until
+  // the next TrainStep, Evaluate or SaveCheckpoints carries it (a run ends with a checkpoint).
   absl::StatusOr<PipelineStepResult> TrainStep(int64_t step, const std::vector<int64_t>& inputs,
                                                const std::vector<int64_t>& targets);
   // Mean loss of a batch, forward only; `round` numbers evaluation passes (frames carry it).
@@ -93,27 +96,29 @@ class PipelineDriver {
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                  const std::vector<StageEndpoint>& workers,
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
-  // `status` of stage `stage`'s RPC with `context` before its message; an UNAVAILABLE or
-  // DEADLINE_EXCEEDED one also lists the stage's worker as unreachable and carries the
-  // kWorkerLost cause.
-  absl::Status Unreachable(const grpc::Status& status, size_t stage, absl::string_view context);
-  // Runs `call(s, context)` for every stage at once, each context with `timeout`; the first
-  // failure, with `what`, the stage and its worker before its message. Fills unreachable_.
-  absl::Status OnEveryStage(
-      absl::string_view what, absl::Duration timeout,
-      const std::function<grpc::Status(size_t stage, grpc::ClientContext* context)>& call);
+  using Done = std::function<void(grpc::Status)>;
+  // Starts stage `stage`'s call with `context` on the callback stub; `done` ends it.
+  using Start = std::function<void(size_t stage, grpc::ClientContext* context, Done done)>;
+
+  // `status` of stage `stage`'s RPC, its message after "WHAT STAGE (address): ".
+  absl::Status OfStage(const grpc::Status& status, size_t stage, absl::string_view what);
+  // OfStage; an UNAVAILABLE or DEADLINE_EXCEEDED one also lists the stage's worker as
+  // unreachable and carries the kWorkerLost cause.
+  absl::Status Unreachable(const grpc::Status& status, size_t stage, absl::string_view what);
+  // Starts every stage's call at once, each context with `timeout`; the first failure, as
+  // Unreachable with `what`. Fills unreachable_.
+  absl::Status OnEveryStage(absl::string_view what, absl::Duration timeout, const Start& start);
   // Runs RunStep on every stage in parallel; cancels the others when one fails.
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
                                                           int64_t* last = nullptr);
-  // Runs `call(s)` for every stage at once (a thread each), its status into `statuses[s]`;
-  // with `cancel_on_failure`, the first failure cancels the others. Returns once all ended,
-  // or, if a worker's heartbeat lapses first (liveness_), cancels them all, waits, and
-  // returns that stage. `last` (may be null) gets the stage that ended last.
+  // Starts every stage's call (no thread per call), its status into `statuses[s]`; with
+  // `cancel_on_failure`, the first failure cancels the others. Returns once all ended; if a
+  // worker's heartbeat lapses first (liveness_), cancels them all, and returns that stage once
+  // they ended. `last` (may be null) gets the stage that ended last.
   std::optional<size_t> CallEveryStage(std::vector<grpc::ClientContext>* contexts,
-                                       const std::function<grpc::Status(size_t)>& call,
-                                       bool cancel_on_failure, std::vector<grpc::Status>* statuses,
-                                       int64_t* last);
+                                       const Start& start, bool cancel_on_failure,
+                                       std::vector<grpc::Status>* statuses, int64_t* last);
   // UNAVAILABLE (kWorkerLost) "WHAT STAGE (address): its worker's heartbeat lapsed WHEN";
   // lists the worker as unreachable.
   absl::Status Lapsed(size_t stage, absl::string_view what, absl::string_view when);
@@ -132,6 +137,8 @@ class PipelineDriver {
   PipelineSchedule train_schedule_;
   absl::Duration step_timeout_ = absl::Minutes(5);
   Liveness liveness_;
+  // The last TrainStep's optimizer update, until a call carries it to every stage.
+  std::optional<v1::ApplyStepRequest> pending_apply_;
 };
 
 }  // namespace resbm

@@ -183,6 +183,10 @@ absl::Status StageSession::ValidateRequest(const v1::RunStepRequest& request) co
 absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
     const v1::RunStepRequest& request, const std::shared_ptr<FrameLink>& upstream,
     absl::Time deadline, std::shared_ptr<Cancellation> cancel) {
+  RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
+  // The previous step's update, carried by this step (one coordinator round trip a step):
+  // applied whatever this step then does, as it would have been by its own ApplyStep.
+  if (request.has_apply()) RESBM_RETURN_IF_ERROR(ApplyStep(request.apply()));
   RESBM_RETURN_IF_ERROR(ValidateRequest(request));
   const StageSpec& spec = runner().spec();
   if (!spec.is_first() && upstream == nullptr) {
@@ -210,6 +214,7 @@ absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
 
 absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request) {
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
+  if (request.has_apply()) RESBM_RETURN_IF_ERROR(ApplyStep(request.apply()));
   const int64_t step = static_cast<int64_t>(request.step());
   RESBM_ASSIGN_OR_RETURN(const std::string path,
                          StageCheckpointPath(options_.checkpoint_dir, request.job_id(), step,

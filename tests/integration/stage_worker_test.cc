@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -103,15 +105,19 @@ class StageWorkerTest : public ::testing::Test {
   }
 
   // Runs one step as the last stage while a fake stage 0 sends `frame` on an Exchange stream.
+  // `apply` (may be null): the previous step's update, carried by this step.
   grpc::Status StepWithFrame(uint64_t step, const v1::TensorFrame& frame,
-                             v1::RunStepResponse* response) {
+                             v1::RunStepResponse* response,
+                             const v1::ApplyStepRequest* apply = nullptr) {
+    v1::RunStepRequest request = StepRequest(step);
+    if (apply != nullptr) *request.mutable_apply() = *apply;
     grpc::ClientContext stream_context;
     auto stream = stub_->Exchange(&stream_context);
     grpc::Status status;
     std::thread runner([&] {
       grpc::ClientContext context;
       context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-      status = stub_->RunStep(&context, StepRequest(step), response);
+      status = stub_->RunStep(&context, request, response);
     });
     stream->Write(frame);
     runner.join();
@@ -193,6 +199,66 @@ TEST_F(StageWorkerTest, RefusesAnAssignmentThatContradictsThePlan) {
 
 // A released stage ends its stream to the next one normally: a WritesDone, which the next
 // stage answers with OK, not a cancellation.
+v1::ApplyStepRequest Apply(uint64_t step) {
+  v1::ApplyStepRequest request;
+  request.set_job_id("job");
+  request.set_step(step);
+  request.set_clip_factor(1.0);
+  return request;
+}
+
+// One coordinator round trip a step: a RunStep (or SaveCheckpoint) carrying the previous
+// step's update computes exactly what ApplyStep then RunStep do, and the update is not lost
+// when that step fails.
+TEST_F(StageWorkerTest, AStepCarriesThePreviousStepsUpdate) {
+  torch::manual_seed(7);
+  const at::Tensor values = torch::randn({kRows, kSeq, kWidth});
+  auto second_loss = [&](bool carried) {
+    EXPECT_TRUE(AssignLastStage().ok());  // Fresh, seeded weights every time.
+    v1::RunStepResponse first, second;
+    EXPECT_TRUE(StepWithFrame(0, ActivationFrame(values, 0), &first).ok());
+    const v1::ApplyStepRequest apply = Apply(0);
+    if (!carried) {
+      grpc::ClientContext context;
+      v1::ApplyStepResponse response;
+      EXPECT_TRUE(stub_->ApplyStep(&context, apply, &response).ok());
+    }
+    const grpc::Status status =
+        StepWithFrame(1, ActivationFrame(values, 1), &second, carried ? &apply : nullptr);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_NE(first.microbatches(0).loss(), second.microbatches(0).loss());
+    return second.microbatches(0).loss();
+  };
+  EXPECT_EQ(second_loss(/*carried=*/false), second_loss(/*carried=*/true));
+
+  // A step whose frame is refused (wrong width) still applied the update it carried: the
+  // checkpoint it makes holds the same weights as one written after an explicit ApplyStep.
+  auto checkpoint_bytes = [&](bool carried) {
+    EXPECT_TRUE(AssignLastStage().ok());
+    v1::RunStepResponse response;
+    EXPECT_TRUE(StepWithFrame(0, ActivationFrame(values, 0), &response).ok());
+    const v1::ApplyStepRequest apply = Apply(0);
+    if (carried) {
+      const v1::TensorFrame bad = ActivationFrame(torch::randn({kRows, kSeq, kWidth + 1}), 1);
+      EXPECT_FALSE(StepWithFrame(1, bad, &response, &apply).ok());
+    } else {
+      grpc::ClientContext context;
+      v1::ApplyStepResponse applied;
+      EXPECT_TRUE(stub_->ApplyStep(&context, apply, &applied).ok());
+    }
+    EXPECT_TRUE(Save("job", 1).ok());
+    const std::string path = checkpoint_dir_ + "/job-step-1-stage-1.ckpt";
+    std::ifstream in(path, std::ios::binary);
+    EXPECT_TRUE(in.good()) << path;
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string applied = checkpoint_bytes(/*carried=*/false);
+  EXPECT_FALSE(applied.empty());
+  // (Not EXPECT_EQ: a mismatch would print two binary files.)
+  EXPECT_TRUE(checkpoint_bytes(/*carried=*/true) == applied)
+      << "the checkpoint after a refused step that carried the update differs";
+}
+
 TEST_F(StageWorkerTest, AReleasedUpstreamStageEndsItsStreamWithWritesDone) {
   ASSERT_TRUE(AssignLastStage().ok());
   auto upstream = StageWorker::Start(StageWorkerOptions{});
