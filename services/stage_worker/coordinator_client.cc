@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/time/time.h"
+#include "common/status/grpc_status.h"
 #include "common/transport/grpc_settings.h"
 
 namespace resbm {
@@ -27,6 +28,7 @@ void CoordinatorClient::Loop() {
   std::string worker_id;
   absl::Duration interval = absl::Seconds(1);
   absl::Duration backoff = absl::Milliseconds(100);
+  int failed_attempts = 0;
   while (!stop_.HasBeenNotified()) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
@@ -37,11 +39,17 @@ void CoordinatorClient::Loop() {
         worker_id = response.worker_id();
         interval = absl::Milliseconds(std::max<uint32_t>(50, response.heartbeat_interval_ms()));
         backoff = absl::Milliseconds(100);
+        failed_attempts = 0;
         std::printf("resbm-worker: registered as %s\n", worker_id.c_str());
         std::fflush(stdout);
         continue;
       }
-      // The coordinator is not up (yet): retry with capped exponential backoff.
+      // The coordinator is not up (yet), or refuses us: say so (an operator's first clue to a
+      // wrong address or certificate) and retry with capped exponential backoff.
+      std::printf("resbm-worker: registration attempt %d failed (%s); retrying in %s\n",
+                  ++failed_attempts, FromGrpcStatus(status).ToString().c_str(),
+                  absl::FormatDuration(backoff).c_str());
+      std::fflush(stdout);
       stop_.WaitForNotificationWithTimeout(backoff);
       backoff = std::min(backoff * 2, absl::Seconds(5));
       continue;

@@ -45,14 +45,18 @@ TEST(CoordinatorRestartTest, StoppedAndKilledCoordinatorResumesTheJobWithTheUnin
 
   std::mt19937 rng(77);
   for (int kill = 0; kill < 2; ++kill) {
-    // Let it get past a checkpoint beyond where it (re)started, then kill at a random moment.
+    // Let it get past a checkpoint beyond where it (re)started, then kill at a random step
+    // (steps, not milliseconds: a slow machine meets the same moments).
     const uint64_t past = 40 + 100 * kill;
+    const uint64_t at = past + rng() % 10;
     ASSERT_TRUE(cluster.WaitForJob(
-        job_id, [&](const v1::Job& job) { return job.progress().checkpoint_step() >= past; },
+        job_id,
+        [&](const v1::Job& job) {
+          return job.progress().checkpoint_step() >= past && job.progress().step() >= at;
+        },
         absl::Seconds(120)))
         << "kill " << kill << "\n"
         << cluster.Logs();
-    absl::SleepFor(absl::Milliseconds(rng() % 700));
     const int signal = kill == 0 ? SIGTERM : SIGKILL;
     cluster.coordinator().Signal(signal);
     const std::optional<int> exit_code = cluster.coordinator().Wait(absl::Seconds(30));

@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "tests/testing/binaries.h"
+#include "tests/testing/wait_for.h"
 #include "tools/resbmctl/job_client.h"
 
 namespace resbm {
@@ -67,10 +68,7 @@ int CountProcessesWith(const std::string& needle) {
 }
 
 std::string WaitForLog(ChildProcess& process, const std::string& text, absl::Duration timeout) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end && process.Log().find(text) == std::string::npos) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  testing::WaitFor([&] { return process.Log().find(text) != std::string::npos; }, timeout);
   return process.Log();
 }
 
@@ -93,12 +91,14 @@ TEST_P(GracefulShutdownTest, CoordinatorExitsZeroOnSignalWhileAJobWaitsForWorker
   config.mutable_stages()->set_num_stages(2);
   auto job = client.Submit(config);
   ASSERT_TRUE(job.ok()) << job.status();
-  const absl::Time end = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < end &&
-         client.Get(job->job_id()).value_or(v1::Job()).message().find("waiting for 2 workers") ==
-             std::string::npos) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  testing::WaitFor(
+      [&] {
+        return client.Get(job->job_id())
+                   .value_or(v1::Job())
+                   .message()
+                   .find("waiting for 2 workers") != std::string::npos;
+      },
+      absl::Seconds(30));
   EXPECT_EQ(client.Get(job->job_id())->message(), "waiting for 2 workers (0 healthy)");
   coordinator.Signal(GetParam());
   auto status = coordinator.Wait(absl::Seconds(15));
@@ -190,8 +190,7 @@ TEST(OrphanTest, LocalClusterProcessesStopWhenTheLauncherIsKilled) {
   ASSERT_NO_FATAL_FAILURE(StartLongLocalCluster(std::to_string(::getpid()) + "_kill", &cluster));
   cluster.launcher->Signal(SIGKILL);
   cluster.launcher->Wait(absl::Seconds(10));
-  const absl::Time end = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < end && ProcessesLeft(cluster) > 0) absl::SleepFor(absl::Milliseconds(100));
+  testing::WaitFor([&] { return ProcessesLeft(cluster) == 0; }, absl::Seconds(20));
   EXPECT_EQ(ProcessesLeft(cluster), 0);
   std::filesystem::remove_all(cluster.log_dir);
 }

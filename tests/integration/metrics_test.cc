@@ -36,17 +36,16 @@ int MetricsPort(const std::string& log) {
   return std::stoi(match[1]);
 }
 
-// A free loopback port (bound and released: Prometheus takes no port 0).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
+// The port Prometheus took for --web.listen-address=127.0.0.1:0, from its log line
+// `msg="Listening on" address=127.0.0.1:N` (0 until it has logged it). Port 0 and the log,
+// not a port bound, released and handed over: another process could take that in between.
+int PrometheusPort(const std::string& log) {
+  std::smatch match;
+  if (!std::regex_search(log, match,
+                         std::regex("\"Listening on\" address=127\\.0\\.0\\.1:([0-9]+)"))) {
+    return 0;
+  }
+  return std::stoi(match[1]);
 }
 
 // The values of an instant-vector query through Prometheus's HTTP API, sorted.
@@ -94,7 +93,6 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
                  "eval_batches": 1, "checkpoint_every": 10}})");
   ASSERT_TRUE(config.ok()) << config.status();
   // A real Prometheus server scraping all three every second.
-  const int prometheus_port = FreePort();
   std::ofstream(cluster.dir() + "/prometheus.yml")
       << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
       << "scrape_configs:\n  - job_name: resbm\n    static_configs:\n      - targets: ["
@@ -102,10 +100,13 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
       << "', '127.0.0.1:" << worker_ports[1] << "']\n";
   auto prometheus = ChildProcess::Start(
       {"/usr/bin/prometheus", "--config.file=" + cluster.dir() + "/prometheus.yml",
-       "--storage.tsdb.path=" + cluster.dir() + "/tsdb",
-       absl::StrCat("--web.listen-address=127.0.0.1:", prometheus_port)},
+       "--storage.tsdb.path=" + cluster.dir() + "/tsdb", "--web.listen-address=127.0.0.1:0"},
       cluster.dir() + "/prometheus.log");
   ASSERT_TRUE(prometheus.ok()) << prometheus.status();
+  int prometheus_port = 0;
+  ASSERT_TRUE(WaitFor([&] { return (prometheus_port = PrometheusPort((*prometheus)->Log())) != 0; },
+                      absl::Seconds(60)))
+      << (*prometheus)->Log();
   auto query = [&](const std::string& promql) { return QueryVector(prometheus_port, promql); };
   ASSERT_TRUE(WaitFor([&] { return query("up == 1").size() == 3; }, absl::Seconds(60)))
       << (*prometheus)->Log();

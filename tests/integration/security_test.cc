@@ -182,7 +182,11 @@ TEST_F(SecurityTest, AWorkerWithAnotherCasCertificateNeverJoins) {
       },
       absl::Seconds(30)))
       << cluster_.Logs();
-  absl::SleepFor(absl::Seconds(3));  // Several registration attempts of the rogue worker.
+  // Several registration attempts of the rogue worker, each refused in the TLS handshake.
+  ASSERT_TRUE(WaitFor(
+      [&] { return (*rogue)->Log().find("registration attempt 3 failed") != std::string::npos; },
+      absl::Seconds(30)))
+      << (*rogue)->Log();
   auto status = cluster_.client().ClusterStatus();
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->workers_size(), 1) << (*rogue)->Log();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "common/model/wire_codec.h"
 #include "common/runtime/cancellation.h"
 #include "common/status/non_finite.h"
@@ -139,22 +140,34 @@ TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
 TEST_F(FrameSenderTest, ResetWaitsForTheSendInFlightThenStartsAfresh) {
   UseANarrowLink();
   FrameSender sender(/*capacity=*/4, nullptr);
-  BlockTheLink(sender);
   const auto x = torch::ones({2, 4});
-  ASSERT_TRUE(sender.Send(Item(2, x, absl::Milliseconds(300))).ok());  // Waits behind it.
-  absl::SleepFor(absl::Milliseconds(50));
-  const absl::Time start = absl::Now();
-  sender.Reset();  // An aborted step: drops microbatch 2, waits out microbatch 1's send.
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
-  EXPECT_FALSE(sender.failed());
+  // Microbatch 0 is written (not completed); 1 is then in flight, blocked in the link until
+  // there is room (its deadline is an hour away); 2 waits behind it in the sender's queue.
+  ASSERT_TRUE(sender.Send(Item(0, x, absl::Hours(1))).ok());
+  ASSERT_TRUE(sender.Send(Item(1, x, absl::Hours(1))).ok());
+  ASSERT_TRUE(sender.Send(Item(2, x, absl::Hours(1))).ok());
+  absl::Notification reset;
+  std::thread aborting([&] {
+    sender.Reset();  // An aborted step: drops microbatch 2, waits out microbatch 1's send.
+    reset.Notify();
+  });
+  // Only room on the link ends the send in flight, so a Reset that does not wait for it
+  // returns here. (A correct one never does: the wait is a stated bound, not a race.)
+  EXPECT_FALSE(reset.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
   Drain(1);
-  link_->OnWriteDone(true);  // Microbatch 0 written: the link has room again.
+  link_->OnWriteDone(true);  // Microbatch 0 written: microbatch 1's send goes through.
+  reset.WaitForNotification();
+  aborting.join();
+  EXPECT_FALSE(sender.failed());
+  Drain(2);
+  EXPECT_EQ(writer_.frames()[1].microbatch(), 1u) << "the send in flight was not cut";
+  link_->OnWriteDone(true);
   ASSERT_TRUE(sender.Send(Item(5, x)).ok());
   auto totals = sender.Flush(absl::Now() + absl::Seconds(10));
   ASSERT_TRUE(totals.ok()) << totals.status();
   EXPECT_EQ(totals->activation_bytes, 8u * 4) << "only what was sent since the reset counts";
-  Drain(2);
-  EXPECT_EQ(writer_.frames()[1].microbatch(), 5u);
+  Drain(3);
+  EXPECT_EQ(writer_.frames()[2].microbatch(), 5u) << "microbatch 2 was dropped";
 }
 
 TEST_F(FrameSenderTest, FlushStopsWhenTheStepIsCancelled) {
