@@ -13,7 +13,8 @@ namespace {
 double Compression(const std::vector<BoundarySummary>& boundaries, bool with_token_ids) {
   int64_t sent = 0, reference = 0;
   for (const auto& b : boundaries) {
-    sent += b.forward_bytes + b.backward_bytes + (with_token_ids ? b.token_id_bytes : 0);
+    const BoundaryTraffic& t = b.traffic;
+    sent += t.forward_bytes + t.backward_bytes + (with_token_ids ? t.token_id_bytes : 0);
     reference += 2 * b.bf16_reference_bytes;
   }
   return sent > 0 ? static_cast<double>(reference) / static_cast<double>(sent) : 0.0;
@@ -44,13 +45,13 @@ std::string RunSummary::ToJson() const {
   nlohmann::json boundaries_json = nlohmann::json::array();
   for (const auto& b : boundaries) {
     boundaries_json.push_back({{"boundary", b.boundary},
-                               {"forward_bytes", b.forward_bytes},
-                               {"backward_bytes", b.backward_bytes},
-                               {"forward_tokens", b.forward_tokens},
-                               {"backward_tokens", b.backward_tokens},
-                               {"framing_overhead_bytes", b.framing_overhead_bytes},
+                               {"forward_bytes", b.traffic.forward_bytes},
+                               {"backward_bytes", b.traffic.backward_bytes},
+                               {"forward_tokens", b.traffic.forward_tokens},
+                               {"backward_tokens", b.traffic.backward_tokens},
+                               {"framing_overhead_bytes", b.traffic.framing_overhead_bytes},
                                {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes},
-                               {"token_id_bytes", b.token_id_bytes}});
+                               {"token_id_bytes", b.traffic.token_id_bytes}});
   }
   nlohmann::json stages_json = nlohmann::json::array();
   for (const auto& s : stages) {
@@ -114,13 +115,13 @@ absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
     for (const auto& b : j.value("boundaries", nlohmann::json::array())) {
       BoundarySummary boundary;
       boundary.boundary = b.value("boundary", int64_t{0});
-      boundary.forward_bytes = b.value("forward_bytes", int64_t{0});
-      boundary.backward_bytes = b.value("backward_bytes", int64_t{0});
-      boundary.forward_tokens = b.value("forward_tokens", int64_t{0});
-      boundary.backward_tokens = b.value("backward_tokens", int64_t{0});
-      boundary.framing_overhead_bytes = b.value("framing_overhead_bytes", int64_t{0});
+      boundary.traffic.forward_bytes = b.value("forward_bytes", int64_t{0});
+      boundary.traffic.backward_bytes = b.value("backward_bytes", int64_t{0});
+      boundary.traffic.forward_tokens = b.value("forward_tokens", int64_t{0});
+      boundary.traffic.backward_tokens = b.value("backward_tokens", int64_t{0});
+      boundary.traffic.framing_overhead_bytes = b.value("framing_overhead_bytes", int64_t{0});
       boundary.bf16_reference_bytes = b.value("bf16_reference_bytes_per_direction", int64_t{0});
-      boundary.token_id_bytes = b.value("token_id_bytes", int64_t{0});
+      boundary.traffic.token_id_bytes = b.value("token_id_bytes", int64_t{0});
       s.boundaries.push_back(boundary);
     }
     for (const auto& t : j.value("stages", nlohmann::json::array())) {

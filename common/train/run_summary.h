@@ -11,22 +11,16 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/train/boundary_traffic.h"
 
 namespace resbm {
 
 struct BoundarySummary {
   int64_t boundary = 0;  // Between stage `boundary` and `boundary + 1`.
-  int64_t forward_bytes = 0;
-  int64_t backward_bytes = 0;
-  int64_t forward_tokens = 0;
-  int64_t backward_tokens = 0;
-  // Frame headers beyond the payloads, both directions (0 in a single process).
-  int64_t framing_overhead_bytes = 0;
-  // Bytes an uncompressed bf16 boundary (d values x 2 bytes per token) would have sent.
+  BoundaryTraffic traffic;
+  // Bytes an uncompressed bf16 boundary (d values x 2 bytes per token) would have sent, per
+  // direction.
   int64_t bf16_reference_bytes = 0;
-  // Token ids the coordinator sent to stage `boundary + 1`'s token channel (not over this
-  // boundary's link; 0 without a token channel).
-  int64_t token_id_bytes = 0;
 };
 
 // Where one stage's time went, per microbatch and per step (from the workers' own reports;

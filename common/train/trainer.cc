@@ -376,12 +376,7 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
   for (size_t b = 0; b < traffic.size(); ++b) {
     BoundarySummary boundary;
     boundary.boundary = static_cast<int64_t>(b);
-    boundary.forward_bytes = traffic[b].forward_bytes;
-    boundary.backward_bytes = traffic[b].backward_bytes;
-    boundary.forward_tokens = traffic[b].forward_tokens;
-    boundary.backward_tokens = traffic[b].backward_tokens;
-    boundary.framing_overhead_bytes = traffic[b].framing_overhead_bytes;
-    boundary.token_id_bytes = traffic[b].token_id_bytes;
+    boundary.traffic = traffic[b];
     boundary.bf16_reference_bytes = traffic[b].forward_tokens * config.model().d_model() * 2;
     summary.boundaries.push_back(boundary);
   }

@@ -109,7 +109,7 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
     traffic_[b].forward_tokens += tokens;
     traffic_[b].backward_tokens += tokens;
   }
-  return StepStats{result.loss, result.grad_norm, result.clip_factor};
+  return result.stats;
 }
 
 absl::StatusOr<double> DistributedBackend::Evaluate(int64_t round,

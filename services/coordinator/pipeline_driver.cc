@@ -19,6 +19,19 @@
 
 namespace resbm {
 
+namespace {
+
+// The schedule's C++ op as it travels in a RunStepRequest: the one place the two meet (the
+// worker runs the proto ops as they come, StepRun::RunOps).
+v1::PipelineOp OpToProto(const PipelineOp& op) {
+  v1::PipelineOp out;
+  out.set_kind(op.kind == OpKind::kForward ? v1::OP_KIND_FORWARD : v1::OP_KIND_BACKWARD);
+  out.set_microbatch(static_cast<uint32_t>(op.microbatch));
+  return out;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
     const std::string& job_id, const v1::JobConfig& config,
     const std::vector<std::string>& worker_addresses) {
@@ -119,11 +132,7 @@ std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
     r.set_rows(static_cast<uint32_t>(rows));
     r.set_seq_len(static_cast<uint32_t>(seq));
     r.set_microbatches(static_cast<uint32_t>(m));
-    for (const PipelineOp& op : schedule.stage_ops[s]) {
-      auto* out = r.add_ops();
-      out->set_kind(op.kind == OpKind::kForward ? v1::OP_KIND_FORWARD : v1::OP_KIND_BACKWARD);
-      out->set_microbatch(static_cast<uint32_t>(op.microbatch));
-    }
+    for (const PipelineOp& op : schedule.stage_ops[s]) *r.add_ops() = OpToProto(op);
     auto fill = [&](const std::vector<int64_t>& ids,
                     google::protobuf::RepeatedPtrField<v1::TokenIds>* out) {
       for (int64_t mb = 0; mb < m; ++mb) {
@@ -270,18 +279,19 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
                                                              train_schedule_, inputs, targets),
                                                 &result.waited_on_stage));
   const auto& last = responses.back();
-  for (const auto& report : last.microbatches()) result.loss += report.loss();
-  result.loss /= std::max(1, last.microbatches_size());
+  StepStats& stats = result.stats;
+  for (const auto& report : last.microbatches()) stats.loss += report.loss();
+  stats.loss /= std::max(1, last.microbatches_size());
   double squared = 0.0;
   for (const auto& response : responses) squared += response.grad_squared_norm();
-  result.grad_norm = std::sqrt(squared);
-  result.clip_factor = GradClipFactor(result.grad_norm, config_.optimizer().grad_clip());
+  stats.grad_norm = std::sqrt(squared);
+  stats.clip_factor = GradClipFactor(stats.grad_norm, config_.optimizer().grad_clip());
   // Applied by every stage with the next RunStep or checkpoint; if a stage
   // never gets it, that call fails and the job restores its last checkpoint.
   v1::ApplyStepRequest apply;
   apply.set_job_id(job_id_);
   apply.set_step(static_cast<uint64_t>(step));
-  apply.set_clip_factor(result.clip_factor);
+  apply.set_clip_factor(stats.clip_factor);
   pending_apply_ = std::move(apply);
   result.stages = std::move(responses);
   return result;

@@ -21,15 +21,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/schedule/pipeline_schedule.h"
+#include "common/train/training_backend.h"
 #include "resbm/v1/config.pb.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 
 namespace resbm {
 
+// A training step as the coordinator saw it: what every backend reports (StepStats) and the
+// stages' own reports that the distributed backend folds into traffic and timing.
 struct PipelineStepResult {
-  double loss = 0.0;       // Mean over the step's tokens.
-  double grad_norm = 0.0;  // Global, before clipping.
-  double clip_factor = 1.0;
+  StepStats stats;
   // One per stage, as the workers reported them.
   std::vector<v1::RunStepResponse> stages;
   // The stage whose RunStep ended last: the one the step waited on.

@@ -133,9 +133,9 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
     auto targets = torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone();
     auto reference = (*local)->TrainStep(step, inputs, targets, config.training().microbatches());
     ASSERT_TRUE(reference.ok()) << reference.status();
-    EXPECT_LT(RelativeDifference(distributed->loss, reference->loss), 1e-5)
-        << "step " << step << ": " << distributed->loss << " vs " << reference->loss;
-    EXPECT_LT(RelativeDifference(distributed->grad_norm, reference->grad_norm), 1e-5)
+    EXPECT_LT(RelativeDifference(distributed->stats.loss, reference->loss), 1e-5)
+        << "step " << step << ": " << distributed->stats.loss << " vs " << reference->loss;
+    EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, reference->grad_norm), 1e-5)
         << "step " << step;
     // Wire bytes: k x tokens x 4 per boundary and direction (fp32).
     const int64_t k = config.model().d_model() / config.compression().ratio();

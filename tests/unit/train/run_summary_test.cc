@@ -13,7 +13,8 @@ TEST(RunSummaryTest, JsonKeepsBoundariesAndStageTimes) {
   summary.num_stages = 2;
   summary.steps = 12;
   summary.tokens_per_second = 3712.5;
-  summary.boundaries.push_back(BoundarySummary{0, 4096, 4096, 2048, 2048, 300, 524288});
+  summary.boundaries.push_back(
+      BoundarySummary{0, BoundaryTraffic{4096, 4096, 2048, 2048, 300, 0}, 524288});
   summary.stages.push_back(StageSummary{0, 11, 0.031, 0.062, 0.25});
   summary.stages.push_back(StageSummary{1, 11, 0.035, 0.071, 0.125});
 

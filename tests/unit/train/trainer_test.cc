@@ -107,7 +107,8 @@ TEST(TrainerTest, CountsExactlyThePredictedWireBytes) {
     const int64_t k = config.model().d_model() / config.compression().ratio();  // 64 / 8
     const int64_t tokens = 2 * config.training().batch_size() * config.model().seq_len();
     ASSERT_EQ(summary.boundaries.size(), 3u);
-    for (const auto& b : summary.boundaries) {
+    for (const auto& boundary : summary.boundaries) {
+      const BoundaryTraffic& b = boundary.traffic;
       EXPECT_EQ(b.forward_tokens, tokens);
       EXPECT_EQ(b.forward_bytes, tokens * (k * row.bytes_per_token_value + row.extra_per_token));
       EXPECT_EQ(b.backward_bytes, b.forward_bytes);
