@@ -5,7 +5,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 namespace resbm {
@@ -44,6 +46,22 @@ bool ShutdownSignalPending() {
   sigset_t set = ShutdownSet();
   timespec zero{0, 0};
   return sigtimedwait(&set, nullptr, &zero) > 0;
+}
+
+void ServeUntilShutdownSignal(const std::string& name, int port, int metrics_port,
+                              const std::string& port_file, const std::function<void()>& stop) {
+  if (metrics_port != 0) std::printf("%s: metrics on port %d\n", name.c_str(), metrics_port);
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << port << "\n";
+    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
+  }
+  const int signal = WaitForShutdownSignal();
+  std::printf("%s: signal %d, stopping\n", name.c_str(), signal);
+  std::fflush(stdout);
+  stop();
+  std::printf("%s: stopped\n", name.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace resbm

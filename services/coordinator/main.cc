@@ -4,7 +4,6 @@
 // job from its last complete checkpoint. SIGTERM/SIGINT: stop the running job before its next
 // step (it stays RUNNING, for the next start) and exit.
 #include <cstdio>
-#include <fstream>
 #include <utility>
 
 #include "common/runtime/flag_parser.h"
@@ -75,19 +74,8 @@ int main(int argc, char** argv) {
   if (!coordinator.ok()) return Fail(coordinator.status());
   std::printf("resbm-coordinator: serving on port %d, data in %s\n", (*coordinator)->port(),
               options.data_dir.c_str());
-  if ((*coordinator)->metrics_port() != 0) {
-    std::printf("resbm-coordinator: metrics on port %d\n", (*coordinator)->metrics_port());
-  }
-  std::fflush(stdout);
-  if (!port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << (*coordinator)->port() << "\n";
-    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
-  }
-  const int signal = resbm::WaitForShutdownSignal();
-  std::printf("resbm-coordinator: signal %d, stopping\n", signal);
-  std::fflush(stdout);
-  (*coordinator)->Shutdown(absl::Now() + absl::Seconds(drain_seconds));
-  std::printf("resbm-coordinator: stopped\n");
-  std::fflush(stdout);
+  resbm::ServeUntilShutdownSignal(
+      "resbm-coordinator", (*coordinator)->port(), (*coordinator)->metrics_port(), port_file,
+      [&] { (*coordinator)->Shutdown(absl::Now() + absl::Seconds(drain_seconds)); });
   return 0;
 }

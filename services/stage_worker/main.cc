@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "common/runtime/flag_parser.h"
@@ -64,17 +63,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("resbm-worker: serving on %s\n", (*worker)->address().c_str());
-  if ((*worker)->metrics_port() != 0) {
-    std::printf("resbm-worker: metrics on port %d\n", (*worker)->metrics_port());
-  }
-  std::fflush(stdout);
-  if (!port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << (*worker)->port() << "\n";
-    std::rename((port_file + ".tmp").c_str(), port_file.c_str());
-  }
-  const int signal = resbm::WaitForShutdownSignal();
-  std::printf("resbm-worker: signal %d, shutting down\n", signal);
-  (*worker)->Shutdown(absl::Now() + absl::Seconds(drain_seconds));
-  std::printf("resbm-worker: stopped\n");
+  resbm::ServeUntilShutdownSignal(
+      "resbm-worker", (*worker)->port(), (*worker)->metrics_port(), port_file,
+      [&] { (*worker)->Shutdown(absl::Now() + absl::Seconds(drain_seconds)); });
   return 0;
 }

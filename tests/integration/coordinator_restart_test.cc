@@ -23,17 +23,13 @@ using ::resbm::testing::ExpectSameLosses;
 using ::resbm::testing::ProcessCluster;
 using ::resbm::testing::ReferenceLosses;
 using ::resbm::testing::TrainLosses;
+using ::resbm::testing::TwoStageJobJson;
 using ::resbm::testing::WaitFor;
 
 TEST(CoordinatorRestartTest, StoppedAndKilledCoordinatorResumesTheJobWithTheUninterruptedLosses) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_restart_" + std::to_string(::getpid()));
   const std::string config = cluster.dir() + "/job.json";
-  std::ofstream(config) << R"({"name": "survivor",
-    "model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
-    "stages": {"num_stages": 2},
-    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
-    "training": {"steps": 300, "batch_size": 8, "microbatches": 2, "eval_every": 100,
-                 "eval_batches": 1, "seed": 9, "checkpoint_every": 10}})";
+  std::ofstream(config) << TwoStageJobJson("survivor", 300, 100, 9);
   const auto expected = ReferenceLosses(config, cluster.dir());
   ASSERT_EQ(expected.size(), 300u);
 

@@ -23,6 +23,7 @@ using ::resbm::testing::ExpectSameLosses;
 using ::resbm::testing::ProcessCluster;
 using ::resbm::testing::ReferenceLosses;
 using ::resbm::testing::TrainLosses;
+using ::resbm::testing::TwoStageJobJson;
 using ::resbm::testing::WaitFor;
 
 constexpr char kIp[] = "/usr/sbin/ip";
@@ -77,12 +78,7 @@ TEST(CutLinkTest, ACutLinkIsRecoveredWithinTwiceTheHeartbeatTimeout) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_cut_" + std::to_string(::getpid()));
   cluster.set_host(ns.host_ip());
   const std::string config = cluster.dir() + "/job.json";
-  std::ofstream(config) << R"({"name": "cut",
-    "model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
-    "stages": {"num_stages": 2},
-    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
-    "training": {"steps": 200, "batch_size": 8, "microbatches": 2, "eval_every": 100,
-                 "eval_batches": 1, "seed": 5, "checkpoint_every": 10}})";
+  std::ofstream(config) << TwoStageJobJson("cut", 200, 100, 5);
   const auto expected = ReferenceLosses(config, cluster.dir());
   ASSERT_EQ(expected.size(), 200u);
 

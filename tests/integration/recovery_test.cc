@@ -28,20 +28,8 @@ using ::resbm::testing::ExpectSameLosses;
 using ::resbm::testing::ProcessCluster;
 using ::resbm::testing::ReferenceLosses;
 using ::resbm::testing::TrainLosses;
+using ::resbm::testing::TwoStageJobJson;
 using ::resbm::testing::WaitFor;
-
-constexpr char kJob[] = R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2,
-    "mlp_hidden": 128, "seq_len": 32},
-  "stages": {"num_stages": 2},
-  "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
-  "training": {"steps": %d, "batch_size": 8, "microbatches": 2, "eval_every": %d,
-               "eval_batches": 1, "seed": %d, "checkpoint_every": %d}})";
-
-std::string JobJson(int steps, int eval_every, int seed, int checkpoint_every = 10) {
-  char json[1024];
-  std::snprintf(json, sizeof(json), kJob, steps, eval_every, seed, checkpoint_every);
-  return json;
-}
 
 // The job as the coordinator has it now (an empty job if it cannot say).
 v1::Job Current(ProcessCluster& cluster, const std::string& job_id) {
@@ -51,7 +39,7 @@ v1::Job Current(ProcessCluster& cluster, const std::string& job_id) {
 TEST(RecoveryTest, KilledWorkerIsReplacedBySpareAndTheLossesAreThoseOfAnUninterruptedRun) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_recovery_" + std::to_string(::getpid()));
   const std::string config = cluster.dir() + "/job.json";
-  std::ofstream(config) << JobJson(300, 0, 21);
+  std::ofstream(config) << TwoStageJobJson("resbm-job", 300, 0, 21);
   const auto expected = ReferenceLosses(config, cluster.dir());
   ASSERT_EQ(expected.size(), 300u);
 
@@ -100,7 +88,7 @@ TEST(RecoveryTest, ThirtyWorkerKillsAndThreeCoordinatorKillsGiveTheUninterrupted
   ProcessCluster cluster(::testing::TempDir() + "/resbm_chaos_" + std::to_string(::getpid()));
   const std::string config = cluster.dir() + "/job.json";
   constexpr int kSteps = 600;
-  std::ofstream(config) << JobJson(kSteps, 200, 5, /*checkpoint_every=*/5);
+  std::ofstream(config) << TwoStageJobJson("resbm-job", kSteps, 200, 5, /*checkpoint_every=*/5);
   const auto expected = ReferenceLosses(config, cluster.dir());
   ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
 

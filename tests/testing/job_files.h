@@ -1,5 +1,6 @@
-// Helpers of the job-level integration tests: the loss column of a loss CSV, and a reference
-// run of a config with the single-process trainer (resbm-train). Header-only.
+// Helpers of the job-level integration tests: the small two-stage job they run, the loss
+// column of a loss CSV, and a reference run of a config with the single-process trainer
+// (resbm-train). Header-only.
 #ifndef RESBM_TESTS_TESTING_JOB_FILES_H_
 #define RESBM_TESTS_TESTING_JOB_FILES_H_
 
@@ -13,6 +14,22 @@
 #include "tests/testing/binaries.h"
 
 namespace resbm::testing {
+
+// The job the recovery tests run: d 64, 4 layers on 2 stages, ResBM 8x on an fp32 wire, 8 x
+// 32 tokens a step in 2 microbatches (a few milliseconds a step on one thread).
+inline std::string TwoStageJobJson(const std::string& name, int steps, int eval_every, int seed,
+                                   int checkpoint_every = 10) {
+  std::ostringstream json;
+  json << R"({"name": ")" << name << R"(",
+    "model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
+    "stages": {"num_stages": 2},
+    "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
+    "training": {"steps": )"
+       << steps << R"(, "batch_size": 8, "microbatches": 2, "eval_every": )" << eval_every
+       << R"(, "eval_batches": 1, "seed": )" << seed << R"(, "checkpoint_every": )"
+       << checkpoint_every << "}}";
+  return json.str();
+}
 
 // The train_loss column of a "step,tokens,train_loss,..." CSV.
 inline std::vector<double> TrainLosses(const std::string& csv) {
