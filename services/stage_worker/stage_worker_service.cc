@@ -209,19 +209,32 @@ grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::E
   // Room for two steps' frames of any schedule; the mailbox refuses more, and its byte budget
   // stops reading before that.
   auto link = std::make_shared<FrameLink>(options_.max_queued_frames, 2 * 4096 + 2);
-  std::shared_ptr<FrameLink> previous;
+  int64_t budget = 0;
   {
     absl::MutexLock lock(&mu_);
-    link->inbox().SetByteBudget(upstream_budget_bytes_);
-    previous = std::exchange(upstream_, link);
-    upstream_changed_.SignalAll();
+    budget = upstream_budget_bytes_;
   }
-  // A new upstream connection (a restarted or reassigned stage) replaces the old one.
-  if (previous) previous->Shutdown(absl::UnavailableError("replaced by a new upstream stream"));
+  link->inbox().SetByteBudget(budget);
   StageMetrics* metrics = options_.metrics;
-  return ExchangeServerReactor::Start(std::move(link), [metrics](const std::string& how) {
+  // Attached (open) before it is published: a step waiting in WaitForUpstream is woken once,
+  // here, and must find the link open then.
+  auto* reactor = ExchangeServerReactor::Start(link, [metrics](const std::string& how) {
     if (metrics != nullptr) metrics->ExchangeEnded(how);
   });
+  std::shared_ptr<FrameLink> previous;
+  bool budget_changed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    previous = std::exchange(upstream_, link);
+    budget_changed = upstream_budget_bytes_ != budget;
+    budget = upstream_budget_bytes_;
+    upstream_changed_.SignalAll();
+  }
+  // Unlocked, as in SetUpstreamBudget: a budget set in between reaches this link too.
+  if (budget_changed) link->inbox().SetByteBudget(budget);
+  // A new upstream connection (a restarted or reassigned stage) replaces the old one.
+  if (previous) previous->Shutdown(absl::UnavailableError("replaced by a new upstream stream"));
+  return reactor;
 }
 
 void StageWorkerService::SetUpstreamBudget(int64_t bytes) {
