@@ -169,7 +169,7 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
       [&](size_t s, grpc::ClientContext* context, Done done) {
         stubs_[s]->async()->RunStep(context, &requests[s], &responses[s], std::move(done));
       },
-      /*cancel_on_failure=*/true, &statuses, last);
+      FanOutPolicy{/*cancel_on_failure=*/true, /*watch_heartbeats=*/true}, &statuses, last);
   if (lapsed.has_value()) return Lapsed(*lapsed, "stage", "during the step");
   // Report the root cause: NaN or Inf found anywhere (the job's policy depends on it, and a
   // neighbour's broken stream may have ended first), else the first stage whose failure is
@@ -189,9 +189,11 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
 }
 
 std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientContext>* contexts,
-                                                     const Start& start, bool cancel_on_failure,
+                                                     const Start& start, FanOutPolicy policy,
                                                      std::vector<grpc::Status>* statuses,
                                                      int64_t* last) {
+  const bool cancel_on_failure = policy.cancel_on_failure;
+  const Liveness* liveness = policy.watch_heartbeats && liveness_ ? &liveness_ : nullptr;
   const size_t stages = contexts->size();
   // Shared with the callbacks: the last one may still be unlocking `mu` when this returns.
   struct FanOut {
@@ -230,8 +232,8 @@ std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientCon
   while (fan_out->done < stages) {
     absl::Time wake = absl::InfiniteFuture();
     size_t first = 0;
-    for (size_t s = 0; liveness_ && !lapsed && s < stages; ++s) {
-      const absl::Time lapses = liveness_(addresses_[s]);
+    for (size_t s = 0; liveness != nullptr && !lapsed && s < stages; ++s) {
+      const absl::Time lapses = (*liveness)(addresses_[s]);
       if (lapses < wake) {
         wake = lapses;
         first = s;
@@ -303,8 +305,9 @@ absl::Status PipelineDriver::OnEveryStage(absl::string_view what, absl::Duration
   std::vector<grpc::ClientContext> contexts(stubs_.size());
   const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
   for (auto& context : contexts) context.set_deadline(deadline);
-  const std::optional<size_t> lapsed =
-      CallEveryStage(&contexts, start, /*cancel_on_failure=*/false, &statuses, nullptr);
+  const std::optional<size_t> lapsed = CallEveryStage(
+      &contexts, start, FanOutPolicy{/*cancel_on_failure=*/false, /*watch_heartbeats=*/true},
+      &statuses, nullptr);
   unreachable_.clear();
   if (lapsed.has_value()) return Lapsed(*lapsed, what, "");
   absl::Status first;
@@ -348,18 +351,16 @@ void PipelineDriver::Release() {
   // A lapsed worker cannot be reached (or has dropped the job already): no 5 s wait on it,
   // and no watch of the heartbeats (a skipped worker would cancel the others' releases). A
   // gone worker has nothing to drop: the statuses are not looked at.
-  const Liveness liveness = std::exchange(liveness_, nullptr);
   CallEveryStage(
       &contexts,
       [&](size_t s, grpc::ClientContext* context, Done done) {
-        if (liveness && liveness(addresses_[s]) <= absl::Now()) {
+        if (liveness_ && liveness_(addresses_[s]) <= absl::Now()) {
           done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "heartbeat lapsed"));
           return;
         }
         stubs_[s]->async()->Release(context, &request, &responses[s], std::move(done));
       },
-      /*cancel_on_failure=*/false, &statuses, nullptr);
-  liveness_ = liveness;
+      FanOutPolicy{/*cancel_on_failure=*/false, /*watch_heartbeats=*/false}, &statuses, nullptr);
 }
 
 absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {

@@ -113,12 +113,18 @@ class PipelineDriver {
   // `last` (may be null) gets the stage that finished last.
   absl::StatusOr<std::vector<v1::RunStepResponse>> RunAll(std::vector<v1::RunStepRequest> requests,
                                                           int64_t* last = nullptr);
-  // Starts every stage's call (no thread per call), its status into `statuses[s]`; with
-  // `cancel_on_failure`, the first failure cancels the others. Returns once all ended; if a
-  // worker's heartbeat lapses first (liveness_), cancels them all, and returns that stage once
-  // they ended. `last` (may be null) gets the stage that ended last.
+  // How CallEveryStage treats its calls: whether the first failure cancels the others, and
+  // whether a lapsed heartbeat (liveness_) cancels them all.
+  struct FanOutPolicy {
+    bool cancel_on_failure;
+    bool watch_heartbeats;
+  };
+  // Starts every stage's call (no thread per call), its status into `statuses[s]`, and
+  // returns once all ended; with `policy.watch_heartbeats`, the stage whose worker's
+  // heartbeat lapsed first (all calls then cancelled), if one did. `last` (may be null) gets
+  // the stage that ended last.
   std::optional<size_t> CallEveryStage(std::vector<grpc::ClientContext>* contexts,
-                                       const Start& start, bool cancel_on_failure,
+                                       const Start& start, FanOutPolicy policy,
                                        std::vector<grpc::Status>* statuses, int64_t* last);
   // UNAVAILABLE (kWorkerLost) "WHAT STAGE (address): its worker's heartbeat lapsed WHEN";
   // lists the worker as unreachable.

@@ -73,8 +73,7 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
     if (have >= count) return healthy;
     if (cancelled && cancelled()) return absl::CancelledError("stopped while waiting for workers");
     // The deadline is wall time (the injected clock judges health only).
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) {
+    if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("workers: ", have, " healthy; the job needs ", count, " (one per stage)"));
     }
@@ -85,7 +84,7 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
       told = have;
       continue;
     }
-    changed_.WaitWithTimeout(&mu_, left);
+    changed_.WaitWithDeadline(&mu_, deadline);  // Woken by registrations, heartbeats, WakeWaiters.
   }
 }
 
