@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace resbm {
 
@@ -18,6 +20,53 @@ double Compression(const std::vector<BoundarySummary>& boundaries, bool with_tok
     reference += 2 * b.bf16_reference_bytes;
   }
   return sent > 0 ? static_cast<double>(reference) / static_cast<double>(sent) : 0.0;
+}
+
+// One field's value, or a repeated field's element `index`, as a JSON value.
+nlohmann::json FieldJson(const google::protobuf::Message& message,
+                         const google::protobuf::FieldDescriptor* field, int index);
+
+// The message's fields under their proto names, 64-bit integers as JSON numbers (proto
+// JSON quotes them); singular fields always, `optional` ones only when set.
+nlohmann::json PlainJson(const google::protobuf::Message& message) {
+  nlohmann::json j = nlohmann::json::object();
+  const google::protobuf::Descriptor* descriptor = message.GetDescriptor();
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (field->is_repeated()) {
+      nlohmann::json values = nlohmann::json::array();
+      for (int k = 0; k < reflection->FieldSize(message, field); ++k) {
+        values.push_back(FieldJson(message, field, k));
+      }
+      j[field->name()] = values;
+    } else if (!field->has_presence() || reflection->HasField(message, field)) {
+      j[field->name()] = FieldJson(message, field, -1);
+    }
+  }
+  return j;
+}
+
+nlohmann::json FieldJson(const google::protobuf::Message& message,
+                         const google::protobuf::FieldDescriptor* field, int index) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* r = message.GetReflection();
+  const bool repeated = index >= 0;
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return repeated ? r->GetRepeatedUInt32(message, field, index) : r->GetUInt32(message, field);
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return repeated ? r->GetRepeatedUInt64(message, field, index) : r->GetUInt64(message, field);
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      return repeated ? r->GetRepeatedDouble(message, field, index) : r->GetDouble(message, field);
+    case FieldDescriptor::CPPTYPE_STRING:
+      return repeated ? r->GetRepeatedString(message, field, index) : r->GetString(message, field);
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      return PlainJson(repeated ? r->GetRepeatedMessage(message, field, index)
+                                : r->GetMessage(message, field));
+    default:  // The summary has no other kinds; a new one must be added here.
+      return nullptr;
+  }
 }
 
 }  // namespace
@@ -41,102 +90,102 @@ std::string RunSummary::Describe() const {
           : absl::StrFormat(" (%.1fx with the token ids)", EffectiveCompressionWithTokenIds()));
 }
 
-std::string RunSummary::ToJson() const {
-  nlohmann::json boundaries_json = nlohmann::json::array();
-  for (const auto& b : boundaries) {
-    boundaries_json.push_back({{"boundary", b.boundary},
-                               {"forward_bytes", b.traffic.forward_bytes},
-                               {"backward_bytes", b.traffic.backward_bytes},
-                               {"forward_tokens", b.traffic.forward_tokens},
-                               {"backward_tokens", b.traffic.backward_tokens},
-                               {"framing_overhead_bytes", b.traffic.framing_overhead_bytes},
-                               {"bf16_reference_bytes_per_direction", b.bf16_reference_bytes},
-                               {"token_id_bytes", b.traffic.token_id_bytes}});
+v1::RunSummary RunSummary::ToProto() const {
+  v1::RunSummary p;
+  p.set_job_name(job_name);
+  p.set_outcome(outcome);
+  p.set_error(error);
+  p.set_compression(compression);
+  p.set_ratio(static_cast<uint32_t>(ratio));
+  p.set_wire_dtype(wire_dtype);
+  p.set_num_stages(static_cast<uint32_t>(num_stages));
+  p.set_steps(static_cast<uint64_t>(steps));
+  p.set_recoveries(static_cast<uint64_t>(recoveries));
+  p.set_tokens(static_cast<uint64_t>(tokens));
+  p.set_final_train_loss(final_train_loss);
+  p.set_final_val_loss(final_val_loss);
+  p.set_unigram_entropy_nats(unigram_entropy_nats);
+  p.set_wall_seconds(wall_seconds);
+  p.set_tokens_per_second(tokens_per_second);
+  if (initial_val_loss.has_value()) p.set_initial_val_loss(*initial_val_loss);
+  if (final_checkpoint_step >= 0) {
+    p.set_final_checkpoint_step(static_cast<uint64_t>(final_checkpoint_step));
   }
-  nlohmann::json stages_json = nlohmann::json::array();
-  for (const auto& s : stages) {
-    stages_json.push_back({{"stage", s.stage},
-                           {"steps", s.steps},
-                           {"forward_seconds_per_microbatch", s.forward_seconds},
-                           {"backward_seconds_per_microbatch", s.backward_seconds},
-                           {"wait_seconds_per_step", s.wait_seconds_per_step}});
+  p.set_final_checkpoint_manifest(final_checkpoint_manifest);
+  for (const BoundarySummary& b : boundaries) {
+    v1::BoundarySummary* out = p.add_boundaries();
+    out->set_boundary(static_cast<uint32_t>(b.boundary));
+    out->set_forward_bytes(static_cast<uint64_t>(b.traffic.forward_bytes));
+    out->set_backward_bytes(static_cast<uint64_t>(b.traffic.backward_bytes));
+    out->set_forward_tokens(static_cast<uint64_t>(b.traffic.forward_tokens));
+    out->set_backward_tokens(static_cast<uint64_t>(b.traffic.backward_tokens));
+    out->set_framing_overhead_bytes(static_cast<uint64_t>(b.traffic.framing_overhead_bytes));
+    out->set_bf16_reference_bytes_per_direction(static_cast<uint64_t>(b.bf16_reference_bytes));
+    out->set_token_id_bytes(static_cast<uint64_t>(b.traffic.token_id_bytes));
   }
-  nlohmann::json j = {
-      {"job_name", job_name},
-      {"outcome", outcome},
-      {"error", error},
-      {"compression", compression},
-      {"ratio", ratio},
-      {"wire_dtype", wire_dtype},
-      {"num_stages", num_stages},
-      {"steps", steps},
-      {"recoveries", recoveries},
-      {"tokens", tokens},
-      {"final_train_loss", final_train_loss},
-      {"final_val_loss", final_val_loss},
-      {"unigram_entropy_nats", unigram_entropy_nats},
-      {"wall_seconds", wall_seconds},
-      {"tokens_per_second", tokens_per_second},
-      {"effective_compression_vs_bf16", EffectiveCompression()},
-      {"effective_compression_with_token_ids_vs_bf16", EffectiveCompressionWithTokenIds()},
-      {"final_checkpoint_step", final_checkpoint_step},
-      {"final_checkpoint_manifest", final_checkpoint_manifest},
-      {"boundaries", boundaries_json},
-      {"stages", stages_json}};
-  if (initial_val_loss.has_value()) j["initial_val_loss"] = *initial_val_loss;
-  return j.dump(2);
+  for (const StageSummary& s : stages) {
+    v1::StageSummary* out = p.add_stages();
+    out->set_stage(static_cast<uint32_t>(s.stage));
+    out->set_steps(static_cast<uint64_t>(s.steps));
+    out->set_forward_seconds_per_microbatch(s.forward_seconds);
+    out->set_backward_seconds_per_microbatch(s.backward_seconds);
+    out->set_wait_seconds_per_step(s.wait_seconds_per_step);
+  }
+  p.set_effective_compression_vs_bf16(EffectiveCompression());
+  p.set_effective_compression_with_token_ids_vs_bf16(EffectiveCompressionWithTokenIds());
+  return p;
 }
 
-absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
-  const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError("summary: not a JSON object");
-  }
+RunSummary RunSummary::FromProto(const v1::RunSummary& p) {
   RunSummary s;
-  try {
-    s.job_name = j.value("job_name", "");
-    s.outcome = j.value("outcome", "succeeded");
-    s.error = j.value("error", "");
-    s.compression = j.value("compression", "");
-    s.ratio = j.value("ratio", int64_t{1});
-    s.wire_dtype = j.value("wire_dtype", "");
-    s.num_stages = j.value("num_stages", int64_t{1});
-    s.steps = j.value("steps", int64_t{0});
-    s.recoveries = j.value("recoveries", int64_t{0});
-    s.tokens = j.value("tokens", int64_t{0});
-    s.final_train_loss = j.value("final_train_loss", 0.0);
-    s.final_val_loss = j.value("final_val_loss", 0.0);
-    s.unigram_entropy_nats = j.value("unigram_entropy_nats", 0.0);
-    s.wall_seconds = j.value("wall_seconds", 0.0);
-    s.tokens_per_second = j.value("tokens_per_second", 0.0);
-    s.final_checkpoint_step = j.value("final_checkpoint_step", int64_t{-1});
-    s.final_checkpoint_manifest = j.value("final_checkpoint_manifest", "");
-    if (j.contains("initial_val_loss")) s.initial_val_loss = j["initial_val_loss"].get<double>();
-    for (const auto& b : j.value("boundaries", nlohmann::json::array())) {
-      BoundarySummary boundary;
-      boundary.boundary = b.value("boundary", int64_t{0});
-      boundary.traffic.forward_bytes = b.value("forward_bytes", int64_t{0});
-      boundary.traffic.backward_bytes = b.value("backward_bytes", int64_t{0});
-      boundary.traffic.forward_tokens = b.value("forward_tokens", int64_t{0});
-      boundary.traffic.backward_tokens = b.value("backward_tokens", int64_t{0});
-      boundary.traffic.framing_overhead_bytes = b.value("framing_overhead_bytes", int64_t{0});
-      boundary.bf16_reference_bytes = b.value("bf16_reference_bytes_per_direction", int64_t{0});
-      boundary.traffic.token_id_bytes = b.value("token_id_bytes", int64_t{0});
-      s.boundaries.push_back(boundary);
-    }
-    for (const auto& t : j.value("stages", nlohmann::json::array())) {
-      StageSummary stage;
-      stage.stage = t.value("stage", int64_t{0});
-      stage.steps = t.value("steps", int64_t{0});
-      stage.forward_seconds = t.value("forward_seconds_per_microbatch", 0.0);
-      stage.backward_seconds = t.value("backward_seconds_per_microbatch", 0.0);
-      stage.wait_seconds_per_step = t.value("wait_seconds_per_step", 0.0);
-      s.stages.push_back(stage);
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("summary: ", e.what()));
+  s.job_name = p.job_name();
+  s.outcome = p.outcome();
+  s.error = p.error();
+  s.compression = p.compression();
+  s.ratio = p.ratio();
+  s.wire_dtype = p.wire_dtype();
+  s.num_stages = p.num_stages();
+  s.steps = static_cast<int64_t>(p.steps());
+  s.recoveries = static_cast<int64_t>(p.recoveries());
+  s.tokens = static_cast<int64_t>(p.tokens());
+  s.final_train_loss = p.final_train_loss();
+  s.final_val_loss = p.final_val_loss();
+  s.unigram_entropy_nats = p.unigram_entropy_nats();
+  s.wall_seconds = p.wall_seconds();
+  s.tokens_per_second = p.tokens_per_second();
+  if (p.has_initial_val_loss()) s.initial_val_loss = p.initial_val_loss();
+  if (p.has_final_checkpoint_step()) {
+    s.final_checkpoint_step = static_cast<int64_t>(p.final_checkpoint_step());
+  }
+  s.final_checkpoint_manifest = p.final_checkpoint_manifest();
+  for (const v1::BoundarySummary& b : p.boundaries()) {
+    BoundaryTraffic traffic{
+        static_cast<int64_t>(b.forward_bytes()),          static_cast<int64_t>(b.backward_bytes()),
+        static_cast<int64_t>(b.forward_tokens()),         static_cast<int64_t>(b.backward_tokens()),
+        static_cast<int64_t>(b.framing_overhead_bytes()), static_cast<int64_t>(b.token_id_bytes())};
+    s.boundaries.push_back(BoundarySummary{
+        b.boundary(), traffic, static_cast<int64_t>(b.bf16_reference_bytes_per_direction())});
+  }
+  for (const v1::StageSummary& t : p.stages()) {
+    s.stages.push_back(
+        StageSummary{t.stage(), static_cast<int64_t>(t.steps()), t.forward_seconds_per_microbatch(),
+                     t.backward_seconds_per_microbatch(), t.wait_seconds_per_step()});
   }
   return s;
+}
+
+std::string RunSummary::ToJson() const { return PlainJson(ToProto()).dump(2); }
+
+absl::StatusOr<RunSummary> RunSummary::FromJson(const std::string& json) {
+  v1::RunSummary proto;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(json, &proto, options);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("summary: ", std::string(parsed.message()),
+                                                   "; expected JSON of resbm.v1.RunSummary"));
+  }
+  return FromProto(proto);
 }
 
 absl::Status RunSummary::WriteJson(const std::string& path) const {

@@ -1,6 +1,7 @@
 // RunSummary: what a finished training run reports (losses, tokens, time, wire traffic per
-// boundary and direction, compression against an uncompressed bf16 boundary), and its JSON
-// form for --summary-json. Value type; thread-compatible.
+// boundary and direction, compression against an uncompressed bf16 boundary). Its API form is
+// v1::RunSummary (a Job's `summary`) and its file form the JSON of --summary-json; ToProto and
+// ToJson are the one place each is made. Value type; thread-compatible.
 #ifndef RESBM_COMMON_TRAIN_RUN_SUMMARY_H_
 #define RESBM_COMMON_TRAIN_RUN_SUMMARY_H_
 
@@ -12,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/train/boundary_traffic.h"
+#include "resbm/v1/job_service.pb.h"
 
 namespace resbm {
 
@@ -68,11 +70,15 @@ struct RunSummary {
   double EffectiveCompressionWithTokenIds() const;
   // One line for people: losses, tokens, time, throughput, compression.
   std::string Describe() const;
-  // JSON object with every field above plus the effective compression ratio.
+  // JSON object with every field above plus the effective compression ratios (numbers, not
+  // proto JSON's quoted 64-bit integers: scripts do arithmetic on them).
   std::string ToJson() const;
   absl::Status WriteJson(const std::string& path) const;
-  // Reads ToJson's output back.
+  // Reads ToJson's output (or proto JSON of v1::RunSummary) back.
   static absl::StatusOr<RunSummary> FromJson(const std::string& json);
+  // The API form, with the effective compression ratios filled in; FromProto reads it back.
+  v1::RunSummary ToProto() const;
+  static RunSummary FromProto(const v1::RunSummary& proto);
 };
 
 }  // namespace resbm

@@ -26,12 +26,13 @@ constexpr uint64_t kValidationSeedSalt = 0x76616c6964617465ULL;
 }  // namespace
 
 std::string StepRecordsToCsv(const std::vector<StepRecord>& records) {
-  std::string csv = "step,tokens,train_loss,val_loss,grad_norm,seconds\n";
+  std::string csv = "step,tokens,train_loss,val_loss,grad_norm,seconds,clip_factor\n";
   for (const auto& r : records) {
-    absl::StrAppend(&csv, r.step, ",", r.tokens, ",", absl::StrFormat("%.6f", r.train_loss), ",",
+    absl::StrAppend(&csv, r.step, ",", r.tokens, ",", absl::StrFormat("%.6f", r.stats.loss), ",",
                     r.val_loss.has_value() ? absl::StrFormat("%.6f", *r.val_loss) : "", ",",
-                    absl::StrFormat("%.6f", r.grad_norm), ",", absl::StrFormat("%.3f", r.seconds),
-                    "\n");
+                    absl::StrFormat("%.6f", r.stats.grad_norm), ",",
+                    absl::StrFormat("%.3f", r.seconds), ",",
+                    absl::StrFormat("%.6f", r.stats.clip_factor), "\n");
   }
   return csv;
 }
@@ -285,9 +286,8 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     }
     if (outcome->val_loss.has_value()) val_loss = *outcome->val_loss;
     const double seconds = elapsed();
-    records.push_back(StepRecord{step + 1, (step + 1) * tokens_per_step, outcome->stats.loss,
-                                 outcome->val_loss, outcome->stats.grad_norm,
-                                 seconds_before + seconds});
+    records.push_back(StepRecord{step + 1, (step + 1) * tokens_per_step, outcome->stats,
+                                 outcome->val_loss, seconds_before + seconds});
     if (options_.hooks.on_step) options_.hooks.on_step(records.back());
     if (outcome->checkpointed) {
       policy_.CheckpointCompleted(step + 1);
@@ -362,7 +362,7 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
   summary.tokens = done * tokens_per_step;
   const size_t tail = std::min<size_t>(10, records.size());
   for (size_t i = records.size() - tail; i < records.size(); ++i) {
-    summary.final_train_loss += records[i].train_loss / static_cast<double>(tail);
+    summary.final_train_loss += records[i].stats.loss / static_cast<double>(tail);
   }
   summary.final_val_loss = val_loss;
   if (backend_->supports_checkpoints() && done == steps) {

@@ -27,10 +27,9 @@ namespace resbm {
 struct StepRecord {
   int64_t step = 0;  // Optimizer steps done (1-based).
   int64_t tokens = 0;
-  double train_loss = 0.0;
+  StepStats stats;                 // The training loss, gradient norm and clip factor.
   std::optional<double> val_loss;  // Set on the steps that evaluated.
-  double grad_norm = 0.0;
-  double seconds = 0.0;  // Since the run first started, across resumes.
+  double seconds = 0.0;            // Since the run first started, across resumes.
 };
 
 // Where a resumed run starts: a checkpoint every stage completed after `step` steps, and the
@@ -87,7 +86,7 @@ struct TrainerOptions {
   DatasetFingerprint recorded_data;
 };
 
-// "step,tokens,train_loss,val_loss,grad_norm,seconds" rows.
+// "step,tokens,train_loss,val_loss,grad_norm,seconds,clip_factor" rows.
 std::string StepRecordsToCsv(const std::vector<StepRecord>& records);
 
 class Trainer {

@@ -349,7 +349,7 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
     }
     auto* p = job->mutable_progress();
     p->set_step(record.step);
-    p->set_train_loss(record.train_loss);
+    p->set_train_loss(record.stats.loss);
     if (record.val_loss.has_value()) p->set_val_loss(*record.val_loss);
     const double seconds = record.seconds - seconds_at_start;
     const int64_t tokens_per_step = record.tokens / std::max<int64_t>(1, record.step);
@@ -358,7 +358,7 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
     p->set_tokens_per_second(rate);
     p->set_eta_seconds(rate > 0 ? (p->total_steps() - record.step) * tokens_per_step / rate : 0.0);
     if (metrics_ != nullptr) {
-      metrics_->StepDone(record.seconds - *last_seconds, rate, record.train_loss);
+      metrics_->StepDone(record.seconds - *last_seconds, rate, record.stats.loss);
       if (record.val_loss.has_value()) metrics_->Evaluated(*record.val_loss);
     }
     *last_seconds = record.seconds;
@@ -384,7 +384,9 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
             absl::StrCat("recovered from ", absl::StatusCodeToString(event.failure.code()), " '",
                          event.failure.message(), "': resuming after step ", step));
   };
-  run->hooks.on_end = [job](const RunSummary& summary) { job->set_summary_json(summary.ToJson()); };
+  run->hooks.on_end = [job](const RunSummary& summary) {
+    *job->mutable_summary() = summary.ToProto();
+  };
   // Stored with the next event (the first step's at the latest).
   run->hooks.on_data = [job](const DatasetFingerprint& data) {
     *job->mutable_data() = ToDataRecord(data);
@@ -434,7 +436,7 @@ void JobManager::Conclude(v1::Job* job, const absl::StatusOr<RunSummary>& summar
   } else if (summary.ok()) {
     job->set_state(v1::JOB_STATE_SUCCEEDED);
     job->set_message("");
-    job->set_summary_json(summary->ToJson());
+    *job->mutable_summary() = summary->ToProto();
     job->mutable_progress()->set_step(job->progress().total_steps());
   } else {
     job->set_state(v1::JOB_STATE_FAILED);

@@ -56,6 +56,7 @@ constexpr char kSchema[] = R"sql(
     val_loss REAL,
     grad_norm REAL NOT NULL,
     seconds REAL NOT NULL,
+    clip_factor REAL NOT NULL DEFAULT 1.0,
     PRIMARY KEY (job_id, step)
   );
 )sql";
@@ -82,6 +83,9 @@ absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path
       return absl::Status(status.code(), absl::StrCat("job store ", path, ": ", status.message()));
     }
   }
+  if (absl::Status status = store->AddStepColumnsMissingFromOlderStores(); !status.ok()) {
+    return absl::Status(status.code(), absl::StrCat("job store ", path, ": ", status.message()));
+  }
   return store;
 }
 
@@ -90,6 +94,16 @@ JobStore::JobStore(sqlite3* db) : db_(db) {}
 JobStore::~JobStore() {
   absl::MutexLock lock(&mu_);
   sqlite3_close(db_);
+}
+
+absl::Status JobStore::AddStepColumnsMissingFromOlderStores() {
+  Statement columns(db_, "SELECT 1 FROM pragma_table_info('steps') WHERE name = 'clip_factor'");
+  if (!columns.prepared()) return Error("steps columns");
+  const int rc = columns.Step();
+  if (rc == SQLITE_ROW) return absl::OkStatus();
+  if (rc != SQLITE_DONE) return Error("steps columns");
+  // Steps recorded before the clip factor was: 1.0, as if unclipped.
+  return Exec("ALTER TABLE steps ADD COLUMN clip_factor REAL NOT NULL DEFAULT 1.0");
 }
 
 absl::Status JobStore::Exec(const std::string& sql) {
@@ -179,19 +193,20 @@ absl::Status JobStore::PutStep(const std::string& job_id, const StepRecord& reco
   absl::MutexLock lock(&mu_);
   Statement insert(db_,
                    "INSERT OR REPLACE INTO steps (job_id, step, tokens, train_loss, val_loss, "
-                   "grad_norm, seconds) VALUES (?, ?, ?, ?, ?, ?, ?)");
+                   "grad_norm, seconds, clip_factor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   if (!insert.prepared()) return Error("insert step");
   insert.Bind(1, job_id);
   insert.Bind(2, record.step);
   insert.Bind(3, record.tokens);
-  insert.Bind(4, record.train_loss);
+  insert.Bind(4, record.stats.loss);
   if (record.val_loss.has_value()) {
     insert.Bind(5, *record.val_loss);
   } else {
     insert.BindNull(5);
   }
-  insert.Bind(6, record.grad_norm);
+  insert.Bind(6, record.stats.grad_norm);
   insert.Bind(7, record.seconds);
+  insert.Bind(8, record.stats.clip_factor);
   if (insert.Step() != SQLITE_DONE)
     return Error(absl::StrCat("step ", record.step, " of ", job_id));
   return absl::OkStatus();
@@ -209,9 +224,10 @@ absl::Status JobStore::TruncateSteps(const std::string& job_id, int64_t step) {
 
 absl::StatusOr<std::vector<StepRecord>> JobStore::Steps(const std::string& job_id) {
   absl::MutexLock lock(&mu_);
-  Statement select(db_,
-                   "SELECT step, tokens, train_loss, val_loss, grad_norm, seconds FROM steps "
-                   "WHERE job_id = ? ORDER BY step");
+  Statement select(
+      db_,
+      "SELECT step, tokens, train_loss, val_loss, grad_norm, seconds, clip_factor FROM steps "
+      "WHERE job_id = ? ORDER BY step");
   if (!select.prepared()) return Error("select steps");
   select.Bind(1, job_id);
   std::vector<StepRecord> records;
@@ -220,12 +236,13 @@ absl::StatusOr<std::vector<StepRecord>> JobStore::Steps(const std::string& job_i
     StepRecord r;
     r.step = sqlite3_column_int64(select.get(), 0);
     r.tokens = sqlite3_column_int64(select.get(), 1);
-    r.train_loss = sqlite3_column_double(select.get(), 2);
+    r.stats.loss = sqlite3_column_double(select.get(), 2);
     if (sqlite3_column_type(select.get(), 3) != SQLITE_NULL) {
       r.val_loss = sqlite3_column_double(select.get(), 3);
     }
-    r.grad_norm = sqlite3_column_double(select.get(), 4);
+    r.stats.grad_norm = sqlite3_column_double(select.get(), 4);
     r.seconds = sqlite3_column_double(select.get(), 5);
+    r.stats.clip_factor = sqlite3_column_double(select.get(), 6);
     records.push_back(r);
   }
   if (rc != SQLITE_DONE) return Error(absl::StrCat("steps of ", job_id));

@@ -47,6 +47,9 @@ class JobStore {
  private:
   explicit JobStore(sqlite3* db);
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A store written by an older coordinator keeps its steps; columns added since get their
+  // documented default.
+  absl::Status AddStepColumnsMissingFromOlderStores() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Error(const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;

@@ -136,7 +136,7 @@ TEST_P(GracefulShutdownTest, TrainerStopsBetweenStepsAndKeepsTheLossCurve) {
   std::ifstream in(csv);
   std::string header, first;
   std::getline(in, header);
-  EXPECT_EQ(header, "step,tokens,train_loss,val_loss,grad_norm,seconds");
+  EXPECT_EQ(header, "step,tokens,train_loss,val_loss,grad_norm,seconds,clip_factor");
   EXPECT_TRUE(std::getline(in, first) && first.rfind("1,", 0) == 0) << first;
 }
 

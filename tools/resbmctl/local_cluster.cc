@@ -120,11 +120,9 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
         result = copied;
       }
     }
-    auto summary = RunSummary::FromJson(job->summary_json());
-    if (summary.ok()) {
-      std::printf("done: %s\nsummary: %s\nloss curve: %s\n", summary->Describe().c_str(),
-                  options.summary_json.c_str(), options.loss_csv.c_str());
-    }
+    std::printf("done: %s\nsummary: %s\nloss curve: %s\n",
+                RunSummary::FromProto(job->summary()).Describe().c_str(),
+                options.summary_json.c_str(), options.loss_csv.c_str());
     if (!options.export_dir.empty() && result.ok()) {
       auto exported = client.ExportModel(job->job_id(), options.export_dir);
       if (!exported.ok()) {

@@ -2,6 +2,8 @@
 // sequential; replayed steps replace their records; truncation drops the later ones.
 #include "services/coordinator/job_store.h"
 
+#include <sqlite3.h>
+
 #include "gtest/gtest.h"
 #include "tests/testing/scoped_temp_dir.h"
 
@@ -12,9 +14,8 @@ StepRecord Record(int64_t step, double loss, std::optional<double> val = std::nu
   StepRecord r;
   r.step = step;
   r.tokens = step * 256;
-  r.train_loss = loss;
+  r.stats = StepStats{loss, /*grad_norm=*/0.5, /*clip_factor=*/0.25};
   r.val_loss = val;
-  r.grad_norm = 0.5;
   r.seconds = step * 0.1;
   return r;
 }
@@ -53,16 +54,47 @@ TEST(JobStoreTest, JobsAndStepsSurviveReopening) {
   auto steps = (*store)->Steps("job-1");
   ASSERT_TRUE(steps.ok());
   ASSERT_EQ(steps->size(), 12u);
-  EXPECT_EQ((*steps)[9].train_loss, 4.0);
+  EXPECT_EQ((*steps)[9].stats.loss, 4.0);
   EXPECT_EQ((*steps)[9].val_loss, std::optional<double>(3.5));
   EXPECT_FALSE((*steps)[8].val_loss.has_value());
-  EXPECT_EQ((*steps)[0].train_loss, 4.9);  // Doubles round-trip exactly.
+  EXPECT_EQ((*steps)[0].stats.loss, 4.9);  // Doubles round-trip exactly.
+  EXPECT_EQ((*steps)[0].stats.grad_norm, 0.5);
+  EXPECT_EQ((*steps)[0].stats.clip_factor, 0.25);
 
   ASSERT_TRUE((*store)->TruncateSteps("job-1", 10).ok());
   EXPECT_EQ((*store)->Steps("job-1")->size(), 10u);
   EXPECT_TRUE((*store)->Steps("job-2")->empty());
   // Ids continue after the highest stored one.
   EXPECT_EQ((*store)->Create(v1::Job())->job_id(), "job-3");
+}
+
+TEST(JobStoreTest, AStoreFromBeforeTheClipFactorKeepsItsSteps) {
+  ScopedTempDir dir;
+  const std::string path = dir.File("jobs.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* kOldSchema =
+        "CREATE TABLE steps (job_id TEXT NOT NULL, step INTEGER NOT NULL, tokens INTEGER NOT "
+        "NULL, train_loss REAL NOT NULL, val_loss REAL, grad_norm REAL NOT NULL, seconds REAL "
+        "NOT NULL, PRIMARY KEY (job_id, step));"
+        "INSERT INTO steps VALUES ('job-1', 1, 256, 4.5, NULL, 0.75, 0.1);";
+    ASSERT_EQ(sqlite3_exec(db, kOldSchema, nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto store = JobStore::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->PutStep("job-1", Record(2, 4.25)).ok());
+  auto steps = (*store)->Steps("job-1");
+  ASSERT_TRUE(steps.ok()) << steps.status();
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].stats.loss, 4.5);
+  EXPECT_EQ((*steps)[0].stats.grad_norm, 0.75);
+  EXPECT_EQ((*steps)[0].stats.clip_factor, 1.0);
+  EXPECT_EQ((*steps)[1].stats.clip_factor, 0.25);
+  // Reopening an upgraded store changes nothing.
+  store->reset();
+  EXPECT_EQ((*JobStore::Open(path))->Steps("job-1")->size(), 2u);
 }
 
 TEST(JobStoreTest, UnknownJobsAreNotFound) {

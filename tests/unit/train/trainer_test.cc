@@ -60,7 +60,7 @@ TEST(TrainerTest, DebugModelLearnsWellBelowTheUnigramEntropy) {
   std::ifstream in(csv);
   std::string header, line;
   std::getline(in, header);
-  EXPECT_EQ(header, "step,tokens,train_loss,val_loss,grad_norm,seconds");
+  EXPECT_EQ(header, "step,tokens,train_loss,val_loss,grad_norm,seconds,clip_factor");
   int rows = 0;
   double first_loss = 0.0;
   while (std::getline(in, line)) {
