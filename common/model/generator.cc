@@ -9,8 +9,8 @@
 #include "common/model/compute_device.h"
 #include "common/model/stage.h"
 #include "common/model/torch_seam.h"
-#include "common/model/wire_codec.h"
 #include "common/status/status_macros.h"
+#include "common/wire/wire_codec.h"
 
 namespace resbm {
 namespace {

@@ -14,8 +14,8 @@
 #include "absl/types/span.h"
 #include "common/model/model_options.h"
 #include "common/model/stage_runner.h"
-#include "common/model/wire_tensor.h"
-#include "common/model/wire_transfer.h"
+#include "common/wire/wire_tensor.h"
+#include "common/wire/wire_transfer.h"
 
 namespace resbm {
 

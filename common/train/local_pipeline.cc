@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/grad_clip.h"
 #include "common/model/token_id_bytes.h"
-#include "common/model/wire_codec.h"
 #include "common/status/status_macros.h"
+#include "common/wire/wire_codec.h"
 
 namespace resbm {
 

@@ -20,10 +20,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/model/wire_transfer.h"
 #include "common/runtime/cancellation.h"
-#include "common/transport/frame_codec.h"
 #include "common/transport/frame_link.h"
+#include "common/wire/frame_codec.h"
+#include "common/wire/wire_transfer.h"
 #include "services/stage_worker/stage_metrics.h"
 
 namespace resbm {

@@ -6,12 +6,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/config/job_config.h"
 #include "common/model/stage_plan.h"
-#include "common/model/wire_tensor.h"
 #include "common/modelio/stage_checkpoint_path.h"
 #include "common/status/failure_cause.h"
 #include "common/status/status_macros.h"
 #include "common/train/stage_initializer.h"
 #include "common/transport/grpc_settings.h"
+#include "common/wire/wire_tensor.h"
 #include "services/stage_worker/exchange_client_reactor.h"
 #include "services/stage_worker/step_run.h"
 

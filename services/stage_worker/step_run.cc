@@ -9,7 +9,7 @@
 #include "common/model/token_id_bytes.h"
 #include "common/status/non_finite.h"
 #include "common/status/status_macros.h"
-#include "common/transport/frame_codec.h"
+#include "common/wire/frame_codec.h"
 
 namespace resbm {
 namespace {

@@ -8,7 +8,7 @@
 #include "common/config/job_config.h"
 #include "common/data/token_shard.h"
 #include "common/modelio/safetensors_file.h"
-#include "common/transport/frame_codec.h"
+#include "common/wire/frame_codec.h"
 #include "google/protobuf/util/message_differencer.h"
 
 namespace resbm::fuzz {

@@ -15,11 +15,11 @@
 
 #include "common/config/job_config.h"
 #include "common/model/compute_device.h"
-#include "common/model/wire_codec.h"
 #include "common/runtime/child_process.h"
 #include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
-#include "common/transport/frame_codec.h"
+#include "common/wire/frame_codec.h"
+#include "common/wire/wire_codec.h"
 #include "gtest/gtest.h"
 #include "tests/testing/binaries.h"
 #include "tests/testing/http_get.h"

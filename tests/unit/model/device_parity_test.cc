@@ -15,7 +15,7 @@
 #include "common/model/autocast_guard.h"
 #include "common/model/grad_clip.h"
 #include "common/model/stage_runner.h"
-#include "common/model/wire_codec.h"
+#include "common/wire/wire_codec.h"
 #include "gtest/gtest.h"
 #include "tests/testing/devices.h"
 #include "tests/testing/scoped_temp_dir.h"

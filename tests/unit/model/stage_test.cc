@@ -8,7 +8,7 @@
 
 #include "common/model/stage_plan.h"
 #include "common/model/stage_runner.h"
-#include "common/model/wire_codec.h"
+#include "common/wire/wire_codec.h"
 #include "gtest/gtest.h"
 #include "tests/testing/tiny_model.h"
 

@@ -11,10 +11,10 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-#include "common/model/wire_codec.h"
 #include "common/runtime/cancellation.h"
 #include "common/status/non_finite.h"
 #include "common/transport/frame_mailbox.h"
+#include "common/wire/wire_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,5 +1,5 @@
 // Frames round-trip, and every kind of bad frame is refused with a status that names it.
-#include "common/transport/frame_codec.h"
+#include "common/wire/frame_codec.h"
 
 #include "gtest/gtest.h"
 

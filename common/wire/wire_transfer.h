@@ -7,8 +7,8 @@
 // are plain memory copies and a Pending is ready at once.
 // StartEncode and Upload order work on the calling thread's current stream: call them from
 // the thread that owns the device. A Pending may be finished on any thread. Not copyable.
-#ifndef RESBM_COMMON_MODEL_WIRE_TRANSFER_H_
-#define RESBM_COMMON_MODEL_WIRE_TRANSFER_H_
+#ifndef RESBM_COMMON_WIRE_WIRE_TRANSFER_H_
+#define RESBM_COMMON_WIRE_WIRE_TRANSFER_H_
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/model/model_options.h"
-#include "common/model/wire_tensor.h"
+#include "common/wire/wire_tensor.h"
 
 namespace resbm {
 
@@ -81,4 +81,4 @@ class WireTransfer {
 
 }  // namespace resbm
 
-#endif  // RESBM_COMMON_MODEL_WIRE_TRANSFER_H_
+#endif  // RESBM_COMMON_WIRE_WIRE_TRANSFER_H_

@@ -1,15 +1,15 @@
 // FrameCodec: turns a WireTensor into a TensorFrame for the stream and back, refusing any
 // frame that does not match what the receiver expects (version, job, step, microbatch, kind,
 // dtype, shape, size limits, checksum) before a tensor is allocated. Stateless; thread-safe.
-#ifndef RESBM_COMMON_TRANSPORT_FRAME_CODEC_H_
-#define RESBM_COMMON_TRANSPORT_FRAME_CODEC_H_
+#ifndef RESBM_COMMON_WIRE_FRAME_CODEC_H_
+#define RESBM_COMMON_WIRE_FRAME_CODEC_H_
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/model/wire_tensor.h"
+#include "common/wire/wire_tensor.h"
 #include "resbm/v1/tensor_frame.pb.h"
 
 namespace resbm {
@@ -50,4 +50,4 @@ class FrameCodec {
 
 }  // namespace resbm
 
-#endif  // RESBM_COMMON_TRANSPORT_FRAME_CODEC_H_
+#endif  // RESBM_COMMON_WIRE_FRAME_CODEC_H_

@@ -2,8 +2,8 @@
 // and the size arithmetic the transport checks frames against before allocating anything.
 // No LibTorch: the transport validates frames with this header alone. Value type;
 // thread-compatible.
-#ifndef RESBM_COMMON_MODEL_WIRE_TENSOR_H_
-#define RESBM_COMMON_MODEL_WIRE_TENSOR_H_
+#ifndef RESBM_COMMON_WIRE_WIRE_TENSOR_H_
+#define RESBM_COMMON_WIRE_WIRE_TENSOR_H_
 
 #include <cstdint>
 #include <string>
@@ -37,4 +37,4 @@ absl::StatusOr<int64_t> CountNonFiniteValues(const WireTensor& wire);
 
 }  // namespace resbm
 
-#endif  // RESBM_COMMON_MODEL_WIRE_TENSOR_H_
+#endif  // RESBM_COMMON_WIRE_WIRE_TENSOR_H_

@@ -4,7 +4,7 @@
 // rows would otherwise compare the codec with itself); NaN/Inf are counted on the way out;
 // copies in flight finish on another thread while more start, and a dropped one harms none.
 // GPU rows skip on CPU-only machines.
-#include "common/model/wire_transfer.h"
+#include "common/wire/wire_transfer.h"
 
 #include <torch/torch.h>
 
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "common/model/wire_codec.h"
+#include "common/wire/wire_codec.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/devices.h"
@@ -231,8 +231,8 @@ TEST_P(WireTransferTest, APendingDroppedUnfinishedLeavesLaterCopiesIntact) {
 TEST_P(WireTransferTest, ATensorOnAnotherDeviceIsRefused) {
   RESBM_SKIP_WITHOUT_CUDA();
   const std::string other = GetParam() == "cpu" ? "cuda:0" : "cpu";
-  auto pending = transfer_->StartEncode(torch::ones({2, 2}, torch::Device(other)),
-                                        WireDtype::kBf16);
+  auto pending =
+      transfer_->StartEncode(torch::ones({2, 2}, torch::Device(other)), WireDtype::kBf16);
   ASSERT_FALSE(pending.ok());
   EXPECT_EQ(pending.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(pending.status().message(), HasSubstr("expected one on"));

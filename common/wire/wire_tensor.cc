@@ -1,4 +1,4 @@
-#include "common/model/wire_tensor.h"
+#include "common/wire/wire_tensor.h"
 
 #include <cstring>
 
@@ -71,8 +71,8 @@ absl::StatusOr<int64_t> CountNonFiniteValues(const WireTensor& wire) {
   auto bytes = WirePayloadBytes(wire.shape, wire.dtype);
   if (!bytes.ok()) return bytes.status();
   if (static_cast<int64_t>(wire.payload.size()) != *bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("payload: ", wire.payload.size(),
-                                                   " bytes; expected ", *bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload: ", wire.payload.size(), " bytes; expected ", *bytes));
   }
   const char* data = wire.payload.data();
   switch (wire.dtype) {

@@ -1,4 +1,4 @@
-#include "common/model/wire_transfer.h"
+#include "common/wire/wire_transfer.h"
 
 #include <c10/core/Event.h>
 #include <c10/core/StreamGuard.h>
@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model/torch_seam.h"
-#include "common/model/wire_codec.h"
+#include "common/wire/wire_codec.h"
 
 namespace resbm {
 namespace {
@@ -51,17 +51,15 @@ absl::StatusOr<WireTensor> WireTransfer::Pending::Finish(int64_t* non_finite) {
 }
 
 absl::StatusOr<std::unique_ptr<WireTransfer>> WireTransfer::Create(const std::string& device) {
-  return AtTorchSeam("wire transfer", "create",
-                     [&]() -> absl::StatusOr<std::unique_ptr<WireTransfer>> {
-                       const c10::Device parsed(device);
-                       std::optional<c10::Stream> copy_stream;
-                       if (parsed.is_cuda()) {
-                         copy_stream = c10::impl::VirtualGuardImpl(parsed.type())
-                                           .getStreamFromGlobalPool(parsed);
-                       }
-                       return std::unique_ptr<WireTransfer>(
-                           new WireTransfer(parsed, copy_stream));
-                     });
+  return AtTorchSeam(
+      "wire transfer", "create", [&]() -> absl::StatusOr<std::unique_ptr<WireTransfer>> {
+        const c10::Device parsed(device);
+        std::optional<c10::Stream> copy_stream;
+        if (parsed.is_cuda()) {
+          copy_stream = c10::impl::VirtualGuardImpl(parsed.type()).getStreamFromGlobalPool(parsed);
+        }
+        return std::unique_ptr<WireTransfer>(new WireTransfer(parsed, copy_stream));
+      });
 }
 
 WireTransfer::WireTransfer(c10::Device device, std::optional<c10::Stream> copy_stream)
@@ -70,9 +68,8 @@ WireTransfer::WireTransfer(c10::Device device, std::optional<c10::Stream> copy_s
 absl::StatusOr<WireTransfer::Pending> WireTransfer::StartEncode(const at::Tensor& x,
                                                                 WireDtype dtype) {
   if (x.defined() && x.device() != device_) {
-    return absl::InvalidArgumentError(absl::StrCat("wire transfer: a tensor on ",
-                                                   x.device().str(), "; expected one on ",
-                                                   device_.str()));
+    return absl::InvalidArgumentError(absl::StrCat("wire transfer: a tensor on ", x.device().str(),
+                                                   "; expected one on ", device_.str()));
   }
   auto payload = WireCodec::EncodeBytes(x, dtype);  // (payload bytes) on the device
   if (!payload.ok()) return payload.status();
@@ -81,7 +78,7 @@ absl::StatusOr<WireTransfer::Pending> WireTransfer::StartEncode(const at::Tensor
     pending.dtype_ = dtype;
     pending.shape_ = x.sizes().vec();
     // The NaN/Inf count rides with the payload: one copy, no extra wait for the check.
-    auto count = (~torch::isfinite(x)).sum().to(torch::kInt64).reshape({1});  // (1)
+    auto count = (~torch::isfinite(x)).sum().to(torch::kInt64).reshape({1});    // (1)
     pending.device_bytes_ = torch::cat({*payload, count.view(torch::kUInt8)});  // (payload + 8)
     if (!copy_stream_.has_value()) {
       pending.host_bytes_ = pending.device_bytes_;
@@ -109,8 +106,8 @@ absl::StatusOr<at::Tensor> WireTransfer::Upload(const WireTensor& wire) {
   auto expected = WireCodec::CheckPayload(wire);
   if (!expected.ok()) return expected.status();
   auto uploaded = AtTorchSeam("wire transfer", "upload", [&]() -> absl::StatusOr<at::Tensor> {
-    auto staged = torch::empty({*expected},
-                               torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
+    auto staged =
+        torch::empty({*expected}, torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
     std::memcpy(staged.data_ptr(), wire.payload.data(), wire.payload.size());
     const c10::Stream compute = CurrentStream(device_);
     at::Tensor bytes;
@@ -118,8 +115,8 @@ absl::StatusOr<at::Tensor> WireTransfer::Upload(const WireTensor& wire) {
       c10::StreamGuard on_copy_stream(*copy_stream_);
       // Allocated on the copy stream, which writes it first; the pinned staging buffer stays
       // reserved until the copy is done (LibTorch's host allocator records the copy).
-      bytes = torch::empty({*expected},
-                           torch::TensorOptions().dtype(torch::kUInt8).device(device_));
+      bytes =
+          torch::empty({*expected}, torch::TensorOptions().dtype(torch::kUInt8).device(device_));
       bytes.copy_(staged, /*non_blocking=*/true);
       c10::Event copied(device_.type());
       copied.record(*copy_stream_);

@@ -1,4 +1,4 @@
-#include "common/model/wire_codec.h"
+#include "common/wire/wire_codec.h"
 
 #include <torch/torch.h>
 
@@ -32,10 +32,9 @@ absl::StatusOr<int64_t> CheckPayloadSize(const std::vector<int64_t>& shape, Wire
   auto expected = WirePayloadBytes(shape, dtype);
   if (!expected.ok()) return expected.status();
   if (actual != *expected) {
-    return absl::InvalidArgumentError(absl::StrCat("payload: ", actual, " bytes for shape [",
-                                                   absl::StrJoin(shape, ","), "] in ",
-                                                   WireDtypeName(dtype), "; expected ",
-                                                   *expected, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("payload: ", actual, " bytes for shape [", absl::StrJoin(shape, ","), "] in ",
+                     WireDtypeName(dtype), "; expected ", *expected, " bytes"));
   }
   return expected;
 }
@@ -53,16 +52,16 @@ absl::StatusOr<at::Tensor> WireCodec::EncodeBytes(const at::Tensor& x, WireDtype
       return values.to(TorchDtype(dtype)).reshape({-1}).view(torch::kUInt8);  // (N k bytes)
     }
     const int64_t width = values.size(-1);
-    auto rows = values.reshape({-1, width});          // (N, k)
-    auto amax = rows.abs().amax(/*dim=*/1);  // (N)
+    auto rows = values.reshape({-1, width});  // (N, k)
+    auto amax = rows.abs().amax(/*dim=*/1);   // (N)
     // Tensor by tensor: CUDA divides by a host scalar as a multiply by its reciprocal (one
     // bit off); a true division rounds the same on every device.
     auto scale = amax / torch::full_like(amax, 127.0);  // (N)
     // An all-zero token keeps scale 0 and quantises to zeros.
     auto safe = torch::where(scale > 0, scale, torch::ones_like(scale));                // (N)
     auto q = torch::round(rows / safe.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);  // (N, k)
-    return torch::cat({scale.contiguous().view(torch::kUInt8),  // (4 N)
-                       q.reshape({-1}).view(torch::kUInt8)});   // (N k)
+    return torch::cat({scale.contiguous().view(torch::kUInt8),                          // (4 N)
+                       q.reshape({-1}).view(torch::kUInt8)});                           // (N k)
   });
 }
 

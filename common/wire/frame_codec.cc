@@ -1,4 +1,4 @@
-#include "common/transport/frame_codec.h"
+#include "common/wire/frame_codec.h"
 
 #include <utility>
 

@@ -1,5 +1,5 @@
 // Wire dtypes round-trip within their stated bounds; malformed payloads are refused.
-#include "common/model/wire_codec.h"
+#include "common/wire/wire_codec.h"
 
 #include <torch/torch.h>
 

@@ -3,8 +3,8 @@
 // fp32 scale per token. Used by the single-process trainer and by the transport alike, so
 // both see the same rounding, on whatever device the tensor is. Stateless; thread-safe. No
 // gRPC.
-#ifndef RESBM_COMMON_MODEL_WIRE_CODEC_H_
-#define RESBM_COMMON_MODEL_WIRE_CODEC_H_
+#ifndef RESBM_COMMON_WIRE_WIRE_CODEC_H_
+#define RESBM_COMMON_WIRE_WIRE_CODEC_H_
 
 #include <ATen/core/Tensor.h>
 
@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/model/model_options.h"
-#include "common/model/wire_tensor.h"
+#include "common/wire/wire_tensor.h"
 
 namespace resbm {
 
@@ -37,10 +37,9 @@ class WireCodec {
   // (shape) on its device; InvalidArgument when its length does not match shape and dtype.
   static absl::StatusOr<at::Tensor> EncodeBytes(const at::Tensor& x, WireDtype dtype);
   static absl::StatusOr<at::Tensor> DecodeBytes(const at::Tensor& bytes,
-                                                const std::vector<int64_t>& shape,
-                                                WireDtype dtype);
+                                                const std::vector<int64_t>& shape, WireDtype dtype);
 };
 
 }  // namespace resbm
 
-#endif  // RESBM_COMMON_MODEL_WIRE_CODEC_H_
+#endif  // RESBM_COMMON_WIRE_WIRE_CODEC_H_
