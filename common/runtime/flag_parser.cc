@@ -1,6 +1,7 @@
 #include "common/runtime/flag_parser.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -53,6 +54,19 @@ void FlagParser::AcceptPositional(std::vector<std::string>* target, int max_coun
   positional_ = target;
   max_positional_ = max_count;
   positional_usage_ = usage;
+}
+
+std::optional<int> FlagParser::ParseCommandLine(int argc, char** argv) {
+  const absl::Status parsed = Parse(argc, argv);
+  if (help_requested_) {
+    std::printf("%s", Usage().c_str());
+    return 0;
+  }
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program_.c_str(), parsed.ToString().c_str());
+    return 2;
+  }
+  return std::nullopt;
 }
 
 absl::Status FlagParser::Parse(int argc, char** argv) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ class FlagParser {
   // InvalidArgument for an unknown flag, a missing or malformed value, or a positional
   // argument; sets help_requested() for --help.
   absl::Status Parse(int argc, char** argv);
+
+  // Parse() as a main wants it: for --help prints Usage() and gives 0; for a bad command line
+  // prints "PROGRAM: ERROR" to stderr and gives 2; otherwise nullopt (go on).
+  std::optional<int> ParseCommandLine(int argc, char** argv);
 
   bool help_requested() const { return help_requested_; }
   // Which flags the command line set (so an override applies only when given).

@@ -1,5 +1,7 @@
 #include "common/transport/grpc_settings.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace resbm {
 
 grpc::ChannelArguments PeerChannelArguments() {
@@ -11,10 +13,18 @@ grpc::ChannelArguments PeerChannelArguments() {
   return args;
 }
 
-void AcceptKeepalivePings(grpc::ServerBuilder* builder) {
-  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
+                                                          const std::string& listen_address,
+                                                          const int& bound_port) {
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   // Clients ping every 10 s; a server that allowed less would answer them with GOAWAY.
-  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("listen_address: cannot listen on '", listen_address, "'"));
+  }
+  return server;
 }
 
 }  // namespace resbm

@@ -6,6 +6,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
 namespace resbm {
 
 // A stage worker's bound on one received message. Frames are checked against the stage
@@ -17,8 +22,12 @@ inline constexpr int kMaxWorkerMessageBytes = 512 << 20;
 // (the caller checks it).
 grpc::ChannelArguments PeerChannelArguments();
 
-// Server side: accepts those keepalive pings, also between calls.
-void AcceptKeepalivePings(grpc::ServerBuilder* builder);
+// Server side: starts `builder`'s server accepting those keepalive pings, also between calls.
+// `bound_port` is the int given to AddListeningPort for `listen_address` (BuildAndStart
+// fills it in); UNAVAILABLE, naming the address, when nothing could listen there.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartServer(grpc::ServerBuilder& builder,
+                                                          const std::string& listen_address,
+                                                          const int& bound_port);
 
 }  // namespace resbm
 

@@ -46,12 +46,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
       &c->port_);
   builder.RegisterService(&c->control_);
   builder.RegisterService(c->job_service_.get());
-  AcceptKeepalivePings(&builder);
-  c->server_ = builder.BuildAndStart();
-  if (c->server_ == nullptr || c->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
-  }
+  RESBM_ASSIGN_OR_RETURN(c->server_, StartServer(builder, options.listen_address, c->port_));
   if (!options.metrics_address.empty()) {
     RESBM_ASSIGN_OR_RETURN(c->metrics_server_,
                            MetricsServer::Start(options.metrics_address, c->metrics_.registry(),

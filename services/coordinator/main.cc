@@ -53,11 +53,7 @@ int main(int argc, char** argv) {
   std::string tokens_file;
   flags.AddString("auth-tokens-file", &tokens_file,
                   "the job API's users: 'USER TOKEN' lines; required with TLS");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   auto loaded = resbm::TransportSecurity::Load(security, /*server=*/true);
   if (!loaded.ok()) return Fail(loaded.status());
   options.security = *loaded;

@@ -38,14 +38,7 @@ int main(int argc, char** argv) {
                "on SIGTERM/SIGINT, how long calls in flight (and connected peers) get");
   resbm::TransportSecurityOptions security;
   resbm::AddTransportSecurityFlags(&flags, &security);
-  if (auto status = flags.Parse(argc, argv); !status.ok()) {
-    std::fprintf(stderr, "resbm-worker: %s\n", status.ToString().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   if (!options.session.checkpoint_dir.empty()) {
     options.session.checkpoint_dir =
         std::filesystem::absolute(options.session.checkpoint_dir).lexically_normal().string();

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model/compute_device.h"
+#include "common/status/status_macros.h"
 #include "common/transport/grpc_settings.h"
 
 namespace resbm {
@@ -40,12 +41,8 @@ absl::StatusOr<std::unique_ptr<StageWorker>> StageWorker::Start(
       &worker->port_);
   builder.RegisterService(worker->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxWorkerMessageBytes);
-  AcceptKeepalivePings(&builder);
-  worker->server_ = builder.BuildAndStart();
-  if (worker->server_ == nullptr || worker->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("listen_address: cannot listen on '", options.listen_address, "'"));
-  }
+  RESBM_ASSIGN_OR_RETURN(worker->server_,
+                         StartServer(builder, options.listen_address, worker->port_));
   if (!options.coordinator_address.empty()) {
     v1::RegisterWorkerRequest registration;
     registration.set_address(worker->address());

@@ -176,19 +176,13 @@ int main(int argc, char** argv) {
   flags.AddInt("batch", &o.batch, "rows per batch");
   flags.AddInt("seq_len", &o.seq_len, "tokens per row");
   flags.AddBool("drop_caches", &o.drop_caches, "empty the page cache before each side (root)");
-  absl::Status parsed = flags.Parse(argc, argv);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
-  if (!parsed.ok() || o.dir.empty() || o.gib < 1 || o.shard_mib < 1 || o.shard_mib > 4095 ||
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  if (o.dir.empty() || o.gib < 1 || o.shard_mib < 1 || o.shard_mib > 4095 ||
       o.gib * 1024 < o.shard_mib || o.vocab < 1 || o.vocab > 65536 || o.batches < 1 ||
       o.batch < 1 || o.seq_len < 1) {
-    std::fprintf(stderr, "bench_data: %s\n",
-                 parsed.ok() ? "--dir is required; --gib >= 1, --shard_mib in [1, 4095] and at "
-                               "most --gib * 1024, --vocab in [1, 65536], --batches, --batch, "
-                               "--seq_len >= 1"
-                             : parsed.ToString().c_str());
+    std::fprintf(stderr,
+                 "bench_data: --dir is required; --gib >= 1, --shard_mib in [1, 4095] and at "
+                 "most --gib * 1024, --vocab in [1, 65536], --batches, --batch, --seq_len >= 1\n");
     return 2;
   }
   if (absl::Status status = Run(o); !status.ok()) {

@@ -36,14 +36,10 @@ int main(int argc, char** argv) {
   flags.AddInt("size", &size, "matrix side");
   flags.AddInt("repeats", &repeats, "timed repetitions (best is reported)");
   flags.AddInt("threads", &threads, "intra-op threads");
-  if (auto status = flags.Parse(argc, argv); !status.ok() || size < 1 || repeats < 1) {
-    std::fprintf(stderr, "bench_matmul: %s\n",
-                 status.ok() ? "--size and --repeats must be >= 1" : status.ToString().c_str());
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  if (size < 1 || repeats < 1) {
+    std::fprintf(stderr, "bench_matmul: --size and --repeats must be >= 1\n");
     return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
   }
   torch::set_num_threads(static_cast<int>(threads));
   auto a = torch::randn({size, size});

@@ -86,14 +86,10 @@ int main(int argc, char** argv) {
   flags.AddString("config", &config_path, "job config (default: the default job)");
   flags.AddInt("steps", &steps, "timed steps per run");
   flags.AddInt("warmup", &warmup, "untimed steps first");
-  if (auto status = flags.Parse(argc, argv); !status.ok() || steps < 1 || warmup < 0) {
-    std::fprintf(stderr, "bench_pipeline: %s\n",
-                 status.ok() ? "--steps >= 1, --warmup >= 0" : status.ToString().c_str());
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  if (steps < 1 || warmup < 0) {
+    std::fprintf(stderr, "bench_pipeline: --steps >= 1, --warmup >= 0\n");
     return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
   }
   torch::set_num_threads(1);
   resbm::v1::JobConfig base = resbm::DefaultJobConfig();

@@ -48,14 +48,7 @@ int main(int argc, char** argv) {
   flags.AddInt("matmul-size", &matmul_size, "side of the reference square matmul");
   flags.AddInt("threads", &threads, "CPU intra-op threads (0: LibTorch's default)");
   flags.AddString("json", &json_path, "also write the results here as JSON");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) {
-    std::fprintf(stderr, "bench_stage: %s\n", status.ToString().c_str());
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   if (dtype_name != "fp32" && dtype_name != "bf16") {
     std::fprintf(stderr, "bench_stage: --dtype: '%s'; expected fp32 or bf16\n",
                  dtype_name.c_str());

@@ -273,11 +273,9 @@ class GrpcLoopback {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &loopback->port_);
     builder.RegisterService(&loopback->service_);
     builder.SetMaxReceiveMessageSize(resbm::kMaxWorkerMessageBytes);
-    resbm::AcceptKeepalivePings(&builder);
-    loopback->server_ = builder.BuildAndStart();
-    if (loopback->server_ == nullptr || loopback->port_ == 0) {
-      return absl::UnavailableError("gRPC: cannot listen on 127.0.0.1:0");
-    }
+    auto server = resbm::StartServer(builder, "127.0.0.1:0", loopback->port_);
+    if (!server.ok()) return server.status();
+    loopback->server_ = std::move(*server);
     const grpc::ChannelArguments args = resbm::PeerChannelArguments();
     const std::string address = absl::StrCat("127.0.0.1:", loopback->port_);
     loopback->channel_ =
@@ -408,18 +406,12 @@ int main(int argc, char** argv) {
   flags.AddInt("warmup_mib", &warmup_mib, "untimed MiB sent before each timed transfer");
   flags.AddString("json", &json_path, "also write the results to this JSON file");
   // The upper bounds only keep byte counts far from int64 overflow.
-  if (auto status = flags.Parse(argc, argv); !status.ok() || mib < 1 || mib > (1 << 20) ||
-                                             repeats < 1 || warmup_mib < 0 ||
-                                             warmup_mib > (1 << 20)) {
-    std::fprintf(stderr, "bench_transport: %s\n",
-                 status.ok() ? "--mib in [1, 1048576], --repeats >= 1, --warmup_mib in "
-                               "[0, 1048576]"
-                             : status.ToString().c_str());
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  if (mib < 1 || mib > (1 << 20) || repeats < 1 || warmup_mib < 0 || warmup_mib > (1 << 20)) {
+    std::fprintf(stderr,
+                 "bench_transport: --mib in [1, 1048576], --repeats >= 1, --warmup_mib in "
+                 "[0, 1048576]\n");
     return 2;
-  }
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
   }
 
   auto grpc_loopback = GrpcLoopback::Start();

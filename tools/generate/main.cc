@@ -65,11 +65,7 @@ int main(int argc, char** argv) {
                   "vocab.json (Hugging Face, GPT-2 byte alphabet) or one token per line: "
                   "print text for a token-shard model");
   flags.AddBool("no-cache", &no_cache, "recompute the context for every token (slow)");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   if (model_dir.empty()) return Fail(absl::InvalidArgumentError("--model: required"));
   if (threads < 1) return Fail(absl::InvalidArgumentError("--threads: expected at least 1"));
   torch::set_num_threads(static_cast<int>(threads));

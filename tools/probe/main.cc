@@ -108,11 +108,7 @@ int main(int argc, char** argv) {
   flags.AddInt("seed", &options.seed, "seed of the batch's token ids");
   flags.AddBool("random", &options.random,
                 "uniformly random token ids instead of windows of the job's held-out data");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   if (options.model_dir.empty() || options.out.empty()) {
     return Fail(absl::InvalidArgumentError("--model and --out: required"));
   }

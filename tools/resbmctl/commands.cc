@@ -106,11 +106,7 @@ struct ApiCommand {
 
   // Parse without connecting (for commands that may not need the coordinator).
   int ParseFlags(int argc, char** argv, int required_args) {
-    if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(name, status);
-    if (flags.help_requested()) {
-      std::printf("%s", flags.Usage().c_str());
-      return 0;
-    }
+    if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
     if (static_cast<int>(args.size()) < required_args) {
       std::fprintf(stderr, "resbmctl %s: missing argument; usage:\n%s", name.c_str(),
                    flags.Usage().c_str());
@@ -311,11 +307,7 @@ int Local(int argc, char** argv) {
   options.threads_per_worker = 0;
   flags.AddInt("threads-per-worker", &options.threads_per_worker,
                "intra-op threads per worker (0: cores / stages, at least 1)");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail("local", status);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   if (options.threads_per_worker <= 0) {
     const int64_t stages = options.stages > 0 ? options.stages : 4;
     options.threads_per_worker = std::max<int64_t>(1, cores / stages);

@@ -116,10 +116,7 @@ int main(int argc, char** argv) {
   resbm::FlagParser flags("resbm-simulate",
                           "Simulates pipeline steps (GPipe, 1F1B) over a rate-limited link.");
   flags.AddString("spec", &spec_path, "JSON spec file, or - for stdin");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) {
-    std::fprintf(stderr, "resbm-simulate: %s\n", status.ToString().c_str());
-    return 2;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   std::stringstream text;
   if (spec_path == "-") {
     text << std::cin.rdbuf();

@@ -41,11 +41,7 @@ int main(int argc, char** argv) {
   flags.AddString("checkpoint-dir", &checkpoint_dir,
                   "where the final checkpoint goes (every stage's file and manifest.json, what "
                   "resbmctl export --checkpoint and init.from_checkpoint take); empty: none");
-  if (auto status = flags.Parse(argc, argv); !status.ok()) return Fail(status);
-  if (flags.help_requested()) {
-    std::printf("%s", flags.Usage().c_str());
-    return 0;
-  }
+  if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
 
   resbm::TrainerOptions options;
   auto config = job.LoadConfig(flags);

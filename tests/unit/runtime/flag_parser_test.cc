@@ -48,5 +48,25 @@ TEST(FlagParserTest, RejectsBadInputNamingTheFlag) {
   EXPECT_NE(parser.Usage().find("--steps VALUE"), std::string::npos);
 }
 
+TEST(FlagParserTest, ACommandLineGivesTheExitCodeAMainReturns) {
+  int64_t steps = 0;
+  FlagParser parser("prog", "test");
+  parser.AddInt("steps", &steps, "s");
+  const auto run = [&](std::vector<std::string> args) {
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    return parser.ParseCommandLine(static_cast<int>(argv.size()), argv.data());
+  };
+  EXPECT_EQ(run({"prog", "--steps=3"}), std::nullopt);
+  EXPECT_EQ(steps, 3);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run({"prog", "--steps=ten"}), std::optional<int>(2));
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find("prog: INVALID_ARGUMENT: --steps"),
+            std::string::npos);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(run({"prog", "--help"}), std::optional<int>(0));
+  EXPECT_NE(::testing::internal::GetCapturedStdout().find("--steps VALUE"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace resbm
