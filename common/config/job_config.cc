@@ -45,6 +45,7 @@ constexpr uint32_t kMaxDModel = 65536;
 constexpr uint32_t kMaxSeqLen = 65536;
 constexpr uint32_t kMaxNsSteps = 20;
 constexpr uint32_t kMaxSteps = 1000000000;
+constexpr uint32_t kMaxReplicas = 64;
 constexpr uint32_t kByteVocab = 256;
 
 void ApplyModelDefaults(v1::ModelConfig* m) {
@@ -300,6 +301,7 @@ absl::Status ValidateModel(const v1::ModelConfig& m) {
 }
 
 absl::Status ValidateStages(const v1::StagesConfig& s, uint32_t n_layers) {
+  RESBM_RETURN_IF_ERROR(CheckRange("stages.replicas", s.replicas(), 1, kMaxReplicas));
   if (s.num_stages() < 1 || s.num_stages() > n_layers) {
     const std::string problem =
         s.num_stages() > n_layers ? absl::StrCat(" exceeds model.n_layers ", n_layers) : "";
@@ -640,6 +642,7 @@ void ApplyJobConfigDefaults(v1::JobConfig* config) {
                                ? static_cast<uint32_t>(stages->layers_per_stage_size())
                                : std::min<uint32_t>(4, config->model().n_layers()));
   }
+  if (stages->replicas() == 0) stages->set_replicas(1);
   ApplyCompressionDefaults(config->model().d_model(), config->mutable_compression());
   ApplyOptimizerDefaults(config->mutable_optimizer());
   ApplyHalvesLrDefault(config);
@@ -662,6 +665,12 @@ absl::Status ValidateJobConfig(const v1::JobConfig& config) {
                                 "; expected 1 or unset (it scales Muon's learning rate)"));
   }
   RESBM_RETURN_IF_ERROR(ValidateTraining(config.training()));
+  if (config.stages().replicas() > config.training().microbatches()) {
+    return Invalid("stages.replicas",
+                   absl::StrCat(config.stages().replicas(), " pipelines for training.microbatches ",
+                                config.training().microbatches(),
+                                "; expected at most one pipeline per microbatch"));
+  }
   RESBM_RETURN_IF_ERROR(ValidateData(config.data(), config.model().vocab_size()));
   RESBM_RETURN_IF_ERROR(ValidateInit(config.init()));
   return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "common/model/lr_schedule.h"
 
 namespace resbm {
@@ -62,6 +63,42 @@ double StageOptimizer::GradSquaredNorm() const {
     total = total.defined() ? total + squared : squared;
   }
   return total.defined() ? total.item<double>() : 0.0;
+}
+
+std::vector<float> StageOptimizer::FlatGradients() const {
+  std::vector<at::Tensor> pieces;
+  for (const auto& [name, p] : params_) {
+    pieces.push_back(p.grad().defined()
+                         ? p.grad().reshape({-1}).to(torch::kFloat32)
+                         : torch::zeros({p.numel()}, p.options().dtype(torch::kFloat32)));
+  }
+  if (pieces.empty()) return {};
+  const at::Tensor flat = torch::cat(pieces).to(torch::kCPU).contiguous();  // (N,)
+  const float* data = flat.data_ptr<float>();
+  return std::vector<float>(data, data + flat.numel());
+}
+
+absl::Status StageOptimizer::SetFlatGradients(const std::vector<float>& values) {
+  int64_t total = 0;
+  for (const auto& [name, p] : params_) total += p.numel();
+  if (static_cast<int64_t>(values.size()) != total) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradients: ", values.size(), " values; expected ", total));
+  }
+  torch::NoGradGuard no_grad;
+  const at::Tensor flat = torch::from_blob(const_cast<float*>(values.data()), {total},
+                                           torch::kFloat32);  // (N,), not owned.
+  int64_t offset = 0;
+  for (auto& [name, p] : params_) {
+    const at::Tensor slice = flat.narrow(0, offset, p.numel()).view(p.sizes());
+    offset += p.numel();
+    if (p.grad().defined()) {
+      p.mutable_grad().copy_(slice);
+    } else if (slice.abs().max().item<float>() != 0.0f) {
+      p.mutable_grad() = slice.to(p.options());
+    }
+  }
+  return absl::OkStatus();
 }
 
 void StageOptimizer::Step(int64_t step, double clip_factor) {

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/model/adamw.h"
@@ -26,6 +27,13 @@ class StageOptimizer {
 
   // Sum of squares of every gradient of this stage (for the global norm).
   double GradSquaredNorm() const;
+
+  // Every parameter's gradient as fp32 on the host, flattened in parameter order (zeros for a
+  // parameter without one): what replicas of the stage all-reduce.
+  std::vector<float> FlatGradients() const;
+  // Sets the gradients from such values (FlatGradients' length). A parameter without a
+  // gradient keeps none where its values are all zero, as if no replica had computed one.
+  absl::Status SetFlatGradients(const std::vector<float>& values);
 
   // Scales gradients by `clip_factor`, steps both groups at the scheduled rate for 0-based
   // `step`, and zeroes the gradients.

@@ -301,6 +301,17 @@ absl::StatusOr<double> StageRunner::GradSquaredNorm() const {
                 [&]() -> absl::StatusOr<double> { return optimizer_->GradSquaredNorm(); });
 }
 
+absl::StatusOr<std::vector<float>> StageRunner::FlatGradients() const {
+  return AtSeam(
+      options_.spec.index, "flatten gradients",
+      [&]() -> absl::StatusOr<std::vector<float>> { return optimizer_->FlatGradients(); });
+}
+
+absl::Status StageRunner::SetFlatGradients(const std::vector<float>& values) {
+  return AtSeam(options_.spec.index, "set gradients",
+                [&]() -> absl::Status { return optimizer_->SetFlatGradients(values); });
+}
+
 absl::Status StageRunner::ApplyStep(int64_t step, double clip_factor) {
   if (!pending_.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("stage ", options_.spec.index, ": ",

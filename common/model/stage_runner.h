@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/model/model_options.h"
@@ -72,6 +73,10 @@ class StageRunner {
 
   // Sum of squared gradients of this stage's parameters.
   absl::StatusOr<double> GradSquaredNorm() const;
+  // The parameter gradients flattened as fp32 on the host, and their replacement (the sums
+  // an all-reduce over the stage's replicas made): see StageOptimizer::FlatGradients.
+  absl::StatusOr<std::vector<float>> FlatGradients() const;
+  absl::Status SetFlatGradients(const std::vector<float>& values);
   // Applies optimizer step `step` (0-based) with the global clip factor; zeroes gradients.
   absl::Status ApplyStep(int64_t step, double clip_factor);
   // Drops the graphs of microbatches in flight and zeroes gradients (an aborted step).

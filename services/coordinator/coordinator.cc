@@ -125,8 +125,14 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
                  "coordinator: %s: %lld stages assigned (%lld parameters):", job_id.c_str(),
                  static_cast<long long>((*backend)->num_stages()),
                  static_cast<long long>((*backend)->parameters()));
-    for (size_t s = 0; s < (*backend)->addresses().size(); ++s) {
-      std::fprintf(options_.progress, " %zu=%s", s, (*backend)->addresses()[s].c_str());
+    // Slot r * P + s: "s=address" with one replica, "s/r=address" with several.
+    const size_t stages = static_cast<size_t>((*backend)->num_stages());
+    const bool replicas = (*backend)->addresses().size() > stages;
+    for (size_t slot = 0; slot < (*backend)->addresses().size(); ++slot) {
+      const std::string name =
+          replicas ? absl::StrCat(slot % stages, "/", slot / stages) : absl::StrCat(slot);
+      std::fprintf(options_.progress, " %s=%s", name.c_str(),
+                   (*backend)->addresses()[slot].c_str());
     }
     std::fprintf(options_.progress, "\n");
     std::fflush(options_.progress);

@@ -31,6 +31,7 @@ absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
 DistributedBackend::DistributedBackend(const DistributedBackendOptions& options)
     : options_(options),
       num_stages_(options.config.stages().num_stages()),
+      num_workers_(num_stages_ * std::max<int64_t>(1, options.config.stages().replicas())),
       traffic_(num_stages_ - 1),
       timing_(num_stages_) {}
 
@@ -46,8 +47,8 @@ absl::Status DistributedBackend::Build(absl::Time deadline) {
   v1::JobConfig config = options_.config;
   if (checkpoint_step_ >= 0 || options_.resuming) config.clear_init();
   while (true) {
-    RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_stages_, deadline));
-    workers.resize(num_stages_);
+    RESBM_ASSIGN_OR_RETURN(auto workers, options_.find_workers(num_workers_, deadline));
+    workers.resize(num_workers_);
     RESBM_ASSIGN_OR_RETURN(auto driver, PipelineDriver::Create(options_.job_id, config, workers,
                                                                options_.credentials));
     driver->set_step_timeout(options_.step_timeout);
@@ -83,10 +84,11 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   if (options_.metrics != nullptr) options_.metrics->WaitedOn(result.waited_on_stage);
   const int64_t tokens = static_cast<int64_t>(inputs.size());
   // A pipeline's first step opens the links; timing it would blur the stages' steady state.
+  // Slot r * P + s is pipeline r's stage s: a stage's means are over its replicas' steps.
   if (timed_step_) {
-    for (int64_t s = 0; s < num_stages_; ++s) {
-      StageTiming& timing = timing_[s];
-      const v1::RunStepResponse& stage = result.stages[s];
+    for (int64_t slot = 0; slot < num_workers_; ++slot) {
+      StageTiming& timing = timing_[slot % num_stages_];
+      const v1::RunStepResponse& stage = result.stages[slot];
       ++timing.steps;
       timing.wait_seconds += stage.wait_seconds();
       for (const auto& mb : stage.microbatches()) {
@@ -98,14 +100,18 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   }
   timed_step_ = true;
   // Boundary b: what stage b sent down and what stage b + 1 sent back up.
+  for (int64_t first = 0; first < num_workers_; first += num_stages_) {
+    for (int64_t b = 0; b + 1 < num_stages_; ++b) {
+      const v1::RunStepResponse& up = result.stages[first + b];
+      const v1::RunStepResponse& down = result.stages[first + b + 1];
+      traffic_[b].forward_bytes += static_cast<int64_t>(up.activation_bytes_sent());
+      traffic_[b].backward_bytes += static_cast<int64_t>(down.gradient_bytes_sent());
+      traffic_[b].framing_overhead_bytes += static_cast<int64_t>(
+          up.activation_overhead_bytes_sent() + down.gradient_overhead_bytes_sent());
+      traffic_[b].token_id_bytes += static_cast<int64_t>(down.token_id_bytes_received());
+    }
+  }
   for (int64_t b = 0; b + 1 < num_stages_; ++b) {
-    traffic_[b].forward_bytes += static_cast<int64_t>(result.stages[b].activation_bytes_sent());
-    traffic_[b].backward_bytes += static_cast<int64_t>(result.stages[b + 1].gradient_bytes_sent());
-    traffic_[b].framing_overhead_bytes +=
-        static_cast<int64_t>(result.stages[b].activation_overhead_bytes_sent() +
-                             result.stages[b + 1].gradient_overhead_bytes_sent());
-    traffic_[b].token_id_bytes +=
-        static_cast<int64_t>(result.stages[b + 1].token_id_bytes_received());
     traffic_[b].forward_tokens += tokens;
     traffic_[b].backward_tokens += tokens;
   }

@@ -103,6 +103,7 @@ class DistributedBackend : public TrainingBackend {
 
   DistributedBackendOptions options_;
   int64_t num_stages_;
+  int64_t num_workers_;  // Stages x replicas.
   std::unique_ptr<PipelineDriver> driver_;
   int64_t parameters_ = 0;
   std::vector<BoundaryTraffic> traffic_;

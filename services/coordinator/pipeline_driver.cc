@@ -1,5 +1,6 @@
 #include "services/coordinator/pipeline_driver.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "common/config/job_config.h"
 #include "common/model/grad_clip.h"
 #include "common/model/stage_plan.h"
+#include "common/schedule/microbatch_deal.h"
 #include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
 #include "common/status/non_finite.h"
@@ -44,16 +46,24 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
     const std::string& job_id, const v1::JobConfig& config,
     const std::vector<StageEndpoint>& workers,
     std::shared_ptr<grpc::ChannelCredentials> credentials) {
-  if (workers.size() != config.stages().num_stages()) {
-    return absl::InvalidArgumentError(absl::StrCat("workers: ", workers.size(),
-                                                   " addresses; expected one per stage (",
-                                                   config.stages().num_stages(), ")"));
+  const int64_t stages = config.stages().num_stages();
+  const int64_t replicas = std::max<uint32_t>(1, config.stages().replicas());
+  if (static_cast<int64_t>(workers.size()) != stages * replicas) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "workers: ", workers.size(), " addresses; expected one per stage and replica (", stages,
+        " x ", replicas, ")"));
   }
   if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers, credentials));
-  RESBM_ASSIGN_OR_RETURN(driver->train_schedule_,
-                         MakePipelineSchedule(ToScheduleKind(config), config.stages().num_stages(),
-                                              config.training().microbatches()));
+  std::vector<int64_t> live(replicas);
+  for (int64_t r = 0; r < replicas; ++r) live[r] = r;
+  RESBM_ASSIGN_OR_RETURN(driver->shares_, DealMicrobatches(config.training().microbatches(), live));
+  for (const MicrobatchShare& share : driver->shares_) {
+    const int64_t m = static_cast<int64_t>(share.microbatches.size());
+    if (driver->train_schedules_.count(m) != 0) continue;
+    RESBM_ASSIGN_OR_RETURN(driver->train_schedules_[m],
+                           MakePipelineSchedule(ToScheduleKind(config), stages, m));
+  }
   return driver;
 }
 
@@ -62,7 +72,9 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
                                const std::shared_ptr<grpc::ChannelCredentials>& credentials)
     : job_id_(job_id),
       config_(config),
-      token_channel_(ToCompressionOptions(config).token_channel != TokenChannelKind::kNone) {
+      token_channel_(ToCompressionOptions(config).token_channel != TokenChannelKind::kNone),
+      num_stages_(config.stages().num_stages()),
+      num_replicas_(std::max<uint32_t>(1, config.stages().replicas())) {
   for (const auto& worker : workers) {
     addresses_.push_back(worker.address);
     exchange_addresses_.push_back(worker.exchange_address.empty() ? worker.address
@@ -93,61 +105,107 @@ absl::StatusOr<int64_t> PipelineDriver::Assign() {
   unreachable_.clear();
   RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config_));
   int64_t parameters = 0;
-  for (int64_t s = static_cast<int64_t>(plan.size()) - 1; s >= 0; --s) {
-    v1::AssignRequest request;
-    auto* a = request.mutable_assignment();
-    a->set_job_id(job_id_);
-    *a->mutable_config() = config_;
-    a->set_stage_index(static_cast<uint32_t>(s));
-    a->set_num_stages(static_cast<uint32_t>(plan.size()));
-    a->set_first_layer(static_cast<uint32_t>(plan[s].first_layer));
-    a->set_num_layers(static_cast<uint32_t>(plan[s].num_layers));
-    if (s + 1 < static_cast<int64_t>(plan.size()))
-      a->set_downstream_address(exchange_addresses_[s + 1]);
-    grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-    v1::AssignResponse response;
-    grpc::Status status = stubs_[s]->Assign(&context, request, &response);
-    if (!status.ok()) {
-      return Unreachable(status, s, "assign stage");
+  for (int64_t s = num_stages_ - 1; s >= 0; --s) {
+    for (int64_t r = 0; r < num_replicas_; ++r) {
+      const size_t slot = Slot(r, s);
+      v1::AssignRequest request;
+      auto* a = request.mutable_assignment();
+      a->set_job_id(job_id_);
+      *a->mutable_config() = config_;
+      a->set_stage_index(static_cast<uint32_t>(s));
+      a->set_num_stages(static_cast<uint32_t>(num_stages_));
+      a->set_first_layer(static_cast<uint32_t>(plan[s].first_layer));
+      a->set_num_layers(static_cast<uint32_t>(plan[s].num_layers));
+      if (s + 1 < num_stages_) a->set_downstream_address(exchange_addresses_[Slot(r, s + 1)]);
+      if (num_replicas_ > 1) {
+        a->set_replica_index(static_cast<uint32_t>(r));
+        for (int64_t q = 0; q < num_replicas_; ++q) {
+          a->add_replica_addresses(exchange_addresses_[Slot(q, s)]);
+        }
+      }
+      grpc::ClientContext context;
+      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+      v1::AssignResponse response;
+      grpc::Status status = stubs_[slot]->Assign(&context, request, &response);
+      if (!status.ok()) return Unreachable(status, slot, "assign");
+      // Every replica holds the same parameters: the model has one replica's.
+      if (r == 0) parameters += static_cast<int64_t>(response.parameters());
     }
-    parameters += static_cast<int64_t>(response.parameters());
   }
   return parameters;
 }
 
 std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
-    v1::StepMode mode, int64_t step, const PipelineSchedule& schedule,
-    const std::vector<int64_t>& inputs, const std::vector<int64_t>& targets) const {
-  const int64_t stages = schedule.num_stages;
-  const int64_t m = schedule.num_microbatches;
+    v1::StepMode mode, int64_t step, const std::vector<int64_t>& inputs,
+    const std::vector<int64_t>& targets) const {
+  const int64_t m = config_.training().microbatches();
   const int64_t seq = config_.model().seq_len();
   const int64_t rows = static_cast<int64_t>(inputs.size()) / seq / m;
-  std::vector<v1::RunStepRequest> requests(stages);
-  for (int64_t s = 0; s < stages; ++s) {
-    auto& r = requests[s];
-    r.set_job_id(job_id_);
-    r.set_step(static_cast<uint64_t>(step));
-    r.set_mode(mode);
-    r.set_rows(static_cast<uint32_t>(rows));
-    r.set_seq_len(static_cast<uint32_t>(seq));
-    r.set_microbatches(static_cast<uint32_t>(m));
-    for (const PipelineOp& op : schedule.stage_ops[s]) *r.add_ops() = OpToProto(op);
-    auto fill = [&](const std::vector<int64_t>& ids,
-                    google::protobuf::RepeatedPtrField<v1::TokenIds>* out) {
-      for (int64_t mb = 0; mb < m; ++mb) {
-        auto* batch = out->Add();
-        batch->mutable_ids()->Reserve(static_cast<int>(rows * seq));
-        for (int64_t i = mb * rows * seq; i < (mb + 1) * rows * seq; ++i) {
-          batch->add_ids(static_cast<int32_t>(ids[i]));
+  std::vector<v1::RunStepRequest> requests(addresses_.size());
+  for (const MicrobatchShare& share : shares_) {
+    const int64_t local = static_cast<int64_t>(share.microbatches.size());
+    const PipelineSchedule& schedule = mode == v1::STEP_MODE_TRAIN
+                                           ? train_schedules_.at(local)
+                                           : ForwardOnlySchedule(num_stages_, local);
+    for (int64_t s = 0; s < num_stages_; ++s) {
+      auto& r = requests[Slot(share.replica, s)];
+      r.set_job_id(job_id_);
+      r.set_step(static_cast<uint64_t>(step));
+      r.set_mode(mode);
+      r.set_rows(static_cast<uint32_t>(rows));
+      r.set_seq_len(static_cast<uint32_t>(seq));
+      r.set_microbatches(static_cast<uint32_t>(local));
+      if (num_replicas_ > 1) r.set_step_microbatches(static_cast<uint32_t>(m));
+      for (const PipelineOp& op : schedule.stage_ops[s]) *r.add_ops() = OpToProto(op);
+      // The pipeline's local microbatch i is the step's share.microbatches[i].
+      auto fill = [&](const std::vector<int64_t>& ids,
+                      google::protobuf::RepeatedPtrField<v1::TokenIds>* out) {
+        for (const int64_t mb : share.microbatches) {
+          auto* batch = out->Add();
+          batch->mutable_ids()->Reserve(static_cast<int>(rows * seq));
+          for (int64_t i = mb * rows * seq; i < (mb + 1) * rows * seq; ++i) {
+            batch->add_ids(static_cast<int32_t>(ids[i]));
+          }
         }
-      }
-    };
-    // Stages after the first read the ids too where they have a token channel.
-    if (s == 0 || token_channel_) fill(inputs, r.mutable_inputs());
-    if (s == stages - 1) fill(targets, r.mutable_targets());
+      };
+      // Stages after the first read the ids too where they have a token channel.
+      if (s == 0 || token_channel_) fill(inputs, r.mutable_inputs());
+      if (s == num_stages_ - 1) fill(targets, r.mutable_targets());
+    }
   }
   return requests;
+}
+
+PipelineSchedule PipelineDriver::ForwardOnlySchedule(int64_t stages, int64_t microbatches) {
+  // Evaluation is forward-only: every stage runs F0..F(m-1) in order.
+  PipelineSchedule schedule;
+  schedule.num_stages = stages;
+  schedule.num_microbatches = microbatches;
+  schedule.stage_ops.resize(stages);
+  for (auto& ops : schedule.stage_ops) {
+    for (int64_t mb = 0; mb < microbatches; ++mb) ops.push_back(PipelineOp{OpKind::kForward, mb});
+  }
+  return schedule;
+}
+
+double PipelineDriver::MeanLoss(const std::vector<v1::RunStepResponse>& responses) const {
+  // In the step's microbatch order (the shares are contiguous and ascending), as one
+  // pipeline would add them.
+  double loss = 0.0;
+  int64_t count = 0;
+  for (const MicrobatchShare& share : shares_) {
+    for (const auto& report : responses[Slot(share.replica, num_stages_ - 1)].microbatches()) {
+      loss += report.loss();
+      ++count;
+    }
+  }
+  return loss / static_cast<double>(std::max<int64_t>(1, count));
+}
+
+std::string PipelineDriver::SlotName(size_t slot) const {
+  const int64_t stage = static_cast<int64_t>(slot) % num_stages_;
+  if (num_replicas_ == 1) return absl::StrCat("stage ", stage);
+  return absl::StrCat("stage ", stage, " replica ", static_cast<int64_t>(slot) / num_stages_);
 }
 
 absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
@@ -170,7 +228,7 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
         stubs_[s]->async()->RunStep(context, &requests[s], &responses[s], std::move(done));
       },
       FanOutPolicy{/*cancel_on_failure=*/true, /*watch_heartbeats=*/true}, &statuses, last);
-  if (lapsed.has_value()) return Lapsed(*lapsed, "stage", "during the step");
+  if (lapsed.has_value()) return Lapsed(*lapsed, "", "during the step");
   // Report the root cause: NaN or Inf found anywhere (the job's policy depends on it, and a
   // neighbour's broken stream may have ended first), else the first stage whose failure is
   // not a cancellation we caused.
@@ -184,7 +242,7 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   for (size_t s = 0; s < stages && !cause; ++s) {
     if (!statuses[s].ok()) return FromGrpcStatus(statuses[s]);
   }
-  if (cause) return OfStage(statuses[*cause], *cause, "stage");
+  if (cause) return OfStage(statuses[*cause], *cause, "");
   return responses;
 }
 
@@ -252,18 +310,21 @@ std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientCon
   return lapsed;
 }
 
-absl::Status PipelineDriver::OfStage(const grpc::Status& status, size_t stage,
-                                     absl::string_view what) {
-  return Annotate(FromGrpcStatus(status),
-                  absl::StrCat(what, " ", stage, " (", addresses_[stage], "): "));
+std::string PipelineDriver::Describe(size_t slot, absl::string_view what) const {
+  return absl::StrCat(what, what.empty() ? "" : " ", SlotName(slot), " (", addresses_[slot], ")");
 }
 
-absl::Status PipelineDriver::Lapsed(size_t stage, absl::string_view what, absl::string_view when) {
-  unreachable_.push_back(addresses_[stage]);
-  return WithCause(absl::UnavailableError(absl::StrCat(what, " ", stage, " (", addresses_[stage],
-                                                       "): its worker's heartbeat lapsed",
-                                                       when.empty() ? "" : " ", when)),
-                   FailureCause::kWorkerLost);
+absl::Status PipelineDriver::OfStage(const grpc::Status& status, size_t slot,
+                                     absl::string_view what) {
+  return Annotate(FromGrpcStatus(status), absl::StrCat(Describe(slot, what), ": "));
+}
+
+absl::Status PipelineDriver::Lapsed(size_t slot, absl::string_view what, absl::string_view when) {
+  unreachable_.push_back(addresses_[slot]);
+  return WithCause(
+      absl::UnavailableError(absl::StrCat(Describe(slot, what), ": its worker's heartbeat lapsed",
+                                          when.empty() ? "" : " ", when)),
+      FailureCause::kWorkerLost);
 }
 
 absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
@@ -277,15 +338,15 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
                                                    " each"));
   }
   PipelineStepResult result;
-  RESBM_ASSIGN_OR_RETURN(auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step,
-                                                             train_schedule_, inputs, targets),
-                                                &result.waited_on_stage));
-  const auto& last = responses.back();
+  int64_t last_slot = -1;
+  RESBM_ASSIGN_OR_RETURN(
+      auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step, inputs, targets), &last_slot));
+  result.waited_on_stage = last_slot < 0 ? -1 : last_slot % num_stages_;
   StepStats& stats = result.stats;
-  for (const auto& report : last.microbatches()) stats.loss += report.loss();
-  stats.loss /= std::max(1, last.microbatches_size());
+  stats.loss = MeanLoss(responses);
+  // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
   double squared = 0.0;
-  for (const auto& response : responses) squared += response.grad_squared_norm();
+  for (int64_t s = 0; s < num_stages_; ++s) squared += responses[Slot(0, s)].grad_squared_norm();
   stats.grad_norm = std::sqrt(squared);
   stats.clip_factor = GradClipFactor(stats.grad_norm, config_.optimizer().grad_clip());
   // Applied by every stage with the next RunStep or checkpoint; if a stage
@@ -328,12 +389,22 @@ absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
     // The last step's update first: the checkpoint holds `step` applied steps.
     if (pending_apply_.has_value()) *request.mutable_apply() = *pending_apply_;
   }
+  // Replica 0 of each stage writes the stage's file; the others, which hold the same state,
+  // only apply the pending update.
+  v1::ApplyStepRequest apply = pending_apply_.value_or(v1::ApplyStepRequest());
+  std::vector<v1::ApplyStepResponse> applied(stubs_.size());
+  const bool pending = pending_apply_.has_value();
   pending_apply_.reset();
-  RESBM_RETURN_IF_ERROR(OnEveryStage("checkpoint of stage", absl::Seconds(120),
-                                     [&](size_t s, grpc::ClientContext* context, Done done) {
-                                       stubs_[s]->async()->SaveCheckpoint(
-                                           context, &requests[s], &responses[s], std::move(done));
-                                     }));
+  RESBM_RETURN_IF_ERROR(OnEveryStage(
+      "checkpoint of", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context, Done done) {
+        if (static_cast<int64_t>(s) < num_stages_) {
+          stubs_[s]->async()->SaveCheckpoint(context, &requests[s], &responses[s], std::move(done));
+        } else if (pending) {
+          stubs_[s]->async()->ApplyStep(context, &apply, &applied[s], std::move(done));
+        } else {
+          done(grpc::Status::OK);
+        }
+      }));
   int64_t bytes = 0;
   for (const auto& response : responses) bytes += static_cast<int64_t>(response.bytes());
   return bytes;
@@ -370,12 +441,12 @@ absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {
   request.set_step(static_cast<uint64_t>(step));
   std::vector<v1::LoadCheckpointResponse> responses(stubs_.size());
   RESBM_RETURN_IF_ERROR(OnEveryStage(
-      "restore stage", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context, Done done) {
+      "restore", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context, Done done) {
         stubs_[s]->async()->LoadCheckpoint(context, &request, &responses[s], std::move(done));
       }));
   for (size_t s = 0; s < responses.size(); ++s) {
     if (responses[s].step() != static_cast<uint64_t>(step)) {
-      return absl::DataLossError(absl::StrCat("checkpoint of stage ", s, " after step ", step,
+      return absl::DataLossError(absl::StrCat("checkpoint of ", SlotName(s), " after step ", step,
                                               " holds step ", responses[s].step()));
     }
   }
@@ -384,21 +455,9 @@ absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {
 
 absl::StatusOr<double> PipelineDriver::Evaluate(int64_t round, const std::vector<int64_t>& inputs,
                                                 const std::vector<int64_t>& targets) {
-  // Evaluation is forward-only: every stage runs F0..F(m-1) in order.
-  PipelineSchedule schedule;
-  schedule.num_stages = config_.stages().num_stages();
-  schedule.num_microbatches = config_.training().microbatches();
-  schedule.stage_ops.resize(schedule.num_stages);
-  for (auto& ops : schedule.stage_ops) {
-    for (int64_t mb = 0; mb < schedule.num_microbatches; ++mb) {
-      ops.push_back(PipelineOp{OpKind::kForward, mb});
-    }
-  }
-  RESBM_ASSIGN_OR_RETURN(
-      auto responses, RunAll(MakeRequests(v1::STEP_MODE_EVAL, round, schedule, inputs, targets)));
-  double loss = 0.0;
-  for (const auto& report : responses.back().microbatches()) loss += report.loss();
-  return loss / std::max(1, responses.back().microbatches_size());
+  RESBM_ASSIGN_OR_RETURN(auto responses,
+                         RunAll(MakeRequests(v1::STEP_MODE_EVAL, round, inputs, targets)));
+  return MeanLoss(responses);
 }
 
 }  // namespace resbm

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/schedule/microbatch_deal.h"
 #include "common/schedule/pipeline_schedule.h"
 #include "common/train/training_backend.h"
 #include "resbm/v1/config.pb.h"
@@ -129,19 +131,35 @@ class PipelineDriver {
   // UNAVAILABLE (kWorkerLost) "WHAT STAGE (address): its worker's heartbeat lapsed WHEN";
   // lists the worker as unreachable.
   absl::Status Lapsed(size_t stage, absl::string_view what, absl::string_view when);
+  // One request per slot: each pipeline's share of the step's microbatches, numbered 0..m_r-1
+  // in the pipeline, under the training schedule or forward only.
   std::vector<v1::RunStepRequest> MakeRequests(v1::StepMode mode, int64_t step,
-                                               const PipelineSchedule& schedule,
                                                const std::vector<int64_t>& inputs,
                                                const std::vector<int64_t>& targets) const;
+  static PipelineSchedule ForwardOnlySchedule(int64_t stages, int64_t microbatches);
+  // The mean of the last stages' microbatch losses, in the step's microbatch order.
+  double MeanLoss(const std::vector<v1::RunStepResponse>& responses) const;
+  // Workers are slots: pipeline r's stage s is slot r * P + s.
+  size_t Slot(int64_t replica, int64_t stage) const {
+    return static_cast<size_t>(replica * num_stages_ + stage);
+  }
+  // "stage S", or "stage S replica R" where there are several.
+  std::string SlotName(size_t slot) const;
+  // "WHAT stage S (address)".
+  std::string Describe(size_t slot, absl::string_view what) const;
 
   std::string job_id_;
   v1::JobConfig config_;
   const bool token_channel_;  // Every stage after the first is sent the input ids too.
+  const int64_t num_stages_;
+  const int64_t num_replicas_;
   std::vector<std::string> addresses_;
   std::vector<std::string> exchange_addresses_;
   std::vector<std::string> unreachable_;
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
-  PipelineSchedule train_schedule_;
+  // Each pipeline's microbatches, and the training schedule for each share's size.
+  std::vector<MicrobatchShare> shares_;
+  std::map<int64_t, PipelineSchedule> train_schedules_;
   absl::Duration step_timeout_ = absl::Minutes(5);
   Liveness liveness_;
   // The last TrainStep's optimizer update, until a call carries it to every stage.

@@ -91,7 +91,24 @@ StageMetrics::StageMetrics(std::shared_ptr<prometheus::Registry> registry)
                           .Help("Token-id bytes this stage's token channel was sent by the "
                                 "coordinator with its steps (not over a boundary link)")
                           .Register(*registry_)
-                          .Add({})) {}
+                          .Add({})),
+      all_reduce_bytes_(BuildCounter()
+                            .Name("resbm_all_reduce_bytes_total")
+                            .Help("Bytes this replica sent in its stage's gradient all-reduce "
+                                  "(to the next replica on the ring)")
+                            .Register(*registry_)
+                            .Add({})),
+      all_reduce_seconds_(BuildCounter()
+                              .Name("resbm_all_reduce_seconds_total")
+                              .Help("Seconds this replica spent in its stage's gradient "
+                                    "all-reduce (waiting for the other replicas included)")
+                              .Register(*registry_)
+                              .Add({})) {}
+
+void StageMetrics::AllReduced(int64_t bytes, double seconds) {
+  all_reduce_bytes_.Increment(static_cast<double>(bytes));
+  all_reduce_seconds_.Increment(seconds);
+}
 
 void StageMetrics::TokenIdsReceived(uint64_t bytes) {
   token_id_bytes_.Increment(static_cast<double>(bytes));

@@ -30,6 +30,8 @@ class StageMetrics {
   void Bf16Reference(int64_t peer_stage, uint64_t bytes);
   // Token ids the coordinator sent with a step for this stage's token channel.
   void TokenIdsReceived(uint64_t bytes);
+  // One gradient all-reduce over the stage's replicas: bytes sent, seconds it took.
+  void AllReduced(int64_t bytes, double seconds);
   void Forward(double seconds);
   void Backward(double seconds);
   // Time blocked on the previous stage's activation or the next stage's gradient.
@@ -71,6 +73,8 @@ class StageMetrics {
   prometheus::Gauge* stage_gauge_ ABSL_GUARDED_BY(stage_mu_) = nullptr;
   prometheus::Family<prometheus::Gauge>& memory_;
   prometheus::Counter& token_id_bytes_;
+  prometheus::Counter& all_reduce_bytes_;
+  prometheus::Counter& all_reduce_seconds_;
 };
 
 }  // namespace resbm

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<StageSession>> StageSession::Create(
   // later ones, which restore the job's own checkpoints).
   RESBM_RETURN_IF_ERROR(StageInitializer::Apply(config.init(), &stage->runner()));
   std::unique_ptr<StageSession> session(new StageSession(assignment, options, std::move(stage)));
+  RESBM_RETURN_IF_ERROR(session->JoinReplicaRing());
   if (!given.is_last()) RESBM_RETURN_IF_ERROR(session->ConnectDownstream());
   return session;
 }
@@ -115,6 +116,31 @@ absl::Status StageSession::ConnectDownstream() {
   return absl::OkStatus();
 }
 
+absl::Status StageSession::JoinReplicaRing() {
+  const int64_t replicas = assignment_.config().stages().replicas();
+  const int64_t given = assignment_.replica_addresses_size();
+  if (replicas <= 1 && given <= 1) return absl::OkStatus();
+  if (given != replicas || assignment_.replica_index() >= given) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("assignment: replica ", assignment_.replica_index(), " of ", given,
+                     " replica addresses; expected an index below stages.replicas ", replicas,
+                     " and one address per replica"));
+  }
+  if (options_.reduce_inbox == nullptr) {
+    return absl::FailedPreconditionError("this worker cannot all-reduce (no reduce inbox)");
+  }
+  options_.reduce_inbox->Expect(assignment_.job_id(), assignment_.stage_index());
+  GradientRing::Options ring;
+  ring.job_id = assignment_.job_id();
+  ring.stage = assignment_.stage_index();
+  ring.replica = assignment_.replica_index();
+  ring.replicas = replicas;
+  ring.next_address = assignment_.replica_addresses((ring.replica + 1) % replicas);
+  ring.credentials = options_.channel_credentials;
+  ring_ = std::make_unique<GradientRing>(std::move(ring), options_.reduce_inbox);
+  return absl::OkStatus();
+}
+
 int64_t StageSession::parameter_count() const { return stage_->parameter_count(); }
 
 absl::Status StageSession::CheckJob(const std::string& job_id) const {
@@ -145,6 +171,12 @@ absl::Status StageSession::ValidateRequest(const v1::RunStepRequest& request) co
   const int64_t m = request.microbatches();
   if (m < 1 || m > 4096) {
     return absl::InvalidArgumentError(absl::StrCat("microbatches: ", m, "; expected 1..4096"));
+  }
+  if (request.step_microbatches() != 0 &&
+      (request.step_microbatches() < m || request.step_microbatches() > 4096)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step_microbatches: ", request.step_microbatches(), "; expected ", m,
+                     "..4096 or 0 (this pipeline's ", m, ")"));
   }
   const int64_t ids = int64_t{request.rows()} * request.seq_len();
   auto check_ids = [&](const auto& batches, const char* field) -> absl::Status {
@@ -203,6 +235,7 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   parts.wire_dtype = wire_dtype_;
   parts.wire_width = wire_width_;
   parts.d_model = assignment_.config().model().d_model();
+  parts.ring = ring_.get();
   StepRun run(request, std::move(parts), deadline, std::move(cancel));
   return run.Finish(run.RunOps());
 }

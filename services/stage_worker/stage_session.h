@@ -19,6 +19,8 @@
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "services/stage_worker/frame_sender.h"
+#include "services/stage_worker/gradient_ring.h"
+#include "services/stage_worker/reduce_inbox.h"
 #include "services/stage_worker/stage_metrics.h"
 
 namespace resbm {
@@ -38,6 +40,9 @@ struct StageSessionOptions {
   // The only directory this worker writes checkpoints to and reads them from (absolute; the
   // coordinator's --checkpoint-dir, shared). Empty: checkpoint requests are refused.
   std::string checkpoint_dir;
+  // Where the previous replica's all-reduce chunks arrive (the service delivers them);
+  // required when the assignment has several replicas.
+  std::shared_ptr<ReduceInbox> reduce_inbox;
 };
 
 class StageSession {
@@ -73,6 +78,8 @@ class StageSession {
   StageRunner& runner() { return stage_->runner(); }
   const StageRunner& runner() const { return stage_->runner(); }
   absl::Status ConnectDownstream();
+  // The ring over this stage's replicas; none (null ring_) for one replica.
+  absl::Status JoinReplicaRing();
   absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
   absl::Status CheckJob(const std::string& job_id) const;
 
@@ -87,6 +94,7 @@ class StageSession {
   std::unique_ptr<v1::StageWorker::Stub> stub_;
   std::shared_ptr<grpc::ClientContext> downstream_context_;
   std::shared_ptr<FrameLink> downstream_;
+  std::unique_ptr<GradientRing> ring_;
   // The thread that sends boundary tensors; declared last so that it stops first.
   std::unique_ptr<FrameSender> sender_;
 };

@@ -57,9 +57,15 @@ absl::Status NoAssignment() {
       FailureCause::kWorkerLost);
 }
 
+StageSessionOptions WithReduceInbox(StageSessionOptions options) {
+  options.reduce_inbox = std::make_shared<ReduceInbox>();
+  return options;
+}
+
 }  // namespace
 
-StageWorkerService::StageWorkerService(const StageSessionOptions& options) : options_(options) {}
+StageWorkerService::StageWorkerService(const StageSessionOptions& options)
+    : options_(WithReduceInbox(options)) {}
 
 StageWorkerService::~StageWorkerService() { Stop(); }
 
@@ -197,6 +203,7 @@ grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContex
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
     if (session_ && session_->assignment().job_id() == request->job_id()) {
       session_.reset();  // Ends the stream to the next stage too.
+      options_.reduce_inbox->Expect("", -1);
       response->set_released(true);
       if (options_.metrics != nullptr) options_.metrics->Released();
     }
@@ -234,6 +241,14 @@ grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::E
   if (budget_changed) link->inbox().SetByteBudget(budget);
   // A new upstream connection (a restarted or reassigned stage) replaces the old one.
   if (previous) previous->Shutdown(absl::UnavailableError("replaced by a new upstream stream"));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* StageWorkerService::ReduceChunk(grpc::CallbackServerContext* context,
+                                                          const v1::ReduceChunkRequest* request,
+                                                          v1::ReduceChunkResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(options_.reduce_inbox->Deliver(*request)));
   return reactor;
 }
 

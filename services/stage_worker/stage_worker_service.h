@@ -46,6 +46,10 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
                                     v1::ReleaseResponse* response) override;
   grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
       grpc::CallbackServerContext* context) override;
+  // Delivered at once (the executor is the one waiting for it), never queued behind a step.
+  grpc::ServerUnaryReactor* ReduceChunk(grpc::CallbackServerContext* context,
+                                        const v1::ReduceChunkRequest* request,
+                                        v1::ReduceChunkResponse* response) override;
 
   // Stops accepting work and joins the executor; pending calls finish with UNAVAILABLE.
   void Stop();

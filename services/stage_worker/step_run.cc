@@ -72,8 +72,10 @@ absl::Status StepRun::Forward(int64_t mb) {
   auto& report = reports_[mb];
   const auto start = std::chrono::steady_clock::now();
   if (spec().is_last()) {
+    const uint32_t step_microbatches =
+        request_.step_microbatches() != 0 ? request_.step_microbatches() : request_.microbatches();
     absl::StatusOr<double> loss =
-        parts_.stage->ForwardLoss(mb, input, train_, 1.0 / request_.microbatches());
+        parts_.stage->ForwardLoss(mb, input, train_, 1.0 / step_microbatches);
     if (loss.ok() && !std::isfinite(*loss)) {
       loss = NonFiniteError(absl::StrCat("the loss of microbatch ", mb, " is ", *loss));
     }
@@ -186,6 +188,7 @@ absl::Status StepRun::Complete() {
     return absl::InvalidArgumentError(
         absl::StrCat("ops: ", runner.in_flight(), " microbatches have a forward but no backward"));
   }
+  if (parts_.ring != nullptr) RESBM_RETURN_IF_ERROR(AllReduceGradients());
   RESBM_ASSIGN_OR_RETURN(const double norm, runner.GradSquaredNorm());
   if (!std::isfinite(norm)) {
     if (parts_.metrics != nullptr) parts_.metrics->NonFinite("parameter_gradients");
@@ -193,6 +196,20 @@ absl::Status StepRun::Complete() {
                                        " (squared norm ", norm, ")"));
   }
   response_.set_grad_squared_norm(norm);
+  return absl::OkStatus();
+}
+
+absl::Status StepRun::AllReduceGradients() {
+  StageRunner& runner = parts_.stage->runner();
+  const auto start = std::chrono::steady_clock::now();
+  RESBM_ASSIGN_OR_RETURN(std::vector<float> gradients, runner.FlatGradients());
+  RESBM_RETURN_IF_ERROR(parts_.ring->AllReduce(step_, &gradients, deadline_, cancel_.get()));
+  RESBM_RETURN_IF_ERROR(runner.SetFlatGradients(gradients));
+  const int64_t bytes =
+      RingBytesSent(static_cast<int64_t>(gradients.size()), parts_.ring->replicas());
+  response_.set_all_reduce_bytes_sent(static_cast<uint64_t>(bytes));
+  response_.set_all_reduce_seconds(SecondsSince(start));
+  if (parts_.metrics != nullptr) parts_.metrics->AllReduced(bytes, response_.all_reduce_seconds());
   return absl::OkStatus();
 }
 

@@ -20,6 +20,7 @@
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.pb.h"
 #include "services/stage_worker/frame_sender.h"
+#include "services/stage_worker/gradient_ring.h"
 #include "services/stage_worker/stage_metrics.h"
 
 namespace resbm {
@@ -35,6 +36,7 @@ struct StepParts {
   WireDtype wire_dtype = WireDtype::kBf16;
   int64_t wire_width = 0;
   int64_t d_model = 0;
+  GradientRing* ring = nullptr;  // Several replicas: their gradients are all-reduced on it.
 };
 
 class StepRun {
@@ -57,6 +59,8 @@ class StepRun {
   const StageSpec& spec() const { return parts_.stage->runner().spec(); }
   // The input of microbatch `mb`: its ids where the stage reads them, `z` where it came.
   StageInput InputOf(int64_t mb, const WireTensor* z) const;
+  // Sums this stage's gradients with its other replicas' (parts_.ring), counting the bytes.
+  absl::Status AllReduceGradients();
   // Takes the frame (kind, mb) from `link`, checks and decodes it, counting its bytes.
   absl::StatusOr<WireTensor> Receive(FrameLink& link, v1::FrameKind kind, int64_t mb);
   // Hands a tensor on its way to the host to the sender for `link`.

@@ -95,6 +95,7 @@ struct Case {
   v1::PipelineSchedule schedule;
   v1::TokenChannel token_channel = v1::TOKEN_CHANNEL_NONE;
   bool mlp_halves = false;
+  int replicas = 1;  // Pipelines: R x P workers, gradients all-reduced between replicas.
 };
 
 class PipelineEquivalenceTest : public ::testing::TestWithParam<Case> {};
@@ -102,7 +103,9 @@ class PipelineEquivalenceTest : public ::testing::TestWithParam<Case> {};
 TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   torch::set_num_threads(1);
   const Case c = GetParam();
-  const v1::JobConfig config = TinyJob(c.stages, c.kind, c.schedule, c.token_channel, c.mlp_halves);
+  v1::JobConfig config = TinyJob(c.stages, c.kind, c.schedule, c.token_channel, c.mlp_halves);
+  config.mutable_stages()->set_replicas(c.replicas);
+  ASSERT_TRUE(ValidateJobConfig(config).ok()) << ValidateJobConfig(config);
   const TokenStream tokens =
       TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
   BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
@@ -116,7 +119,7 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   auto local = LocalPipeline::Create(local_options);
   ASSERT_TRUE(local.ok()) << local.status();
 
-  Cluster cluster = StartWorkers(c.stages);
+  Cluster cluster = StartWorkers(c.stages * c.replicas);
   auto driver = PipelineDriver::Create("job-eq", config, cluster.addresses);
   ASSERT_TRUE(driver.ok()) << driver.status();
   auto parameters = (*driver)->Assign();
@@ -137,14 +140,24 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
         << "step " << step << ": " << distributed->stats.loss << " vs " << reference->loss;
     EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, reference->grad_norm), 1e-5)
         << "step " << step;
-    // Wire bytes: k x tokens x 4 per boundary and direction (fp32).
+    // Wire bytes: k x tokens x 4 per boundary and direction (fp32), over the pipelines
+    // (slot r * P + s is pipeline r's stage s).
+    ASSERT_EQ(distributed->stages.size(), static_cast<size_t>(c.stages * c.replicas));
     const int64_t k = config.model().d_model() / config.compression().ratio();
-    for (int s = 0; s + 1 < c.stages; ++s) {
-      EXPECT_EQ(distributed->stages[s].activation_bytes_sent(), uint64_t(batch * seq * k * 4));
-      EXPECT_EQ(distributed->stages[s].gradient_bytes_received(), uint64_t(batch * seq * k * 4));
-    }
     for (int s = 0; s < c.stages; ++s) {
-      token_id_bytes[s] += distributed->stages[s].token_id_bytes_received();
+      uint64_t sent = 0, received = 0;
+      for (int r = 0; r < c.replicas; ++r) {
+        const v1::RunStepResponse& slot = distributed->stages[r * c.stages + s];
+        sent += slot.activation_bytes_sent();
+        received += slot.gradient_bytes_received();
+        token_id_bytes[s] += slot.token_id_bytes_received();
+        // Each replica sends 2 (R - 1) / R of its stage's gradients on the ring.
+        EXPECT_EQ(slot.all_reduce_bytes_sent() > 0, c.replicas > 1) << "slot " << r << "/" << s;
+      }
+      if (s + 1 < c.stages) {
+        EXPECT_EQ(sent, uint64_t(batch * seq * k * 4));
+        EXPECT_EQ(received, uint64_t(batch * seq * k * 4));
+      }
     }
   }
   // The ids the token channels were sent, counted apart: what the one-process pipeline
@@ -182,6 +195,29 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
       const double diff =
           ((remote["param." + name] - p).norm() / p.norm().clamp_min(1e-12)).item<double>();
       EXPECT_LT(diff, 1e-5) << "stage " << s << " " << name;
+    }
+    // Every other replica of the stage holds exactly replica 0's state: it writes its own
+    // checkpoint (under another step number, so as not to replace replica 0's file).
+    for (int r = 1; r < c.replicas; ++r) {
+      auto stub = v1::StageWorker::NewStub(grpc::CreateChannel(cluster.addresses[r * c.stages + s],
+                                                               grpc::InsecureChannelCredentials()));
+      grpc::ClientContext context;
+      v1::SaveCheckpointRequest request;
+      request.set_job_id("job-eq");
+      request.set_step(100 + r);
+      v1::SaveCheckpointResponse response;
+      ASSERT_TRUE(stub->SaveCheckpoint(&context, request, &response).ok());
+      const std::string path =
+          absl::StrCat(CheckpointDir(), "/job-eq-step-", 100 + r, "-stage-", s, ".ckpt");
+      auto replica = CheckpointFile::Read(path);
+      ASSERT_TRUE(replica.ok()) << replica.status();
+      ASSERT_EQ(replica->tensors.size(), saved->tensors.size());
+      for (size_t i = 0; i < saved->tensors.size(); ++i) {
+        EXPECT_EQ(replica->tensors[i].first, saved->tensors[i].first);
+        EXPECT_TRUE(torch::equal(replica->tensors[i].second, saved->tensors[i].second))
+            << "stage " << s << " replica " << r << " " << saved->tensors[i].first;
+      }
+      std::remove(path.c_str());
     }
     std::remove(paths[s].c_str());
   }
@@ -264,7 +300,16 @@ INSTANTIATE_TEST_SUITE_P(
         Case{4, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B, v1::TOKEN_CHANNEL_LEARNED},
         Case{3, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE, v1::TOKEN_CHANNEL_FIXED},
         Case{2, v1::COMPRESSION_KIND_BOTTLENECK, v1::PIPELINE_SCHEDULE_1F1B,
-             v1::TOKEN_CHANNEL_FACTORIZED, /*mlp_halves=*/true}));
+             v1::TOKEN_CHANNEL_FACTORIZED, /*mlp_halves=*/true},
+        // R pipelines of P stages: the step's microbatches dealt to them (4 to 3: 2, 1, 1).
+        Case{2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE, v1::TOKEN_CHANNEL_NONE,
+             false, /*replicas=*/2},
+        Case{3, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B, v1::TOKEN_CHANNEL_LEARNED,
+             false, /*replicas=*/2},
+        Case{2, v1::COMPRESSION_KIND_NONE, v1::PIPELINE_SCHEDULE_1F1B, v1::TOKEN_CHANNEL_NONE,
+             false, /*replicas=*/3},
+        Case{3, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE, v1::TOKEN_CHANNEL_NONE,
+             false, /*replicas=*/3}));
 
 }  // namespace
 }  // namespace resbm

@@ -4,6 +4,7 @@
 #ifndef RESBM_TESTS_TESTING_JOB_FILES_H_
 #define RESBM_TESTS_TESTING_JOB_FILES_H_
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -18,16 +19,17 @@ namespace resbm::testing {
 // The job the recovery tests run: d 64, 4 layers on 2 stages, ResBM 8x on an fp32 wire, 8 x
 // 32 tokens a step in 2 microbatches (a few milliseconds a step on one thread).
 inline std::string TwoStageJobJson(const std::string& name, int steps, int eval_every, int seed,
-                                   int checkpoint_every = 10) {
+                                   int checkpoint_every = 10, int replicas = 1) {
   std::ostringstream json;
   json << R"({"name": ")" << name << R"(",
     "model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
-    "stages": {"num_stages": 2},
+    "stages": {"num_stages": 2, "replicas": )"
+       << replicas << R"(},
     "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
     "training": {"steps": )"
-       << steps << R"(, "batch_size": 8, "microbatches": 2, "eval_every": )" << eval_every
-       << R"(, "eval_batches": 1, "seed": )" << seed << R"(, "checkpoint_every": )"
-       << checkpoint_every << "}}";
+       << steps << R"(, "batch_size": 8, "microbatches": )" << std::max(2, replicas)
+       << R"(, "eval_every": )" << eval_every << R"(, "eval_batches": 1, "seed": )" << seed
+       << R"(, "checkpoint_every": )" << checkpoint_every << "}}";
   return json.str();
 }
 

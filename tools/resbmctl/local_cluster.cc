@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -51,7 +52,10 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("--spare-workers: ", options.spare_workers, "; expected >= 0"));
   }
-  const int64_t workers_wanted = config.stages().num_stages() + options.spare_workers;
+  // One worker per stage of every pipeline (stages.replicas of them), plus the spares.
+  const int64_t workers_wanted =
+      int64_t{config.stages().num_stages()} * std::max<uint32_t>(1, config.stages().replicas()) +
+      options.spare_workers;
 
   std::error_code error;
   const std::string data_dir = options.log_dir + "/data";

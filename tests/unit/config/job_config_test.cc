@@ -89,6 +89,11 @@ std::vector<BadJsonRow> BadJsonRows() {
       // Stages.
       {"MoreStagesThanLayers", R"({"stages": {"num_stages": 8}})", "stages.num_stages",
        "8 exceeds model.n_layers 4; expected 1..4"},
+      {"MorePipelinesThanMicrobatches",
+       R"({"stages": {"replicas": 5}, "training": {"batch_size": 8, "microbatches": 4}})",
+       "stages.replicas", "5 pipelines for training.microbatches 4; expected at most one"},
+      {"TooManyReplicas", R"({"stages": {"replicas": 65}})", "stages.replicas",
+       "65; expected 1..64"},
       {"LayersPerStageWrongCount", R"({"stages": {"num_stages": 2, "layers_per_stage": [4]}})",
        "stages.layers_per_stage", "[4] has 1 entries"},
       {"LayersPerStageZeroEntry", R"({"stages": {"num_stages": 2, "layers_per_stage": [4, 0]}})",

@@ -1,0 +1,147 @@
+#include "services/stage_worker/gradient_ring.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status/failure_cause.h"
+#include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
+#include "common/transport/grpc_settings.h"
+
+namespace resbm {
+namespace {
+
+int64_t Mod(int64_t a, int64_t n) { return ((a % n) + n) % n; }
+
+}  // namespace
+
+RingRound PlanRingRound(int64_t replica, int64_t replicas, int64_t round) {
+  if (round < replicas - 1) {
+    // Reduce-scatter: after round k, replica r holds k + 2 terms of chunk r - k - 1.
+    return RingRound{Mod(replica - round, replicas), Mod(replica - round - 1, replicas), true};
+  }
+  // All-gather: replica r finished chunk r + 1 and passes the sums on.
+  const int64_t j = round - (replicas - 1);
+  return RingRound{Mod(replica + 1 - j, replicas), Mod(replica - j, replicas), false};
+}
+
+std::pair<int64_t, int64_t> RingChunk(int64_t count, int64_t replicas, int64_t chunk) {
+  return {count * chunk / replicas, count * (chunk + 1) / replicas};
+}
+
+int64_t RingBytesSent(int64_t count, int64_t replicas) {
+  int64_t values = 0;
+  for (int64_t round = 0; round < 2 * (replicas - 1); ++round) {
+    const auto [begin, end] =
+        RingChunk(count, replicas, PlanRingRound(0, replicas, round).send_chunk);
+    values += end - begin;
+  }
+  return values * static_cast<int64_t>(sizeof(float));
+}
+
+namespace {
+
+struct ChunkCall {
+  grpc::ClientContext context;
+  v1::ReduceChunkRequest request;
+  v1::ReduceChunkResponse response;
+};
+
+}  // namespace
+
+struct GradientRing::Sends {
+  absl::Mutex mu;
+  absl::CondVar ended;
+  std::vector<std::shared_ptr<ChunkCall>> calls ABSL_GUARDED_BY(mu);
+  int64_t in_flight ABSL_GUARDED_BY(mu) = 0;
+  absl::Status first_failure ABSL_GUARDED_BY(mu);
+};
+
+GradientRing::GradientRing(Options options, std::shared_ptr<ReduceInbox> inbox)
+    : options_(std::move(options)), inbox_(std::move(inbox)) {
+  next_ = v1::StageWorker::NewStub(grpc::CreateCustomChannel(
+      options_.next_address,
+      options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(),
+      PeerChannelArguments()));
+}
+
+void GradientRing::Send(int64_t step, int64_t round, std::string values, absl::Time deadline,
+                        const std::shared_ptr<Sends>& sends) {
+  auto call = std::make_shared<ChunkCall>();
+  call->context.set_deadline(absl::ToChronoTime(deadline));
+  call->request.set_job_id(options_.job_id);
+  call->request.set_step(static_cast<uint64_t>(step));
+  call->request.set_stage_index(static_cast<uint32_t>(options_.stage));
+  call->request.set_from_replica(static_cast<uint32_t>(options_.replica));
+  call->request.set_round(static_cast<uint32_t>(round));
+  *call->request.mutable_values() = std::move(values);
+  {
+    absl::MutexLock lock(&sends->mu);
+    ++sends->in_flight;
+    sends->calls.push_back(call);
+  }
+  const std::string to = options_.next_address;
+  next_->async()->ReduceChunk(
+      &call->context, &call->request, &call->response, [call, sends, to, round](grpc::Status s) {
+        absl::MutexLock lock(&sends->mu);
+        if (!s.ok() && sends->first_failure.ok()) {
+          sends->first_failure = Annotate(
+              FromGrpcStatus(s), absl::StrCat("all-reduce round ", round, " to ", to, ": "));
+        }
+        --sends->in_flight;
+        sends->ended.SignalAll();
+      });
+}
+
+absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, absl::Time deadline,
+                                     const Cancellation* cancel) {
+  const int64_t r = options_.replica, n = options_.replicas;
+  if (n <= 1) return absl::OkStatus();
+  const int64_t count = static_cast<int64_t>(values->size());
+  auto sends = std::make_shared<Sends>();
+  absl::Status status;
+  for (int64_t round = 0; round < 2 * (n - 1) && status.ok(); ++round) {
+    const RingRound plan = PlanRingRound(r, n, round);
+    const auto [send_begin, send_end] = RingChunk(count, n, plan.send_chunk);
+    Send(step, round,
+         std::string(reinterpret_cast<const char*>(values->data() + send_begin),
+                     static_cast<size_t>(send_end - send_begin) * sizeof(float)),
+         deadline, sends);
+    absl::StatusOr<std::string> got = inbox_->Take(step, round, deadline, cancel);
+    const auto [begin, end] = RingChunk(count, n, plan.receive_chunk);
+    if (!got.ok()) {
+      status = got.status();
+    } else if (got->size() != static_cast<size_t>(end - begin) * sizeof(float)) {
+      status = absl::DataLossError(absl::StrCat("all-reduce round ", round, ": ", got->size(),
+                                                " bytes from the previous replica; expected ",
+                                                (end - begin) * sizeof(float)));
+    } else if (plan.add) {
+      // Copied value by value: a string's bytes need not be aligned for float.
+      for (int64_t i = begin; i < end; ++i) {
+        float in;
+        std::memcpy(&in, got->data() + (i - begin) * sizeof(float), sizeof(float));
+        (*values)[i] += in;
+      }
+    } else {
+      std::memcpy(values->data() + begin, got->data(), got->size());
+    }
+  }
+  // Every send ends before this returns (the calls must not outlive the ring); after a
+  // failure nobody waits for them.
+  std::vector<std::shared_ptr<ChunkCall>> calls;
+  {
+    absl::MutexLock lock(&sends->mu);
+    calls = sends->calls;
+  }
+  if (!status.ok()) {
+    for (const auto& call : calls) call->context.TryCancel();
+  }
+  absl::MutexLock lock(&sends->mu);
+  while (sends->in_flight > 0) sends->ended.Wait(&sends->mu);
+  if (status.ok()) status = sends->first_failure;
+  return status;
+}
+
+}  // namespace resbm
