@@ -28,6 +28,12 @@ class CheckpointFile {
 
   // Validates magic, version, every size (before allocating) and the checksum.
   static absl::StatusOr<CheckpointContents> Read(const std::string& path);
+
+  // The same bytes in memory (a stage's state streamed to a new replica); `source` names
+  // them in errors.
+  static absl::StatusOr<std::string> Encode(const CheckpointContents& contents);
+  static absl::StatusOr<CheckpointContents> Decode(const std::string& bytes,
+                                                   const std::string& source);
 };
 
 }  // namespace resbm

@@ -343,30 +343,51 @@ NamedTensors StageRunner::Parameters() const {
 
 NamedTensors StageRunner::OptimizerState() const { return optimizer_->State(); }
 
+CheckpointContents StageRunner::Contents(int64_t step) const {
+  CheckpointContents contents;
+  contents.stage = options_.spec.index;
+  contents.step = step;
+  for (auto& [name, t] : Parameters()) contents.tensors.emplace_back("param." + name, t);
+  for (auto& [name, t] : OptimizerState()) contents.tensors.emplace_back("optim." + name, t);
+  return contents;
+}
+
 absl::Status StageRunner::SaveCheckpoint(const std::string& path, int64_t step) const {
-  return AtSeam(options_.spec.index, "save checkpoint", [&]() -> absl::Status {
-    CheckpointContents contents;
-    contents.stage = options_.spec.index;
-    contents.step = step;
-    for (auto& [name, t] : Parameters()) contents.tensors.emplace_back("param." + name, t);
-    for (auto& [name, t] : OptimizerState()) contents.tensors.emplace_back("optim." + name, t);
-    return CheckpointFile::Write(path, contents);
+  return AtSeam(options_.spec.index, "save checkpoint",
+                [&]() -> absl::Status { return CheckpointFile::Write(path, Contents(step)); });
+}
+
+absl::StatusOr<std::string> StageRunner::SaveState(int64_t step) const {
+  return AtSeam(options_.spec.index, "save state", [&]() -> absl::StatusOr<std::string> {
+    return CheckpointFile::Encode(Contents(step));
   });
+}
+
+absl::StatusOr<int64_t> StageRunner::LoadState(const std::string& bytes,
+                                               const std::string& source) {
+  auto contents = CheckpointFile::Decode(bytes, source);  // Checks the checksum.
+  if (!contents.ok()) return contents.status();
+  return LoadContents(*std::move(contents), source);
 }
 
 absl::StatusOr<int64_t> StageRunner::LoadCheckpoint(const std::string& path) {
   auto contents = CheckpointFile::Read(path);  // Checks the checksum.
   if (!contents.ok()) return contents.status();
-  if (contents->stage != options_.spec.index) {
+  return LoadContents(*std::move(contents), path);
+}
+
+absl::StatusOr<int64_t> StageRunner::LoadContents(CheckpointContents contents,
+                                                  const std::string& path) {
+  if (contents.stage != options_.spec.index) {
     return absl::FailedPreconditionError(absl::StrCat(
-        path, ": checkpoint of stage ", contents->stage, "; expected ", options_.spec.index));
+        path, ": checkpoint of stage ", contents.stage, "; expected ", options_.spec.index));
   }
   // All or nothing: every parameter is checked before any changes, and the optimizer state
   // (checked as it loads) is put back as it was if any of it does not fit.
   return AtSeam(options_.spec.index, "load checkpoint", [&]() -> absl::StatusOr<int64_t> {
     std::map<std::string, at::Tensor> params;
     NamedTensors optim;
-    for (auto& [name, t] : contents->tensors) {
+    for (auto& [name, t] : contents.tensors) {
       if (name.rfind("optim.", 0) == 0) {
         optim.emplace_back(name.substr(6), t);
       } else {
@@ -397,7 +418,7 @@ absl::StatusOr<int64_t> StageRunner::LoadCheckpoint(const std::string& path) {
     for (auto& [name, param] : own) param.copy_(params["param." + name]);
     pending_.clear();
     optimizer_->ZeroGrad();
-    return contents->step;
+    return contents.step;
   });
 }
 

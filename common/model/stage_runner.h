@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/model/checkpoint_file.h"
 #include "common/model/model_options.h"
 #include "common/model/named_tensors.h"
 #include "common/model/stage_plan.h"
@@ -86,6 +87,10 @@ class StageRunner {
   absl::Status SaveCheckpoint(const std::string& path, int64_t step) const;
   // Restores a checkpoint written by the same stage; returns its step.
   absl::StatusOr<int64_t> LoadCheckpoint(const std::string& path);
+  // The same state as bytes in memory (what a new replica of the stage is sent), and its
+  // restore; `source` names the bytes in errors.
+  absl::StatusOr<std::string> SaveState(int64_t step) const;
+  absl::StatusOr<int64_t> LoadState(const std::string& bytes, const std::string& source);
 
   // The stage's parameters by stage-local name (shared storage: do not modify).
   NamedTensors Parameters() const;
@@ -122,6 +127,10 @@ class StageRunner {
   absl::Status CheckTokens(const at::Tensor& input, const at::Tensor& tokens) const;
   absl::Status CheckTargets(const at::Tensor& input, const at::Tensor& targets) const;
   absl::Status CheckNewMicrobatch(int64_t microbatch) const;
+  // Parameters and optimizer state after `step` steps, as a checkpoint holds them.
+  CheckpointContents Contents(int64_t step) const;
+  // All or nothing: restores `contents` (read from `path`) or changes nothing.
+  absl::StatusOr<int64_t> LoadContents(CheckpointContents contents, const std::string& path);
 
   StageRunnerOptions options_;
   std::shared_ptr<StageImpl> stage_;

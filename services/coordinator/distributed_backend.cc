@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/modelio/stage_checkpoint_path.h"
@@ -80,7 +82,9 @@ bool DistributedBackend::SuspectUnreachable(const PipelineDriver& driver) {
 absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
                                                         const std::vector<int64_t>& inputs,
                                                         const std::vector<int64_t>& targets) {
-  RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, driver_->TrainStep(step, inputs, targets));
+  absl::StatusOr<PipelineStepResult> stepped = driver_->TrainStep(step, inputs, targets);
+  failed_train_step_ = stepped.ok() ? -1 : step;
+  RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, std::move(stepped));
   if (options_.metrics != nullptr) options_.metrics->WaitedOn(result.waited_on_stage);
   const int64_t tokens = static_cast<int64_t>(inputs.size());
   // A pipeline's first step opens the links; timing it would blur the stages' steady state.
@@ -121,10 +125,12 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
 absl::StatusOr<double> DistributedBackend::Evaluate(int64_t round,
                                                     const std::vector<int64_t>& inputs,
                                                     const std::vector<int64_t>& targets) {
+  failed_train_step_ = -1;
   return driver_->Evaluate(round, inputs, targets);
 }
 
 absl::StatusOr<std::vector<std::string>> DistributedBackend::Checkpoint(int64_t steps_done) {
+  failed_train_step_ = -1;
   if (options_.checkpoint_dir.empty()) {
     return absl::FailedPreconditionError("checkpoint_dir: empty; checkpoints need a directory");
   }
@@ -171,6 +177,12 @@ void DistributedBackend::RetireAllButLast() {
 }
 
 absl::StatusOr<int64_t> DistributedBackend::Recover(const absl::Status& failure) {
+  if (num_workers_ > num_stages_ && failed_train_step_ >= 0) {
+    absl::StatusOr<int64_t> redo = ReplaceLostReplicas();
+    failed_train_step_ = -1;
+    if (redo.ok()) return redo;
+    // A whole stage lost, no replacement, or a replacement that failed: the checkpoint.
+  }
   if (checkpoint_step_ < 0) return failure;  // Nothing to go back to.
   return RebuildFromCheckpoint(failure);
 }
@@ -192,6 +204,36 @@ absl::Status DistributedBackend::Restore(int64_t steps_done) {
         absl::StrCat("checkpoint after step ", steps_done, " holds step ", *step));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
+  const int64_t step = failed_train_step_;
+  const std::vector<size_t> gone = driver_->Unresponsive(absl::Seconds(3));
+  std::set<std::string> in_use;
+  for (size_t slot = 0; slot < driver_->addresses().size(); ++slot) {
+    in_use.insert(driver_->addresses()[slot]);
+  }
+  for (size_t slot : gone) {
+    if (options_.suspect) options_.suspect(driver_->addresses()[slot]);
+  }
+  std::map<size_t, StageEndpoint> replacements;
+  if (!gone.empty()) {
+    const absl::Time deadline = absl::Now() + options_.recovery_timeout;
+    RESBM_ASSIGN_OR_RETURN(std::vector<StageEndpoint> healthy,
+                           options_.find_workers(num_workers_, deadline));
+    auto next = healthy.begin();
+    for (size_t slot : gone) {
+      while (next != healthy.end() && in_use.count(next->address) != 0) ++next;
+      if (next == healthy.end()) {
+        return absl::UnavailableError(
+            absl::StrCat("replicas: no idle worker to replace ", driver_->addresses()[slot]));
+      }
+      replacements[slot] = *next++;
+    }
+  }
+  RESBM_RETURN_IF_ERROR(driver_->Replace(replacements).status());
+  if (!gone.empty() && options_.on_assigned) options_.on_assigned(driver_->addresses());
+  return step;
 }
 
 absl::StatusOr<int64_t> DistributedBackend::RebuildFromCheckpoint(const absl::Status& failure) {

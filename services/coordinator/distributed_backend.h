@@ -100,6 +100,11 @@ class DistributedBackend : public TrainingBackend {
   bool SuspectUnreachable(const PipelineDriver& driver);
   // Rebuilds and restores the last complete checkpoint until it works or time runs out.
   absl::StatusOr<int64_t> RebuildFromCheckpoint(const absl::Status& failure);
+  // Replicas, after a failed training step: puts healthy workers in place of the ones that
+  // no longer answer, each taking its stage's state from a live replica, and returns the
+  // failed step's index (it is redone on the same state). No checkpoint is read; an error
+  // where a whole stage is gone or no replacement comes.
+  absl::StatusOr<int64_t> ReplaceLostReplicas();
 
   DistributedBackendOptions options_;
   int64_t num_stages_;
@@ -109,6 +114,8 @@ class DistributedBackend : public TrainingBackend {
   std::vector<BoundaryTraffic> traffic_;
   std::vector<StageTiming> timing_;  // [stage]
   bool timed_step_ = false;          // False until the current pipeline's first step is done.
+  // The training step that failed last, while nothing else ran since; -1 otherwise.
+  int64_t failed_train_step_ = -1;
   // The last checkpoint every stage acknowledged.
   int64_t checkpoint_step_ = -1;
   std::vector<std::string> checkpoint_paths_;

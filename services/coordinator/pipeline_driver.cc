@@ -5,8 +5,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config/job_config.h"
@@ -74,7 +76,8 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
       config_(config),
       token_channel_(ToCompressionOptions(config).token_channel != TokenChannelKind::kNone),
       num_stages_(config.stages().num_stages()),
-      num_replicas_(std::max<uint32_t>(1, config.stages().replicas())) {
+      num_replicas_(std::max<uint32_t>(1, config.stages().replicas())),
+      credentials_(credentials) {
   for (const auto& worker : workers) {
     addresses_.push_back(worker.address);
     exchange_addresses_.push_back(worker.exchange_address.empty() ? worker.address
@@ -82,11 +85,14 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
   }
   // Keepalives: a worker that vanishes without closing its connection (host down, link cut)
   // is noticed within seconds, not at the step deadline.
-  const grpc::ChannelArguments args = PeerChannelArguments();
-  for (const auto& address : addresses_) {
-    stubs_.push_back(
-        v1::StageWorker::NewStub(grpc::CreateCustomChannel(address, credentials, args)));
-  }
+  for (const auto& address : addresses_) Connect(address);
+}
+
+void PipelineDriver::Connect(const std::string& address) {
+  const std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(address, credentials_, PeerChannelArguments());
+  stubs_.push_back(v1::StageWorker::NewStub(channel));
+  health_.push_back(std::make_unique<grpc::GenericStub>(channel));
 }
 
 absl::Status PipelineDriver::Unreachable(const grpc::Status& status, size_t stage,
@@ -101,7 +107,61 @@ absl::Status PipelineDriver::Unreachable(const grpc::Status& status, size_t stag
   return WithCause(std::move(failure), FailureCause::kWorkerLost);
 }
 
-absl::StatusOr<int64_t> PipelineDriver::Assign() {
+absl::StatusOr<int64_t> PipelineDriver::Assign() { return AssignSlots(nullptr); }
+
+absl::StatusOr<int64_t> PipelineDriver::Replace(const std::map<size_t, StageEndpoint>& workers) {
+  std::set<size_t> replaced;
+  for (const auto& [slot, worker] : workers) {
+    if (slot >= addresses_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " of ", addresses_.size()));
+    }
+    replaced.insert(slot);
+  }
+  for (int64_t s = 0; s < num_stages_; ++s) {
+    bool live = false;
+    for (int64_t r = 0; r < num_replicas_; ++r) live = live || replaced.count(Slot(r, s)) == 0;
+    if (!live) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("stage ", s, ": no live replica to take its state from"));
+    }
+  }
+  for (const auto& [slot, worker] : workers) {
+    addresses_[slot] = worker.address;
+    exchange_addresses_[slot] =
+        worker.exchange_address.empty() ? worker.address : worker.exchange_address;
+    const std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateCustomChannel(worker.address, credentials_, PeerChannelArguments());
+    stubs_[slot] = v1::StageWorker::NewStub(channel);
+    health_[slot] = std::make_unique<grpc::GenericStub>(channel);
+  }
+  return AssignSlots(&replaced);
+}
+
+std::vector<size_t> PipelineDriver::Unresponsive(absl::Duration timeout) {
+  std::vector<grpc::ClientContext> contexts(stubs_.size());
+  std::vector<grpc::Status> statuses(stubs_.size());
+  std::vector<grpc::ByteBuffer> responses(stubs_.size());
+  // An empty HealthCheckRequest (the whole server); a ByteBuffer without a slice is no
+  // message at all to gRPC.
+  grpc::Slice no_bytes("", 0);
+  const grpc::ByteBuffer empty(&no_bytes, 1);
+  const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
+  for (auto& context : contexts) context.set_deadline(deadline);
+  CallEveryStage(
+      &contexts,
+      [&](size_t slot, grpc::ClientContext* context, Done done) {
+        health_[slot]->UnaryCall(context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+                                 &empty, &responses[slot], std::move(done));
+      },
+      FanOutPolicy{/*cancel_on_failure=*/false, /*watch_heartbeats=*/false}, &statuses, nullptr);
+  std::vector<size_t> gone;
+  for (size_t slot = 0; slot < statuses.size(); ++slot) {
+    if (!statuses[slot].ok()) gone.push_back(slot);
+  }
+  return gone;
+}
+
+absl::StatusOr<int64_t> PipelineDriver::AssignSlots(const std::set<size_t>* replaced) {
   unreachable_.clear();
   RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config_));
   int64_t parameters = 0;
@@ -121,6 +181,16 @@ absl::StatusOr<int64_t> PipelineDriver::Assign() {
         a->set_replica_index(static_cast<uint32_t>(r));
         for (int64_t q = 0; q < num_replicas_; ++q) {
           a->add_replica_addresses(exchange_addresses_[Slot(q, s)]);
+        }
+      }
+      if (replaced != nullptr && replaced->count(slot) == 0) {
+        request.set_keep_state(true);
+      } else if (replaced != nullptr) {
+        // From a live replica of the stage: every replica holds the same state.
+        for (int64_t q = 0; q < num_replicas_ && request.state_from().empty(); ++q) {
+          if (replaced->count(Slot(q, s)) == 0) {
+            request.set_state_from(exchange_addresses_[Slot(q, s)]);
+          }
         }
       }
       grpc::ClientContext context;
@@ -212,10 +282,14 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
     std::vector<v1::RunStepRequest> requests, int64_t* last) {
   // The last training step's optimizer update rides with this step (one round trip a step);
   // a failed step still applied it, and a recovery restores a checkpoint anyway.
-  if (pending_apply_.has_value()) {
-    for (auto& request : requests) *request.mutable_apply() = *pending_apply_;
-    pending_apply_.reset();
+  std::optional<v1::ApplyStepRequest> sent = std::move(pending_apply_);
+  pending_apply_.reset();
+  if (sent.has_value()) {
+    for (auto& request : requests) *request.mutable_apply() = *sent;
   }
+  // A failed step keeps it pending: a redone step carries it again, and the stages that
+  // applied it already skip it.
+  absl::Cleanup keep_pending = [&] { pending_apply_ = sent; };
   const size_t stages = requests.size();
   std::vector<v1::RunStepResponse> responses(stages);
   std::vector<grpc::ClientContext> contexts(stages);
@@ -243,6 +317,7 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
     if (!statuses[s].ok()) return FromGrpcStatus(statuses[s]);
   }
   if (cause) return OfStage(statuses[*cause], *cause, "");
+  std::move(keep_pending).Cancel();
   return responses;
 }
 

@@ -8,6 +8,7 @@
 #ifndef RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_
 #define RESBM_SERVICES_COORDINATOR_PIPELINE_DRIVER_H_
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +64,14 @@ class PipelineDriver {
   // Sends every stage its assignment (last stage first, so each stage's downstream is built
   // before it connects). Returns the total parameter count.
   absl::StatusOr<int64_t> Assign();
+  // Replicas: puts each of `workers` (by slot) in place of a lost one. A new worker takes
+  // its stage's state from a live replica of it (none left: FAILED_PRECONDITION); the others
+  // keep theirs and are rewired to the new addresses. The job goes on from the same step
+  // (the last step's pending update is sent again; whoever applied it skips it).
+  absl::StatusOr<int64_t> Replace(const std::map<size_t, StageEndpoint>& workers);
+  // The slots whose worker does not answer a health check within `timeout`.
+  std::vector<size_t> Unresponsive(absl::Duration timeout);
+  int64_t num_slots() const { return static_cast<int64_t>(addresses_.size()); }
 
   // One training step on a batch: inputs and targets are (batch_size x seq_len) token ids,
   // row-major, split into the configured microbatches. Its optimizer update is pending until
@@ -99,6 +109,9 @@ class PipelineDriver {
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                  const std::vector<StageEndpoint>& workers,
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
+  void Connect(const std::string& address);
+  // Assign, or with `replaced` the rewiring Replace describes.
+  absl::StatusOr<int64_t> AssignSlots(const std::set<size_t>* replaced);
   using Done = std::function<void(grpc::Status)>;
   // Starts stage `stage`'s call with `context` on the callback stub; `done` ends it.
   using Start = std::function<void(size_t stage, grpc::ClientContext* context, Done done)>;
@@ -157,6 +170,8 @@ class PipelineDriver {
   std::vector<std::string> exchange_addresses_;
   std::vector<std::string> unreachable_;
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
+  std::vector<std::unique_ptr<grpc::GenericStub>> health_;  // The same channels, untyped.
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   // Each pipeline's microbatches, and the training schedule for each share's size.
   std::vector<MicrobatchShare> shares_;
   std::map<int64_t, PipelineSchedule> train_schedules_;

@@ -8,6 +8,7 @@
 #include "common/model/stage_plan.h"
 #include "common/modelio/stage_checkpoint_path.h"
 #include "common/status/failure_cause.h"
+#include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
 #include "common/train/stage_initializer.h"
 #include "common/transport/grpc_settings.h"
@@ -81,7 +82,9 @@ StageSession::StageSession(const v1::StageAssignment& assignment,
   inbox_budget_bytes_ = InboxBudgetBytes(assignment.config(), wire_width_, wire_dtype_);
 }
 
-StageSession::~StageSession() {
+StageSession::~StageSession() { CloseDownstream(); }
+
+void StageSession::CloseDownstream() {
   if (!downstream_) return;
   const bool idle = downstream_->queued() == 0;
   downstream_->inbox().Close(absl::UnavailableError("stage session ended"));  // Reads on.
@@ -94,6 +97,62 @@ StageSession::~StageSession() {
   // Frames of an aborted step still queued, or a next stage that does not answer.
   downstream_context_->TryCancel();
   downstream_->AwaitClosed(absl::Now() + absl::Seconds(10));
+}
+
+absl::Status StageSession::Rewire(const v1::StageAssignment& assignment) {
+  if (assignment.job_id() != assignment_.job_id() ||
+      assignment.stage_index() != assignment_.stage_index() ||
+      assignment.config().SerializeAsString() != assignment_.config().SerializeAsString()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("keep_state: this worker holds stage ", assignment_.stage_index(), " of job '",
+                     assignment_.job_id(), "'; the assignment is stage ", assignment.stage_index(),
+                     " of job '", assignment.job_id(), "' (or another config)"));
+  }
+  const bool moved = assignment.downstream_address() != assignment_.downstream_address();
+  assignment_ = assignment;
+  ring_.reset();
+  RESBM_RETURN_IF_ERROR(JoinReplicaRing());
+  if (!moved) return absl::OkStatus();
+  CloseDownstream();
+  downstream_.reset();
+  if (runner().spec().is_last()) return absl::OkStatus();
+  return ConnectDownstream();
+}
+
+absl::StatusOr<v1::FetchStateResponse> StageSession::FetchState(
+    const v1::FetchStateRequest& request) const {
+  RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
+  if (request.stage_index() != assignment_.stage_index()) {
+    return absl::FailedPreconditionError(absl::StrCat("stage_index: ", request.stage_index(),
+                                                      "; this worker holds stage ",
+                                                      assignment_.stage_index()));
+  }
+  v1::FetchStateResponse response;
+  RESBM_ASSIGN_OR_RETURN(*response.mutable_state(), runner().SaveState(steps_applied_));
+  response.set_steps_applied(static_cast<uint64_t>(steps_applied_));
+  return response;
+}
+
+absl::Status StageSession::AdoptStateFrom(const std::string& address) {
+  auto stub = v1::StageWorker::NewStub(
+      grpc::CreateCustomChannel(address,
+                                options_.channel_credentials ? options_.channel_credentials
+                                                             : grpc::InsecureChannelCredentials(),
+                                PeerChannelArguments()));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(120)));
+  v1::FetchStateRequest request;
+  request.set_job_id(assignment_.job_id());
+  request.set_stage_index(assignment_.stage_index());
+  v1::FetchStateResponse response;
+  const grpc::Status fetched = stub->FetchState(&context, request, &response);
+  if (!fetched.ok()) {
+    return Annotate(FromGrpcStatus(fetched), absl::StrCat("state_from ", address, ": "));
+  }
+  RESBM_ASSIGN_OR_RETURN(const int64_t steps,
+                         runner().LoadState(response.state(), "state from " + address));
+  steps_applied_ = steps;
+  return absl::OkStatus();
 }
 
 absl::Status StageSession::ConnectDownstream() {
@@ -220,6 +279,9 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   // applied whatever this step then does, as it would have been by its own ApplyStep.
   if (request.has_apply()) RESBM_RETURN_IF_ERROR(ApplyStep(request.apply()));
   RESBM_RETURN_IF_ERROR(ValidateRequest(request));
+  // A training step starts from zero gradients: a step redone after a lost replica must not
+  // add to what this stage computed for it before (ApplyStep zeroes them too).
+  if (request.mode() == v1::STEP_MODE_TRAIN) runner().AbortStep();
   const StageSpec& spec = runner().spec();
   if (!spec.is_first() && upstream == nullptr) {
     return absl::UnavailableError(
@@ -242,7 +304,16 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
 
 absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
-  return runner().ApplyStep(static_cast<int64_t>(request.step()), request.clip_factor());
+  const int64_t step = static_cast<int64_t>(request.step());
+  if (step < steps_applied_) return absl::OkStatus();  // Applied already.
+  if (step > steps_applied_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("apply: step ", step, "; this stage has applied ", steps_applied_,
+                     " steps, so the next is step ", steps_applied_));
+  }
+  RESBM_RETURN_IF_ERROR(runner().ApplyStep(step, request.clip_factor()));
+  ++steps_applied_;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request) {
@@ -266,7 +337,8 @@ absl::StatusOr<int64_t> StageSession::LoadCheckpoint(const v1::LoadCheckpointReq
       const std::string path,
       StageCheckpointPath(options_.checkpoint_dir, request.job_id(),
                           static_cast<int64_t>(request.step()), assignment_.stage_index()));
-  return runner().LoadCheckpoint(path);
+  RESBM_ASSIGN_OR_RETURN(steps_applied_, runner().LoadCheckpoint(path));
+  return steps_applied_;
 }
 
 }  // namespace resbm

@@ -60,7 +60,17 @@ class StageSession {
                                               const std::shared_ptr<FrameLink>& upstream,
                                               absl::Time deadline,
                                               std::shared_ptr<Cancellation> cancel);
+  // Applies optimizer step `step` once: a step already applied (a redone step carries the
+  // previous update again) is skipped; one past the next is FAILED_PRECONDITION (an update
+  // this stage missed: its state would differ from its replicas').
   absl::Status ApplyStep(const v1::ApplyStepRequest& request);
+  // Takes a new downstream address and replica ring for the same job and stage, keeping
+  // the stage's state (AssignRequest.keep_state).
+  absl::Status Rewire(const v1::StageAssignment& assignment);
+  // The stage's state for a new replica (FetchState), and taking it from the worker at
+  // `address` (AssignRequest.state_from).
+  absl::StatusOr<v1::FetchStateResponse> FetchState(const v1::FetchStateRequest& request) const;
+  absl::Status AdoptStateFrom(const std::string& address);
   // Returns the size of the written file.
   absl::StatusOr<int64_t> SaveCheckpoint(const v1::SaveCheckpointRequest& request);
   // Returns the restored step.
@@ -78,6 +88,8 @@ class StageSession {
   StageRunner& runner() { return stage_->runner(); }
   const StageRunner& runner() const { return stage_->runner(); }
   absl::Status ConnectDownstream();
+  // Ends the stream to the next stage (its normal end when idle, else cancelled).
+  void CloseDownstream();
   // The ring over this stage's replicas; none (null ring_) for one replica.
   absl::Status JoinReplicaRing();
   absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
@@ -95,6 +107,7 @@ class StageSession {
   std::shared_ptr<grpc::ClientContext> downstream_context_;
   std::shared_ptr<FrameLink> downstream_;
   std::unique_ptr<GradientRing> ring_;
+  int64_t steps_applied_ = 0;  // Optimizer steps this stage's state holds.
   // The thread that sends boundary tensors; declared last so that it stops first.
   std::unique_ptr<FrameSender> sender_;
 };

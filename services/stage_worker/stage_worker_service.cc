@@ -6,6 +6,7 @@
 #include "common/status/exception_guard.h"
 #include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
 #include "services/stage_worker/exchange_server_reactor.h"
 
 namespace resbm {
@@ -122,9 +123,19 @@ grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext
   CancelRunningStep(nullptr,
                     absl::CancelledError("a new assignment arrived: this step's stage is gone"));
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+    if (request->keep_state()) {
+      if (!session_) return NoAssignment();
+      RESBM_RETURN_IF_ERROR(session_->Rewire(request->assignment()));
+      SetUpstreamBudget(session_->inbox_budget_bytes());
+      response->set_parameters(static_cast<uint64_t>(session_->parameter_count()));
+      return absl::OkStatus();
+    }
     session_.reset();  // Ends the old stream to the next stage first.
     auto session = StageSession::Create(request->assignment(), options_);
     if (!session.ok()) return session.status();
+    if (!request->state_from().empty()) {
+      RESBM_RETURN_IF_ERROR((*session)->AdoptStateFrom(request->state_from()));
+    }
     session_ = std::move(*session);
     SetUpstreamBudget(session_->inbox_budget_bytes());
     if (options_.metrics != nullptr) {
@@ -242,6 +253,16 @@ grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::E
   // A new upstream connection (a restarted or reassigned stage) replaces the old one.
   if (previous) previous->Shutdown(absl::UnavailableError("replaced by a new upstream stream"));
   return reactor;
+}
+
+grpc::ServerUnaryReactor* StageWorkerService::FetchState(grpc::CallbackServerContext* context,
+                                                         const v1::FetchStateRequest* request,
+                                                         v1::FetchStateResponse* response) {
+  return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+    if (!session_) return NoAssignment();
+    RESBM_ASSIGN_OR_RETURN(*response, session_->FetchState(*request));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* StageWorkerService::ReduceChunk(grpc::CallbackServerContext* context,

@@ -46,6 +46,9 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
                                     v1::ReleaseResponse* response) override;
   grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
       grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* FetchState(grpc::CallbackServerContext* context,
+                                       const v1::FetchStateRequest* request,
+                                       v1::FetchStateResponse* response) override;
   // Delivered at once (the executor is the one waiting for it), never queued behind a step.
   grpc::ServerUnaryReactor* ReduceChunk(grpc::CallbackServerContext* context,
                                         const v1::ReduceChunkRequest* request,
