@@ -1,0 +1,221 @@
+// GradientRing and ReduceInbox: the ring's plan leaves every replica with the same sums (a
+// simulation, and three rings over real gRPC on port 0); the inbox refuses what is not its
+// stage's, and its waits end on arrival, deadline or cancellation.
+#include "services/stage_worker/gradient_ring.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "common/status/grpc_status.h"
+#include "gtest/gtest.h"
+#include "services/stage_worker/reduce_inbox.h"
+
+namespace resbm {
+namespace {
+
+std::vector<std::vector<float>> RandomReplicas(int64_t replicas, int64_t count, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+  std::vector<std::vector<float>> data(replicas, std::vector<float>(count));
+  for (auto& replica : data) {
+    for (float& v : replica) v = value(rng);
+  }
+  return data;
+}
+
+TEST(GradientRingPlanTest, EveryReplicaEndsWithTheSameSums) {
+  for (int64_t n = 1; n <= 6; ++n) {
+    for (int64_t count : {0, 1, 5, 17, 100}) {
+      std::vector<std::vector<float>> data = RandomReplicas(n, count, 7 * n + count);
+      std::vector<double> expected(count, 0.0);
+      for (const auto& replica : data) {
+        for (int64_t i = 0; i < count; ++i) expected[i] += replica[i];
+      }
+      for (int64_t round = 0; round < 2 * (n - 1); ++round) {
+        std::vector<std::vector<float>> sent(n);
+        for (int64_t r = 0; r < n; ++r) {
+          const auto [begin, end] = RingChunk(count, n, PlanRingRound(r, n, round).send_chunk);
+          sent[r].assign(data[r].begin() + begin, data[r].begin() + end);
+        }
+        for (int64_t r = 0; r < n; ++r) {
+          const RingRound plan = PlanRingRound(r, n, round);
+          // What the previous replica sent is the chunk this one receives.
+          EXPECT_EQ(plan.receive_chunk, PlanRingRound((r + n - 1) % n, n, round).send_chunk);
+          const auto [begin, end] = RingChunk(count, n, plan.receive_chunk);
+          const std::vector<float>& in = sent[(r + n - 1) % n];
+          ASSERT_EQ(static_cast<int64_t>(in.size()), end - begin);
+          for (int64_t i = begin; i < end; ++i) {
+            data[r][i] = plan.add ? data[r][i] + in[i - begin] : in[i - begin];
+          }
+        }
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        EXPECT_EQ(std::memcmp(data[r].data(), data[0].data(), count * sizeof(float)), 0)
+            << "replica " << r << " of " << n << ", " << count << " values";
+        for (int64_t i = 0; i < count; ++i) EXPECT_NEAR(data[r][i], expected[i], 1e-5);
+      }
+    }
+  }
+}
+
+TEST(GradientRingPlanTest, EachReplicaSendsTwoRMinusOneOverROfTheValues) {
+  EXPECT_EQ(RingBytesSent(12, 1), 0);
+  EXPECT_EQ(RingBytesSent(12, 2), 12 * 4);     // 2 rounds of 6 values.
+  EXPECT_EQ(RingBytesSent(12, 3), 4 * 4 * 4);  // 4 rounds of 4 values.
+  EXPECT_EQ(RingBytesSent(12, 4), 6 * 3 * 4);  // 6 rounds of 3 values.
+}
+
+// A worker's ReduceChunk and nothing else: delivers into its inbox.
+class RingPeer final : public v1::StageWorker::CallbackService {
+ public:
+  explicit RingPeer(std::shared_ptr<ReduceInbox> inbox) : inbox_(std::move(inbox)) {}
+  grpc::ServerUnaryReactor* ReduceChunk(grpc::CallbackServerContext* context,
+                                        const v1::ReduceChunkRequest* request,
+                                        v1::ReduceChunkResponse*) override {
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(inbox_->Deliver(*request)));
+    return reactor;
+  }
+
+ private:
+  std::shared_ptr<ReduceInbox> inbox_;
+};
+
+struct Peer {
+  std::shared_ptr<ReduceInbox> inbox = std::make_shared<ReduceInbox>();
+  std::unique_ptr<RingPeer> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
+
+std::vector<Peer> StartPeers(int n) {
+  std::vector<Peer> peers(n);
+  for (Peer& peer : peers) {
+    peer.inbox->Expect("job-ring", 1);
+    peer.service = std::make_unique<RingPeer>(peer.inbox);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &peer.port);
+    builder.RegisterService(peer.service.get());
+    peer.server = builder.BuildAndStart();
+    EXPECT_NE(peer.port, 0);
+  }
+  return peers;
+}
+
+std::unique_ptr<GradientRing> RingOf(const std::vector<Peer>& peers, int r) {
+  GradientRing::Options options;
+  options.job_id = "job-ring";
+  options.stage = 1;
+  options.replica = r;
+  options.replicas = static_cast<int64_t>(peers.size());
+  options.next_address = "127.0.0.1:" + std::to_string(peers[(r + 1) % peers.size()].port);
+  return std::make_unique<GradientRing>(options, peers[r].inbox);
+}
+
+TEST(GradientRingTest, ThreeReplicasOverGrpcHoldTheSameSumsAfterEveryStep) {
+  constexpr int kReplicas = 3;
+  std::vector<Peer> peers = StartPeers(kReplicas);
+  std::vector<std::unique_ptr<GradientRing>> rings;
+  for (int r = 0; r < kReplicas; ++r) rings.push_back(RingOf(peers, r));
+  for (int64_t step = 0; step < 3; ++step) {
+    std::vector<std::vector<float>> data = RandomReplicas(kReplicas, 1000 + step, step);
+    std::vector<double> expected(data[0].size(), 0.0);
+    for (const auto& replica : data) {
+      for (size_t i = 0; i < replica.size(); ++i) expected[i] += replica[i];
+    }
+    std::vector<absl::Status> statuses(kReplicas);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kReplicas; ++r) {
+      threads.emplace_back([&, r] {
+        statuses[r] = rings[r]->AllReduce(step, &data[r], absl::Now() + absl::Seconds(30), nullptr);
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    for (int r = 0; r < kReplicas; ++r) {
+      ASSERT_TRUE(statuses[r].ok()) << statuses[r];
+      EXPECT_EQ(data[r], data[0]) << "replica " << r << " step " << step;
+    }
+    for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(data[0][i], expected[i], 1e-5);
+  }
+  for (Peer& peer : peers) peer.server->Shutdown();
+}
+
+TEST(GradientRingTest, AGoneReplicaEndsTheAllReduceWithAnError) {
+  std::vector<Peer> peers = StartPeers(2);
+  auto ring = RingOf(peers, 0);
+  peers[1].server->Shutdown();  // The next replica is gone; the previous sends nothing.
+  std::vector<float> values(10, 1.0f);
+  auto cancel = std::make_shared<Cancellation>();
+  std::thread canceller([&] {
+    // The wait for the previous replica's chunk would last to the deadline: the step's token
+    // (a failed peer, in the worker) ends it.
+    cancel->Cancel(absl::CancelledError("the step was cancelled"));
+  });
+  const absl::Status status =
+      ring->AllReduce(0, &values, absl::Now() + absl::Seconds(60), cancel.get());
+  canceller.join();
+  EXPECT_FALSE(status.ok());
+  EXPECT_TRUE(absl::IsCancelled(status) || absl::IsUnavailable(status)) << status;
+  peers[0].server->Shutdown();
+}
+
+TEST(ReduceInboxTest, RefusesOtherStagesAndDuplicatesAndDropsFinishedSteps) {
+  ReduceInbox inbox;
+  v1::ReduceChunkRequest chunk;
+  chunk.set_job_id("job-1");
+  chunk.set_stage_index(2);
+  chunk.set_step(4);
+  chunk.set_round(0);
+  chunk.set_values("abcd");
+  EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kFailedPrecondition);  // Nothing yet.
+  inbox.Expect("job-1", 3);
+  const absl::Status other = inbox.Deliver(chunk);
+  EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(other.message().find("job 'job-1' stage 3"), std::string::npos) << other;
+  inbox.Expect("job-1", 2);
+  ASSERT_TRUE(inbox.Deliver(chunk).ok());
+  EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kAlreadyExists);
+  auto taken = inbox.Take(4, 0, absl::Now() + absl::Seconds(10), nullptr);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(*taken, "abcd");
+  // A chunk of a step before the one being taken is dropped, not held.
+  chunk.set_step(3);
+  EXPECT_TRUE(inbox.Deliver(chunk).ok());
+  EXPECT_EQ(inbox.Take(3, 0, absl::Now(), nullptr).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST(ReduceInboxTest, AWaitEndsWhenTheChunkArrivesOrTheTokenTrips) {
+  ReduceInbox inbox;
+  inbox.Expect("job-1", 0);
+  absl::Notification waiting;
+  std::thread deliverer([&] {
+    waiting.WaitForNotification();
+    v1::ReduceChunkRequest chunk;
+    chunk.set_job_id("job-1");
+    chunk.set_step(1);
+    chunk.set_round(2);
+    chunk.set_values("xy");
+    EXPECT_TRUE(inbox.Deliver(chunk).ok());
+  });
+  waiting.Notify();
+  auto taken = inbox.Take(1, 2, absl::Now() + absl::Seconds(60), nullptr);
+  deliverer.join();
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(*taken, "xy");
+
+  Cancellation cancel;
+  std::thread canceller([&] { cancel.Cancel(absl::UnavailableError("a peer failed")); });
+  auto cancelled = inbox.Take(1, 3, absl::Now() + absl::Seconds(60), &cancel);
+  canceller.join();
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kUnavailable) << cancelled.status();
+}
+
+}  // namespace
+}  // namespace resbm
