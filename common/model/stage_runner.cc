@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/base/hash.h"
 #include "common/model/checkpoint_file.h"
 #include "common/model/compute_device.h"
 #include "common/model/stage.h"
@@ -305,6 +306,17 @@ absl::StatusOr<std::vector<float>> StageRunner::FlatGradients() const {
   return AtSeam(
       options_.spec.index, "flatten gradients",
       [&]() -> absl::StatusOr<std::vector<float>> { return optimizer_->FlatGradients(); });
+}
+
+absl::StatusOr<uint64_t> StageRunner::ParameterChecksum() const {
+  return AtSeam(options_.spec.index, "parameter checksum", [&]() -> absl::StatusOr<uint64_t> {
+    uint64_t hash = kFnv1a64Seed;
+    for (const auto& [name, p] : Parameters()) {
+      const at::Tensor host = p.detach().to(torch::kCPU).contiguous();
+      hash = Fnv1a64(host.data_ptr(), static_cast<size_t>(host.nbytes()), hash);
+    }
+    return hash;
+  });
 }
 
 absl::Status StageRunner::SetFlatGradients(const std::vector<float>& values) {

@@ -77,6 +77,9 @@ class StageRunner {
   // The parameter gradients flattened as fp32 on the host, and their replacement (the sums
   // an all-reduce over the stage's replicas made): see StageOptimizer::FlatGradients.
   absl::StatusOr<std::vector<float>> FlatGradients() const;
+  // FNV-1a 64 over every parameter's bytes, in order: replicas of a stage that hold the same
+  // state agree on it bit for bit. (Reads every parameter: a pass over the stage's memory.)
+  absl::StatusOr<uint64_t> ParameterChecksum() const;
   absl::Status SetFlatGradients(const std::vector<float>& values);
   // Applies optimizer step `step` (0-based) with the global clip factor; zeroes gradients.
   absl::Status ApplyStep(int64_t step, double clip_factor);

@@ -73,7 +73,13 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                      .Name("resbm_step_waited_on_stage")
                      .Help("The stage whose part of the last step ended last (-1: none yet)")
                      .Register(*registry_)
-                     .Add({})) {
+                     .Add({})),
+      replica_refusals_(BuildCounter()
+                            .Name("resbm_replica_refusals_total")
+                            .Help("Replicas refused because their parameters disagreed with "
+                                  "their stage's other replicas (rebuilt from a peer)")
+                            .Register(*registry_)
+                            .Add({})) {
   waited_on_.Set(-1);
   for (const char* health : {"healthy", "lost"}) workers_.Add({{"health", health}});
 }
@@ -111,5 +117,9 @@ void CoordinatorMetrics::Checkpointed(double seconds, int64_t bytes) {
 }
 
 void CoordinatorMetrics::WaitedOn(int64_t stage) { waited_on_.Set(static_cast<double>(stage)); }
+
+void CoordinatorMetrics::ReplicasRefused(int64_t count) {
+  replica_refusals_.Increment(static_cast<double>(count));
+}
 
 }  // namespace resbm

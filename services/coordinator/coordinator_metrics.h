@@ -36,6 +36,8 @@ class CoordinatorMetrics {
   void Checkpointed(double seconds, int64_t bytes);
   // The stage whose RunStep ended last in the last step (the one the others waited on).
   void WaitedOn(int64_t stage);
+  // Replicas whose parameter checksum disagreed with their stage's (PipelineDriver).
+  void ReplicasRefused(int64_t count);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -51,6 +53,7 @@ class CoordinatorMetrics {
   prometheus::Histogram& checkpoint_seconds_;
   prometheus::Counter& checkpoint_bytes_;
   prometheus::Gauge& waited_on_;
+  prometheus::Counter& replica_refusals_;
 };
 
 }  // namespace resbm

@@ -209,6 +209,14 @@ absl::Status DistributedBackend::Restore(int64_t steps_done) {
 absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
   const int64_t step = failed_train_step_;
   const std::vector<size_t> gone = driver_->Unresponsive(absl::Seconds(3));
+  // A refused replica's worker is fine, its state is not: it takes its stage's again.
+  std::map<size_t, StageEndpoint> replacements;
+  for (size_t slot : driver_->refused()) {
+    replacements[slot] = driver_->endpoint(slot);
+  }
+  if (options_.metrics != nullptr && !driver_->refused().empty()) {
+    options_.metrics->ReplicasRefused(static_cast<int64_t>(driver_->refused().size()));
+  }
   std::set<std::string> in_use;
   for (size_t slot = 0; slot < driver_->addresses().size(); ++slot) {
     in_use.insert(driver_->addresses()[slot]);
@@ -216,7 +224,6 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
   for (size_t slot : gone) {
     if (options_.suspect) options_.suspect(driver_->addresses()[slot]);
   }
-  std::map<size_t, StageEndpoint> replacements;
   if (!gone.empty()) {
     const absl::Time deadline = absl::Now() + options_.recovery_timeout;
     RESBM_ASSIGN_OR_RETURN(std::vector<StageEndpoint> healthy,
@@ -232,7 +239,7 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
     }
   }
   RESBM_RETURN_IF_ERROR(driver_->Replace(replacements).status());
-  if (!gone.empty() && options_.on_assigned) options_.on_assigned(driver_->addresses());
+  if (!replacements.empty() && options_.on_assigned) options_.on_assigned(driver_->addresses());
   return step;
 }
 

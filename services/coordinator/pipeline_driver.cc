@@ -417,6 +417,7 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   RESBM_ASSIGN_OR_RETURN(
       auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step, inputs, targets), &last_slot));
   result.waited_on_stage = last_slot < 0 ? -1 : last_slot % num_stages_;
+  RESBM_RETURN_IF_ERROR(CheckReplicasAgree(responses));
   StepStats& stats = result.stats;
   stats.loss = MeanLoss(responses);
   // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
@@ -433,6 +434,34 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   pending_apply_ = std::move(apply);
   result.stages = std::move(responses);
   return result;
+}
+
+absl::Status PipelineDriver::CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses) {
+  refused_.clear();
+  if (num_replicas_ == 1) return absl::OkStatus();
+  std::string disagreements;
+  for (int64_t s = 0; s < num_stages_; ++s) {
+    // The state most replicas hold is the stage's; a tie goes to the lowest replica's.
+    std::map<uint64_t, int64_t> votes;
+    for (int64_t r = 0; r < num_replicas_; ++r) ++votes[responses[Slot(r, s)].parameter_checksum()];
+    uint64_t agreed = responses[Slot(0, s)].parameter_checksum();
+    for (int64_t r = 0; r < num_replicas_; ++r) {
+      const uint64_t checksum = responses[Slot(r, s)].parameter_checksum();
+      if (votes[checksum] > votes[agreed]) agreed = checksum;
+    }
+    for (int64_t r = 0; r < num_replicas_; ++r) {
+      const uint64_t checksum = responses[Slot(r, s)].parameter_checksum();
+      if (checksum == agreed) continue;
+      refused_.push_back(Slot(r, s));
+      absl::StrAppend(&disagreements, disagreements.empty() ? "" : "; ", Describe(Slot(r, s), ""),
+                      " holds parameters ", absl::Hex(checksum, absl::kZeroPad16),
+                      " where its stage holds ", absl::Hex(agreed, absl::kZeroPad16));
+    }
+  }
+  if (refused_.empty()) return absl::OkStatus();
+  // Not applied: the step's gradients, summed with the refused replica's, are dropped.
+  return WithCause(absl::DataLossError(absl::StrCat("replicas disagree: ", disagreements)),
+                   FailureCause::kWorkerLost);
 }
 
 absl::Status PipelineDriver::OnEveryStage(absl::string_view what, absl::Duration timeout,

@@ -69,6 +69,9 @@ class PipelineDriver {
   // keep theirs and are rewired to the new addresses. The job goes on from the same step
   // (the last step's pending update is sent again; whoever applied it skips it).
   absl::StatusOr<int64_t> Replace(const std::map<size_t, StageEndpoint>& workers);
+  // The slots the last TrainStep refused because their parameters disagreed with their
+  // stage's other replicas (that step failed with DATA_LOSS; Replace them).
+  const std::vector<size_t>& refused() const { return refused_; }
   // The slots whose worker does not answer a health check within `timeout`.
   std::vector<size_t> Unresponsive(absl::Duration timeout);
   int64_t num_slots() const { return static_cast<int64_t>(addresses_.size()); }
@@ -94,6 +97,9 @@ class PipelineDriver {
   void Release();
 
   const std::vector<std::string>& addresses() const { return addresses_; }
+  StageEndpoint endpoint(size_t slot) const {
+    return StageEndpoint{addresses_[slot], exchange_addresses_[slot]};
+  }
   // The workers the last Assign, ApplyStep, SaveCheckpoints or LoadCheckpoints could not
   // reach (UNAVAILABLE) or that did not answer in time (DEADLINE_EXCEEDED).
   const std::vector<std::string>& unreachable() const { return unreachable_; }
@@ -110,6 +116,8 @@ class PipelineDriver {
                  const std::vector<StageEndpoint>& workers,
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
   void Connect(const std::string& address);
+  // Compares the replicas' parameter checksums stage by stage; fills refused_.
+  absl::Status CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses);
   // Assign, or with `replaced` the rewiring Replace describes.
   absl::StatusOr<int64_t> AssignSlots(const std::set<size_t>* replaced);
   using Done = std::function<void(grpc::Status)>;
@@ -169,6 +177,7 @@ class PipelineDriver {
   std::vector<std::string> addresses_;
   std::vector<std::string> exchange_addresses_;
   std::vector<std::string> unreachable_;
+  std::vector<size_t> refused_;
   std::vector<std::unique_ptr<v1::StageWorker::Stub>> stubs_;
   std::vector<std::unique_ptr<grpc::GenericStub>> health_;  // The same channels, untyped.
   std::shared_ptr<grpc::ChannelCredentials> credentials_;

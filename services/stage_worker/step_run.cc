@@ -43,6 +43,10 @@ StepRun::StepRun(const v1::RunStepRequest& request, StepParts parts, absl::Time 
 }
 
 absl::Status StepRun::RunOps() {
+  if (train_ && parts_.ring != nullptr) {
+    RESBM_ASSIGN_OR_RETURN(const uint64_t checksum, parts_.stage->runner().ParameterChecksum());
+    response_.set_parameter_checksum(checksum);
+  }
   for (const auto& op : request_.ops()) {
     RESBM_RETURN_IF_ERROR(op.kind() == v1::OP_KIND_FORWARD ? Forward(op.microbatch())
                                                            : Backward(op.microbatch()));

@@ -233,6 +233,65 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   EXPECT_LT(RelativeDifference(*distributed_eval, *local_eval), 1e-5);
 }
 
+// A replica whose state drifts from its peers' (here an extra update sent to it alone) is
+// refused at the next step, which is not applied; rebuilt from a live replica of its stage,
+// the redone step and the ones after equal the single-process run again.
+TEST(PipelineReplicasTest, ARogueReplicaIsRefusedAndRebuiltFromItsPeer) {
+  torch::set_num_threads(1);
+  v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B);
+  config.mutable_stages()->set_replicas(2);
+  const TokenStream tokens =
+      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
+  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
+  LocalPipelineOptions local_options;
+  local_options.model = ToModelOptions(config);
+  local_options.compression = ToCompressionOptions(config);
+  local_options.optimizer = ToOptimizerOptions(config);
+  local_options.seed = config.training().seed();
+  local_options.plan = *PlanStages(config.model().n_layers(), 2, {});
+  auto local = LocalPipeline::Create(local_options);
+  ASSERT_TRUE(local.ok()) << local.status();
+  Cluster cluster = StartWorkers(4);
+  auto driver = PipelineDriver::Create("job-rogue", config, cluster.addresses);
+  ASSERT_TRUE(driver.ok()) << driver.status();
+  ASSERT_TRUE((*driver)->Assign().ok());
+  const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+  for (int64_t step = 0; step < 5; ++step) {
+    std::vector<int64_t> x, y;
+    ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
+    auto distributed = (*driver)->TrainStep(step, x, y);
+    if (step == 2) {
+      ASSERT_FALSE(distributed.ok());
+      EXPECT_EQ(distributed.status().code(), absl::StatusCode::kDataLoss) << distributed.status();
+      EXPECT_NE(distributed.status().message().find("stage 1 replica 1 ("), std::string::npos)
+          << distributed.status();
+      ASSERT_EQ((*driver)->refused(), std::vector<size_t>{3});
+      ASSERT_TRUE((*driver)->Replace({{3, (*driver)->endpoint(3)}}).ok());
+      distributed = (*driver)->TrainStep(step, x, y);  // Redone, on the same state.
+    }
+    ASSERT_TRUE(distributed.ok()) << "step " << step << ": " << distributed.status();
+    auto reference =
+        (*local)->TrainStep(step, torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone(),
+                            torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone(),
+                            config.training().microbatches());
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    EXPECT_LT(RelativeDifference(distributed->stats.loss, reference->loss), 1e-5) << step;
+    EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, reference->grad_norm), 1e-5) << step;
+    if (step == 1) {
+      // An update that only stage 1 of pipeline 1 gets, at another clip factor.
+      auto stub = v1::StageWorker::NewStub(
+          grpc::CreateChannel(cluster.addresses[3], grpc::InsecureChannelCredentials()));
+      grpc::ClientContext context;
+      v1::ApplyStepRequest rogue;
+      rogue.set_job_id("job-rogue");
+      rogue.set_step(1);
+      rogue.set_clip_factor(0.5);
+      v1::ApplyStepResponse applied;
+      ASSERT_TRUE(stub->ApplyStep(&context, rogue, &applied).ok());
+    }
+  }
+}
+
 // A worker that dies mid-job fails the step promptly with a status naming a stage: nothing
 // waits forever for frames that will not come. (Recovery from it is the job layer's work.)
 TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
