@@ -1,5 +1,6 @@
 #include "services/coordinator/job_service.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -126,10 +127,12 @@ grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerConte
   v1::ClusterStatus status;
   status.set_running_job_id(running);
   status.set_queued_jobs(static_cast<uint32_t>(manager_->queued_jobs()));
-  std::vector<std::string> stages;
+  std::vector<std::string> slots;  // Pipeline r's stage s at r * P + s.
+  size_t num_stages = 1;
   if (!running.empty()) {
     if (auto job = manager_->Get(running); job.ok()) {
-      stages.assign(job->stage_addresses().begin(), job->stage_addresses().end());
+      slots.assign(job->stage_addresses().begin(), job->stage_addresses().end());
+      num_stages = std::max<size_t>(1, job->config().stages().num_stages());
     }
   }
   const absl::Time now = absl::Now();
@@ -140,10 +143,11 @@ grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerConte
     w->set_device(worker.device);
     w->set_healthy(registry_->IsHealthy(worker));
     w->set_last_seen_ms_ago(absl::ToInt64Milliseconds(now - worker.last_seen));
-    for (size_t s = 0; s < stages.size(); ++s) {
-      if (stages[s] == worker.address) {
+    for (size_t slot = 0; slot < slots.size(); ++slot) {
+      if (slots[slot] == worker.address) {
         w->set_job_id(running);
-        w->set_stage(static_cast<uint32_t>(s));
+        w->set_stage(static_cast<uint32_t>(slot % num_stages));
+        w->set_replica(static_cast<uint32_t>(slot / num_stages));
       }
     }
   }

@@ -41,6 +41,8 @@ KNOWN = {
     "resbm_jobs", "resbm_workers", "resbm_tokens_per_second", "resbm_train_loss", "resbm_val_loss",
     "resbm_steps_total", "resbm_recoveries_total", "resbm_job_resumes_total",
     "resbm_checkpoint_bytes_total", "resbm_step_waited_on_stage",
+    "resbm_all_reduce_bytes_total", "resbm_all_reduce_seconds_total",
+    "resbm_replica_refusals_total",
 }
 for h in ("resbm_stage_compute_seconds", "resbm_step_seconds", "resbm_checkpoint_seconds"):
     KNOWN |= {h + "_bucket", h + "_sum", h + "_count"}

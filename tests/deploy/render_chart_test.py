@@ -41,6 +41,7 @@ Requires Python 3.8+ and PyYAML (Debian: python3-yaml).
 import argparse
 import copy
 import fnmatch
+import functools
 import json
 import os
 import posixpath
@@ -315,6 +316,7 @@ class Engine:
             "eq": lambda a, *b: any(a == x for x in b),
             "ne": lambda a, b: a != b,
             "add": lambda *a: sum(int(x) for x in a),
+            "mul": lambda *a: functools.reduce(lambda x, y: x * int(y), a, 1),
             "base": posixpath.basename,
             "fail": _fail,
             "empty": lambda v: not truthy(v),
@@ -782,7 +784,8 @@ def check_bundle(c, docs, exp):
         c.check(False, "job.json parses as JSON (%s)" % e)
     c.check(spec == exp["job_json"], "job.json equals %s" % exp["job_json_source"])
     if spec:
-        c.check(spec["stages"]["num_stages"] <= exp["replicas"], "job num_stages %s <= worker replicas" % spec["stages"]["num_stages"])
+        workers = spec["stages"]["num_stages"] * spec["stages"].get("replicas", 1)
+        c.check(workers <= exp["replicas"], "job num_stages x replicas %s <= worker replicas" % workers)
     if exp["submit"]:
         job = by[("Job", fn + "-submit")]
         js = pod_spec(job)
@@ -1083,10 +1086,12 @@ def main():
                      prometheusRule={"enabled": True}, dashboards={"annotations": {"grafana_folder": "ResBM"}}),
                 "resbm", "resbm", fixture_files,
                 dict(base_exp, gpu=True, servicemonitor=True, prometheusrule=True, dashboards=n_dash)),
-        "other": (dict(worker={"spares": 1}, checkpoints={"existingClaim": "team-rwx"}, submitJob={"enabled": False},
+        # Two pipelines of 4 stages and a spare: 9 workers.
+        "other": (dict(worker={"spares": 1, "pipelines": 2}, checkpoints={"existingClaim": "team-rwx"},
+                       submitJob={"enabled": False},
                        dashboards={"enabled": False}, job={"json": debug_text}),
                   "demo", "ml", fixture_files,
-                  dict(base_exp, name="demo-resbm", ns="ml", replicas=5, submit=False, dashboards=0,
+                  dict(base_exp, name="demo-resbm", ns="ml", replicas=9, submit=False, dashboards=0,
                        checkpoints_claim="team-rwx", create_checkpoints_pvc=False,
                        job_json=json.loads(debug_text), job_json_source="configs/debug.json")),
         "tls": (dict(tls={"enabled": True, "secretName": "resbm-certs", "clientTokenSecretKey": "submit-token"}),

@@ -125,12 +125,13 @@ std::string JobDetail(const v1::Job& job) {
 
 std::string ClusterTable(const v1::ClusterStatus& status) {
   std::vector<std::vector<std::string>> rows = {
-      {"WORKER", "ADDRESS", "DEVICE", "HEALTH", "SEEN", "JOB", "STAGE"}};
+      {"WORKER", "ADDRESS", "DEVICE", "HEALTH", "SEEN", "JOB", "STAGE", "REPLICA"}};
   for (const auto& w : status.workers()) {
     rows.push_back({w.worker_id(), w.address(), w.device(), w.healthy() ? "healthy" : "lost",
                     absl::StrFormat("%.1fs ago", w.last_seen_ms_ago() / 1000.0),
                     w.job_id().empty() ? "-" : w.job_id(),
-                    w.job_id().empty() ? "-" : absl::StrCat(w.stage())});
+                    w.job_id().empty() ? "-" : absl::StrCat(w.stage()),
+                    w.job_id().empty() ? "-" : absl::StrCat(w.replica())});
   }
   return absl::StrCat(Table(rows),
                       "running: ", status.running_job_id().empty() ? "-" : status.running_job_id(),
