@@ -207,6 +207,7 @@ absl::StatusOr<ScheduleTimeline> SimulateChecked(const PipelineSchedule& s,
   }
 
   timeline.makespan_seconds = *std::max_element(stage_end.begin(), stage_end.end());
+  timeline.end_seconds = stage_end;
   timeline.idle_seconds.resize(p);
   for (int64_t st = 0; st < p; ++st) {
     timeline.idle_seconds[st] = timeline.makespan_seconds - timeline.busy_seconds[st];

@@ -74,6 +74,7 @@ struct ScheduleTimeline {
   double makespan_seconds = 0;       // From the first op's start to the last op's end.
   std::vector<double> busy_seconds;  // [stage]: time spent running ops.
   std::vector<double> idle_seconds;  // [stage]: makespan - busy, the pipeline bubble.
+  std::vector<double> end_seconds;   // [stage]: when its last op ends.
 };
 
 // Simulates `s`: each op takes forward_seconds[stage] or backward_seconds[stage]; F(s, m) starts

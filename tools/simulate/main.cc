@@ -7,7 +7,10 @@
 //    "link": {"latency_seconds": 0.05, "bytes_per_second": 1e7,   (0: unlimited)
 //             "forward_bytes": 262144, "backward_bytes": 262144},  (one microbatch's frame)
 //    "tokens_per_step": 2048,
-//    "step_overhead_seconds": 0.1}   (outside the schedule: optimizer, control RPCs)
+//    "step_overhead_seconds": 0.1,   (outside the schedule: optimizer, control RPCs)
+//    "replicas": 2,                  (pipelines; the step's microbatches dealt to them)
+//    "all_reduce": {"bytes": [per stage: its gradients], "bytes_per_second": 1e7,
+//                   "latency_seconds": 0.05}}  (the replicas' links; default: "link"'s)
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/runtime/flag_parser.h"
 #include "common/schedule/pipeline_schedule.h"
+#include "common/schedule/replica_cost.h"
 
 namespace {
 
@@ -35,16 +39,18 @@ absl::StatusOr<double> NonNegative(const json& object, const std::string& field,
   return value.get<double>();
 }
 
-absl::StatusOr<std::vector<double>> Times(const json& spec, const std::string& field) {
+// One number >= 0 per stage, in `unit`s.
+absl::StatusOr<std::vector<double>> PerStage(const json& spec, const std::string& field,
+                                             const std::string& unit) {
   if (!spec.contains(field) || !spec.at(field).is_array() || spec.at(field).empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": missing or empty; expected seconds per stage, e.g. [0.05, 0.05]"));
+        absl::StrCat(field, ": missing or empty; expected ", unit, " per stage, e.g. [5, 5]"));
   }
   std::vector<double> times;
   for (const json& value : spec.at(field)) {
     if (!value.is_number() || value.get<double>() < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, ": ", value.dump(), "; expected seconds >= 0"));
+          absl::StrCat(field, ": ", value.dump(), "; expected ", unit, " >= 0"));
     }
     times.push_back(value.get<double>());
   }
@@ -60,9 +66,9 @@ absl::StatusOr<json> Simulate(const json& spec) {
   }
   const auto kind =
       schedule_name == "1f1b" ? resbm::ScheduleKind::k1F1B : resbm::ScheduleKind::kGpipe;
-  auto forward = Times(spec, "forward_seconds");
+  auto forward = PerStage(spec, "forward_seconds", "seconds");
   if (!forward.ok()) return forward.status();
-  auto backward = Times(spec, "backward_seconds");
+  auto backward = PerStage(spec, "backward_seconds", "seconds");
   if (!backward.ok()) return backward.status();
   if (forward->size() != backward->size()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -89,13 +95,48 @@ absl::StatusOr<json> Simulate(const json& spec) {
   link.forward_bytes = *forward_bytes;
   link.backward_bytes = *backward_bytes;
 
-  auto schedule = resbm::MakePipelineSchedule(kind, static_cast<int64_t>(forward->size()),
-                                              microbatches.get<int64_t>());
+  const json& replicas_json = spec.value("replicas", json(1));
+  if (!replicas_json.is_number_integer() || replicas_json.get<int64_t>() < 1 ||
+      replicas_json.get<int64_t>() > microbatches.get<int64_t>()) {
+    return absl::InvalidArgumentError(absl::StrCat("replicas: ", replicas_json.dump(),
+                                                   "; expected an integer in 1..microbatches"));
+  }
+  const int64_t replicas = replicas_json.get<int64_t>();
+  // The pipeline with the largest share of the step sets its pace.
+  const int64_t per_pipeline = (microbatches.get<int64_t>() + replicas - 1) / replicas;
+  auto schedule =
+      resbm::MakePipelineSchedule(kind, static_cast<int64_t>(forward->size()), per_pipeline);
   if (!schedule.ok()) return schedule.status();
   auto timeline = resbm::SimulateSchedule(*schedule, *forward, *backward, link);
   if (!timeline.ok()) return timeline.status();
+  std::vector<double> all_reduce(forward->size(), 0.0);
+  if (replicas > 1) {
+    const json reduce_json = spec.value("all_reduce", json::object());
+    auto gradient_bytes = PerStage(reduce_json, "bytes", "gradient bytes");
+    if (!gradient_bytes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("all_reduce.", gradient_bytes.status().message()));
+    }
+    if (gradient_bytes->size() != forward->size()) {
+      return absl::InvalidArgumentError(absl::StrCat("all_reduce.bytes: ", gradient_bytes->size(),
+                                                     " stages; forward_seconds has ",
+                                                     forward->size()));
+    }
+    auto reduce_rate = NonNegative(reduce_json, "bytes_per_second", link.bytes_per_second);
+    auto reduce_latency = NonNegative(reduce_json, "latency_seconds", link.latency_seconds);
+    if (!reduce_rate.ok()) return reduce_rate.status();
+    if (!reduce_latency.ok()) return reduce_latency.status();
+    for (size_t s = 0; s < all_reduce.size(); ++s) {
+      auto seconds = resbm::RingAllReduceSeconds(replicas, (*gradient_bytes)[s], *reduce_rate,
+                                                 *reduce_latency);
+      if (!seconds.ok()) return seconds.status();
+      all_reduce[s] = *seconds;
+    }
+  }
+  auto with_reduce = resbm::StepWithAllReduceSeconds(*timeline, all_reduce);
+  if (!with_reduce.ok()) return with_reduce.status();
 
-  const double step_seconds = timeline->makespan_seconds + *overhead;
+  const double step_seconds = *with_reduce + *overhead;
   double idle = 0;
   for (double s : timeline->idle_seconds) idle += s;
   const double stages = static_cast<double>(forward->size());
@@ -104,7 +145,10 @@ absl::StatusOr<json> Simulate(const json& spec) {
                  {"step_seconds", step_seconds},
                  {"bubble_fraction", idle / (stages * timeline->makespan_seconds)},
                  {"idle_seconds", timeline->idle_seconds},
-                 {"busy_seconds", timeline->busy_seconds}};
+                 {"busy_seconds", timeline->busy_seconds},
+                 {"replicas", replicas},
+                 {"pipeline_microbatches", per_pipeline},
+                 {"all_reduce_seconds", all_reduce}};
   if (*tokens > 0 && step_seconds > 0) result["tokens_per_second"] = *tokens / step_seconds;
   return result;
 }
