@@ -1,5 +1,6 @@
 #include "services/stage_worker/gradient_ring.h"
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -67,8 +68,33 @@ GradientRing::GradientRing(Options options, std::shared_ptr<ReduceInbox> inbox)
       PeerChannelArguments()));
 }
 
-void GradientRing::Send(int64_t step, int64_t round, std::string values, absl::Time deadline,
-                        const std::shared_ptr<Sends>& sends) {
+absl::Status GradientRing::Receive(int64_t step, int64_t round, int64_t piece, bool add,
+                                   int64_t begin, int64_t end, std::vector<float>* values,
+                                   absl::Time deadline, const Cancellation* cancel) {
+  RESBM_ASSIGN_OR_RETURN(const std::string got, inbox_->Take(step, round, piece, deadline, cancel));
+  const size_t expected = static_cast<size_t>(end - begin) * sizeof(float);
+  if (got.size() != expected) {
+    return absl::DataLossError(absl::StrCat("all-reduce round ", round, " piece ", piece, ": ",
+                                            got.size(),
+                                            " bytes from the previous replica; "
+                                            "expected ",
+                                            expected));
+  }
+  if (!add) {
+    std::memcpy(values->data() + begin, got.data(), got.size());
+    return absl::OkStatus();
+  }
+  // Copied value by value: a string's bytes need not be aligned for float.
+  for (int64_t i = begin; i < end; ++i) {
+    float in;
+    std::memcpy(&in, got.data() + (i - begin) * sizeof(float), sizeof(float));
+    (*values)[i] += in;
+  }
+  return absl::OkStatus();
+}
+
+void GradientRing::Send(int64_t step, int64_t round, int64_t piece, std::string values,
+                        absl::Time deadline, const std::shared_ptr<Sends>& sends) {
   auto call = std::make_shared<ChunkCall>();
   call->context.set_deadline(absl::ToChronoTime(deadline));
   call->request.set_job_id(options_.job_id);
@@ -76,6 +102,7 @@ void GradientRing::Send(int64_t step, int64_t round, std::string values, absl::T
   call->request.set_stage_index(static_cast<uint32_t>(options_.stage));
   call->request.set_from_replica(static_cast<uint32_t>(options_.replica));
   call->request.set_round(static_cast<uint32_t>(round));
+  call->request.set_piece(static_cast<uint32_t>(piece));
   *call->request.mutable_values() = std::move(values);
   {
     absl::MutexLock lock(&sends->mu);
@@ -105,27 +132,20 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
   for (int64_t round = 0; round < 2 * (n - 1) && status.ok(); ++round) {
     const RingRound plan = PlanRingRound(r, n, round);
     const auto [send_begin, send_end] = RingChunk(count, n, plan.send_chunk);
-    Send(step, round,
-         std::string(reinterpret_cast<const char*>(values->data() + send_begin),
-                     static_cast<size_t>(send_end - send_begin) * sizeof(float)),
-         deadline, sends);
-    absl::StatusOr<std::string> got = inbox_->Take(step, round, deadline, cancel);
-    const auto [begin, end] = RingChunk(count, n, plan.receive_chunk);
-    if (!got.ok()) {
-      status = got.status();
-    } else if (got->size() != static_cast<size_t>(end - begin) * sizeof(float)) {
-      status = absl::DataLossError(absl::StrCat("all-reduce round ", round, ": ", got->size(),
-                                                " bytes from the previous replica; expected ",
-                                                (end - begin) * sizeof(float)));
-    } else if (plan.add) {
-      // Copied value by value: a string's bytes need not be aligned for float.
-      for (int64_t i = begin; i < end; ++i) {
-        float in;
-        std::memcpy(&in, got->data() + (i - begin) * sizeof(float), sizeof(float));
-        (*values)[i] += in;
-      }
-    } else {
-      std::memcpy(values->data() + begin, got->data(), got->size());
+    for (int64_t piece = 0; send_begin + piece * options_.piece_values < send_end; ++piece) {
+      const int64_t begin = send_begin + piece * options_.piece_values;
+      const int64_t end = std::min(send_end, begin + options_.piece_values);
+      Send(step, round, piece,
+           std::string(reinterpret_cast<const char*>(values->data() + begin),
+                       static_cast<size_t>(end - begin) * sizeof(float)),
+           deadline, sends);
+    }
+    const auto [receive_begin, receive_end] = RingChunk(count, n, plan.receive_chunk);
+    for (int64_t piece = 0;
+         status.ok() && receive_begin + piece * options_.piece_values < receive_end; ++piece) {
+      const int64_t begin = receive_begin + piece * options_.piece_values;
+      const int64_t end = std::min(receive_end, begin + options_.piece_values);
+      status = Receive(step, round, piece, plan.add, begin, end, values, deadline, cancel);
     }
   }
   // Every send ends before this returns (the calls must not outlive the ring); after a

@@ -46,6 +46,8 @@ class GradientRing {
     int64_t replicas = 1;
     std::string next_address;  // The next replica's worker (replica + 1 mod R).
     std::shared_ptr<grpc::ChannelCredentials> credentials;  // Null: plaintext.
+    // A round's chunk travels in pieces of at most this many values (4 MiB).
+    int64_t piece_values = int64_t{1} << 20;
   };
   // `inbox` receives the previous replica's chunks (the service delivers them).
   GradientRing(Options options, std::shared_ptr<ReduceInbox> inbox);
@@ -62,8 +64,12 @@ class GradientRing {
  private:
   // The sends in flight, and the first of their failures.
   struct Sends;
-  void Send(int64_t step, int64_t round, std::string values, absl::Time deadline,
+  void Send(int64_t step, int64_t round, int64_t piece, std::string values, absl::Time deadline,
             const std::shared_ptr<Sends>& sends);
+  // Takes a piece, values [begin, end), from the previous replica: added, or copied.
+  absl::Status Receive(int64_t step, int64_t round, int64_t piece, bool add, int64_t begin,
+                       int64_t end, std::vector<float>* values, absl::Time deadline,
+                       const Cancellation* cancel);
 
   const Options options_;
   const std::shared_ptr<ReduceInbox> inbox_;

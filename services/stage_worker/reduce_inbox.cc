@@ -24,10 +24,11 @@ absl::Status ReduceInbox::Deliver(v1::ReduceChunkRequest chunk) {
   }
   const int64_t step = static_cast<int64_t>(chunk.step());
   if (step < oldest_step_) return absl::OkStatus();  // A step given up on: nobody takes it.
-  const std::pair<int64_t, int64_t> key{step, chunk.round()};
+  const Key key{step, chunk.round(), chunk.piece()};
   if (held_.count(key) != 0) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("reduce chunk of step ", step, " round ", chunk.round(), ": held already"));
+    return absl::AlreadyExistsError(absl::StrCat("reduce chunk of step ", step, " round ",
+                                                 chunk.round(), " piece ", chunk.piece(),
+                                                 ": held already"));
   }
   if (static_cast<int64_t>(held_.size()) >= kMaxHeld) {
     return absl::ResourceExhaustedError(
@@ -38,8 +39,8 @@ absl::Status ReduceInbox::Deliver(v1::ReduceChunkRequest chunk) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReduceInbox::Take(int64_t step, int64_t round, absl::Time deadline,
-                                              const Cancellation* cancel) {
+absl::StatusOr<std::string> ReduceInbox::Take(int64_t step, int64_t round, int64_t piece,
+                                              absl::Time deadline, const Cancellation* cancel) {
   const Cancellation::Subscription woken = Cancellation::Subscribe(cancel, [this] {
     absl::MutexLock lock(&mu_);
     arrived_.SignalAll();
@@ -47,14 +48,15 @@ absl::StatusOr<std::string> ReduceInbox::Take(int64_t step, int64_t round, absl:
   absl::MutexLock lock(&mu_);
   if (step > oldest_step_) {
     oldest_step_ = step;
-    held_.erase(held_.begin(), held_.lower_bound({step, 0}));
+    held_.erase(held_.begin(), held_.lower_bound(Key{step, 0, 0}));
   }
-  const std::pair<int64_t, int64_t> key{step, round};
+  const Key key{step, round, piece};
   while (held_.count(key) == 0) {
     if (cancel != nullptr && cancel->cancelled()) return cancel->reason();
     if (arrived_.WaitWithDeadline(&mu_, deadline) && held_.count(key) == 0) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "step ", step, ": the all-reduce chunk of round ", round, " from the previous replica"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("step ", step, ": the all-reduce chunk of round ", round, " (piece ", piece,
+                       ") from the previous replica"));
     }
   }
   std::string values = std::move(held_[key]);

@@ -1,8 +1,9 @@
 // ReduceInbox: the all-reduce chunks that arrived from the previous replica of this worker's
-// stage, waiting for the step that takes them, keyed by (step, round). The gRPC handler
+// stage, waiting for the step that takes them, keyed by (step, round, piece). The gRPC handler
 // delivers without blocking and without the executor (the executor is the one waiting); the
 // step takes with its deadline and cancellation token. Chunks of another job or stage are
-// refused; at most kMaxHeld wait at once (a sender cannot run ahead by more than a step).
+// refused; at most kMaxHeld pieces wait at once (the ring keeps a sender within two rounds
+// of its next replica, so this bounds a hostile sender, not a correct one below 8 GiB a round).
 // Thread-safe.
 #ifndef RESBM_SERVICES_STAGE_WORKER_REDUCE_INBOX_H_
 #define RESBM_SERVICES_STAGE_WORKER_REDUCE_INBOX_H_
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -23,7 +25,7 @@ namespace resbm {
 
 class ReduceInbox {
  public:
-  static constexpr int64_t kMaxHeld = 256;
+  static constexpr int64_t kMaxHeld = 4096;
 
   // From now on, chunks of `job_id`'s stage `stage` are accepted (what was held is dropped);
   // an empty job accepts none.
@@ -32,9 +34,10 @@ class ReduceInbox {
   // chunk held already, RESOURCE_EXHAUSTED past kMaxHeld, and a chunk of a step already
   // over is dropped (OK).
   absl::Status Deliver(v1::ReduceChunkRequest chunk);
-  // Waits for the chunk of (`step`, `round`) and returns its values; drops the chunks of
-  // earlier steps. DEADLINE_EXCEEDED at `deadline`, the token's reason once it trips.
-  absl::StatusOr<std::string> Take(int64_t step, int64_t round, absl::Time deadline,
+  // Waits for piece `piece` of the chunk of (`step`, `round`) and returns its values; drops
+  // the chunks of earlier steps. DEADLINE_EXCEEDED at `deadline`, the token's reason once it
+  // trips.
+  absl::StatusOr<std::string> Take(int64_t step, int64_t round, int64_t piece, absl::Time deadline,
                                    const Cancellation* cancel);
 
  private:
@@ -43,7 +46,8 @@ class ReduceInbox {
   std::string job_id_ ABSL_GUARDED_BY(mu_);
   int64_t stage_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t oldest_step_ ABSL_GUARDED_BY(mu_) = 0;  // Chunks of earlier steps are dropped.
-  std::map<std::pair<int64_t, int64_t>, std::string> held_ ABSL_GUARDED_BY(mu_);
+  using Key = std::tuple<int64_t, int64_t, int64_t>;  // Step, round, piece.
+  std::map<Key, std::string> held_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace resbm

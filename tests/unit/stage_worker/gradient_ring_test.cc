@@ -115,6 +115,7 @@ std::unique_ptr<GradientRing> RingOf(const std::vector<Peer>& peers, int r) {
   options.replica = r;
   options.replicas = static_cast<int64_t>(peers.size());
   options.next_address = "127.0.0.1:" + std::to_string(peers[(r + 1) % peers.size()].port);
+  options.piece_values = 64;  // A round's chunk of ~333 values travels in 6 pieces.
   return std::make_unique<GradientRing>(options, peers[r].inbox);
 }
 
@@ -181,13 +182,13 @@ TEST(ReduceInboxTest, RefusesOtherStagesAndDuplicatesAndDropsFinishedSteps) {
   inbox.Expect("job-1", 2);
   ASSERT_TRUE(inbox.Deliver(chunk).ok());
   EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kAlreadyExists);
-  auto taken = inbox.Take(4, 0, absl::Now() + absl::Seconds(10), nullptr);
+  auto taken = inbox.Take(4, 0, 0, absl::Now() + absl::Seconds(10), nullptr);
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_EQ(*taken, "abcd");
   // A chunk of a step before the one being taken is dropped, not held.
   chunk.set_step(3);
   EXPECT_TRUE(inbox.Deliver(chunk).ok());
-  EXPECT_EQ(inbox.Take(3, 0, absl::Now(), nullptr).status().code(),
+  EXPECT_EQ(inbox.Take(3, 0, 0, absl::Now(), nullptr).status().code(),
             absl::StatusCode::kDeadlineExceeded);
 }
 
@@ -205,14 +206,14 @@ TEST(ReduceInboxTest, AWaitEndsWhenTheChunkArrivesOrTheTokenTrips) {
     EXPECT_TRUE(inbox.Deliver(chunk).ok());
   });
   waiting.Notify();
-  auto taken = inbox.Take(1, 2, absl::Now() + absl::Seconds(60), nullptr);
+  auto taken = inbox.Take(1, 2, 0, absl::Now() + absl::Seconds(60), nullptr);
   deliverer.join();
   ASSERT_TRUE(taken.ok()) << taken.status();
   EXPECT_EQ(*taken, "xy");
 
   Cancellation cancel;
   std::thread canceller([&] { cancel.Cancel(absl::UnavailableError("a peer failed")); });
-  auto cancelled = inbox.Take(1, 3, absl::Now() + absl::Seconds(60), &cancel);
+  auto cancelled = inbox.Take(1, 3, 0, absl::Now() + absl::Seconds(60), &cancel);
   canceller.join();
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kUnavailable) << cancelled.status();
 }
