@@ -92,10 +92,13 @@ absl::Status StageOptimizer::SetFlatGradients(const std::vector<float>& values) 
   for (auto& [name, p] : params_) {
     const at::Tensor slice = flat.narrow(0, offset, p.numel()).view(p.sizes());
     offset += p.numel();
+    // Every replica ends with a gradient for every parameter (zeros where none flowed), so
+    // their optimizers treat each parameter alike whatever their own history; a copy, never
+    // a view of `values`.
     if (p.grad().defined()) {
       p.mutable_grad().copy_(slice);
-    } else if (slice.abs().max().item<float>() != 0.0f) {
-      p.mutable_grad() = slice.to(p.options());
+    } else {
+      p.mutable_grad() = slice.to(p.options(), /*non_blocking=*/false, /*copy=*/true);
     }
   }
   return absl::OkStatus();

@@ -31,8 +31,8 @@ class StageOptimizer {
   // Every parameter's gradient as fp32 on the host, flattened in parameter order (zeros for a
   // parameter without one): what replicas of the stage all-reduce.
   std::vector<float> FlatGradients() const;
-  // Sets the gradients from such values (FlatGradients' length). A parameter without a
-  // gradient keeps none where its values are all zero, as if no replica had computed one.
+  // Sets the gradients from such values (FlatGradients' length), copied; afterwards every
+  // parameter has one.
   absl::Status SetFlatGradients(const std::vector<float>& values);
 
   // Scales gradients by `clip_factor`, steps both groups at the scheduled rate for 0-based

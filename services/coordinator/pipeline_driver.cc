@@ -161,48 +161,72 @@ std::vector<size_t> PipelineDriver::Unresponsive(absl::Duration timeout) {
   return gone;
 }
 
-absl::StatusOr<int64_t> PipelineDriver::AssignSlots(const std::set<size_t>* replaced) {
+absl::StatusOr<int64_t> PipelineDriver::AssignSlots(const std::set<size_t>* given) {
   unreachable_.clear();
   RESBM_ASSIGN_OR_RETURN(auto plan, PlanJobStages(config_));
+  std::optional<std::set<size_t>> replaced;
+  if (given != nullptr) replaced = *given;
   int64_t parameters = 0;
   for (int64_t s = num_stages_ - 1; s >= 0; --s) {
     for (int64_t r = 0; r < num_replicas_; ++r) {
       const size_t slot = Slot(r, s);
-      v1::AssignRequest request;
-      auto* a = request.mutable_assignment();
-      a->set_job_id(job_id_);
-      *a->mutable_config() = config_;
-      a->set_stage_index(static_cast<uint32_t>(s));
-      a->set_num_stages(static_cast<uint32_t>(num_stages_));
-      a->set_first_layer(static_cast<uint32_t>(plan[s].first_layer));
-      a->set_num_layers(static_cast<uint32_t>(plan[s].num_layers));
-      if (s + 1 < num_stages_) a->set_downstream_address(exchange_addresses_[Slot(r, s + 1)]);
-      if (num_replicas_ > 1) {
-        a->set_replica_index(static_cast<uint32_t>(r));
-        for (int64_t q = 0; q < num_replicas_; ++q) {
-          a->add_replica_addresses(exchange_addresses_[Slot(q, s)]);
-        }
+      std::set<size_t>* fresh = replaced ? &*replaced : nullptr;
+      absl::StatusOr<v1::AssignResponse> response = AssignSlot(slot, plan[s], fresh);
+      // A worker that restarted at its address lost its stage: a new replica after all.
+      if (!response.ok() && fresh != nullptr && fresh->count(slot) == 0 &&
+          absl::IsFailedPrecondition(response.status())) {
+        fresh->insert(slot);
+        response = AssignSlot(slot, plan[s], fresh);
       }
-      if (replaced != nullptr && replaced->count(slot) == 0) {
-        request.set_keep_state(true);
-      } else if (replaced != nullptr) {
-        // From a live replica of the stage: every replica holds the same state.
-        for (int64_t q = 0; q < num_replicas_ && request.state_from().empty(); ++q) {
-          if (replaced->count(Slot(q, s)) == 0) {
-            request.set_state_from(exchange_addresses_[Slot(q, s)]);
-          }
-        }
-      }
-      grpc::ClientContext context;
-      context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-      v1::AssignResponse response;
-      grpc::Status status = stubs_[slot]->Assign(&context, request, &response);
-      if (!status.ok()) return Unreachable(status, slot, "assign");
+      RESBM_RETURN_IF_ERROR(response.status());
       // Every replica holds the same parameters: the model has one replica's.
-      if (r == 0) parameters += static_cast<int64_t>(response.parameters());
+      if (r == 0) parameters += static_cast<int64_t>(response->parameters());
     }
   }
   return parameters;
+}
+
+absl::StatusOr<v1::AssignResponse> PipelineDriver::AssignSlot(size_t slot, const StageSpec& spec,
+                                                              const std::set<size_t>* replaced) {
+  const int64_t s = static_cast<int64_t>(slot) % num_stages_;
+  const int64_t r = static_cast<int64_t>(slot) / num_stages_;
+  v1::AssignRequest request;
+  auto* a = request.mutable_assignment();
+  a->set_job_id(job_id_);
+  *a->mutable_config() = config_;
+  a->set_stage_index(static_cast<uint32_t>(s));
+  a->set_num_stages(static_cast<uint32_t>(num_stages_));
+  a->set_first_layer(static_cast<uint32_t>(spec.first_layer));
+  a->set_num_layers(static_cast<uint32_t>(spec.num_layers));
+  if (s + 1 < num_stages_) a->set_downstream_address(exchange_addresses_[Slot(r, s + 1)]);
+  if (num_replicas_ > 1) {
+    a->set_replica_index(static_cast<uint32_t>(r));
+    for (int64_t q = 0; q < num_replicas_; ++q) {
+      a->add_replica_addresses(exchange_addresses_[Slot(q, s)]);
+    }
+  }
+  if (replaced != nullptr && replaced->count(slot) == 0) {
+    request.set_keep_state(true);
+  } else if (replaced != nullptr) {
+    // From a live replica of the stage: every replica holds the same state.
+    for (int64_t q = 0; q < num_replicas_ && request.state_from().empty(); ++q) {
+      if (replaced->count(Slot(q, s)) == 0) request.set_state_from(exchange_addresses_[Slot(q, s)]);
+    }
+    if (request.state_from().empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("stage ", s, ": no live replica to take its state from"));
+    }
+    // Its state comes from the peer, not from config.init.
+    a->mutable_config()->clear_init();
+  }
+  grpc::ClientContext context;
+  // A stage's state can take a while to travel.
+  context.set_deadline(absl::ToChronoTime(
+      absl::Now() + (request.state_from().empty() ? absl::Seconds(60) : absl::Minutes(10))));
+  v1::AssignResponse response;
+  grpc::Status status = stubs_[slot]->Assign(&context, request, &response);
+  if (!status.ok()) return Unreachable(status, slot, "assign");
+  return response;
 }
 
 std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
@@ -412,6 +436,7 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
                                                    targets.size(), " targets; expected ", expected,
                                                    " each"));
   }
+  refused_.clear();  // Only this step's refusals count.
   PipelineStepResult result;
   int64_t last_slot = -1;
   RESBM_ASSIGN_OR_RETURN(

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/model/stage_plan.h"
 #include "common/schedule/microbatch_deal.h"
 #include "common/schedule/pipeline_schedule.h"
 #include "common/train/training_backend.h"
@@ -120,6 +121,10 @@ class PipelineDriver {
   absl::Status CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses);
   // Assign, or with `replaced` the rewiring Replace describes.
   absl::StatusOr<int64_t> AssignSlots(const std::set<size_t>* replaced);
+  // One slot's Assign: fresh, or with `replaced` a rewire (keep_state) or a new replica
+  // (state_from a live peer; FAILED_PRECONDITION when the stage has none).
+  absl::StatusOr<v1::AssignResponse> AssignSlot(size_t slot, const StageSpec& spec,
+                                                const std::set<size_t>* replaced);
   using Done = std::function<void(grpc::Status)>;
   // Starts stage `stage`'s call with `context` on the callback stub; `done` ends it.
   using Start = std::function<void(size_t stage, grpc::ClientContext* context, Done done)>;

@@ -53,11 +53,13 @@ struct ChunkCall {
 }  // namespace
 
 struct GradientRing::Sends {
+  // Tripped by the first failed send: the waits for the previous replica end with it (a
+  // refused chunk never reaches the replica after it, which would wait to the deadline).
+  Cancellation failed;
   absl::Mutex mu;
   absl::CondVar ended;
   std::vector<std::shared_ptr<ChunkCall>> calls ABSL_GUARDED_BY(mu);
   int64_t in_flight ABSL_GUARDED_BY(mu) = 0;
-  absl::Status first_failure ABSL_GUARDED_BY(mu);
 };
 
 GradientRing::GradientRing(Options options, std::shared_ptr<ReduceInbox> inbox)
@@ -112,11 +114,12 @@ void GradientRing::Send(int64_t step, int64_t round, int64_t piece, std::string 
   const std::string to = options_.next_address;
   next_->async()->ReduceChunk(
       &call->context, &call->request, &call->response, [call, sends, to, round](grpc::Status s) {
-        absl::MutexLock lock(&sends->mu);
-        if (!s.ok() && sends->first_failure.ok()) {
-          sends->first_failure = Annotate(
-              FromGrpcStatus(s), absl::StrCat("all-reduce round ", round, " to ", to, ": "));
+        if (!s.ok()) {
+          // Unlocked: the token's wake-ups take the inbox's lock.
+          sends->failed.Cancel(Annotate(
+              FromGrpcStatus(s), absl::StrCat("all-reduce round ", round, " to ", to, ": ")));
         }
+        absl::MutexLock lock(&sends->mu);
         --sends->in_flight;
         sends->ended.SignalAll();
       });
@@ -128,6 +131,10 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
   if (n <= 1) return absl::OkStatus();
   const int64_t count = static_cast<int64_t>(values->size());
   auto sends = std::make_shared<Sends>();
+  // The step's token trips the ring's too: one token for the waits to watch.
+  const Cancellation::Subscription step_cancelled =
+      Cancellation::Subscribe(cancel, [&sends, cancel] { sends->failed.Cancel(cancel->reason()); });
+  if (cancel != nullptr && cancel->cancelled()) sends->failed.Cancel(cancel->reason());
   absl::Status status;
   for (int64_t round = 0; round < 2 * (n - 1) && status.ok(); ++round) {
     const RingRound plan = PlanRingRound(r, n, round);
@@ -145,7 +152,7 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
          status.ok() && receive_begin + piece * options_.piece_values < receive_end; ++piece) {
       const int64_t begin = receive_begin + piece * options_.piece_values;
       const int64_t end = std::min(receive_end, begin + options_.piece_values);
-      status = Receive(step, round, piece, plan.add, begin, end, values, deadline, cancel);
+      status = Receive(step, round, piece, plan.add, begin, end, values, deadline, &sends->failed);
     }
   }
   // Every send ends before this returns (the calls must not outlive the ring); after a
@@ -160,7 +167,8 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
   }
   absl::MutexLock lock(&sends->mu);
   while (sends->in_flight > 0) sends->ended.Wait(&sends->mu);
-  if (status.ok()) status = sends->first_failure;
+  // The ring's token carries the first cause: the step's cancellation or a failed send.
+  if (sends->failed.cancelled()) status = sends->failed.reason();
   return status;
 }
 

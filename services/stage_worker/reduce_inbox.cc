@@ -4,10 +4,11 @@
 
 namespace resbm {
 
-void ReduceInbox::Expect(const std::string& job_id, int64_t stage) {
+void ReduceInbox::Expect(const std::string& job_id, int64_t stage, int64_t from_replica) {
   absl::MutexLock lock(&mu_);
   job_id_ = job_id;
   stage_ = stage;
+  from_replica_ = from_replica;
   oldest_step_ = 0;
   held_.clear();
 }
@@ -15,12 +16,14 @@ void ReduceInbox::Expect(const std::string& job_id, int64_t stage) {
 absl::Status ReduceInbox::Deliver(v1::ReduceChunkRequest chunk) {
   absl::MutexLock lock(&mu_);
   if (job_id_.empty() || chunk.job_id() != job_id_ ||
-      static_cast<int64_t>(chunk.stage_index()) != stage_) {
-    const std::string serving =
-        job_id_.empty() ? "nothing" : absl::StrCat("job '", job_id_, "' stage ", stage_);
-    return absl::FailedPreconditionError(absl::StrCat("reduce chunk of job '", chunk.job_id(),
-                                                      "' stage ", chunk.stage_index(),
-                                                      "; this worker reduces ", serving));
+      static_cast<int64_t>(chunk.stage_index()) != stage_ ||
+      static_cast<int64_t>(chunk.from_replica()) != from_replica_) {
+    const std::string serving = job_id_.empty() ? "nothing"
+                                                : absl::StrCat("job '", job_id_, "' stage ", stage_,
+                                                               " from replica ", from_replica_);
+    return absl::FailedPreconditionError(
+        absl::StrCat("reduce chunk of job '", chunk.job_id(), "' stage ", chunk.stage_index(),
+                     " from replica ", chunk.from_replica(), "; this worker reduces ", serving));
   }
   const int64_t step = static_cast<int64_t>(chunk.step());
   if (step < oldest_step_) return absl::OkStatus();  // A step given up on: nobody takes it.

@@ -27,9 +27,10 @@ class ReduceInbox {
  public:
   static constexpr int64_t kMaxHeld = 4096;
 
-  // From now on, chunks of `job_id`'s stage `stage` are accepted (what was held is dropped);
-  // an empty job accepts none.
-  void Expect(const std::string& job_id, int64_t stage);
+  // From now on, chunks of `job_id`'s stage `stage` sent by replica `from_replica` (the
+  // previous one on the ring) are accepted; what was held is dropped. An empty job accepts
+  // none.
+  void Expect(const std::string& job_id, int64_t stage, int64_t from_replica);
   // The handler's half. FAILED_PRECONDITION for another job or stage, ALREADY_EXISTS for a
   // chunk held already, RESOURCE_EXHAUSTED past kMaxHeld, and a chunk of a step already
   // over is dropped (OK).
@@ -45,6 +46,7 @@ class ReduceInbox {
   absl::CondVar arrived_;
   std::string job_id_ ABSL_GUARDED_BY(mu_);
   int64_t stage_ ABSL_GUARDED_BY(mu_) = -1;
+  int64_t from_replica_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t oldest_step_ ABSL_GUARDED_BY(mu_) = 0;  // Chunks of earlier steps are dropped.
   using Key = std::tuple<int64_t, int64_t, int64_t>;  // Step, round, piece.
   std::map<Key, std::string> held_ ABSL_GUARDED_BY(mu_);

@@ -100,19 +100,27 @@ void StageSession::CloseDownstream() {
 }
 
 absl::Status StageSession::Rewire(const v1::StageAssignment& assignment) {
+  // The same job and stage; the config may differ only in init (a replica that adopted its
+  // state from a peer was assigned without it).
+  v1::JobConfig given = assignment.config(), held = assignment_.config();
+  given.clear_init();
+  held.clear_init();
   if (assignment.job_id() != assignment_.job_id() ||
       assignment.stage_index() != assignment_.stage_index() ||
-      assignment.config().SerializeAsString() != assignment_.config().SerializeAsString()) {
+      given.SerializeAsString() != held.SerializeAsString()) {
     return absl::FailedPreconditionError(
         absl::StrCat("keep_state: this worker holds stage ", assignment_.stage_index(), " of job '",
                      assignment_.job_id(), "'; the assignment is stage ", assignment.stage_index(),
                      " of job '", assignment.job_id(), "' (or another config)"));
   }
-  const bool moved = assignment.downstream_address() != assignment_.downstream_address();
+  const v1::InitConfig init = assignment_.config().init();
   assignment_ = assignment;
+  *assignment_.mutable_config()->mutable_init() = init;
   ring_.reset();
   RESBM_RETURN_IF_ERROR(JoinReplicaRing());
-  if (!moved) return absl::OkStatus();
+  // A new stream even to the same address: frames of the failed step still on the old one
+  // (sent after the next stage gave the step up) must not meet the redone step, and a link
+  // that broke is mended. The next stage drops its old link when rewired (first).
   CloseDownstream();
   downstream_.reset();
   if (runner().spec().is_last()) return absl::OkStatus();
@@ -188,7 +196,8 @@ absl::Status StageSession::JoinReplicaRing() {
   if (options_.reduce_inbox == nullptr) {
     return absl::FailedPreconditionError("this worker cannot all-reduce (no reduce inbox)");
   }
-  options_.reduce_inbox->Expect(assignment_.job_id(), assignment_.stage_index());
+  options_.reduce_inbox->Expect(assignment_.job_id(), assignment_.stage_index(),
+                                (assignment_.replica_index() + replicas - 1) % replicas);
   GradientRing::Options ring;
   ring.job_id = assignment_.job_id();
   ring.stage = assignment_.stage_index();

@@ -125,6 +125,10 @@ grpc::ServerUnaryReactor* StageWorkerService::Assign(grpc::CallbackServerContext
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
     if (request->keep_state()) {
       if (!session_) return NoAssignment();
+      // The previous stage reconnects after this (stages are rewired last first): the next
+      // step must wait for that new stream, not take the old one with the failed step's
+      // frames still arriving.
+      DropUpstream();
       RESBM_RETURN_IF_ERROR(session_->Rewire(request->assignment()));
       SetUpstreamBudget(session_->inbox_budget_bytes());
       response->set_parameters(static_cast<uint64_t>(session_->parameter_count()));
@@ -214,7 +218,7 @@ grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContex
   return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
     if (session_ && session_->assignment().job_id() == request->job_id()) {
       session_.reset();  // Ends the stream to the next stage too.
-      options_.reduce_inbox->Expect("", -1);
+      options_.reduce_inbox->Expect("", -1, -1);
       response->set_released(true);
       if (options_.metrics != nullptr) options_.metrics->Released();
     }
@@ -271,6 +275,15 @@ grpc::ServerUnaryReactor* StageWorkerService::ReduceChunk(grpc::CallbackServerCo
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(options_.reduce_inbox->Deliver(*request)));
   return reactor;
+}
+
+void StageWorkerService::DropUpstream() {
+  std::shared_ptr<FrameLink> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    dropped = std::exchange(upstream_, nullptr);
+  }
+  if (dropped) dropped->Shutdown(absl::UnavailableError("the stage was rewired"));
 }
 
 void StageWorkerService::SetUpstreamBudget(int64_t bytes) {

@@ -58,6 +58,8 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   void Stop();
 
  private:
+  // Shuts the link from the previous stage down and forgets it (a rewire: a new one comes).
+  void DropUpstream();
   // The budget of the current upstream link and of every later one.
   void SetUpstreamBudget(int64_t bytes);
   // The link from the previous stage, waiting until `deadline` for its stream to arrive (the

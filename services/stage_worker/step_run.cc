@@ -48,6 +48,9 @@ absl::Status StepRun::RunOps() {
     response_.set_parameter_checksum(checksum);
   }
   for (const auto& op : request_.ops()) {
+    // A stage that never waits (the first, in its forwards) stops computing and sending for
+    // a step that was given up as soon as the token trips.
+    if (cancel_ != nullptr && cancel_->cancelled()) return cancel_->reason();
     RESBM_RETURN_IF_ERROR(op.kind() == v1::OP_KIND_FORWARD ? Forward(op.microbatch())
                                                            : Backward(op.microbatch()));
   }

@@ -139,7 +139,10 @@ TEST_F(FrameSenderTest, ALinkThatDoesNotDrainRunsIntoTheDeadline) {
 
 TEST_F(FrameSenderTest, ResetWaitsForTheSendInFlightThenStartsAfresh) {
   UseANarrowLink();
-  FrameSender sender(/*capacity=*/4, nullptr);
+  // One tensor waits for the sender at most: Send(2) returns only once the sender has taken
+  // microbatch 1, so 1 is in flight when Reset comes (not still queued, where Reset would
+  // drop it).
+  FrameSender sender(/*capacity=*/1, nullptr);
   const auto x = torch::ones({2, 4});
   // Microbatch 0 is written (not completed); 1 is then in flight, blocked in the link until
   // there is room (its deadline is an hour away); 2 waits behind it in the sender's queue.

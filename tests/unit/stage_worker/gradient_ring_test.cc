@@ -96,8 +96,9 @@ struct Peer {
 
 std::vector<Peer> StartPeers(int n) {
   std::vector<Peer> peers(n);
-  for (Peer& peer : peers) {
-    peer.inbox->Expect("job-ring", 1);
+  for (int i = 0; i < n; ++i) {
+    Peer& peer = peers[i];
+    peer.inbox->Expect("job-ring", 1, (i + n - 1) % n);
     peer.service = std::make_unique<RingPeer>(peer.inbox);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &peer.port);
@@ -166,6 +167,21 @@ TEST(GradientRingTest, AGoneReplicaEndsTheAllReduceWithAnError) {
   peers[0].server->Shutdown();
 }
 
+TEST(GradientRingTest, ARefusedChunkEndsTheWaitForThePreviousReplicaAtOnce) {
+  std::vector<Peer> peers = StartPeers(2);
+  peers[1].inbox->Expect("another-job", 1, 0);  // Refuses job-ring's chunks.
+  auto ring = RingOf(peers, 0);
+  std::vector<float> values(10, 1.0f);
+  // Nobody sends to replica 0: without the refusal ending it, the wait would last the minute.
+  const absl::Time start = absl::Now();
+  const absl::Status status =
+      ring->AllReduce(0, &values, absl::Now() + absl::Seconds(60), /*cancel=*/nullptr);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_NE(status.message().find("all-reduce round 0 to 127.0.0.1:"), std::string::npos) << status;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  for (Peer& peer : peers) peer.server->Shutdown();
+}
+
 TEST(ReduceInboxTest, RefusesOtherStagesAndDuplicatesAndDropsFinishedSteps) {
   ReduceInbox inbox;
   v1::ReduceChunkRequest chunk;
@@ -175,11 +191,13 @@ TEST(ReduceInboxTest, RefusesOtherStagesAndDuplicatesAndDropsFinishedSteps) {
   chunk.set_round(0);
   chunk.set_values("abcd");
   EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kFailedPrecondition);  // Nothing yet.
-  inbox.Expect("job-1", 3);
+  inbox.Expect("job-1", 3, 0);
   const absl::Status other = inbox.Deliver(chunk);
   EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(other.message().find("job 'job-1' stage 3"), std::string::npos) << other;
-  inbox.Expect("job-1", 2);
+  inbox.Expect("job-1", 2, 1);  // Replica 1's chunks only.
+  EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kFailedPrecondition);
+  chunk.set_from_replica(1);
   ASSERT_TRUE(inbox.Deliver(chunk).ok());
   EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kAlreadyExists);
   auto taken = inbox.Take(4, 0, 0, absl::Now() + absl::Seconds(10), nullptr);
@@ -194,7 +212,7 @@ TEST(ReduceInboxTest, RefusesOtherStagesAndDuplicatesAndDropsFinishedSteps) {
 
 TEST(ReduceInboxTest, AWaitEndsWhenTheChunkArrivesOrTheTokenTrips) {
   ReduceInbox inbox;
-  inbox.Expect("job-1", 0);
+  inbox.Expect("job-1", 0, 0);
   absl::Notification waiting;
   std::thread deliverer([&] {
     waiting.WaitForNotification();
