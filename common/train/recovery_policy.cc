@@ -55,6 +55,13 @@ absl::Status RecoveryPolicy::Admit(const absl::Status& failure, int64_t step) co
     case FailureClass::kTransient:
       break;
   }
+  if (without_progress_ >= options_.max_without_progress && step == redone_step_) {
+    return Annotate(failure, absl::StrCat(at, "gave up after redoing this step ", without_progress_,
+                                          " times, the limit "
+                                          "training.max_recoveries_without_progress = ",
+                                          options_.max_without_progress,
+                                          "; earlier causes: ", RecentCauses(), "; this one: "));
+  }
   if (without_progress_ >= options_.max_without_progress) {
     return Annotate(
         failure,
@@ -70,7 +77,14 @@ absl::Status RecoveryPolicy::Admit(const absl::Status& failure, int64_t step) co
 
 const RecoveryEvent& RecoveryPolicy::Recovered(const absl::Status& failure, int64_t step,
                                                int64_t resumed_after) {
-  ++without_progress_;
+  if (resumed_after == step - 1 && resumed_after > best_checkpoint_) {
+    // Redone in place (a replica replaced): every completed step was kept, so this is
+    // progress unless it is the same step again.
+    without_progress_ = step == redone_step_ ? without_progress_ + 1 : 1;
+    redone_step_ = step;
+  } else {
+    ++without_progress_;
+  }
   if (ClassifyFailure(failure) == FailureClass::kOncePerStep) once_failed_step_ = step;
   recent_.push_back(RecoveryEvent{failure, step, resumed_after, without_progress_});
   if (recent_.size() > kRecentLimit) recent_.pop_front();

@@ -39,7 +39,9 @@ struct RecoveryEvent {
   absl::Status failure;
   int64_t failed_step = 0;       // 1-based: the step that was being computed.
   int64_t resumed_after = 0;     // The checkpoint the run went back to.
-  int64_t without_progress = 0;  // Recoveries since the last new checkpoint, this one included.
+  // Recoveries since the last new checkpoint, this one included; for a step redone in place
+  // (no completed step lost), the times this step was redone.
+  int64_t without_progress = 0;
 };
 
 struct RecoveryPolicyOptions {
@@ -78,6 +80,8 @@ class RecoveryPolicy {
   RecoveryPolicyOptions options_;
   int64_t without_progress_ = 0;
   int64_t best_checkpoint_ = -1;
+  // The last step redone in place (resumed right before it, past every checkpoint).
+  int64_t redone_step_ = -1;
   // The step whose failure was a model error, to catch the same step failing that way again.
   int64_t once_failed_step_ = -1;
   std::deque<RecoveryEvent> recent_;

@@ -73,5 +73,65 @@ TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
   EXPECT_EQ(ended->summary().boundaries_size(), 1);
 }
 
+// Churn on replicas: 20 SIGKILLs of a random worker of a 2 x 2 job (each restarted, as an
+// orchestrator would), each a few steps after the job last went on. A lost replica is
+// replaced from its peer and its step redone, so the kills cost no checkpoint (there is one
+// every 100 steps) and never run into training.max_recoveries_without_progress; the job
+// ends with the uninterrupted losses.
+TEST(ReplicasTest, TwentyKillsOfRandomReplicasGiveTheUninterruptedLosses) {
+  ProcessCluster cluster(::testing::TempDir() + "/resbm_replica_chaos_" +
+                         std::to_string(::getpid()));
+  const std::string config = cluster.dir() + "/job.json";
+  constexpr int kSteps = 300;
+  std::ofstream(config) << TwoStageJobJson("churn", kSteps, 100, 17, /*checkpoint_every=*/100,
+                                           /*replicas=*/2);
+  const auto expected = ReferenceLosses(config, cluster.dir());
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
+  ASSERT_TRUE(cluster.StartCoordinator({"--step-timeout-seconds=30"}).ok()) << cluster.Logs();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
+  auto submitted = cluster.client().Submit(*LoadJobConfigFile(config));
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  const std::string job_id = submitted->job_id();
+
+  std::mt19937 rng(99);  // Fixed: the same victims and moments every run.
+  uint64_t last_step = 0;
+  for (int kill = 0; kill < 20; ++kill) {
+    const uint64_t after = 2 + rng() % 4;  // Steps since the last kill, not milliseconds.
+    v1::Job job;
+    ASSERT_TRUE(cluster.WaitForJob(
+        job_id,
+        [&](const v1::Job& current) {
+          job = current;
+          const v1::JobState state = current.state();
+          if (state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+              state == v1::JOB_STATE_CANCELLED) {
+            return true;
+          }
+          if (state != v1::JOB_STATE_RUNNING) return false;
+          bool all_alive = current.stage_addresses_size() == 4;
+          for (const auto& address : current.stage_addresses()) {
+            all_alive = all_alive && cluster.WorkerAt(address) >= 0;
+          }
+          return all_alive && current.progress().step() >= last_step + after;
+        },
+        absl::Seconds(120)))
+        << "kill " << kill << "\n"
+        << cluster.Logs();
+    ASSERT_EQ(job.state(), v1::JOB_STATE_RUNNING)
+        << "ended after " << kill << " kills: " << job.message();
+    const int victim = cluster.WorkerAt(job.stage_addresses(static_cast<int>(rng() % 4)));
+    ASSERT_GE(victim, 0);
+    cluster.worker(victim).Signal(SIGKILL);
+    ASSERT_TRUE(cluster.ReplaceWorker(victim).ok());
+    last_step = job.progress().step();
+  }
+  auto ended = cluster.client().WaitForEnd(job_id, absl::Seconds(300));
+  ASSERT_TRUE(ended.ok()) << ended.status() << "\n" << cluster.Logs();
+  EXPECT_EQ(ended->state(), v1::JOB_STATE_SUCCEEDED) << ended->message() << cluster.Logs();
+  EXPECT_GE(ended->progress().recoveries(), 15u) << cluster.Logs();
+  std::printf("replica churn: 20 kills, %u recoveries\n", ended->progress().recoveries());
+  ExpectSameLosses(TrainLosses(ended->output_dir() + "/losses.csv"), expected);
+}
+
 }  // namespace
 }  // namespace resbm

@@ -70,6 +70,27 @@ TEST(RecoveryPolicyTest, ProgressResetsTheLimitSoFaultsCanOutnumberIt) {
   EXPECT_EQ(policy.recent().size(), RecoveryPolicy::kRecentLimit);
 }
 
+TEST(RecoveryPolicyTest, AStepRedoneInPlaceKeepsTheProgressButNotForever) {
+  RecoveryPolicy policy({/*max_without_progress=*/2, /*retry_non_finite=*/false});
+  policy.CheckpointCompleted(0);
+  const absl::Status lost = absl::UnavailableError("stage 1 replica 1: socket closed");
+  // A replica replaced and its step redone (resumed right before it), every few steps: each
+  // kept the steps before it, so no checkpoint is needed to go on.
+  for (int64_t step = 3; step <= 90; step += 3) {
+    ASSERT_TRUE(policy.Admit(lost, step).ok()) << step;
+    EXPECT_EQ(policy.Recovered(lost, step, step - 1).without_progress, 1);
+  }
+  // The same step failing again and again is no progress.
+  EXPECT_EQ(policy.Recovered(lost, 90, 89).without_progress, 2);
+  const absl::Status refused = policy.Admit(lost, 90);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("step 90: gave up after redoing this step 2 times"),
+            std::string::npos)
+      << refused;
+  // A checkpoint restore counts as before.
+  EXPECT_EQ(policy.Recovered(lost, 95, 0).without_progress, 3);
+}
+
 TEST(RecoveryPolicyTest, AReplayedCheckpointIsNotProgress) {
   RecoveryPolicy policy({/*max_without_progress=*/3, /*retry_non_finite=*/false});
   EXPECT_TRUE(policy.CheckpointCompleted(50));
