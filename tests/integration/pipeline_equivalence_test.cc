@@ -85,6 +85,17 @@ Cluster StartWorkers(int count) {
   return cluster;
 }
 
+// The single-process pipeline of `config`: the reference every distributed run must equal.
+absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipelineOf(const v1::JobConfig& config) {
+  LocalPipelineOptions options;
+  options.model = ToModelOptions(config);
+  options.compression = ToCompressionOptions(config);
+  options.optimizer = ToOptimizerOptions(config);
+  options.seed = config.training().seed();
+  options.plan = *PlanStages(config.model().n_layers(), config.stages().num_stages(), {});
+  return LocalPipeline::Create(options);
+}
+
 double RelativeDifference(double a, double b) {
   return std::abs(a - b) / std::max(1e-12, std::abs(b));
 }
@@ -110,13 +121,7 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
       TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
   BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
 
-  LocalPipelineOptions local_options;
-  local_options.model = ToModelOptions(config);
-  local_options.compression = ToCompressionOptions(config);
-  local_options.optimizer = ToOptimizerOptions(config);
-  local_options.seed = config.training().seed();
-  local_options.plan = *PlanStages(config.model().n_layers(), c.stages, {});
-  auto local = LocalPipeline::Create(local_options);
+  auto local = LocalPipelineOf(config);
   ASSERT_TRUE(local.ok()) << local.status();
 
   Cluster cluster = StartWorkers(c.stages * c.replicas);
@@ -243,13 +248,7 @@ TEST(PipelineReplicasTest, ARogueReplicaIsRefusedAndRebuiltFromItsPeer) {
   const TokenStream tokens =
       TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
   BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
-  LocalPipelineOptions local_options;
-  local_options.model = ToModelOptions(config);
-  local_options.compression = ToCompressionOptions(config);
-  local_options.optimizer = ToOptimizerOptions(config);
-  local_options.seed = config.training().seed();
-  local_options.plan = *PlanStages(config.model().n_layers(), 2, {});
-  auto local = LocalPipeline::Create(local_options);
+  auto local = LocalPipelineOf(config);
   ASSERT_TRUE(local.ok()) << local.status();
   Cluster cluster = StartWorkers(4);
   auto driver = PipelineDriver::Create("job-rogue", config, cluster.addresses);
