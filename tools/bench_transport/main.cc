@@ -32,6 +32,9 @@
 #include "common/transport/grpc_settings.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
 #include "resbm/v1/tensor_frame.pb.h"
+#include "services/stage_worker/gradient_ring.h"
+#include "services/stage_worker/reduce_inbox.h"
+#include "services/stage_worker/reduce_peer_service.h"
 
 namespace {
 
@@ -365,6 +368,67 @@ struct Row {
   double grpc_worst_mib_per_s = 0.0;
 };
 
+// R ring replicas on loopback, each with its own server (ReducePeerService) and
+// GradientRing, all-reducing `values` fp32 values at once: the slowest replica's seconds.
+struct AllReduceRow {
+  int64_t replicas = 0;
+  int64_t values = 0;
+  int64_t bytes_sent = 0;  // By each replica (RingBytesSent).
+  double seconds = 0;      // Best of the repeats.
+  double MiBPerSecond() const { return bytes_sent / seconds / kMiB; }
+};
+
+absl::StatusOr<AllReduceRow> MeasureAllReduce(int64_t replicas, int64_t values, int64_t repeats) {
+  struct Peer {
+    std::shared_ptr<resbm::ReduceInbox> inbox = std::make_shared<resbm::ReduceInbox>();
+    std::unique_ptr<resbm::ReducePeerService> service;
+    std::unique_ptr<grpc::Server> server;
+    int port = 0;
+  };
+  std::vector<Peer> peers(replicas);
+  for (int64_t r = 0; r < replicas; ++r) {
+    peers[r].inbox->Expect("bench", 0, (r + replicas - 1) % replicas);
+    peers[r].service = std::make_unique<resbm::ReducePeerService>(peers[r].inbox);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &peers[r].port);
+    builder.RegisterService(peers[r].service.get());
+    builder.SetMaxReceiveMessageSize(resbm::kMaxWorkerMessageBytes);
+    auto server = resbm::StartServer(builder, "127.0.0.1:0", peers[r].port);
+    if (!server.ok()) return server.status();
+    peers[r].server = std::move(*server);
+  }
+  std::vector<std::unique_ptr<resbm::GradientRing>> rings;
+  for (int64_t r = 0; r < replicas; ++r) {
+    resbm::GradientRing::Options options;
+    options.job_id = "bench";
+    options.replica = r;
+    options.replicas = replicas;
+    options.next_address = absl::StrCat("127.0.0.1:", peers[(r + 1) % replicas].port);
+    rings.push_back(std::make_unique<resbm::GradientRing>(options, peers[r].inbox));
+  }
+  AllReduceRow row{replicas, values, resbm::RingBytesSent(values, replicas), 0.0};
+  std::vector<std::vector<float>> data(replicas, std::vector<float>(values, 1.0f));
+  for (int64_t step = 0; step <= repeats; ++step) {  // Step 0 warms the channels up.
+    std::vector<absl::Status> statuses(replicas);
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int64_t r = 0; r < replicas; ++r) {
+      threads.emplace_back([&, r] {
+        statuses[r] = rings[r]->AllReduce(step, &data[r], absl::Now() + absl::Minutes(10),
+                                          /*cancel=*/nullptr);
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    const double seconds = SecondsSince(start);
+    for (const absl::Status& status : statuses) {
+      if (!status.ok()) return status;
+    }
+    if (step == 1 || (step > 1 && seconds < row.seconds)) row.seconds = seconds;
+  }
+  for (Peer& peer : peers) peer.server->Shutdown();
+  return row;
+}
+
 void PrintMeasurement(const char* transport, const Measurement& m) {
   std::printf("  %-9s %8lld %8lld %8.3f %9.1f %7.2f\n", transport, static_cast<long long>(m.frames),
               static_cast<long long>(m.bytes / kMiB), m.seconds, m.MiBPerSecond(),
@@ -405,12 +469,16 @@ int main(int argc, char** argv) {
   flags.AddInt("repeats", &repeats, "timed repetitions of each measurement (best is reported)");
   flags.AddInt("warmup_mib", &warmup_mib, "untimed MiB sent before each timed transfer");
   flags.AddString("json", &json_path, "also write the results to this JSON file");
+  int64_t all_reduce_mib = 256;
+  flags.AddInt("all_reduce_mib", &all_reduce_mib,
+               "MiB of fp32 values each replica all-reduces (replicas 2 and 3)");
   // The upper bounds only keep byte counts far from int64 overflow.
   if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
-  if (mib < 1 || mib > (1 << 20) || repeats < 1 || warmup_mib < 0 || warmup_mib > (1 << 20)) {
+  if (mib < 1 || mib > (1 << 20) || repeats < 1 || warmup_mib < 0 || warmup_mib > (1 << 20) ||
+      all_reduce_mib < 1 || all_reduce_mib > 4096) {
     std::fprintf(stderr,
                  "bench_transport: --mib in [1, 1048576], --repeats >= 1, --warmup_mib in "
-                 "[0, 1048576]\n");
+                 "[0, 1048576], --all_reduce_mib in [1, 4096]\n");
     return 2;
   }
 
@@ -475,6 +543,26 @@ int main(int argc, char** argv) {
     std::printf("%-10s | %10.1f | %13.1f | %10.3f\n", SizeName(row.frame_bytes).c_str(),
                 row.grpc.MiBPerSecond(), row.tcp.MiBPerSecond(),
                 row.grpc.MiBPerSecond() / row.tcp.MiBPerSecond());
+  }
+  // The all-reduce, against the raw TCP stream of the largest frames (the same run).
+  const double tcp_mib_per_s = rows.back().tcp.MiBPerSecond();
+  std::printf(
+      "\ngradient all-reduce (GradientRing, %lld MiB of fp32 values per replica, 4 MiB "
+      "pieces, best of %lld; every replica on this machine's %u CPUs)\n",
+      static_cast<long long>(all_reduce_mib), static_cast<long long>(repeats),
+      std::thread::hardware_concurrency());
+  std::printf("%-9s | %10s | %9s | %20s | %s\n", "replicas", "MiB sent", "seconds",
+              "MiB/s sent, each", "/ raw TCP (1 MiB frames)");
+  for (const int64_t replicas : {2, 3}) {
+    auto reduced = MeasureAllReduce(replicas, all_reduce_mib * kMiB / 4, repeats);
+    if (!reduced.ok()) {
+      std::fprintf(stderr, "bench_transport: all-reduce over %lld replicas: %s\n",
+                   static_cast<long long>(replicas), reduced.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("%-9lld | %10.1f | %9.3f | %20.1f | %.3f\n", static_cast<long long>(replicas),
+                static_cast<double>(reduced->bytes_sent) / kMiB, reduced->seconds,
+                reduced->MiBPerSecond(), reduced->MiBPerSecond() / tcp_mib_per_s);
   }
   if (!json_path.empty()) {
     if (auto status = WriteJson(json_path, rows, repeats); !status.ok()) {

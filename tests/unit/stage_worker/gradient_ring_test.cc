@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
-#include "common/status/grpc_status.h"
 #include "gtest/gtest.h"
 #include "services/stage_worker/reduce_inbox.h"
+#include "services/stage_worker/reduce_peer_service.h"
 
 namespace resbm {
 namespace {
@@ -71,25 +71,9 @@ TEST(GradientRingPlanTest, EachReplicaSendsTwoRMinusOneOverROfTheValues) {
   EXPECT_EQ(RingBytesSent(12, 4), 6 * 3 * 4);  // 6 rounds of 3 values.
 }
 
-// A worker's ReduceChunk and nothing else: delivers into its inbox.
-class RingPeer final : public v1::StageWorker::CallbackService {
- public:
-  explicit RingPeer(std::shared_ptr<ReduceInbox> inbox) : inbox_(std::move(inbox)) {}
-  grpc::ServerUnaryReactor* ReduceChunk(grpc::CallbackServerContext* context,
-                                        const v1::ReduceChunkRequest* request,
-                                        v1::ReduceChunkResponse*) override {
-    auto* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(inbox_->Deliver(*request)));
-    return reactor;
-  }
-
- private:
-  std::shared_ptr<ReduceInbox> inbox_;
-};
-
 struct Peer {
   std::shared_ptr<ReduceInbox> inbox = std::make_shared<ReduceInbox>();
-  std::unique_ptr<RingPeer> service;
+  std::unique_ptr<ReducePeerService> service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
 };
@@ -99,7 +83,7 @@ std::vector<Peer> StartPeers(int n) {
   for (int i = 0; i < n; ++i) {
     Peer& peer = peers[i];
     peer.inbox->Expect("job-ring", 1, (i + n - 1) % n);
-    peer.service = std::make_unique<RingPeer>(peer.inbox);
+    peer.service = std::make_unique<ReducePeerService>(peer.inbox);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &peer.port);
     builder.RegisterService(peer.service.get());
