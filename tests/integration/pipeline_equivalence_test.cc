@@ -19,6 +19,7 @@
 #include "common/model/checkpoint_file.h"
 #include "common/model/stage_plan.h"
 #include "common/status/failure_cause.h"
+#include "common/status/status_macros.h"
 #include "common/train/local_pipeline.h"
 #include "common/wire/frame_codec.h"
 #include "common/wire/wire_codec.h"
@@ -288,6 +289,51 @@ TEST(PipelineReplicasTest, ARogueReplicaIsRefusedAndRebuiltFromItsPeer) {
       v1::ApplyStepResponse applied;
       ASSERT_TRUE(stub->ApplyStep(&context, rogue, &applied).ok());
     }
+  }
+}
+
+// Replicas and checkpoints: replica 0 of each stage writes the stage's file, every replica
+// restores it (on a fresh assignment, as a recovery or a restarted coordinator does), and
+// the steps after the restore are the steps after the save again.
+TEST(PipelineReplicasTest, EveryReplicaRestoresItsStagesCheckpoint) {
+  torch::set_num_threads(1);
+  v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE);
+  config.mutable_stages()->set_replicas(2);
+  const TokenStream tokens =
+      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
+  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
+  Cluster cluster = StartWorkers(4);
+  auto driver = PipelineDriver::Create("job-restore", config, cluster.addresses);
+  ASSERT_TRUE(driver.ok()) << driver.status();
+  ASSERT_TRUE((*driver)->Assign().ok());
+  const int64_t batch = config.training().batch_size();
+  auto train = [&](int64_t step) -> absl::StatusOr<StepStats> {
+    std::vector<int64_t> x, y;
+    RESBM_RETURN_IF_ERROR(sampler.Sample(step, 0, batch, &x, &y));
+    RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, (*driver)->TrainStep(step, x, y));
+    return result.stats;
+  };
+  for (int64_t step = 0; step < 3; ++step) ASSERT_TRUE(train(step).ok()) << step;
+  ASSERT_TRUE((*driver)->SaveCheckpoints(3).ok());
+  std::vector<StepStats> first;
+  for (int64_t step = 3; step < 6; ++step) {
+    auto stats = train(step);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    first.push_back(*stats);
+  }
+  driver = PipelineDriver::Create("job-restore", config, cluster.addresses);
+  ASSERT_TRUE(driver.ok()) << driver.status();
+  ASSERT_TRUE((*driver)->Assign().ok());
+  auto restored = (*driver)->LoadCheckpoints(3);
+  ASSERT_TRUE(restored.ok()) << restored.status();
+  for (int64_t step = 3; step < 6; ++step) {
+    auto again = train(step);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->loss, first[step - 3].loss) << "step " << step;
+    EXPECT_EQ(again->grad_norm, first[step - 3].grad_norm) << "step " << step;
+  }
+  for (int s = 0; s < 2; ++s) {
+    std::remove(absl::StrCat(CheckpointDir(), "/job-restore-step-3-stage-", s, ".ckpt").c_str());
   }
 }
 
