@@ -16,15 +16,8 @@
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/wait_for.h"
 
-namespace resbm {
+namespace resbm::testing {
 namespace {
-
-using ::resbm::testing::ExpectSameLosses;
-using ::resbm::testing::ProcessCluster;
-using ::resbm::testing::ReferenceLosses;
-using ::resbm::testing::TrainLosses;
-using ::resbm::testing::TwoStageJobJson;
-using ::resbm::testing::WaitFor;
 
 TEST(CoordinatorRestartTest, StoppedAndKilledCoordinatorResumesTheJobWithTheUninterruptedLosses) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_restart_" + std::to_string(::getpid()));
@@ -74,4 +67,4 @@ TEST(CoordinatorRestartTest, StoppedAndKilledCoordinatorResumesTheJobWithTheUnin
 }
 
 }  // namespace
-}  // namespace resbm
+}  // namespace resbm::testing

@@ -17,15 +17,8 @@
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/wait_for.h"
 
-namespace resbm {
+namespace resbm::testing {
 namespace {
-
-using ::resbm::testing::ExpectSameLosses;
-using ::resbm::testing::ProcessCluster;
-using ::resbm::testing::ReferenceLosses;
-using ::resbm::testing::TrainLosses;
-using ::resbm::testing::TwoStageJobJson;
-using ::resbm::testing::WaitFor;
 
 constexpr char kIp[] = "/usr/sbin/ip";
 // Shorter than the 5 s default so that a lapse (2-3 s after the cut) always comes before the
@@ -134,4 +127,4 @@ TEST(CutLinkTest, ACutLinkIsRecoveredWhenTheHeartbeatLapses) {
 }
 
 }  // namespace
-}  // namespace resbm
+}  // namespace resbm::testing

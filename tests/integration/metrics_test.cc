@@ -21,13 +21,8 @@
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/wait_for.h"
 
-namespace resbm {
+namespace resbm::testing {
 namespace {
-
-using ::resbm::testing::HttpGet;
-using ::resbm::testing::ProcessCluster;
-using ::resbm::testing::SampleValue;
-using ::resbm::testing::WaitFor;
 
 // The port a process printed as "metrics on port N" (0 if it did not).
 int MetricsPort(const std::string& log) {
@@ -183,4 +178,4 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
 }
 
 }  // namespace
-}  // namespace resbm
+}  // namespace resbm::testing

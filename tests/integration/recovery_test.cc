@@ -21,15 +21,8 @@
 #include "tests/testing/process_cluster.h"
 #include "tests/testing/wait_for.h"
 
-namespace resbm {
+namespace resbm::testing {
 namespace {
-
-using ::resbm::testing::ExpectSameLosses;
-using ::resbm::testing::ProcessCluster;
-using ::resbm::testing::ReferenceLosses;
-using ::resbm::testing::TrainLosses;
-using ::resbm::testing::TwoStageJobJson;
-using ::resbm::testing::WaitFor;
 
 // The job as the coordinator has it now (an empty job if it cannot say).
 v1::Job Current(ProcessCluster& cluster, const std::string& job_id) {
@@ -202,4 +195,4 @@ TEST(RecoveryTest, AShardModifiedUnderTheJobFailsItAtOnceWithTheCause) {
 }
 
 }  // namespace
-}  // namespace resbm
+}  // namespace resbm::testing

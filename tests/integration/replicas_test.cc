@@ -15,14 +15,8 @@
 #include "tests/testing/job_files.h"
 #include "tests/testing/process_cluster.h"
 
-namespace resbm {
+namespace resbm::testing {
 namespace {
-
-using ::resbm::testing::ExpectSameLosses;
-using ::resbm::testing::ProcessCluster;
-using ::resbm::testing::ReferenceLosses;
-using ::resbm::testing::TrainLosses;
-using ::resbm::testing::TwoStageJobJson;
 
 TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_replicas_" + std::to_string(::getpid()));
@@ -134,4 +128,4 @@ TEST(ReplicasTest, TwentyKillsOfRandomReplicasGiveTheUninterruptedLosses) {
 }
 
 }  // namespace
-}  // namespace resbm
+}  // namespace resbm::testing

@@ -21,14 +21,8 @@
 #include "tests/testing/test_certificates.h"
 #include "tests/testing/wait_for.h"
 
-namespace resbm {
+namespace resbm::testing {
 namespace {
-
-using ::resbm::testing::BinaryPath;
-using ::resbm::testing::MakeTestCertificates;
-using ::resbm::testing::ProcessCluster;
-using ::resbm::testing::TestCertificates;
-using ::resbm::testing::WaitFor;
 
 constexpr char kToken[] = "a1b2c3d4e5f6a7b8c9d0e1f2";
 
@@ -224,4 +218,4 @@ TEST(SecuritySettingsTest, ServicesWithoutTlsOrPlaintextRefuseToStart) {
 }
 
 }  // namespace
-}  // namespace resbm
+}  // namespace resbm::testing
