@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -93,32 +94,40 @@ TEST(PipelineScheduleTest, FormatScheduleWritesOneLinePerStage) {
   EXPECT_EQ(FormatSchedule(*s), "stage 0: F0 F1 B0 B1\nstage 1: F0 B0 F1 B1\n");
 }
 
-TEST(PipelineScheduleTest, EverySizeRunsEachOpOnceForwardFirstWithoutDeadlock) {
+// `check` on every schedule of both kinds with 1..6 stages and 1..10 microbatches.
+void ForEverySchedule(
+    const std::function<void(int64_t p, int64_t m, const PipelineSchedule& s)>& check) {
   for (ScheduleKind kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B}) {
     for (int64_t p = 1; p <= 6; ++p) {
       for (int64_t m = 1; m <= 10; ++m) {
         SCOPED_TRACE(absl::StrCat(ScheduleKindName(kind), " p=", p, " m=", m));
         absl::StatusOr<PipelineSchedule> s = MakePipelineSchedule(kind, p, m);
         ASSERT_TRUE(s.ok()) << s.status();
-        ASSERT_EQ(static_cast<int64_t>(s->stage_ops.size()), p);
-        // Checked here independently of the validator: position of F(mb) and B(mb).
-        for (int64_t stage = 0; stage < p; ++stage) {
-          const std::vector<PipelineOp>& ops = s->stage_ops[stage];
-          ASSERT_EQ(static_cast<int64_t>(ops.size()), 2 * m) << "stage " << stage;
-          for (int64_t mb = 0; mb < m; ++mb) {
-            const auto f = std::find(ops.begin(), ops.end(), PipelineOp{OpKind::kForward, mb});
-            const auto b = std::find(ops.begin(), ops.end(), PipelineOp{OpKind::kBackward, mb});
-            ASSERT_NE(f, ops.end()) << "stage " << stage << " lacks F" << mb;
-            ASSERT_NE(b, ops.end()) << "stage " << stage << " lacks B" << mb;
-            EXPECT_LT(f, b) << "stage " << stage << " runs B" << mb << " before F" << mb;
-          }
-        }
-        EXPECT_TRUE(ValidatePipelineSchedule(*s).ok()) << ValidatePipelineSchedule(*s);
-        const std::vector<double> ones(p, 1.0);
-        EXPECT_TRUE(SimulateSchedule(*s, ones, ones, 0.25).ok());
+        check(p, m, *s);
       }
     }
   }
+}
+
+TEST(PipelineScheduleTest, EverySizeRunsEachOpOnceForwardFirstWithoutDeadlock) {
+  ForEverySchedule([](int64_t p, int64_t m, const PipelineSchedule& s) {
+    ASSERT_EQ(static_cast<int64_t>(s.stage_ops.size()), p);
+    // Checked here independently of the validator: position of F(mb) and B(mb).
+    for (int64_t stage = 0; stage < p; ++stage) {
+      const std::vector<PipelineOp>& ops = s.stage_ops[stage];
+      ASSERT_EQ(static_cast<int64_t>(ops.size()), 2 * m) << "stage " << stage;
+      for (int64_t mb = 0; mb < m; ++mb) {
+        const auto f = std::find(ops.begin(), ops.end(), PipelineOp{OpKind::kForward, mb});
+        const auto b = std::find(ops.begin(), ops.end(), PipelineOp{OpKind::kBackward, mb});
+        ASSERT_NE(f, ops.end()) << "stage " << stage << " lacks F" << mb;
+        ASSERT_NE(b, ops.end()) << "stage " << stage << " lacks B" << mb;
+        EXPECT_LT(f, b) << "stage " << stage << " runs B" << mb << " before F" << mb;
+      }
+    }
+    EXPECT_TRUE(ValidatePipelineSchedule(s).ok()) << ValidatePipelineSchedule(s);
+    const std::vector<double> ones(p, 1.0);
+    EXPECT_TRUE(SimulateSchedule(s, ones, ones, 0.25).ok());
+  });
 }
 
 TEST(PipelineScheduleTest, OneFOneBKeepsAtMostPInFlight) {
@@ -157,28 +166,21 @@ TEST(PipelineScheduleTest, MaxInFlightOfMissingStageIsZero) {
 // Forward 1 s, backward 2 s, no link latency: both schedules take (m + p - 1) * 3 s and every
 // stage idles for the textbook bubble fraction of it.
 TEST(PipelineScheduleTest, UniformStagesMatchTextbookMakespanAndBubble) {
-  for (ScheduleKind kind : {ScheduleKind::kGpipe, ScheduleKind::k1F1B}) {
-    for (int64_t p = 1; p <= 6; ++p) {
-      for (int64_t m = 1; m <= 10; ++m) {
-        SCOPED_TRACE(absl::StrCat(ScheduleKindName(kind), " p=", p, " m=", m));
-        absl::StatusOr<PipelineSchedule> s = MakePipelineSchedule(kind, p, m);
-        ASSERT_TRUE(s.ok()) << s.status();
-        absl::StatusOr<ScheduleTimeline> t =
-            SimulateSchedule(*s, std::vector<double>(p, 1.0), std::vector<double>(p, 2.0), 0.0);
-        ASSERT_TRUE(t.ok()) << t.status();
-        EXPECT_NEAR(t->makespan_seconds, static_cast<double>((m + p - 1) * 3), kTolerance);
-        ASSERT_EQ(static_cast<int64_t>(t->busy_seconds.size()), p);
-        ASSERT_EQ(static_cast<int64_t>(t->idle_seconds.size()), p);
-        for (int64_t stage = 0; stage < p; ++stage) {
-          const double busy = t->busy_seconds[stage];
-          const double idle = t->idle_seconds[stage];
-          EXPECT_NEAR(busy, static_cast<double>(3 * m), kTolerance) << "stage " << stage;
-          EXPECT_NEAR(idle / (busy + idle), TheoreticalBubbleFraction(p, m), kTolerance)
-              << "stage " << stage;
-        }
-      }
+  ForEverySchedule([](int64_t p, int64_t m, const PipelineSchedule& s) {
+    absl::StatusOr<ScheduleTimeline> t =
+        SimulateSchedule(s, std::vector<double>(p, 1.0), std::vector<double>(p, 2.0), 0.0);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_NEAR(t->makespan_seconds, static_cast<double>((m + p - 1) * 3), kTolerance);
+    ASSERT_EQ(static_cast<int64_t>(t->busy_seconds.size()), p);
+    ASSERT_EQ(static_cast<int64_t>(t->idle_seconds.size()), p);
+    for (int64_t stage = 0; stage < p; ++stage) {
+      const double busy = t->busy_seconds[stage];
+      const double idle = t->idle_seconds[stage];
+      EXPECT_NEAR(busy, static_cast<double>(3 * m), kTolerance) << "stage " << stage;
+      EXPECT_NEAR(idle / (busy + idle), TheoreticalBubbleFraction(p, m), kTolerance)
+          << "stage " << stage;
     }
-  }
+  });
 }
 
 // GPipe p=2 m=3, forward {1, 3} s, backward 1 s. Stage 0 forwards end at 1, 2, 3; stage 1's
