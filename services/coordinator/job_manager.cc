@@ -335,8 +335,7 @@ void JobManager::StartOrResume(v1::Job* job, JobRun* run) {
   }
 }
 
-void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
-  // The hooks run on the runner thread (the trainer's): `job` is only touched there.
+void JobManager::AttachStepHook(v1::Job* job, JobRun* run) {
   const std::string job_id = job->job_id();
   const int64_t steps_at_start = job->progress().step();
   const double seconds_at_start =
@@ -365,6 +364,12 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
     job->set_message("");
     Publish(*job, v1::JOB_EVENT_KIND_STEP, "");
   };
+}
+
+void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
+  // The hooks run on the runner thread (the trainer's): `job` is only touched there.
+  const std::string job_id = job->job_id();
+  AttachStepHook(job, run);
   run->hooks.on_checkpoint = [this, job](int64_t step, int64_t recoveries_without_progress) {
     job->mutable_progress()->set_checkpoint_step(step);
     job->mutable_progress()->set_recoveries_without_progress(

@@ -98,6 +98,8 @@ class JobManager {
   void StartOrResume(v1::Job* job, JobRun* run);
   // The runner's hooks: store and publish `job` (which must outlive the run) as it goes.
   void AttachHooks(v1::Job* job, JobRun* run);
+  // AttachHooks' step hook: the step stored, the progress (rate, ETA) and metrics updated.
+  void AttachStepHook(v1::Job* job, JobRun* run);
   // The job's end state from the run's outcome (or none: a shutdown leaves it RUNNING).
   void Conclude(v1::Job* job, const absl::StatusOr<RunSummary>& summary);
   // Stores `job` and sends `kind` to its watchers.
