@@ -85,14 +85,16 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
   }
   // Keepalives: a worker that vanishes without closing its connection (host down, link cut)
   // is noticed within seconds, not at the step deadline.
-  for (const auto& address : addresses_) Connect(address);
+  stubs_.resize(addresses_.size());
+  health_.resize(addresses_.size());
+  for (size_t slot = 0; slot < addresses_.size(); ++slot) Connect(slot);
 }
 
-void PipelineDriver::Connect(const std::string& address) {
+void PipelineDriver::Connect(size_t slot) {
   const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(address, credentials_, PeerChannelArguments());
-  stubs_.push_back(v1::StageWorker::NewStub(channel));
-  health_.push_back(std::make_unique<grpc::GenericStub>(channel));
+      grpc::CreateCustomChannel(addresses_[slot], credentials_, PeerChannelArguments());
+  stubs_[slot] = v1::StageWorker::NewStub(channel);
+  health_[slot] = std::make_unique<grpc::GenericStub>(channel);
 }
 
 absl::Status PipelineDriver::Unreachable(const grpc::Status& status, size_t stage,
@@ -117,23 +119,13 @@ absl::StatusOr<int64_t> PipelineDriver::Replace(const std::map<size_t, StageEndp
     }
     replaced.insert(slot);
   }
-  for (int64_t s = 0; s < num_stages_; ++s) {
-    bool live = false;
-    for (int64_t r = 0; r < num_replicas_; ++r) live = live || replaced.count(Slot(r, s)) == 0;
-    if (!live) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("stage ", s, ": no live replica to take its state from"));
-    }
-  }
   for (const auto& [slot, worker] : workers) {
     addresses_[slot] = worker.address;
     exchange_addresses_[slot] =
         worker.exchange_address.empty() ? worker.address : worker.exchange_address;
-    const std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(worker.address, credentials_, PeerChannelArguments());
-    stubs_[slot] = v1::StageWorker::NewStub(channel);
-    health_[slot] = std::make_unique<grpc::GenericStub>(channel);
+    Connect(slot);
   }
+  // A stage with no live replica left fails in AssignSlot (nothing to take its state from).
   return AssignSlots(&replaced);
 }
 

@@ -116,7 +116,8 @@ class PipelineDriver {
   PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
                  const std::vector<StageEndpoint>& workers,
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
-  void Connect(const std::string& address);
+  // The stubs of slot `slot` (its worker's StageWorker and health service), on one channel.
+  void Connect(size_t slot);
   // Compares the replicas' parameter checksums stage by stage; fills refused_.
   absl::Status CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses);
   // Assign, or with `replaced` the rewiring Replace describes.
