@@ -19,7 +19,8 @@ inline constexpr int kMaxWorkerMessageBytes = 512 << 20;
 
 // Client channels (to the coordinator, to a stage worker, to the next stage): keepalive pings
 // every 10 s, a peer silent 5 s after a ping is gone; no bound on what the peer sends back
-// (the caller checks it).
+// (the caller checks it). Also keeps gRPC's callback threads alive for the process (see the
+// .cc), as StartServer does: a channel or server made without either may crash on release.
 grpc::ChannelArguments PeerChannelArguments();
 
 // Server side: starts `builder`'s server accepting those keepalive pings, also between calls.
