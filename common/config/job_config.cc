@@ -122,6 +122,11 @@ void ApplyOptimizerDefaults(v1::OptimizerConfig* o) {
   if (!schedule->has_min_lr_ratio()) schedule->set_min_lr_ratio(0.1f);
 
   if (!o->has_grad_clip()) o->set_grad_clip(1.0f);
+
+  v1::OuterOptimizerConfig* outer = o->mutable_outer();
+  if (!outer->has_lr()) outer->set_lr(0.7f);
+  if (!outer->has_momentum()) outer->set_momentum(0.9f);
+  if (outer->dtype() == v1::WIRE_DTYPE_UNSPECIFIED) outer->set_dtype(v1::WIRE_DTYPE_BF16);
 }
 
 void ApplyTrainingDefaults(v1::TrainingConfig* t) {
@@ -385,6 +390,39 @@ absl::Status ValidateCompression(const v1::CompressionConfig& c, uint32_t d_mode
   return absl::OkStatus();
 }
 
+absl::Status ValidateOuter(const v1::OuterOptimizerConfig& outer) {
+  RESBM_RETURN_IF_ERROR(CheckRange("optimizer.outer.steps", outer.steps(), 0, kMaxSteps));
+  RESBM_RETURN_IF_ERROR(CheckPositiveFinite("optimizer.outer.lr", outer.lr()));
+  if (!(outer.momentum() >= 0.0f && outer.momentum() < 1.0f)) {
+    return Invalid("optimizer.outer.momentum",
+                   absl::StrCat(outer.momentum(), "; expected a value in [0, 1)"));
+  }
+  RESBM_RETURN_IF_ERROR(
+      CheckEnum("optimizer.outer.dtype", outer.dtype(), v1::WireDtype_descriptor()));
+  if (outer.dtype() == v1::WIRE_DTYPE_FP16) {
+    return Invalid("optimizer.outer.dtype",
+                   "WIRE_DTYPE_FP16; expected WIRE_DTYPE_FP32, WIRE_DTYPE_BF16 or WIRE_DTYPE_INT8");
+  }
+  return absl::OkStatus();
+}
+
+// The outer optimizer's period must end the run and every checkpoint on a synchronised state.
+absl::Status ValidateOuterPeriod(const v1::JobConfig& config) {
+  const uint32_t h = config.optimizer().outer().steps();
+  if (h == 0) return absl::OkStatus();
+  const v1::TrainingConfig& t = config.training();
+  if (t.steps() % h != 0) {
+    return Invalid("training.steps", absl::StrCat(t.steps(), " with optimizer.outer.steps ", h,
+                                                  "; expected a multiple of ", h));
+  }
+  if (t.checkpoint_every() % h != 0) {
+    return Invalid("training.checkpoint_every",
+                   absl::StrCat(t.checkpoint_every(), " with optimizer.outer.steps ", h,
+                                "; expected 0 or a multiple of ", h));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateOptimizer(const v1::OptimizerConfig& o, uint32_t training_steps) {
   RESBM_RETURN_IF_ERROR(CheckEnum("optimizer.kind", o.kind(), v1::OptimizerKind_descriptor()));
 
@@ -415,7 +453,7 @@ absl::Status ValidateOptimizer(const v1::OptimizerConfig& o, uint32_t training_s
                                 "; expected 0..", training_steps));
   }
   RESBM_RETURN_IF_ERROR(CheckNonNegativeFinite("optimizer.grad_clip", o.grad_clip()));
-  return absl::OkStatus();
+  return ValidateOuter(o.outer());
 }
 
 absl::Status ValidateTraining(const v1::TrainingConfig& t) {
@@ -671,6 +709,7 @@ absl::Status ValidateJobConfig(const v1::JobConfig& config) {
                                 config.training().microbatches(),
                                 "; expected at most one pipeline per microbatch"));
   }
+  RESBM_RETURN_IF_ERROR(ValidateOuterPeriod(config));
   RESBM_RETURN_IF_ERROR(ValidateData(config.data(), config.model().vocab_size()));
   RESBM_RETURN_IF_ERROR(ValidateInit(config.init()));
   return absl::OkStatus();
@@ -862,6 +901,10 @@ OptimizerOptions ToOptimizerOptions(const v1::JobConfig& config) {
   options.schedule.total_steps = effective.training().steps();
 
   options.grad_clip = FloatToDouble(o.grad_clip());
+  options.outer.steps = o.outer().steps();
+  options.outer.lr = FloatToDouble(o.outer().lr());
+  options.outer.momentum = FloatToDouble(o.outer().momentum());
+  options.outer.dtype = WireDtypeFromProto(o.outer().dtype()).value_or(WireDtype::kBf16);
   return options;
 }
 

@@ -81,6 +81,14 @@ struct LrScheduleOptions {
   int64_t total_steps = 1;
 };
 
+// The outer optimizer of replicas that synchronise every `steps` local steps.
+struct OuterOptions {
+  int64_t steps = 0;
+  double lr = 0.7;
+  double momentum = 0.9;
+  WireDtype dtype = WireDtype::kBf16;
+};
+
 struct OptimizerOptions {
   // false: AdamW for every parameter (the baseline); true: Muon for 2-D hidden matrices.
   bool use_muon = true;
@@ -91,6 +99,8 @@ struct OptimizerOptions {
   double grad_clip = 1.0;
   // Multiplies muon.lr for the boundary halves' weights (E and D).
   double halves_lr_scale = 1.0;
+  // DiLoCo across a stage's replicas (OuterOptimizerConfig); steps 0: none.
+  OuterOptions outer;
 };
 
 }  // namespace resbm

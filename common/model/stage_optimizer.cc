@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/model/lr_schedule.h"
+#include "common/status/status_macros.h"
 
 namespace resbm {
 namespace {
@@ -52,6 +53,7 @@ StageOptimizer::StageOptimizer(const NamedTensors& params, const OptimizerOption
     halves_ = std::make_unique<Muon>(halves_group, halves);
   }
   if (!adamw_group.empty()) adamw_ = std::make_unique<AdamW>(adamw_group, options.adamw);
+  if (options.outer.steps > 0) outer_ = std::make_unique<OuterOptimizer>(params, options.outer);
 }
 
 double StageOptimizer::GradSquaredNorm() const {
@@ -137,6 +139,9 @@ NamedTensors StageOptimizer::State() const {
   if (adamw_) {
     for (auto& entry : WithPrefix(adamw_->State(), "adamw.")) state.push_back(entry);
   }
+  if (outer_) {
+    for (auto& entry : WithPrefix(outer_->State(), "outer.")) state.push_back(entry);
+  }
   return state;
 }
 
@@ -146,8 +151,21 @@ absl::Status StageOptimizer::LoadState(const NamedTensors& state) {
     auto status = muon->LoadState(StripPrefix(state, "muon."));
     if (!status.ok()) return status;
   }
-  if (adamw_) return adamw_->LoadState(StripPrefix(state, "adamw."));
+  if (adamw_) {
+    auto status = adamw_->LoadState(StripPrefix(state, "adamw."));
+    if (!status.ok()) return status;
+  }
+  outer_loaded_ = false;
+  if (!outer_) return absl::OkStatus();
+  const NamedTensors outer = StripPrefix(state, "outer.");
+  if (outer.empty()) return absl::OkStatus();
+  RESBM_RETURN_IF_ERROR(outer_->LoadState(outer));
+  outer_loaded_ = true;
   return absl::OkStatus();
+}
+
+void StageOptimizer::ParametersLoaded() {
+  if (outer_ && !outer_loaded_) outer_->Reanchor();
 }
 
 }  // namespace resbm

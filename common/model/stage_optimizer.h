@@ -14,6 +14,7 @@
 #include "common/model/model_options.h"
 #include "common/model/muon.h"
 #include "common/model/named_tensors.h"
+#include "common/model/outer_optimizer.h"
 
 namespace resbm {
 
@@ -41,9 +42,17 @@ class StageOptimizer {
 
   void ZeroGrad();
 
-  // Optimizer state prefixed "muon." / "adamw." for checkpoints.
+  // Optimizer state prefixed "muon." / "adamw." (and "outer.") for checkpoints.
   NamedTensors State() const;
+  // A state without "outer." entries (a checkpoint of synchronous training) leaves the outer
+  // optimizer to start afresh from the parameters: see ParametersLoaded.
   absl::Status LoadState(const NamedTensors& state);
+  // After a load has set the parameters: the outer optimizer, if its state was not loaded,
+  // takes them as its anchor.
+  void ParametersLoaded();
+
+  // DiLoCo's outer step across replicas; null when options.outer.steps is 0.
+  OuterOptimizer* outer() { return outer_.get(); }
 
  private:
   NamedTensors params_;
@@ -51,6 +60,8 @@ class StageOptimizer {
   std::unique_ptr<Muon> muon_;    // Null when every parameter goes to AdamW.
   std::unique_ptr<Muon> halves_;  // E and D at their own learning rate; null at scale 1.
   std::unique_ptr<AdamW> adamw_;  // Null when the stage has no AdamW parameter.
+  std::unique_ptr<OuterOptimizer> outer_;
+  bool outer_loaded_ = false;  // The last LoadState held the outer optimizer's state.
 };
 
 }  // namespace resbm

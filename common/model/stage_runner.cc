@@ -340,6 +340,27 @@ absl::Status StageRunner::ApplyStep(int64_t step, double clip_factor) {
   });
 }
 
+bool StageRunner::has_outer() const { return optimizer_->outer() != nullptr; }
+
+absl::StatusOr<std::string> StageRunner::EncodeOuterDelta() const {
+  if (!has_outer()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", options_.spec.index, ": no outer optimizer"));
+  }
+  return AtSeam(options_.spec.index, "encode outer change", [&]() -> absl::StatusOr<std::string> {
+    return optimizer_->outer()->EncodeDelta();
+  });
+}
+
+absl::Status StageRunner::OuterStep(const std::vector<std::string>& deltas) {
+  if (!has_outer()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stage ", options_.spec.index, ": no outer optimizer"));
+  }
+  return AtSeam(options_.spec.index, "outer step",
+                [&]() -> absl::Status { return optimizer_->outer()->Step(deltas); });
+}
+
 void StageRunner::AbortStep() {
   pending_.clear();
   optimizer_->ZeroGrad();
@@ -428,6 +449,7 @@ absl::StatusOr<int64_t> StageRunner::LoadContents(CheckpointContents contents,
     }
     torch::NoGradGuard no_grad;
     for (auto& [name, param] : own) param.copy_(params["param." + name]);
+    optimizer_->ParametersLoaded();
     pending_.clear();
     optimizer_->ZeroGrad();
     return contents.step;

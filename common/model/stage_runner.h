@@ -83,6 +83,12 @@ class StageRunner {
   absl::Status SetFlatGradients(const std::vector<float>& values);
   // Applies optimizer step `step` (0-based) with the global clip factor; zeroes gradients.
   absl::Status ApplyStep(int64_t step, double clip_factor);
+  // DiLoCo (options.optimizer.outer.steps > 0): this replica's change since the last
+  // synchronisation, encoded for the wire, and the outer step from every replica's encoding
+  // (in replica order, the same bytes on every replica). FailedPrecondition without one.
+  bool has_outer() const;
+  absl::StatusOr<std::string> EncodeOuterDelta() const;
+  absl::Status OuterStep(const std::vector<std::string>& deltas);
   // Drops the graphs of microbatches in flight and zeroes gradients (an aborted step).
   void AbortStep();
 

@@ -241,7 +241,10 @@ std::vector<v1::RunStepRequest> PipelineDriver::MakeRequests(
       r.set_rows(static_cast<uint32_t>(rows));
       r.set_seq_len(static_cast<uint32_t>(seq));
       r.set_microbatches(static_cast<uint32_t>(local));
-      if (num_replicas_ > 1) r.set_step_microbatches(static_cast<uint32_t>(m));
+      // Synchronous replicas sum into the step's mean; with an outer optimizer each pipeline
+      // takes the mean over its own microbatches.
+      if (num_replicas_ > 1 && OuterPeriod() == 0)
+        r.set_step_microbatches(static_cast<uint32_t>(m));
       for (const PipelineOp& op : schedule.stage_ops[s]) *r.add_ops() = OpToProto(op);
       // The pipeline's local microbatch i is the step's share.microbatches[i].
       auto fill = [&](const std::vector<int64_t>& ids,
@@ -434,23 +437,50 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   RESBM_ASSIGN_OR_RETURN(
       auto responses, RunAll(MakeRequests(v1::STEP_MODE_TRAIN, step, inputs, targets), &last_slot));
   result.waited_on_stage = last_slot < 0 ? -1 : last_slot % num_stages_;
-  RESBM_RETURN_IF_ERROR(CheckReplicasAgree(responses));
+  // Between an outer optimizer's synchronisations replicas differ by design.
+  const int64_t period = OuterPeriod();
+  if (period == 0 || step % period == 0) RESBM_RETURN_IF_ERROR(CheckReplicasAgree(responses));
   StepStats& stats = result.stats;
   stats.loss = MeanLoss(responses);
-  // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
-  double squared = 0.0;
-  for (int64_t s = 0; s < num_stages_; ++s) squared += responses[Slot(0, s)].grad_squared_norm();
-  stats.grad_norm = std::sqrt(squared);
-  stats.clip_factor = GradClipFactor(stats.grad_norm, config_.optimizer().grad_clip());
   // Applied by every stage with the next RunStep or checkpoint; if a stage
   // never gets it, that call fails and the job restores its last checkpoint.
   v1::ApplyStepRequest apply;
   apply.set_job_id(job_id_);
   apply.set_step(static_cast<uint64_t>(step));
-  apply.set_clip_factor(stats.clip_factor);
+  const double clip = config_.optimizer().grad_clip();
+  if (period == 0) {
+    // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
+    stats.grad_norm = std::sqrt(PipelineSquaredNorm(responses, 0));
+    stats.clip_factor = GradClipFactor(stats.grad_norm, clip);
+    apply.set_clip_factor(stats.clip_factor);
+  } else {
+    // Each pipeline clips by its own norm; the step reports their root mean square.
+    double mean_squared = 0.0;
+    for (int64_t r = 0; r < num_replicas_; ++r) {
+      const double squared = PipelineSquaredNorm(responses, r);
+      mean_squared += squared / static_cast<double>(num_replicas_);
+      apply.add_replica_clip_factors(GradClipFactor(std::sqrt(squared), clip));
+    }
+    stats.grad_norm = std::sqrt(mean_squared);
+    stats.clip_factor = GradClipFactor(stats.grad_norm, clip);
+    apply.set_clip_factor(stats.clip_factor);
+  }
   pending_apply_ = std::move(apply);
   result.stages = std::move(responses);
   return result;
+}
+
+int64_t PipelineDriver::OuterPeriod() const {
+  return num_replicas_ > 1 ? config_.optimizer().outer().steps() : 0;
+}
+
+double PipelineDriver::PipelineSquaredNorm(const std::vector<v1::RunStepResponse>& responses,
+                                           int64_t replica) const {
+  double squared = 0.0;
+  for (int64_t s = 0; s < num_stages_; ++s) {
+    squared += responses[Slot(replica, s)].grad_squared_norm();
+  }
+  return squared;
 }
 
 absl::Status PipelineDriver::CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses) {

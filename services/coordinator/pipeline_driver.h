@@ -119,6 +119,11 @@ class PipelineDriver {
   // The stubs of slot `slot` (its worker's StageWorker and health service), on one channel.
   void Connect(size_t slot);
   // Compares the replicas' parameter checksums stage by stage; fills refused_.
+  // The outer optimizer's period (0: synchronous replicas, or one pipeline).
+  int64_t OuterPeriod() const;
+  // Sum of the squared gradient norms of pipeline `replica`'s stages.
+  double PipelineSquaredNorm(const std::vector<v1::RunStepResponse>& responses,
+                             int64_t replica) const;
   absl::Status CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses);
   // Assign, or with `replaced` the rewiring Replace describes.
   absl::StatusOr<int64_t> AssignSlots(const std::set<size_t>* replaced);

@@ -130,11 +130,10 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
   const int64_t r = options_.replica, n = options_.replicas;
   if (n <= 1) return absl::OkStatus();
   const int64_t count = static_cast<int64_t>(values->size());
-  auto sends = std::make_shared<Sends>();
+  const std::shared_ptr<Sends> sends = StartSends(cancel);
   // The step's token trips the ring's too: one token for the waits to watch.
   const Cancellation::Subscription step_cancelled =
       Cancellation::Subscribe(cancel, [&sends, cancel] { sends->failed.Cancel(cancel->reason()); });
-  if (cancel != nullptr && cancel->cancelled()) sends->failed.Cancel(cancel->reason());
   absl::Status status;
   for (int64_t round = 0; round < 2 * (n - 1) && status.ok(); ++round) {
     const RingRound plan = PlanRingRound(r, n, round);
@@ -155,6 +154,16 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
       status = Receive(step, round, piece, plan.add, begin, end, values, deadline, &sends->failed);
     }
   }
+  return EndSends(sends, std::move(status));
+}
+
+std::shared_ptr<GradientRing::Sends> GradientRing::StartSends(const Cancellation* cancel) const {
+  auto sends = std::make_shared<Sends>();
+  if (cancel != nullptr && cancel->cancelled()) sends->failed.Cancel(cancel->reason());
+  return sends;
+}
+
+absl::Status GradientRing::EndSends(const std::shared_ptr<Sends>& sends, absl::Status status) {
   // Every send ends before this returns (the calls must not outlive the ring); after a
   // failure nobody waits for them.
   std::vector<std::shared_ptr<ChunkCall>> calls;
@@ -170,6 +179,47 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
   // The ring's token carries the first cause: the step's cancellation or a failed send.
   if (sends->failed.cancelled()) status = sends->failed.reason();
   return status;
+}
+
+absl::Status GradientRing::AllGather(int64_t step, std::string mine,
+                                     std::vector<std::string>* by_replica, absl::Time deadline,
+                                     const Cancellation* cancel) {
+  const int64_t r = options_.replica, n = options_.replicas;
+  by_replica->assign(static_cast<size_t>(n), std::string());
+  const size_t size = mine.size();
+  (*by_replica)[r] = std::move(mine);
+  if (n <= 1) return absl::OkStatus();
+  const std::shared_ptr<Sends> sends = StartSends(cancel);
+  const Cancellation::Subscription step_cancelled =
+      Cancellation::Subscribe(cancel, [&sends, cancel] { sends->failed.Cancel(cancel->reason()); });
+  const size_t piece_bytes = static_cast<size_t>(options_.piece_values) * sizeof(float);
+  const int64_t pieces =
+      static_cast<int64_t>(std::max<size_t>(1, (size + piece_bytes - 1) / piece_bytes));
+  absl::Status status;
+  // Round k: pass on replica r - k's bytes, take replica r - k - 1's from the previous one.
+  for (int64_t round = 0; round < n - 1 && status.ok(); ++round) {
+    const std::string& out = (*by_replica)[Mod(r - round, n)];
+    for (int64_t piece = 0; piece < pieces; ++piece) {
+      const size_t begin = static_cast<size_t>(piece) * piece_bytes;
+      Send(step, round, piece,
+           out.substr(begin, std::min(piece_bytes, size - std::min(size, begin))), deadline, sends);
+    }
+    std::string& in = (*by_replica)[Mod(r - round - 1, n)];
+    for (int64_t piece = 0; status.ok() && piece < pieces; ++piece) {
+      absl::StatusOr<std::string> got = inbox_->Take(step, round, piece, deadline, &sends->failed);
+      if (!got.ok()) {
+        status = got.status();
+      } else {
+        in += *got;
+      }
+    }
+    if (status.ok() && in.size() != size) {
+      status =
+          absl::DataLossError(absl::StrCat("all-gather round ", round, ": ", in.size(),
+                                           " bytes from the previous replica; expected ", size));
+    }
+  }
+  return EndSends(sends, std::move(status));
 }
 
 }  // namespace resbm

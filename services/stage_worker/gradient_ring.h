@@ -59,6 +59,12 @@ class GradientRing {
   absl::Status AllReduce(int64_t step, std::vector<float>* values, absl::Time deadline,
                          const Cancellation* cancel);
 
+  // Every replica's `mine` (all of the same size), by replica index, forwarded around the
+  // ring unchanged in R - 1 rounds: each replica sends (R - 1) times its size. What an outer
+  // optimizer's encoded changes take, so every replica sums the very same bytes.
+  absl::Status AllGather(int64_t step, std::string mine, std::vector<std::string>* by_replica,
+                         absl::Time deadline, const Cancellation* cancel);
+
   int64_t replicas() const { return options_.replicas; }
 
  private:
@@ -70,6 +76,11 @@ class GradientRing {
   absl::Status Receive(int64_t step, int64_t round, int64_t piece, bool add, int64_t begin,
                        int64_t end, std::vector<float>* values, absl::Time deadline,
                        const Cancellation* cancel);
+
+  // The sends of one collective, tripped by the step's token too.
+  std::shared_ptr<Sends> StartSends(const Cancellation* cancel) const;
+  // Waits for every send of `sends` (cancelling them after a failure); the first cause.
+  static absl::Status EndSends(const std::shared_ptr<Sends>& sends, absl::Status status);
 
   const Options options_;
   const std::shared_ptr<ReduceInbox> inbox_;

@@ -1,5 +1,6 @@
 #include "services/stage_worker/stage_session.h"
 
+#include <chrono>
 #include <filesystem>
 #include <utility>
 
@@ -160,6 +161,7 @@ absl::Status StageSession::AdoptStateFrom(const std::string& address) {
   RESBM_ASSIGN_OR_RETURN(const int64_t steps,
                          runner().LoadState(response.state(), "state from " + address));
   steps_applied_ = steps;
+  synced_at_ = steps;  // Taken at a step boundary, synchronised or not: as its source holds.
   return absl::OkStatus();
 }
 
@@ -286,7 +288,10 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
   // The previous step's update, carried by this step (one coordinator round trip a step):
   // applied whatever this step then does, as it would have been by its own ApplyStep.
-  if (request.has_apply()) RESBM_RETURN_IF_ERROR(ApplyStep(request.apply()));
+  sync_bytes_ = 0;
+  sync_seconds_ = 0.0;
+  if (request.has_apply())
+    RESBM_RETURN_IF_ERROR(ApplyStep(request.apply(), deadline, cancel.get()));
   RESBM_RETURN_IF_ERROR(ValidateRequest(request));
   // A training step starts from zero gradients: a step redone after a lost replica must not
   // add to what this stage computed for it before (ApplyStep zeroes them too).
@@ -306,12 +311,20 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   parts.wire_dtype = wire_dtype_;
   parts.wire_width = wire_width_;
   parts.d_model = assignment_.config().model().d_model();
-  parts.ring = ring_.get();
+  // Replicas with an outer optimizer keep their gradients: they synchronise parameters.
+  const bool outer = assignment_.config().optimizer().outer().steps() > 0;
+  parts.ring = outer ? nullptr : ring_.get();
   StepRun run(request, std::move(parts), deadline, std::move(cancel));
-  return run.Finish(run.RunOps());
+  absl::StatusOr<v1::RunStepResponse> response = run.Finish(run.RunOps());
+  if (response.ok() && sync_bytes_ > 0) {
+    response->set_all_reduce_bytes_sent(static_cast<uint64_t>(sync_bytes_));
+    response->set_all_reduce_seconds(sync_seconds_);
+  }
+  return response;
 }
 
-absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
+absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request, absl::Time deadline,
+                                     const Cancellation* cancel) {
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
   const int64_t step = static_cast<int64_t>(request.step());
   if (step < steps_applied_) return absl::OkStatus();  // Applied already.
@@ -320,14 +333,50 @@ absl::Status StageSession::ApplyStep(const v1::ApplyStepRequest& request) {
         absl::StrCat("apply: step ", step, "; this stage has applied ", steps_applied_,
                      " steps, so the next is step ", steps_applied_));
   }
-  RESBM_RETURN_IF_ERROR(runner().ApplyStep(step, request.clip_factor()));
-  ++steps_applied_;
+  if (step == steps_applied_) {
+    RESBM_ASSIGN_OR_RETURN(const double clip_factor, ClipFactorOf(request));
+    RESBM_RETURN_IF_ERROR(runner().ApplyStep(step, clip_factor));
+    ++steps_applied_;
+  }
+  return SynchroniseIfDue(deadline, cancel);
+}
+
+absl::StatusOr<double> StageSession::ClipFactorOf(const v1::ApplyStepRequest& request) const {
+  if (request.replica_clip_factors_size() == 0) return request.clip_factor();
+  const int64_t replica = assignment_.replica_index();
+  if (replica >= request.replica_clip_factors_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("apply.replica_clip_factors: ", request.replica_clip_factors_size(),
+                     " factors; expected one for replica ", replica));
+  }
+  return request.replica_clip_factors(static_cast<int>(replica));
+}
+
+absl::Status StageSession::SynchroniseIfDue(absl::Time deadline, const Cancellation* cancel) {
+  const int64_t period = assignment_.config().optimizer().outer().steps();
+  if (period == 0 || ring_ == nullptr || steps_applied_ % period != 0 ||
+      synced_at_ == steps_applied_) {
+    return absl::OkStatus();
+  }
+  const auto start = std::chrono::steady_clock::now();
+  RESBM_ASSIGN_OR_RETURN(std::string mine, runner().EncodeOuterDelta());
+  const int64_t bytes = static_cast<int64_t>(mine.size()) * (ring_->replicas() - 1);
+  std::vector<std::string> deltas;
+  // Keyed by the step that ended the period: that step has no gradient all-reduce of its own.
+  RESBM_RETURN_IF_ERROR(
+      ring_->AllGather(steps_applied_ - 1, std::move(mine), &deltas, deadline, cancel));
+  RESBM_RETURN_IF_ERROR(runner().OuterStep(deltas));
+  synced_at_ = steps_applied_;
+  sync_bytes_ = bytes;
+  sync_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (options_.metrics != nullptr) options_.metrics->AllReduced(bytes, sync_seconds_);
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request) {
+absl::StatusOr<int64_t> StageSession::SaveCheckpoint(const v1::SaveCheckpointRequest& request,
+                                                     absl::Time deadline) {
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
-  if (request.has_apply()) RESBM_RETURN_IF_ERROR(ApplyStep(request.apply()));
+  if (request.has_apply()) RESBM_RETURN_IF_ERROR(ApplyStep(request.apply(), deadline, nullptr));
   const int64_t step = static_cast<int64_t>(request.step());
   RESBM_ASSIGN_OR_RETURN(const std::string path,
                          StageCheckpointPath(options_.checkpoint_dir, request.job_id(), step,
@@ -347,6 +396,7 @@ absl::StatusOr<int64_t> StageSession::LoadCheckpoint(const v1::LoadCheckpointReq
       StageCheckpointPath(options_.checkpoint_dir, request.job_id(),
                           static_cast<int64_t>(request.step()), assignment_.stage_index()));
   RESBM_ASSIGN_OR_RETURN(steps_applied_, runner().LoadCheckpoint(path));
+  synced_at_ = steps_applied_;  // Checkpoints are taken at synchronised states.
   return steps_applied_;
 }
 

@@ -63,7 +63,11 @@ class StageSession {
   // Applies optimizer step `step` once: a step already applied (a redone step carries the
   // previous update again) is skipped; one past the next is FAILED_PRECONDITION (an update
   // this stage missed: its state would differ from its replicas').
-  absl::Status ApplyStep(const v1::ApplyStepRequest& request);
+  // With an outer optimizer, a step that ends its period then synchronises the stage's
+  // replicas (by `deadline`, or sooner if `cancel` trips); one whose synchronisation failed
+  // synchronises when its update is carried again.
+  absl::Status ApplyStep(const v1::ApplyStepRequest& request, absl::Time deadline,
+                         const Cancellation* cancel);
   // Takes a new downstream address and replica ring for the same job and stage, keeping
   // the stage's state (AssignRequest.keep_state).
   absl::Status Rewire(const v1::StageAssignment& assignment);
@@ -72,7 +76,8 @@ class StageSession {
   absl::StatusOr<v1::FetchStateResponse> FetchState(const v1::FetchStateRequest& request) const;
   absl::Status AdoptStateFrom(const std::string& address);
   // Returns the size of the written file.
-  absl::StatusOr<int64_t> SaveCheckpoint(const v1::SaveCheckpointRequest& request);
+  absl::StatusOr<int64_t> SaveCheckpoint(const v1::SaveCheckpointRequest& request,
+                                         absl::Time deadline);
   // Returns the restored step.
   absl::StatusOr<int64_t> LoadCheckpoint(const v1::LoadCheckpointRequest& request);
 
@@ -90,6 +95,11 @@ class StageSession {
   absl::Status ConnectDownstream();
   // Ends the stream to the next stage (its normal end when idle, else cancelled).
   void CloseDownstream();
+  // The clip factor of this replica in `request` (per replica under an outer optimizer).
+  absl::StatusOr<double> ClipFactorOf(const v1::ApplyStepRequest& request) const;
+  // Outer optimizer: the synchronisation of the stage's replicas at the end of a period,
+  // once (a no-op otherwise).
+  absl::Status SynchroniseIfDue(absl::Time deadline, const Cancellation* cancel);
   // The ring over this stage's replicas; none (null ring_) for one replica.
   absl::Status JoinReplicaRing();
   absl::Status ValidateRequest(const v1::RunStepRequest& request) const;
@@ -108,6 +118,11 @@ class StageSession {
   std::shared_ptr<FrameLink> downstream_;
   std::unique_ptr<GradientRing> ring_;
   int64_t steps_applied_ = 0;  // Optimizer steps this stage's state holds.
+  // Outer optimizer: the steps_applied_ of the last synchronisation, and what the last one
+  // cost (reported with the step that carried it).
+  int64_t synced_at_ = 0;
+  int64_t sync_bytes_ = 0;
+  double sync_seconds_ = 0.0;
   // The thread that sends boundary tensors; declared last so that it stops first.
   std::unique_ptr<FrameSender> sender_;
 };

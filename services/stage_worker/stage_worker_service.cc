@@ -178,18 +178,18 @@ grpc::ServerUnaryReactor* StageWorkerService::RunStep(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* StageWorkerService::ApplyStep(grpc::CallbackServerContext* context,
                                                         const v1::ApplyStepRequest* request,
                                                         v1::ApplyStepResponse* response) {
-  return PostUnary(context, executor_, [this, request]() -> absl::Status {
+  return PostUnary(context, executor_, [this, context, request]() -> absl::Status {
     if (!session_) return NoAssignment();
-    return session_->ApplyStep(*request);
+    return session_->ApplyStep(*request, absl::FromChrono(context->deadline()), nullptr);
   });
 }
 
 grpc::ServerUnaryReactor* StageWorkerService::SaveCheckpoint(
     grpc::CallbackServerContext* context, const v1::SaveCheckpointRequest* request,
     v1::SaveCheckpointResponse* response) {
-  return PostUnary(context, executor_, [this, request, response]() -> absl::Status {
+  return PostUnary(context, executor_, [this, context, request, response]() -> absl::Status {
     if (!session_) return NoAssignment();
-    auto bytes = session_->SaveCheckpoint(*request);
+    auto bytes = session_->SaveCheckpoint(*request, absl::FromChrono(context->deadline()));
     if (!bytes.ok()) return bytes.status();
     response->set_bytes(static_cast<uint64_t>(*bytes));
     return absl::OkStatus();

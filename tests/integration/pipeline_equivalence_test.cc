@@ -337,6 +337,80 @@ TEST(PipelineReplicasTest, EveryReplicaRestoresItsStagesCheckpoint) {
   }
 }
 
+// DiLoCo: two pipelines that each train on their half of the step (their own mean, their own
+// clip) and synchronise every 2 steps equal two single-process pipelines on those halves whose
+// stages exchange their encoded changes by hand, loss and gradient norm at every step.
+TEST(PipelineReplicasTest, OuterOptimizerReplicasEqualSingleProcessPipelinesSynchronisedByHand) {
+  torch::set_num_threads(1);
+  for (const v1::WireDtype dtype : {v1::WIRE_DTYPE_BF16, v1::WIRE_DTYPE_INT8}) {
+    SCOPED_TRACE(v1::WireDtype_Name(dtype));
+    v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B);
+    constexpr int64_t kPeriod = 2, kSteps = 6;
+    config.mutable_stages()->set_replicas(2);
+    config.mutable_training()->set_steps(kSteps);
+    config.mutable_training()->set_checkpoint_every(kSteps);
+    config.mutable_optimizer()->set_grad_clip(0.5f);  // Clips: each pipeline by its own norm.
+    config.mutable_optimizer()->mutable_outer()->set_steps(kPeriod);
+    config.mutable_optimizer()->mutable_outer()->set_dtype(dtype);
+    ASSERT_TRUE(ValidateJobConfig(config).ok()) << ValidateJobConfig(config);
+    const TokenStream tokens =
+        TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
+    BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
+    // Replica r's pipeline takes microbatches 2r and 2r + 1: rows [4r, 4r + 4) of the batch.
+    v1::JobConfig half = config;
+    half.mutable_training()->set_batch_size(4);
+    half.mutable_training()->set_microbatches(2);
+    std::vector<std::unique_ptr<LocalPipeline>> locals;
+    for (int r = 0; r < 2; ++r) {
+      auto local = LocalPipelineOf(half);
+      ASSERT_TRUE(local.ok()) << local.status();
+      locals.push_back(std::move(*local));
+    }
+    Cluster cluster = StartWorkers(4);
+    auto driver = PipelineDriver::Create("job-outer", config, cluster.addresses);
+    ASSERT_TRUE(driver.ok()) << driver.status();
+    ASSERT_TRUE((*driver)->Assign().ok());
+    const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+    for (int64_t step = 0; step < kSteps; ++step) {
+      std::vector<int64_t> x, y;
+      ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
+      auto distributed = (*driver)->TrainStep(step, x, y);
+      ASSERT_TRUE(distributed.ok()) << distributed.status();
+      auto inputs = torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone();
+      auto targets = torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone();
+      double loss = 0.0, squared = 0.0;
+      for (int r = 0; r < 2; ++r) {
+        auto stats =
+            locals[r]->TrainStep(step, inputs.narrow(0, 4 * r, 4), targets.narrow(0, 4 * r, 4), 2);
+        ASSERT_TRUE(stats.ok()) << stats.status();
+        loss += stats->loss / 2;
+        squared += stats->grad_norm * stats->grad_norm / 2;
+      }
+      EXPECT_LT(RelativeDifference(distributed->stats.loss, loss), 1e-5) << "step " << step;
+      EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, std::sqrt(squared)), 1e-5)
+          << "step " << step;
+      // The synchronisation rides on the step after the period's last: only it has bytes.
+      const bool synced = step > 0 && step % kPeriod == 0;
+      for (const v1::RunStepResponse& slot : distributed->stages) {
+        EXPECT_EQ(slot.all_reduce_bytes_sent() > 0, synced) << "step " << step;
+      }
+      if ((step + 1) % kPeriod != 0) continue;
+      for (int s = 0; s < 2; ++s) {
+        std::vector<std::string> deltas;
+        for (int r = 0; r < 2; ++r) {
+          auto delta = locals[r]->stage(s).EncodeOuterDelta();
+          ASSERT_TRUE(delta.ok()) << delta.status();
+          deltas.push_back(*delta);
+        }
+        for (int r = 0; r < 2; ++r) ASSERT_TRUE(locals[r]->stage(s).OuterStep(deltas).ok());
+      }
+    }
+    for (int s = 0; s < 2; ++s) {
+      EXPECT_EQ(*locals[0]->stage(s).ParameterChecksum(), *locals[1]->stage(s).ParameterChecksum());
+    }
+  }
+}
+
 // A worker that dies mid-job fails the step promptly with a status naming a stage: nothing
 // waits forever for frames that will not come. (Recovery from it is the job layer's work.)
 TEST(PipelineFailureTest, ALostWorkerFailsTheStepInsteadOfHanging) {
