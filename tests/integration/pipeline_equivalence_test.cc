@@ -97,6 +97,22 @@ absl::StatusOr<std::unique_ptr<LocalPipeline>> LocalPipelineOf(const v1::JobConf
   return LocalPipeline::Create(options);
 }
 
+// Step `step`'s batch as the sampler draws it: ids for the driver, (B, T) tensors for the
+// single-process pipeline.
+struct SampledBatch {
+  std::vector<int64_t> x, y;
+  at::Tensor inputs, targets;
+};
+
+absl::StatusOr<SampledBatch> SampleBatch(BatchSampler& sampler, int64_t step, int64_t batch,
+                                         int64_t seq) {
+  SampledBatch sampled;
+  RESBM_RETURN_IF_ERROR(sampler.Sample(step, 0, batch, &sampled.x, &sampled.y));
+  sampled.inputs = torch::from_blob(sampled.x.data(), {batch, seq}, torch::kInt64).clone();
+  sampled.targets = torch::from_blob(sampled.y.data(), {batch, seq}, torch::kInt64).clone();
+  return sampled;
+}
+
 double RelativeDifference(double a, double b) {
   return std::abs(a - b) / std::max(1e-12, std::abs(b));
 }
@@ -134,13 +150,12 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
   const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
   std::vector<uint64_t> token_id_bytes(c.stages, 0);
   for (int64_t step = 0; step < 5; ++step) {
-    std::vector<int64_t> x, y;
-    ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
-    auto distributed = (*driver)->TrainStep(step, x, y);
+    auto sampled = SampleBatch(sampler, step, batch, seq);
+    ASSERT_TRUE(sampled.ok()) << sampled.status();
+    auto distributed = (*driver)->TrainStep(step, sampled->x, sampled->y);
     ASSERT_TRUE(distributed.ok()) << distributed.status();
-    auto inputs = torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone();
-    auto targets = torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone();
-    auto reference = (*local)->TrainStep(step, inputs, targets, config.training().microbatches());
+    auto reference = (*local)->TrainStep(step, sampled->inputs, sampled->targets,
+                                         config.training().microbatches());
     ASSERT_TRUE(reference.ok()) << reference.status();
     EXPECT_LT(RelativeDifference(distributed->stats.loss, reference->loss), 1e-5)
         << "step " << step << ": " << distributed->stats.loss << " vs " << reference->loss;
@@ -372,12 +387,12 @@ TEST(PipelineReplicasTest, OuterOptimizerReplicasEqualSingleProcessPipelinesSync
     ASSERT_TRUE((*driver)->Assign().ok());
     const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
     for (int64_t step = 0; step < kSteps; ++step) {
-      std::vector<int64_t> x, y;
-      ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
-      auto distributed = (*driver)->TrainStep(step, x, y);
+      auto sampled = SampleBatch(sampler, step, batch, seq);
+      ASSERT_TRUE(sampled.ok()) << sampled.status();
+      auto distributed = (*driver)->TrainStep(step, sampled->x, sampled->y);
       ASSERT_TRUE(distributed.ok()) << distributed.status();
-      auto inputs = torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone();
-      auto targets = torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone();
+      const at::Tensor& inputs = sampled->inputs;
+      const at::Tensor& targets = sampled->targets;
       double loss = 0.0, squared = 0.0;
       for (int r = 0; r < 2; ++r) {
         auto stats =
