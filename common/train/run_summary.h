@@ -33,6 +33,7 @@ struct StageSummary {
   double forward_seconds = 0.0;        // Mean per microbatch.
   double backward_seconds = 0.0;       // Mean per microbatch.
   double wait_seconds_per_step = 0.0;  // Waiting for a neighbour's frame.
+  int64_t replica_bytes_sent = 0;      // Between the stage's replicas, over the run.
 };
 
 struct RunSummary {

@@ -390,6 +390,7 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
     stage.forward_seconds = timing[s].forward_seconds / microbatches;
     stage.backward_seconds = timing[s].backward_seconds / microbatches;
     stage.wait_seconds_per_step = timing[s].wait_seconds / static_cast<double>(timing[s].steps);
+    stage.replica_bytes_sent = timing[s].replica_bytes_sent;
     summary.stages.push_back(stage);
   }
   return summary;

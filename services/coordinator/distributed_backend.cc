@@ -103,6 +103,7 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
     }
   }
   timed_step_ = true;
+  CountReplicaBytes();
   // Boundary b: what stage b sent down and what stage b + 1 sent back up.
   for (int64_t first = 0; first < num_workers_; first += num_stages_) {
     for (int64_t b = 0; b + 1 < num_stages_; ++b) {
@@ -126,7 +127,16 @@ absl::StatusOr<double> DistributedBackend::Evaluate(int64_t round,
                                                     const std::vector<int64_t>& inputs,
                                                     const std::vector<int64_t>& targets) {
   failed_train_step_ = -1;
-  return driver_->Evaluate(round, inputs, targets);
+  absl::StatusOr<double> loss = driver_->Evaluate(round, inputs, targets);
+  CountReplicaBytes();  // An evaluation may carry a synchronisation.
+  return loss;
+}
+
+void DistributedBackend::CountReplicaBytes() {
+  const std::vector<int64_t> bytes = driver_->TakeReplicaBytes();
+  for (size_t s = 0; s < bytes.size() && s < timing_.size(); ++s) {
+    timing_[s].replica_bytes_sent += bytes[s];
+  }
 }
 
 absl::StatusOr<std::vector<std::string>> DistributedBackend::Checkpoint(int64_t steps_done) {

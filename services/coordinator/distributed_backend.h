@@ -89,6 +89,8 @@ class DistributedBackend : public TrainingBackend {
   void RetireAllButLast();
 
  private:
+  // Adds the bytes the driver saw replicas send each other to the stages' timing.
+  void CountReplicaBytes();
   explicit DistributedBackend(const DistributedBackendOptions& options);
   // The one way to (re)build the pipeline: releases the old workers, finds workers and
   // assigns every stage on them (replacing the driver), leaving out any worker that cannot be

@@ -76,6 +76,7 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
       config_(config),
       token_channel_(ToCompressionOptions(config).token_channel != TokenChannelKind::kNone),
       num_stages_(config.stages().num_stages()),
+      replica_bytes_(static_cast<size_t>(config.stages().num_stages()), 0),
       num_replicas_(std::max<uint32_t>(1, config.stages().replicas())),
       credentials_(credentials) {
   for (const auto& worker : workers) {
@@ -337,6 +338,9 @@ absl::StatusOr<std::vector<v1::RunStepResponse>> PipelineDriver::RunAll(
   }
   if (cause) return OfStage(statuses[*cause], *cause, "");
   std::move(keep_pending).Cancel();
+  for (size_t s = 0; s < stages; ++s) {
+    replica_bytes_[s % num_stages_] += static_cast<int64_t>(responses[s].all_reduce_bytes_sent());
+  }
   return responses;
 }
 
@@ -468,6 +472,12 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   pending_apply_ = std::move(apply);
   result.stages = std::move(responses);
   return result;
+}
+
+std::vector<int64_t> PipelineDriver::TakeReplicaBytes() {
+  std::vector<int64_t> taken(static_cast<size_t>(num_stages_), 0);
+  taken.swap(replica_bytes_);
+  return taken;
 }
 
 int64_t PipelineDriver::OuterPeriod() const {

@@ -77,6 +77,10 @@ class PipelineDriver {
   std::vector<size_t> Unresponsive(absl::Duration timeout);
   int64_t num_slots() const { return static_cast<int64_t>(addresses_.size()); }
 
+  // Per stage, the bytes its replicas sent each other (gradient all-reduces, outer
+  // synchronisations) in the steps and evaluations since the last call.
+  std::vector<int64_t> TakeReplicaBytes();
+
   // One training step on a batch: inputs and targets are (batch_size x seq_len) token ids,
   // row-major, split into the configured microbatches. Its optimizer update is pending until
   // the next TrainStep, Evaluate or SaveCheckpoints carries it (a run ends with a checkpoint).
@@ -199,6 +203,8 @@ class PipelineDriver {
   Liveness liveness_;
   // The last TrainStep's optimizer update, until a call carries it to every stage.
   std::optional<v1::ApplyStepRequest> pending_apply_;
+  // Per stage: bytes its replicas reported sending each other since TakeReplicaBytes.
+  std::vector<int64_t> replica_bytes_;
 };
 
 }  // namespace resbm

@@ -288,8 +288,6 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   RESBM_RETURN_IF_ERROR(CheckJob(request.job_id()));
   // The previous step's update, carried by this step (one coordinator round trip a step):
   // applied whatever this step then does, as it would have been by its own ApplyStep.
-  sync_bytes_ = 0;
-  sync_seconds_ = 0.0;
   if (request.has_apply())
     RESBM_RETURN_IF_ERROR(ApplyStep(request.apply(), deadline, cancel.get()));
   RESBM_RETURN_IF_ERROR(ValidateRequest(request));
@@ -316,9 +314,12 @@ absl::StatusOr<v1::RunStepResponse> StageSession::RunStep(
   parts.ring = outer ? nullptr : ring_.get();
   StepRun run(request, std::move(parts), deadline, std::move(cancel));
   absl::StatusOr<v1::RunStepResponse> response = run.Finish(run.RunOps());
-  if (response.ok() && sync_bytes_ > 0) {
-    response->set_all_reduce_bytes_sent(static_cast<uint64_t>(sync_bytes_));
-    response->set_all_reduce_seconds(sync_seconds_);
+  // Synchronisations carried by a checkpoint are reported by the next step, of either mode.
+  if (response.ok() && unreported_sync_bytes_ > 0) {
+    response->set_all_reduce_bytes_sent(static_cast<uint64_t>(unreported_sync_bytes_));
+    response->set_all_reduce_seconds(unreported_sync_seconds_);
+    unreported_sync_bytes_ = 0;
+    unreported_sync_seconds_ = 0.0;
   }
   return response;
 }
@@ -367,9 +368,11 @@ absl::Status StageSession::SynchroniseIfDue(absl::Time deadline, const Cancellat
       ring_->AllGather(steps_applied_ - 1, std::move(mine), &deltas, deadline, cancel));
   RESBM_RETURN_IF_ERROR(runner().OuterStep(deltas));
   synced_at_ = steps_applied_;
-  sync_bytes_ = bytes;
-  sync_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (options_.metrics != nullptr) options_.metrics->AllReduced(bytes, sync_seconds_);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  unreported_sync_bytes_ += bytes;
+  unreported_sync_seconds_ += seconds;
+  if (options_.metrics != nullptr) options_.metrics->AllReduced(bytes, seconds);
   return absl::OkStatus();
 }
 

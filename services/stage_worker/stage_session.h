@@ -118,11 +118,11 @@ class StageSession {
   std::shared_ptr<FrameLink> downstream_;
   std::unique_ptr<GradientRing> ring_;
   int64_t steps_applied_ = 0;  // Optimizer steps this stage's state holds.
-  // Outer optimizer: the steps_applied_ of the last synchronisation, and what the last one
-  // cost (reported with the step that carried it).
+  // Outer optimizer: the steps_applied_ of the last synchronisation, and what the ones not
+  // yet reported in a RunStep response cost.
   int64_t synced_at_ = 0;
-  int64_t sync_bytes_ = 0;
-  double sync_seconds_ = 0.0;
+  int64_t unreported_sync_bytes_ = 0;
+  double unreported_sync_seconds_ = 0.0;
   // The thread that sends boundary tensors; declared last so that it stops first.
   std::unique_ptr<FrameSender> sender_;
 };

@@ -18,7 +18,7 @@ TEST(RunSummaryTest, JsonKeepsBoundariesAndStageTimes) {
   summary.boundaries.push_back(
       BoundarySummary{0, BoundaryTraffic{4096, 4096, 2048, 2048, 300, 0}, 524288});
   summary.stages.push_back(StageSummary{0, 11, 0.031, 0.062, 0.25});
-  summary.stages.push_back(StageSummary{1, 11, 0.035, 0.071, 0.125});
+  summary.stages.push_back(StageSummary{1, 11, 0.035, 0.071, 0.125, 858368});
 
   auto back = RunSummary::FromJson(summary.ToJson());
   ASSERT_TRUE(back.ok()) << back.status();
@@ -33,6 +33,7 @@ TEST(RunSummaryTest, JsonKeepsBoundariesAndStageTimes) {
   EXPECT_DOUBLE_EQ(back->stages[1].forward_seconds, 0.035);
   EXPECT_DOUBLE_EQ(back->stages[1].backward_seconds, 0.071);
   EXPECT_DOUBLE_EQ(back->stages[0].wait_seconds_per_step, 0.25);
+  EXPECT_EQ(back->stages[1].replica_bytes_sent, 858368);
 }
 
 TEST(RunSummaryTest, TheApiFormKeepsEveryFieldAndTheDerivedRatios) {
