@@ -37,7 +37,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
           [c] { c->registry_.WakeWaiters(); }));
   c->job_service_ = std::make_unique<JobService>(
       c->jobs_.get(), &c->registry_, options.tokens ? &*c->options_.tokens : nullptr, &c->limiter_,
-      options.max_queued_jobs, [c](const std::string& job_id) { return c->ExportJob(job_id); });
+      JobServicePolicy{options.max_queued_jobs, options.max_unfinished_jobs_per_user,
+                       options.admin_users},
+      [c](const std::string& job_id) { return c->ExportJob(job_id); });
   grpc::ServerBuilder builder;
   // Workers present certificates (the Control service insists), users bearer tokens.
   builder.AddListeningPort(

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -57,6 +58,10 @@ struct CoordinatorOptions {
   // Job submissions per user per sliding minute, and jobs waiting at once (0: no limit).
   int64_t max_submits_per_minute = 60;
   int64_t max_queued_jobs = 100;
+  // Queued or running jobs one user may have (0: no limit), and the users who may cancel
+  // anyone's job (everyone else cancels only their own).
+  int64_t max_unfinished_jobs_per_user = 0;
+  std::set<std::string> admin_users;
   // Live progress of the running job (not owned); null: silent.
   std::FILE* progress = stdout;
 };

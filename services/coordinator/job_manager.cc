@@ -131,7 +131,7 @@ void JobManager::Shutdown() {
   if (runner_thread_.joinable()) runner_thread_.join();
 }
 
-absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config) {
+absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config, const std::string& owner) {
   ApplyJobConfigDefaults(&config);
   RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
   RESBM_RETURN_IF_ERROR(CheckDataFiles(config));
@@ -141,6 +141,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config) {
   v1::Job job;
   *job.mutable_config() = std::move(config);
   job.set_state(v1::JOB_STATE_QUEUED);
+  job.set_owner(owner);
   job.set_submitted_unix_ms(NowUnixMs());
   job.mutable_progress()->set_total_steps(job.config().training().steps());
   absl::MutexLock publish(&publish_mu_);

@@ -65,7 +65,8 @@ class JobManager {
   // Applies the defaults, validates (INVALID_ARGUMENT naming field, value and expectation;
   // nothing is stored then), resolves init.from_job to that job's final checkpoint, checks the
   // init source against the model (ModelInitCheck) and queues the job.
-  absl::StatusOr<v1::Job> Submit(v1::JobConfig config);
+  // `owner`: the submitting user ("" for an open API), recorded as Job.owner.
+  absl::StatusOr<v1::Job> Submit(v1::JobConfig config, const std::string& owner);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   absl::StatusOr<std::vector<v1::Job>> List();
   // QUEUED: cancelled now. RUNNING: stops before its next step (the returned job is still

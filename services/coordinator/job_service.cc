@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status/grpc_status.h"
+#include "common/status/status_macros.h"
 #include "services/coordinator/watch_job_reactor.h"
 
 namespace resbm {
@@ -36,13 +37,13 @@ absl::Status CheckJobId(const std::string& job_id) {
 }  // namespace
 
 JobService::JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens,
-                       SubmissionLimiter* limiter, int64_t max_queued_jobs,
+                       SubmissionLimiter* limiter, JobServicePolicy policy,
                        ModelExportFn export_model)
     : manager_(manager),
       registry_(registry),
       tokens_(tokens),
       limiter_(limiter),
-      max_queued_jobs_(max_queued_jobs),
+      policy_(std::move(policy)),
       export_model_(std::move(export_model)) {}
 
 absl::StatusOr<std::string> JobService::Authenticate(
@@ -56,21 +57,45 @@ grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* con
                                                 v1::Job* response) {
   absl::StatusOr<std::string> user = Authenticate(*context);
   if (!user.ok()) return Answer<v1::Job>(context, user.status(), response);
-  const int64_t queued = manager_->queued_jobs();
-  if (max_queued_jobs_ > 0 && queued >= max_queued_jobs_) {
-    return Answer<v1::Job>(
-        context,
-        absl::ResourceExhaustedError(
-            absl::StrCat("queue: ", queued, " jobs waiting; expected at most ", max_queued_jobs_,
-                         " (resbm-coordinator --max-queued-jobs); retry when one starts")),
-        response);
+  if (absl::Status limited = CheckUserLimits(*user); !limited.ok()) {
+    return Answer<v1::Job>(context, limited, response);
   }
   if (limiter_ != nullptr) {
     if (absl::Status admitted = limiter_->Admit(*user); !admitted.ok()) {
       return Answer<v1::Job>(context, admitted, response);
     }
   }
-  return Answer(context, manager_->Submit(request->config()), response);
+  return Answer(context, manager_->Submit(request->config(), *user), response);
+}
+
+absl::Status JobService::CheckUserLimits(const std::string& user) {
+  const int64_t queued = manager_->queued_jobs();
+  if (policy_.max_queued_jobs > 0 && queued >= policy_.max_queued_jobs) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("queue: ", queued, " jobs waiting; expected at most ", policy_.max_queued_jobs,
+                     " (resbm-coordinator --max-queued-jobs); retry when one starts"));
+  }
+  if (policy_.max_unfinished_jobs_per_user == 0) return absl::OkStatus();
+  RESBM_ASSIGN_OR_RETURN(const std::vector<v1::Job> jobs, manager_->List());
+  int64_t unfinished = 0;
+  for (const v1::Job& job : jobs) {
+    const bool active = job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING;
+    if (active && job.owner() == user) ++unfinished;
+  }
+  if (unfinished < policy_.max_unfinished_jobs_per_user) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("user '", user, "': ", unfinished, " jobs queued or running; expected at most ",
+                   policy_.max_unfinished_jobs_per_user,
+                   " (resbm-coordinator --max-unfinished-jobs-per-user); retry when one ends"));
+}
+
+absl::Status JobService::CheckMayCancel(const std::string& user, const std::string& job_id) {
+  if (tokens_ == nullptr || policy_.admins.count(user) != 0) return absl::OkStatus();
+  RESBM_ASSIGN_OR_RETURN(const v1::Job job, manager_->Get(job_id));
+  if (job.owner() == user) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "job '", job_id, "' belongs to ", job.owner().empty() ? "nobody" : "'" + job.owner() + "'",
+      "; user '", user, "' may cancel only its own jobs (admins: --admin-users)"));
 }
 
 grpc::ServerUnaryReactor* JobService::GetJob(grpc::CallbackServerContext* context,
@@ -100,11 +125,13 @@ grpc::ServerUnaryReactor* JobService::ListJobs(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* JobService::CancelJob(grpc::CallbackServerContext* context,
                                                 const v1::CancelJobRequest* request,
                                                 v1::Job* response) {
-  if (auto user = Authenticate(*context); !user.ok()) {
-    return Answer<v1::Job>(context, user.status(), response);
-  }
+  absl::StatusOr<std::string> user = Authenticate(*context);
+  if (!user.ok()) return Answer<v1::Job>(context, user.status(), response);
   if (absl::Status status = CheckJobId(request->job_id()); !status.ok()) {
     return Answer<v1::Job>(context, status, response);
+  }
+  if (absl::Status allowed = CheckMayCancel(*user, request->job_id()); !allowed.ok()) {
+    return Answer<v1::Job>(context, allowed, response);
   }
   return Answer(context, manager_->Cancel(request->job_id()), response);
 }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <set>
 
 #include "absl/status/status.h"
 #include "common/transport/bearer_tokens.h"
@@ -17,16 +18,27 @@
 
 namespace resbm {
 
+// Who may do what with the job API beyond authenticating.
+struct JobServicePolicy {
+  // Jobs waiting at once (0: no limit); more submissions are RESOURCE_EXHAUSTED.
+  int64_t max_queued_jobs = 0;
+  // Unfinished (queued or running) jobs one user may have (0: no limit).
+  int64_t max_unfinished_jobs_per_user = 0;
+  // Users who may cancel anyone's job; everyone else only their own.
+  std::set<std::string> admins;
+};
+
 class JobService final : public v1::JobService::CallbackService {
  public:
   // None is owned; all must outlive the service. With `tokens` (may be null: an open API)
   // every call must carry one of them ("authorization: Bearer <token>"), else UNAUTHENTICATED.
-  // Submissions past `limiter` (may be null: unlimited) or while `max_queued_jobs` (0: no
-  // limit) wait are RESOURCE_EXHAUSTED.
+  // Submissions past `limiter` (may be null: unlimited) or `policy`'s limits are
+  // RESOURCE_EXHAUSTED; with tokens, cancelling a job of another user is PERMISSION_DENIED
+  // unless the caller is one of `policy.admins`.
   // `export_model` (may be empty: ExportModel is UNIMPLEMENTED) runs on an export's own
   // thread; at most kMaxExports run at once, more are RESOURCE_EXHAUSTED.
   JobService(JobManager* manager, WorkerRegistry* registry, const BearerTokens* tokens = nullptr,
-             SubmissionLimiter* limiter = nullptr, int64_t max_queued_jobs = 0,
+             SubmissionLimiter* limiter = nullptr, JobServicePolicy policy = {},
              ModelExportFn export_model = nullptr);
 
   static constexpr int kMaxExports = 4;
@@ -52,13 +64,17 @@ class JobService final : public v1::JobService::CallbackService {
 
  private:
   // The caller's user name ("" for an open API), or UNAUTHENTICATED.
+  // RESOURCE_EXHAUSTED when `user` may not queue another job (policy limits).
+  absl::Status CheckUserLimits(const std::string& user);
+  // PERMISSION_DENIED unless `user` owns `job_id`'s job or is an admin (with tokens).
+  absl::Status CheckMayCancel(const std::string& user, const std::string& job_id);
   absl::StatusOr<std::string> Authenticate(const grpc::CallbackServerContext& context) const;
 
   JobManager* manager_;
   WorkerRegistry* registry_;
   const BearerTokens* tokens_;
   SubmissionLimiter* limiter_;
-  int64_t max_queued_jobs_;
+  const JobServicePolicy policy_;
   ModelExportFn export_model_;
   // Exports streaming now; each reactor gives its place back when done (possibly after the
   // service is gone: hence shared).

@@ -4,8 +4,11 @@
 // job from its last complete checkpoint. SIGTERM/SIGINT: stop the running job before its next
 // step (it stays RUNNING, for the next start) and exit.
 #include <cstdio>
+#include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
 #include "services/coordinator/coordinator.h"
@@ -50,6 +53,12 @@ int main(int argc, char** argv) {
                "job submissions per user in any minute (0: no limit)");
   flags.AddInt("max-queued-jobs", &options.max_queued_jobs,
                "jobs waiting at once; more submissions are refused (0: no limit)");
+  flags.AddInt("max-unfinished-jobs-per-user", &options.max_unfinished_jobs_per_user,
+               "queued or running jobs one user may have; more submissions are refused (0: no "
+               "limit)");
+  std::string admins;
+  flags.AddString("admin-users", &admins,
+                  "comma-separated users (of --auth-tokens-file) who may cancel any job");
   std::string tokens_file;
   flags.AddString("auth-tokens-file", &tokens_file,
                   "the job API's users: 'USER TOKEN' lines; required with TLS");
@@ -61,6 +70,9 @@ int main(int argc, char** argv) {
     auto tokens = resbm::BearerTokens::Load(tokens_file);
     if (!tokens.ok()) return Fail(tokens.status());
     options.tokens = *std::move(tokens);
+  }
+  for (absl::string_view admin : absl::StrSplit(admins, ',', absl::SkipWhitespace())) {
+    options.admin_users.insert(std::string(absl::StripAsciiWhitespace(admin)));
   }
   options.worker_wait = absl::Seconds(wait_seconds);
   options.step_timeout = absl::Seconds(step_timeout_seconds);

@@ -24,7 +24,9 @@
 namespace resbm::testing {
 namespace {
 
-constexpr char kToken[] = "a1b2c3d4e5f6a7b8c9d0e1f2";
+constexpr char kToken[] = "a1b2c3d4e5f6a7b8c9d0e1f2";  // alice's.
+constexpr char kBobToken[] = "b0b0b0b0b0b0b0b0b0b0b0b0";
+constexpr char kCarolToken[] = "ca401ca401ca401ca401ca40";  // An admin's.
 
 v1::JobConfig TinyJob() {
   auto config = ParseJobConfigJson(R"({"model": {"d_model": 64, "n_layers": 4, "n_heads": 2,
@@ -59,9 +61,12 @@ class SecurityTest : public ::testing::Test {
     ASSERT_TRUE(certs.ok()) << certs.status();
     certs_ = *certs;
     tokens_file_ = dir_ + "/tokens";
-    std::ofstream(tokens_file_) << "alice " << kToken << "\n";
+    std::ofstream(tokens_file_) << "alice " << kToken << "\nbob " << kBobToken << "\ncarol "
+                                << kCarolToken << "\n";
     std::vector<std::string> coordinator = TlsFlags(certs_, "coordinator");
     coordinator.push_back("--auth-tokens-file=" + tokens_file_);
+    coordinator.push_back("--admin-users=carol");
+    coordinator.push_back("--max-unfinished-jobs-per-user=2");
     cluster_.set_security(coordinator, TlsFlags(certs_, "worker"), ClientAuth(certs_, kToken));
     ASSERT_TRUE(cluster_.StartCoordinator().ok()) << cluster_.Logs();
   }
@@ -101,6 +106,52 @@ TEST_F(SecurityTest, AMissingOrWrongTokenIsUnauthenticated) {
   auto jobs = cluster_.client().List();
   ASSERT_TRUE(jobs.ok()) << jobs.status();
   EXPECT_TRUE(jobs->empty());
+}
+
+// No workers: the first job waits for them (RUNNING), the others queue, so ownership and the
+// per-user limit are all there is.
+TEST_F(SecurityTest, JobsHaveOwnersAndOnlyTheOwnerOrAnAdminCancelsOne) {
+  JobClient bob(cluster_.address(), absl::Seconds(10), ClientAuth(certs_, kBobToken));
+  JobClient carol(cluster_.address(), absl::Seconds(10), ClientAuth(certs_, kCarolToken));
+  auto first = cluster_.client().Submit(TinyJob());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->owner(), "alice");
+  auto seen = bob.Get(first->job_id());  // Reading is anyone's.
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->owner(), "alice");
+  auto refused = bob.Cancel(first->job_id());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+  EXPECT_NE(refused.status().message().find("belongs to 'alice'; user 'bob'"), std::string::npos)
+      << refused.status();
+  auto untouched = cluster_.client().Get(first->job_id());
+  ASSERT_TRUE(untouched.ok()) << untouched.status();
+  EXPECT_FALSE(untouched->cancel_requested());
+  // Two unfinished jobs per user: alice's third waits for one to end; bob's first does not.
+  auto second = cluster_.client().Submit(TinyJob());
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto third = cluster_.client().Submit(TinyJob());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted) << third.status();
+  EXPECT_NE(third.status().message().find("user 'alice': 2 jobs queued or running"),
+            std::string::npos)
+      << third.status();
+  auto bobs = bob.Submit(TinyJob());
+  ASSERT_TRUE(bobs.ok()) << bobs.status();
+  EXPECT_EQ(bobs->owner(), "bob");
+  // An admin cancels anyone's job; an owner their own.
+  ASSERT_TRUE(carol.Cancel(first->job_id()).ok());
+  auto by_admin = cluster_.client().WaitForEnd(first->job_id(), absl::Minutes(1));
+  ASSERT_TRUE(by_admin.ok()) << by_admin.status();
+  EXPECT_EQ(by_admin->state(), v1::JOB_STATE_CANCELLED);
+  auto by_owner = bob.Cancel(bobs->job_id());
+  ASSERT_TRUE(by_owner.ok()) << by_owner.status();
+  EXPECT_EQ(by_owner->state(), v1::JOB_STATE_CANCELLED);
+  auto again = cluster_.client().Submit(TinyJob());  // One of alice's two has ended.
+  EXPECT_TRUE(again.ok()) << again.status();
+  auto jobs = carol.List();
+  ASSERT_TRUE(jobs.ok()) << jobs.status();
+  std::vector<std::string> owners;
+  for (const v1::Job& job : *jobs) owners.push_back(job.owner());
+  EXPECT_EQ(owners, (std::vector<std::string>{"alice", "alice", "bob", "alice"}));
 }
 
 TEST_F(SecurityTest, APlaintextClientCannotReachTheJobApi) {

@@ -62,13 +62,14 @@ std::string JobStateName(v1::JobState state) {
 
 std::string JobsTable(const std::vector<v1::Job>& jobs) {
   std::vector<std::vector<std::string>> rows = {
-      {"JOB", "NAME", "STATE", "STEP", "LOSS", "VAL", "TOK/S", "RECOV", "MESSAGE"}};
+      {"JOB", "NAME", "OWNER", "STATE", "STEP", "LOSS", "VAL", "TOK/S", "RECOV", "MESSAGE"}};
   for (const auto& job : jobs) {
     const auto& p = job.progress();
     rows.push_back(
         {job.job_id(), job.config().name().empty() ? "-" : job.config().name(),
-         JobStateName(job.state()), absl::StrCat(p.step(), "/", p.total_steps()),
-         p.step() > 0 ? Loss(p.train_loss()) : "-", p.has_val_loss() ? Loss(p.val_loss()) : "-",
+         job.owner().empty() ? "-" : job.owner(), JobStateName(job.state()),
+         absl::StrCat(p.step(), "/", p.total_steps()), p.step() > 0 ? Loss(p.train_loss()) : "-",
+         p.has_val_loss() ? Loss(p.val_loss()) : "-",
          p.tokens_per_second() > 0 ? absl::StrFormat("%.0f", p.tokens_per_second()) : "-",
          absl::StrCat(p.recoveries()), job.message()});
   }
@@ -81,6 +82,7 @@ std::string JobDetail(const v1::Job& job) {
   std::vector<std::vector<std::string>> rows = {
       {"job:", job.job_id()},
       {"name:", c.name().empty() ? "-" : c.name()},
+      {"owner:", job.owner().empty() ? "- (open job API)" : job.owner()},
       {"state:", JobStateName(job.state())},
       {"message:", job.message().empty() ? "-" : job.message()},
       {"model:", absl::StrCat("d_model ", c.model().d_model(), ", ", c.model().n_layers(),
