@@ -1,5 +1,6 @@
 #include "services/stage_worker/stage_session.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <utility>
@@ -139,6 +140,7 @@ absl::StatusOr<v1::FetchStateResponse> StageSession::FetchState(
   v1::FetchStateResponse response;
   RESBM_ASSIGN_OR_RETURN(*response.mutable_state(), runner().SaveState(steps_applied_));
   response.set_steps_applied(static_cast<uint64_t>(steps_applied_));
+  response.set_synced_at(static_cast<uint64_t>(synced_at_));
   return response;
 }
 
@@ -161,7 +163,7 @@ absl::Status StageSession::AdoptStateFrom(const std::string& address) {
   RESBM_ASSIGN_OR_RETURN(const int64_t steps,
                          runner().LoadState(response.state(), "state from " + address));
   steps_applied_ = steps;
-  synced_at_ = steps;  // Taken at a step boundary, synchronised or not: as its source holds.
+  synced_at_ = std::min(steps, static_cast<int64_t>(response.synced_at()));
   return absl::OkStatus();
 }
 
