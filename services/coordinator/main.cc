@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
+#include "common/runtime/bulk_allocator.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
 #include "services/coordinator/coordinator.h"
@@ -23,6 +24,7 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  resbm::KeepBulkBuffersMapped();
   resbm::BlockShutdownSignals();
   resbm::CoordinatorOptions options;
   std::string port_file;

@@ -6,11 +6,13 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/runtime/bulk_allocator.h"
 #include "common/runtime/flag_parser.h"
 #include "common/runtime/shutdown_signal.h"
 #include "services/stage_worker/stage_worker.h"
 
 int main(int argc, char** argv) {
+  resbm::KeepBulkBuffersMapped();
   resbm::BlockShutdownSignals();
   resbm::StageWorkerOptions options;
   std::string port_file;

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/base/hash.h"
+#include "common/runtime/bulk_allocator.h"
 #include "common/runtime/flag_parser.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
@@ -472,8 +473,12 @@ int main(int argc, char** argv) {
   int64_t all_reduce_mib = 256;
   flags.AddInt("all_reduce_mib", &all_reduce_mib,
                "MiB of fp32 values each replica all-reduces (replicas 2 and 3)");
+  bool default_malloc = false;
+  flags.AddBool("default_malloc", &default_malloc,
+                "keep glibc's allocator defaults instead of the services' KeepBulkBuffersMapped");
   // The upper bounds only keep byte counts far from int64 overflow.
   if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  if (!default_malloc) resbm::KeepBulkBuffersMapped();  // As resbm-worker does.
   if (mib < 1 || mib > (1 << 20) || repeats < 1 || warmup_mib < 0 || warmup_mib > (1 << 20) ||
       all_reduce_mib < 1 || all_reduce_mib > 4096) {
     std::fprintf(stderr,
@@ -493,9 +498,12 @@ int main(int argc, char** argv) {
       "  raw TCP: one socket pair, one write() per frame; timed until the receiver acks the last "
       "byte\n"
       "  gRPC:    StageWorker/Exchange stream of TensorFrames (sync client, callback server, the "
-      "worker's channel arguments); MiB counts payload only\n",
+      "worker's channel arguments); MiB counts payload only\n"
+      "  allocator: %s\n",
       std::thread::hardware_concurrency(), static_cast<long long>(mib),
-      static_cast<long long>(warmup_mib), static_cast<long long>(repeats));
+      static_cast<long long>(warmup_mib), static_cast<long long>(repeats),
+      default_malloc ? "glibc defaults (--default_malloc)"
+                     : "the services' (KeepBulkBuffersMapped: 32 MiB mmap threshold, 2 arenas)");
 
   std::vector<Row> rows;
   for (const int64_t frame_bytes : kFrameSizes) {
