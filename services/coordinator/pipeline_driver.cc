@@ -76,9 +76,9 @@ PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& c
       config_(config),
       token_channel_(ToCompressionOptions(config).token_channel != TokenChannelKind::kNone),
       num_stages_(config.stages().num_stages()),
-      replica_bytes_(static_cast<size_t>(config.stages().num_stages()), 0),
       num_replicas_(std::max<uint32_t>(1, config.stages().replicas())),
-      credentials_(credentials) {
+      credentials_(credentials),
+      replica_bytes_(static_cast<size_t>(num_stages_), 0) {
   for (const auto& worker : workers) {
     addresses_.push_back(worker.address);
     exchange_addresses_.push_back(worker.exchange_address.empty() ? worker.address
