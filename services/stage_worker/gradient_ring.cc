@@ -46,9 +46,28 @@ namespace {
 
 struct ChunkCall {
   grpc::ClientContext context;
-  v1::ReduceChunkRequest request;
-  v1::ReduceChunkResponse response;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;  // An empty ReduceChunkResponse.
 };
+
+// A ReduceChunkRequest as the wire carries it, built without protobuf copying the payload
+// into its output: the small fields serialized, then `values` as its tag, its length and the
+// bytes in a slice of their own. Protobuf reads fields in any order, so the receiver parses
+// an ordinary ReduceChunkRequest.
+grpc::ByteBuffer ChunkMessage(const v1::ReduceChunkRequest& fields, const char* values,
+                              size_t size) {
+  std::string head = fields.SerializeAsString();
+  head.push_back(static_cast<char>((v1::ReduceChunkRequest::kValuesFieldNumber << 3) | 2));
+  for (uint64_t n = size;; n >>= 7) {  // The length as a varint.
+    if (n < 0x80) {
+      head.push_back(static_cast<char>(n));
+      break;
+    }
+    head.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  grpc::Slice slices[2] = {grpc::Slice(head), grpc::Slice(values, size)};
+  return grpc::ByteBuffer(slices, 2);
+}
 
 }  // namespace
 
@@ -64,7 +83,7 @@ struct GradientRing::Sends {
 
 GradientRing::GradientRing(Options options, std::shared_ptr<ReduceInbox> inbox)
     : options_(std::move(options)), inbox_(std::move(inbox)) {
-  next_ = v1::StageWorker::NewStub(grpc::CreateCustomChannel(
+  next_ = std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(
       options_.next_address,
       options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials(),
       PeerChannelArguments()));
@@ -95,25 +114,27 @@ absl::Status GradientRing::Receive(int64_t step, int64_t round, int64_t piece, b
   return absl::OkStatus();
 }
 
-void GradientRing::Send(int64_t step, int64_t round, int64_t piece, std::string values,
+void GradientRing::Send(int64_t step, int64_t round, int64_t piece, const char* values, size_t size,
                         absl::Time deadline, const std::shared_ptr<Sends>& sends) {
   auto call = std::make_shared<ChunkCall>();
   call->context.set_deadline(absl::ToChronoTime(deadline));
-  call->request.set_job_id(options_.job_id);
-  call->request.set_step(static_cast<uint64_t>(step));
-  call->request.set_stage_index(static_cast<uint32_t>(options_.stage));
-  call->request.set_from_replica(static_cast<uint32_t>(options_.replica));
-  call->request.set_round(static_cast<uint32_t>(round));
-  call->request.set_piece(static_cast<uint32_t>(piece));
-  *call->request.mutable_values() = std::move(values);
+  v1::ReduceChunkRequest fields;
+  fields.set_job_id(options_.job_id);
+  fields.set_step(static_cast<uint64_t>(step));
+  fields.set_stage_index(static_cast<uint32_t>(options_.stage));
+  fields.set_from_replica(static_cast<uint32_t>(options_.replica));
+  fields.set_round(static_cast<uint32_t>(round));
+  fields.set_piece(static_cast<uint32_t>(piece));
+  call->request = ChunkMessage(fields, values, size);
   {
     absl::MutexLock lock(&sends->mu);
     ++sends->in_flight;
     sends->calls.push_back(call);
   }
   const std::string to = options_.next_address;
-  next_->async()->ReduceChunk(
-      &call->context, &call->request, &call->response, [call, sends, to, round](grpc::Status s) {
+  next_->UnaryCall(
+      &call->context, "/resbm.v1.StageWorker/ReduceChunk", grpc::StubOptions(), &call->request,
+      &call->response, [call, sends, to, round](grpc::Status s) {
         if (!s.ok()) {
           // Unlocked: the token's wake-ups take the inbox's lock.
           sends->failed.Cancel(Annotate(
@@ -141,10 +162,8 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
     for (int64_t piece = 0; send_begin + piece * options_.piece_values < send_end; ++piece) {
       const int64_t begin = send_begin + piece * options_.piece_values;
       const int64_t end = std::min(send_end, begin + options_.piece_values);
-      Send(step, round, piece,
-           std::string(reinterpret_cast<const char*>(values->data() + begin),
-                       static_cast<size_t>(end - begin) * sizeof(float)),
-           deadline, sends);
+      Send(step, round, piece, reinterpret_cast<const char*>(values->data() + begin),
+           static_cast<size_t>(end - begin) * sizeof(float), deadline, sends);
     }
     const auto [receive_begin, receive_end] = RingChunk(count, n, plan.receive_chunk);
     for (int64_t piece = 0;
@@ -201,8 +220,8 @@ absl::Status GradientRing::AllGather(int64_t step, std::string mine,
     const std::string& out = (*by_replica)[Mod(r - round, n)];
     for (int64_t piece = 0; piece < pieces; ++piece) {
       const size_t begin = static_cast<size_t>(piece) * piece_bytes;
-      Send(step, round, piece,
-           out.substr(begin, std::min(piece_bytes, size - std::min(size, begin))), deadline, sends);
+      Send(step, round, piece, out.data() + std::min(size, begin),
+           std::min(piece_bytes, size - std::min(size, begin)), deadline, sends);
     }
     std::string& in = (*by_replica)[Mod(r - round - 1, n)];
     for (int64_t piece = 0; status.ok() && piece < pieces; ++piece) {

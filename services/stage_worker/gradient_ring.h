@@ -9,6 +9,7 @@
 #ifndef RESBM_SERVICES_STAGE_WORKER_GRADIENT_RING_H_
 #define RESBM_SERVICES_STAGE_WORKER_GRADIENT_RING_H_
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
@@ -70,8 +71,9 @@ class GradientRing {
  private:
   // The sends in flight, and the first of their failures.
   struct Sends;
-  void Send(int64_t step, int64_t round, int64_t piece, std::string values, absl::Time deadline,
-            const std::shared_ptr<Sends>& sends);
+  // Sends `size` bytes from `values` (copied once, into the message's own slice).
+  void Send(int64_t step, int64_t round, int64_t piece, const char* values, size_t size,
+            absl::Time deadline, const std::shared_ptr<Sends>& sends);
   // Takes a piece, values [begin, end), from the previous replica: added, or copied.
   absl::Status Receive(int64_t step, int64_t round, int64_t piece, bool add, int64_t begin,
                        int64_t end, std::vector<float>* values, absl::Time deadline,
@@ -84,7 +86,8 @@ class GradientRing {
 
   const Options options_;
   const std::shared_ptr<ReduceInbox> inbox_;
-  std::unique_ptr<v1::StageWorker::Stub> next_;
+  // ReduceChunk as raw bytes: the payload goes out without protobuf serializing it again.
+  std::unique_ptr<grpc::GenericStub> next_;
 };
 
 }  // namespace resbm
