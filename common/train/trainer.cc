@@ -242,10 +242,10 @@ absl::StatusOr<RunSummary> Trainer::Run() {
   const int64_t tokens_per_step = int64_t{training.batch_size()} * config.model().seq_len();
 
   RESBM_RETURN_IF_ERROR(PrepareOutputs());
-  std::unique_ptr<ProgressLine> progress;
-  if (options_.progress != nullptr) {
-    progress = std::make_unique<ProgressLine>(options_.progress, steps, 5.0);
-  }
+  // A live line every 5 s (and at evaluations) where the options give a stream.
+  std::unique_ptr<ProgressLine> progress =
+      options_.progress == nullptr ? nullptr
+                                   : std::make_unique<ProgressLine>(options_.progress, steps, 5.0);
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -286,18 +286,8 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     }
     if (outcome->val_loss.has_value()) val_loss = *outcome->val_loss;
     const double seconds = elapsed();
-    records.push_back(StepRecord{step + 1, (step + 1) * tokens_per_step, outcome->stats,
-                                 outcome->val_loss, seconds_before + seconds});
-    if (options_.hooks.on_step) options_.hooks.on_step(records.back());
-    if (outcome->checkpointed) {
-      policy_.CheckpointCompleted(step + 1);
-      if (options_.hooks.on_checkpoint) {
-        options_.hooks.on_checkpoint(step + 1, policy_.without_progress());
-      }
-    }
-    if (outcome->final_checkpoint) {
-      RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(step + 1, stage_files));
-    }
+    RESBM_RETURN_IF_ERROR(
+        Completed(step, *outcome, seconds_before + seconds, stage_files, &records));
     if (progress) {
       const double tokens_this_run = static_cast<double>((step + 1 - first_step) * tokens_per_step);
       progress->Update(step + 1, outcome->stats.loss, val_loss, tokens_this_run / seconds, seconds,
@@ -306,18 +296,42 @@ absl::StatusOr<RunSummary> Trainer::Run() {
     ++step;
   }
   if (progress) progress->Finish();
-  if (stopped.ok() && first_step == steps && backend_->supports_checkpoints()) {
+  if (!stopped.ok()) {
+    return EndEarly(stopped, records, val_loss, recoveries, seconds_before + elapsed());
+  }
+  if (first_step == steps && backend_->supports_checkpoints()) {
     // Resumed after the final checkpoint (the coordinator restarted before it recorded the
     // end): the restored weights are the final ones; write them and the manifest again.
     RESBM_ASSIGN_OR_RETURN(stage_files, backend_->Checkpoint(steps));
     RESBM_RETURN_IF_ERROR(FinishFinalCheckpoint(steps, stage_files));
   }
-  if (!stopped.ok()) {
-    return EndEarly(stopped, records, val_loss, recoveries, seconds_before + elapsed());
+  return EndWell(records, val_loss, recoveries, seconds_before + elapsed(), begun.initial_val_loss);
+}
+
+absl::Status Trainer::Completed(int64_t step, const StepOutcome& outcome, double wall_seconds,
+                                const std::vector<std::string>& stage_files,
+                                std::vector<StepRecord>* records) {
+  const int64_t tokens_per_step =
+      int64_t{options_.config.training().batch_size()} * options_.config.model().seq_len();
+  records->push_back(StepRecord{step + 1, (step + 1) * tokens_per_step, outcome.stats,
+                                outcome.val_loss, wall_seconds});
+  if (options_.hooks.on_step) options_.hooks.on_step(records->back());
+  if (outcome.checkpointed) {
+    policy_.CheckpointCompleted(step + 1);
+    if (options_.hooks.on_checkpoint) {
+      options_.hooks.on_checkpoint(step + 1, policy_.without_progress());
+    }
   }
+  if (outcome.final_checkpoint) return FinishFinalCheckpoint(step + 1, stage_files);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RunSummary> Trainer::EndWell(const std::vector<StepRecord>& records, double val_loss,
+                                            int64_t recoveries, double wall_seconds,
+                                            std::optional<double> initial_val_loss) const {
   RESBM_RETURN_IF_ERROR(WriteLossCsv(records));
-  RunSummary summary = Summarize(records, val_loss, recoveries, seconds_before + elapsed());
-  summary.initial_val_loss = begun.initial_val_loss;
+  RunSummary summary = Summarize(records, val_loss, recoveries, wall_seconds);
+  summary.initial_val_loss = initial_val_loss;
   RESBM_RETURN_IF_ERROR(Report(summary));
   return summary;
 }

@@ -142,6 +142,15 @@ class Trainer {
   // written and reported (on_end), and `why` is returned.
   absl::Status EndEarly(const absl::Status& why, const std::vector<StepRecord>& records,
                         double val_loss, int64_t recoveries, double wall_seconds) const;
+  // 0-based `step` completed with `outcome` after `wall_seconds`: its record (handed to the
+  // step hook), the policy and hook of a complete checkpoint, the final checkpoint's manifest.
+  absl::Status Completed(int64_t step, const StepOutcome& outcome, double wall_seconds,
+                         const std::vector<std::string>& stage_files,
+                         std::vector<StepRecord>* records);
+  // The end of a run that succeeded: the loss curve and the summary written and reported.
+  absl::StatusOr<RunSummary> EndWell(const std::vector<StepRecord>& records, double val_loss,
+                                     int64_t recoveries, double wall_seconds,
+                                     std::optional<double> initial_val_loss) const;
   // The summary written and reported at the end of every run.
   absl::Status Report(const RunSummary& summary) const;
   // Creates the output directories; refuses a loss CSV that cannot be written, before the run.
