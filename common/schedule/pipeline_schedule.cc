@@ -123,6 +123,8 @@ Dependency DependencyOf(const PipelineOp& op, int64_t stage, int64_t num_stages)
 // Event simulation of a structurally valid schedule. Each op starts at the later of its
 // stage's previous op's end and its dependency's end (plus `link_seconds` across stages). A
 // worklist of stages is advanced until empty; a stage that still has ops then is stuck.
+absl::Status CheckNoneStuck(const PipelineSchedule& s, const std::vector<size_t>& next);
+
 absl::StatusOr<ScheduleTimeline> SimulateChecked(const PipelineSchedule& s,
                                                  const std::vector<double>& forward_seconds,
                                                  const std::vector<double>& backward_seconds,
@@ -188,6 +190,19 @@ absl::StatusOr<ScheduleTimeline> SimulateChecked(const PipelineSchedule& s,
     }
   }
 
+  RESBM_RETURN_IF_ERROR(CheckNoneStuck(s, next));
+  timeline.makespan_seconds = *std::max_element(stage_end.begin(), stage_end.end());
+  timeline.end_seconds = stage_end;
+  timeline.idle_seconds.resize(p);
+  for (int64_t st = 0; st < p; ++st) {
+    timeline.idle_seconds[st] = timeline.makespan_seconds - timeline.busy_seconds[st];
+  }
+  return timeline;
+}
+
+// FAILED_PRECONDITION naming the stages whose next op (`next`) never became runnable.
+absl::Status CheckNoneStuck(const PipelineSchedule& s, const std::vector<size_t>& next) {
+  const int64_t p = s.num_stages;
   std::string stuck;
   int64_t num_stuck = 0;
   for (int64_t st = 0; st < p; ++st) {
@@ -198,21 +213,12 @@ absl::StatusOr<ScheduleTimeline> SimulateChecked(const PipelineSchedule& s,
     absl::StrAppend(&stuck, num_stuck > 1 ? "; " : "", "stage ", st, " blocked at op ", next[st],
                     " (", OpName(op), ") waiting for ", OpName(dep.op), " on stage ", dep.stage);
   }
-  if (num_stuck > 0) {
-    if (num_stuck > kMaxStuckStagesReported) {
-      absl::StrAppend(&stuck, "; and ", num_stuck - kMaxStuckStagesReported, " more stages");
-    }
-    return absl::FailedPreconditionError(
-        absl::StrCat("schedule deadlocks (", num_stuck, " of ", p, " stages stuck): ", stuck));
+  if (num_stuck == 0) return absl::OkStatus();
+  if (num_stuck > kMaxStuckStagesReported) {
+    absl::StrAppend(&stuck, "; and ", num_stuck - kMaxStuckStagesReported, " more stages");
   }
-
-  timeline.makespan_seconds = *std::max_element(stage_end.begin(), stage_end.end());
-  timeline.end_seconds = stage_end;
-  timeline.idle_seconds.resize(p);
-  for (int64_t st = 0; st < p; ++st) {
-    timeline.idle_seconds[st] = timeline.makespan_seconds - timeline.busy_seconds[st];
-  }
-  return timeline;
+  return absl::FailedPreconditionError(
+      absl::StrCat("schedule deadlocks (", num_stuck, " of ", p, " stages stuck): ", stuck));
 }
 
 }  // namespace

@@ -455,8 +455,6 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   if (period == 0) {
     // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
     stats.grad_norm = std::sqrt(PipelineSquaredNorm(responses, 0));
-    stats.clip_factor = GradClipFactor(stats.grad_norm, clip);
-    apply.set_clip_factor(stats.clip_factor);
   } else {
     // Each pipeline clips by its own norm; the step reports their root mean square.
     double mean_squared = 0.0;
@@ -466,9 +464,9 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
       apply.add_replica_clip_factors(GradClipFactor(std::sqrt(squared), clip));
     }
     stats.grad_norm = std::sqrt(mean_squared);
-    stats.clip_factor = GradClipFactor(stats.grad_norm, clip);
-    apply.set_clip_factor(stats.clip_factor);
   }
+  stats.clip_factor = GradClipFactor(stats.grad_norm, clip);
+  apply.set_clip_factor(stats.clip_factor);
   pending_apply_ = std::move(apply);
   result.stages = std::move(responses);
   return result;
