@@ -29,12 +29,15 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Start(const Coordinato
   }
   std::unique_ptr<Coordinator> coordinator(new Coordinator(options));
   Coordinator* c = coordinator.get();
-  RESBM_ASSIGN_OR_RETURN(
-      c->jobs_,
-      JobManager::Open(
-          options.data_dir, [c](const JobRun& run) { return c->RunJob(run); }, &c->metrics_,
-          // A cancelled job stops waiting for workers at once.
-          [c] { c->registry_.WakeWaiters(); }));
+  JobManagerOptions manager_options;
+  manager_options.limits = options.job_start_limits;
+  manager_options.metrics = &c->metrics_;
+  // A cancelled job stops waiting for workers at once.
+  manager_options.on_stop = [c] { c->registry_.WakeWaiters(); };
+  RESBM_ASSIGN_OR_RETURN(c->jobs_,
+                         JobManager::Open(
+                             options.data_dir, [c](const JobRun& run) { return c->RunJob(run); },
+                             &c->registry_, std::move(manager_options)));
   c->job_service_ = std::make_unique<JobService>(
       c->jobs_.get(), &c->registry_, options.tokens ? &*c->options_.tokens : nullptr, &c->limiter_,
       JobServicePolicy{options.max_queued_jobs, options.max_unfinished_jobs_per_user,
@@ -102,15 +105,16 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
   backend_options.resuming = run.resume.has_value();
   backend_options.worker_wait = options_.worker_wait;
   backend_options.find_workers =
-      [this, &run](int64_t count,
-                   absl::Time deadline) -> absl::StatusOr<std::vector<StageEndpoint>> {
+      [this, &run, job_id](int64_t count,
+                           absl::Time deadline) -> absl::StatusOr<std::vector<StageEndpoint>> {
     RESBM_ASSIGN_OR_RETURN(
-        const auto healthy,
-        registry_.Acquire(count, deadline, run.stop_requested, [&](int64_t have) {
-          run.on_status(absl::StrCat("waiting for ", count, " workers (", have, " healthy)"));
+        const auto leased,
+        registry_.Acquire(job_id, count, deadline, run.stop_requested, [&](int64_t have) {
+          run.on_status(absl::StrCat("waiting for ", count, " workers (", have,
+                                     " healthy and free for this job)"));
         }));
     std::vector<StageEndpoint> workers;
-    for (const auto& worker : healthy) {
+    for (const auto& worker : leased) {
       workers.push_back(StageEndpoint{worker.address, worker.exchange_address});
     }
     return workers;

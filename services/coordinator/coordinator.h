@@ -1,7 +1,8 @@
 // Coordinator: the coordinator process's server: the Control service for workers, the
 // public JobService, gRPC health and reflection; and the job runner behind the JobManager:
-// waits for one healthy worker per stage, assigns the stages, and drives each job's training
-// loop over them through a DistributedBackend. Jobs live in `data_dir` and survive restarts.
+// leases each job its workers (one per stage of each pipeline; jobs never share one),
+// assigns the stages, and drives each job's training loop over them through a
+// DistributedBackend, several jobs at once. Jobs live in `data_dir` and survive restarts.
 // Start/Shutdown; thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_COORDINATOR_H_
 #define RESBM_SERVICES_COORDINATOR_COORDINATOR_H_
@@ -26,6 +27,7 @@
 #include "services/coordinator/coordinator_metrics.h"
 #include "services/coordinator/job_manager.h"
 #include "services/coordinator/job_service.h"
+#include "services/coordinator/job_start_plan.h"
 #include "services/coordinator/submission_limiter.h"
 #include "services/coordinator/worker_registry.h"
 
@@ -62,6 +64,10 @@ struct CoordinatorOptions {
   // anyone's job (everyone else cancels only their own).
   int64_t max_unfinished_jobs_per_user = 0;
   std::set<std::string> admin_users;
+  // How many jobs run at once (on disjoint workers), per user, and how often smaller jobs
+  // may start ahead of a waiting one (PlanJobStarts).
+  JobStartLimits job_start_limits = {/*max_running_jobs=*/8, /*max_running_jobs_per_user=*/0,
+                                     /*max_overtakes=*/4};
   // Live progress of the running job (not owned); null: silent.
   std::FILE* progress = stdout;
 };

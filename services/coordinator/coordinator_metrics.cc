@@ -30,19 +30,16 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                                                                2.5, 5, 10, 30, 60})),
       tokens_per_second_(BuildGauge()
                              .Name("resbm_tokens_per_second")
-                             .Help("Training tokens per second of the running job")
-                             .Register(*registry_)
-                             .Add({})),
+                             .Help("Training tokens per second of a running job")
+                             .Register(*registry_)),
       train_loss_(BuildGauge()
                       .Name("resbm_train_loss")
-                      .Help("Training loss of the running job's last step (nats per token)")
-                      .Register(*registry_)
-                      .Add({})),
+                      .Help("Training loss of a running job's last step (nats per token)")
+                      .Register(*registry_)),
       val_loss_(BuildGauge()
                     .Name("resbm_val_loss")
-                    .Help("Last validation loss of the running job (nats per token)")
-                    .Register(*registry_)
-                    .Add({})),
+                    .Help("Last validation loss of a running job (nats per token)")
+                    .Register(*registry_)),
       steps_(BuildCounter()
                  .Name("resbm_steps_total")
                  .Help("Optimizer steps completed (replayed ones again)")
@@ -71,16 +68,14 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
                             .Add({})),
       waited_on_(BuildGauge()
                      .Name("resbm_step_waited_on_stage")
-                     .Help("The stage whose part of the last step ended last (-1: none yet)")
-                     .Register(*registry_)
-                     .Add({})),
+                     .Help("The stage whose part of a running job's last step ended last")
+                     .Register(*registry_)),
       replica_refusals_(BuildCounter()
                             .Name("resbm_replica_refusals_total")
                             .Help("Replicas refused because their parameters disagreed with "
                                   "their stage's other replicas (rebuilt from a peer)")
                             .Register(*registry_)
                             .Add({})) {
-  waited_on_.Set(-1);
   for (const char* health : {"healthy", "lost"}) workers_.Add({{"health", health}});
 }
 
@@ -95,14 +90,25 @@ void CoordinatorMetrics::SetWorkers(int64_t healthy, int64_t lost) {
   workers_.Add({{"health", "lost"}}).Set(static_cast<double>(lost));
 }
 
-void CoordinatorMetrics::StepDone(double seconds, double tokens_per_second, double train_loss) {
+void CoordinatorMetrics::StepDone(const std::string& job_id, double seconds,
+                                  double tokens_per_second, double train_loss) {
   step_seconds_.Observe(seconds);
-  tokens_per_second_.Set(tokens_per_second);
-  train_loss_.Set(train_loss);
+  tokens_per_second_.Add({{"job_id", job_id}}).Set(tokens_per_second);
+  train_loss_.Add({{"job_id", job_id}}).Set(train_loss);
   steps_.Increment();
 }
 
-void CoordinatorMetrics::Evaluated(double val_loss) { val_loss_.Set(val_loss); }
+void CoordinatorMetrics::Evaluated(const std::string& job_id, double val_loss) {
+  val_loss_.Add({{"job_id", job_id}}).Set(val_loss);
+}
+
+void CoordinatorMetrics::JobEnded(const std::string& job_id) {
+  for (prometheus::Family<prometheus::Gauge>* family :
+       {&tokens_per_second_, &train_loss_, &val_loss_, &waited_on_}) {
+    // Add returns the existing series (or a new one), which Remove then drops.
+    family->Remove(&family->Add({{"job_id", job_id}}));
+  }
+}
 
 void CoordinatorMetrics::Recovered(const absl::Status& failure) {
   recoveries_.Add({{"cause", absl::AsciiStrToLower(absl::StatusCodeToString(failure.code()))}})
@@ -116,7 +122,9 @@ void CoordinatorMetrics::Checkpointed(double seconds, int64_t bytes) {
   checkpoint_bytes_.Increment(static_cast<double>(bytes));
 }
 
-void CoordinatorMetrics::WaitedOn(int64_t stage) { waited_on_.Set(static_cast<double>(stage)); }
+void CoordinatorMetrics::WaitedOn(const std::string& job_id, int64_t stage) {
+  waited_on_.Add({{"job_id", job_id}}).Set(static_cast<double>(stage));
+}
 
 void CoordinatorMetrics::ReplicasRefused(int64_t count) {
   replica_refusals_.Increment(static_cast<double>(count));

@@ -1,7 +1,9 @@
 // CoordinatorMetrics: the coordinator's Prometheus metrics (names and labels in the README's
-// table): jobs by state, workers by health, the running job's step time, tokens/s and losses,
-// recoveries by cause, resumes, checkpoints, and the stage the last step waited on. Labels
-// are bounded (states, health, status codes). Thread-safe.
+// table): jobs by state, workers by health, step times, each running job's tokens/s, losses and
+// the stage its last step waited on (label job_id: a job's series go when it ends, so the
+// label is bounded by the jobs running at once; not `job`, which Prometheus gives the scrape
+// target), recoveries by cause, resumes, checkpoints. Other labels are bounded (states,
+// health, status codes). Thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
 #define RESBM_SERVICES_COORDINATOR_COORDINATOR_METRICS_H_
 
@@ -29,13 +31,16 @@ class CoordinatorMetrics {
   void SetJobs(const std::map<std::string, int64_t>& jobs_by_state);
   void SetWorkers(int64_t healthy, int64_t lost);
 
-  void StepDone(double seconds, double tokens_per_second, double train_loss);
-  void Evaluated(double val_loss);
+  void StepDone(const std::string& job_id, double seconds, double tokens_per_second,
+                double train_loss);
+  void Evaluated(const std::string& job_id, double val_loss);
+  // Drops the job's series.
+  void JobEnded(const std::string& job_id);
   void Recovered(const absl::Status& failure);
   void Resumed();
   void Checkpointed(double seconds, int64_t bytes);
-  // The stage whose RunStep ended last in the last step (the one the others waited on).
-  void WaitedOn(int64_t stage);
+  // The stage whose RunStep ended last in the job's last step (the one the others waited on).
+  void WaitedOn(const std::string& job_id, int64_t stage);
   // Replicas whose parameter checksum disagreed with their stage's (PipelineDriver).
   void ReplicasRefused(int64_t count);
 
@@ -44,15 +49,15 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& jobs_;
   prometheus::Family<prometheus::Gauge>& workers_;
   prometheus::Histogram& step_seconds_;
-  prometheus::Gauge& tokens_per_second_;
-  prometheus::Gauge& train_loss_;
-  prometheus::Gauge& val_loss_;
+  prometheus::Family<prometheus::Gauge>& tokens_per_second_;
+  prometheus::Family<prometheus::Gauge>& train_loss_;
+  prometheus::Family<prometheus::Gauge>& val_loss_;
   prometheus::Counter& steps_;
   prometheus::Family<prometheus::Counter>& recoveries_;
   prometheus::Counter& resumes_;
   prometheus::Histogram& checkpoint_seconds_;
   prometheus::Counter& checkpoint_bytes_;
-  prometheus::Gauge& waited_on_;
+  prometheus::Family<prometheus::Gauge>& waited_on_;
   prometheus::Counter& replica_refusals_;
 };
 

@@ -85,7 +85,8 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   absl::StatusOr<PipelineStepResult> stepped = driver_->TrainStep(step, inputs, targets);
   failed_train_step_ = stepped.ok() ? -1 : step;
   RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, std::move(stepped));
-  if (options_.metrics != nullptr) options_.metrics->WaitedOn(result.waited_on_stage);
+  if (options_.metrics != nullptr)
+    options_.metrics->WaitedOn(options_.job_id, result.waited_on_stage);
   const int64_t tokens = static_cast<int64_t>(inputs.size());
   // A pipeline's first step opens the links; timing it would blur the stages' steady state.
   // Slot r * P + s is pipeline r's stage s: a stage's means are over its replicas' steps.

@@ -1,5 +1,6 @@
 #include "services/coordinator/job_manager.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <utility>
@@ -35,6 +36,12 @@ void AddRecoveryRecord(const RecoveryEvent& event, v1::JobProgress* progress) {
 }
 
 int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// The workers a job runs on: one per stage of each pipeline.
+int64_t WorkersOf(const v1::JobConfig& config) {
+  return static_cast<int64_t>(config.stages().num_stages()) *
+         std::max<int64_t>(1, config.stages().replicas());
+}
 
 bool Finished(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
@@ -95,8 +102,8 @@ absl::Status ResolveFromJob(JobStore& store, v1::JobConfig* config) {
 
 absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& data_dir,
                                                              JobRunner runner,
-                                                             CoordinatorMetrics* metrics,
-                                                             std::function<void()> on_stop) {
+                                                             WorkerRegistry* registry,
+                                                             JobManagerOptions options) {
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
   if (error) {
@@ -106,18 +113,21 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& 
   RESBM_ASSIGN_OR_RETURN(auto store, JobStore::Open(data_dir + "/jobs.db"));
   std::unique_ptr<JobManager> manager(
       new JobManager(std::filesystem::absolute(data_dir).lexically_normal().string(),
-                     std::move(store), std::move(runner), metrics, std::move(on_stop)));
-  manager->runner_thread_ = std::thread([m = manager.get()] { m->RunLoop(); });
+                     std::move(store), std::move(runner), registry, std::move(options)));
+  registry->set_on_available([m = manager.get()] { m->WorkersChanged(); });
+  manager->scheduler_thread_ = std::thread([m = manager.get()] { m->ScheduleLoop(); });
   return manager;
 }
 
 JobManager::JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner,
-                       CoordinatorMetrics* metrics, std::function<void()> on_stop)
+                       WorkerRegistry* registry, JobManagerOptions options)
     : data_dir_(std::move(data_dir)),
       store_(std::move(store)),
       runner_(std::move(runner)),
-      metrics_(metrics),
-      on_stop_(std::move(on_stop)) {}
+      registry_(registry),
+      limits_(options.limits),
+      metrics_(options.metrics),
+      on_stop_(std::move(options.on_stop)) {}
 
 JobManager::~JobManager() { Shutdown(); }
 
@@ -125,13 +135,26 @@ void JobManager::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    wake_.SignalAll();
   }
   if (on_stop_) on_stop_();
-  if (runner_thread_.joinable()) runner_thread_.join();
+  if (scheduler_thread_.joinable()) scheduler_thread_.join();
+  std::vector<std::thread> runs;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [job_id, run] : running_) runs.push_back(std::move(run.thread));
+  }
+  for (std::thread& run : runs) {
+    if (run.joinable()) run.join();
+  }
 }
 
-absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config, const std::string& owner) {
+void JobManager::WorkersChanged() {
+  absl::MutexLock lock(&mu_);
+  changed_ = true;
+}
+
+absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config, const std::string& owner,
+                                           int32_t priority) {
   ApplyJobConfigDefaults(&config);
   RESBM_RETURN_IF_ERROR(ValidateJobConfig(config));
   RESBM_RETURN_IF_ERROR(CheckDataFiles(config));
@@ -142,6 +165,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config, const std::stri
   *job.mutable_config() = std::move(config);
   job.set_state(v1::JOB_STATE_QUEUED);
   job.set_owner(owner);
+  job.set_priority(priority);
   job.set_submitted_unix_ms(NowUnixMs());
   job.mutable_progress()->set_total_steps(job.config().training().steps());
   absl::MutexLock publish(&publish_mu_);
@@ -149,7 +173,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(v1::JobConfig config, const std::stri
   RESBM_ASSIGN_OR_RETURN(job, store_->Create(std::move(job), [this](v1::Job* created) {
     created->set_output_dir(absl::StrCat(data_dir_, "/jobs/", created->job_id()));
   }));
-  wake_.SignalAll();
+  changed_ = true;
   return job;
 }
 
@@ -173,8 +197,9 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
       return absl::FailedPreconditionError(absl::StrCat("job_id: '", job_id, "' already ended (",
                                                         v1::JobState_Name(job.state()), ")"));
     }
-    if (job_id == running_) {
-      cancel_running_ = true;
+    changed_ = true;  // The queue changed: the scheduler looks again.
+    if (auto running = running_.find(job_id); running != running_.end()) {
+      running->second.cancel = true;
       stopped_running = true;
       job.set_cancel_requested(true);  // Kept, should the coordinator restart meanwhile.
       RESBM_RETURN_IF_ERROR(store_->Put(job));
@@ -210,9 +235,18 @@ void JobManager::Unsubscribe(int64_t handle) {
   listeners_.erase(handle);
 }
 
-std::string JobManager::running_job_id() const {
+std::vector<std::string> JobManager::running_job_ids() const {
   absl::MutexLock lock(&mu_);
-  return running_;
+  std::vector<std::string> ids;
+  for (const auto& [job_id, run] : running_) {
+    if (!run.done) ids.push_back(job_id);
+  }
+  return ids;
+}
+
+bool JobManager::CancelledLocked(const std::string& job_id) const {
+  auto running = running_.find(job_id);
+  return running != running_.end() && running->second.cancel;
 }
 
 int64_t JobManager::queued_jobs() const {
@@ -238,8 +272,7 @@ void JobManager::PublishLocked(const v1::Job& job, v1::JobEventKind kind,
   {
     absl::MutexLock lock(&mu_);
     // The runner's copy of the job does not know of a cancel request; the store must.
-    if (job.job_id() == running_ && cancel_running_)
-      event.mutable_job()->set_cancel_requested(true);
+    if (CancelledLocked(job.job_id())) event.mutable_job()->set_cancel_requested(true);
     for (const auto& [handle, entry] : listeners_) {
       if (entry.first == job.job_id()) targets.push_back(entry.second);
     }
@@ -250,45 +283,140 @@ void JobManager::PublishLocked(const v1::Job& job, v1::JobEventKind kind,
   for (const auto& listener : targets) listener(event);
 }
 
-std::optional<v1::Job> JobManager::NextJob() {
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    auto jobs = store_->List();
-    if (jobs.ok()) {
-      const v1::Job* next = nullptr;
-      for (const auto& job : *jobs) {
-        if (job.state() == v1::JOB_STATE_RUNNING) {
-          next = &job;
-          break;
-        }
-        if (job.state() == v1::JOB_STATE_QUEUED && next == nullptr) next = &job;
+void JobManager::ScheduleLoop() {
+  bool store_failed = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this] { return changed_ || stopping_; };
+      if (store_failed) {
+        // The store failed to list (a transient SQLite error): look again in a second.
+        mu_.AwaitWithTimeout(absl::Condition(&wake), absl::Seconds(1));
+      } else {
+        mu_.Await(absl::Condition(&wake));
       }
-      if (next != nullptr) {
-        running_ = next->job_id();
-        cancel_running_ = false;
-        return *next;
-      }
+      if (stopping_) return;
+      changed_ = false;
     }
-    if (jobs.ok()) {
-      wake_.Wait(&mu_);  // Only Submit and Shutdown make a next job: they signal.
-    } else {
-      // The store failed to list (a transient SQLite error): look again in a second.
-      std::fprintf(stderr, "coordinator: %s\n", jobs.status().ToString().c_str());
-      wake_.WaitWithTimeout(&mu_, absl::Seconds(1));
-    }
+    JoinEnded();
+    store_failed = !SchedulePass();
   }
-  return std::nullopt;
 }
 
-void JobManager::RunLoop() {
-  while (auto job = NextJob()) {
-    RunOne(std::move(*job));
-    absl::MutexLock lock(&mu_);
-    running_.clear();
+std::vector<PendingJob> JobManager::PendingJobs(const std::vector<v1::Job>& jobs) {
+  std::vector<PendingJob> queue;
+  for (const v1::Job& job : jobs) {
+    const bool resumed = job.state() == v1::JOB_STATE_RUNNING;
+    if (running_.count(job.job_id()) != 0) continue;
+    if (!resumed && job.state() != v1::JOB_STATE_QUEUED) continue;
+    PendingJob pending;
+    pending.job_id = job.job_id();
+    pending.owner = job.owner();
+    pending.priority = job.priority();
+    // Cancelled, then the coordinator restarted: it ends at once, on no worker.
+    pending.workers = job.cancel_requested() ? 0 : WorkersOf(job.config());
+    pending.overtaken = overtaken_[job.job_id()];
+    pending.resumed = resumed;
+    queue.push_back(std::move(pending));
   }
+  return queue;
+}
+
+bool JobManager::SchedulePass() {
+  absl::StatusOr<std::vector<v1::Job>> jobs = store_->List();
+  if (!jobs.ok()) {
+    std::fprintf(stderr, "coordinator: %s\n", jobs.status().ToString().c_str());
+    return false;
+  }
+  JobPool pool;
+  pool.idle_workers = registry_->IdleHealthy();
+  pool.healthy_workers = static_cast<int64_t>(registry_->Healthy().size());
+  std::vector<PendingJob> queue;
+  JobStartPlan plan;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [job_id, run] : running_) {
+      if (run.done) continue;
+      ++pool.running_jobs;
+      ++pool.running_by_owner[run.owner];
+    }
+    queue = PendingJobs(*jobs);
+    plan = PlanJobStarts(queue, pool, limits_);
+    for (const auto& [job_id, count] : plan.overtaken) overtaken_[job_id] = count;
+  }
+  for (size_t i = 0; i < plan.start.size(); ++i) {
+    const std::string& job_id = plan.start[i];
+    auto pending = std::find_if(queue.begin(), queue.end(),
+                                [&](const PendingJob& job) { return job.job_id == job_id; });
+    if (pending->workers > 0 && !registry_->Reserve(job_id, pending->workers)) {
+      // A running job's recovery is waiting for workers (it goes first), or a worker lapsed
+      // since the count: the rest of the plan waits for the next pass.
+      for (size_t j = i; j < plan.start.size(); ++j) {
+        plan.waiting[plan.start[j]] =
+            registry_->waiting_jobs() > 0
+                ? "waits while a running job's recovery takes idle workers first"
+                : absl::StrCat("needs ", pending->workers, " workers, ", registry_->IdleHealthy(),
+                               " idle");
+      }
+      break;
+    }
+    Start(job_id);
+  }
+  for (const auto& [job_id, reason] : plan.waiting) TellWaiting(job_id, reason);
+  return true;
+}
+
+void JobManager::TellWaiting(const std::string& job_id, const std::string& reason) {
+  absl::MutexLock publish(&publish_mu_);  // A cancel cannot come between the read and the write.
+  absl::StatusOr<v1::Job> job = store_->Get(job_id);
+  if (!job.ok() || job->state() != v1::JOB_STATE_QUEUED || job->message() == reason) return;
+  job->set_message(reason);
+  PublishLocked(*job, v1::JOB_EVENT_KIND_STATE, reason);
+}
+
+void JobManager::Start(const std::string& job_id) {
+  absl::MutexLock publish(&publish_mu_);  // A cancel cannot come between the read and the start.
+  absl::StatusOr<v1::Job> job = store_->Get(job_id);
+  bool started = false;
+  if (job.ok() && (job->state() == v1::JOB_STATE_QUEUED || job->state() == v1::JOB_STATE_RUNNING)) {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      overtaken_.erase(job_id);
+      Running& run = running_[job_id];
+      run.owner = job->owner();
+      // The thread's first Publish waits for publish_mu_: it starts once this returns.
+      run.thread = std::thread([this, job = std::move(*job)]() mutable { RunOne(std::move(job)); });
+      started = true;
+    }
+  }
+  if (!started) registry_->ReleaseJob(job_id);  // Cancelled meanwhile: the lease goes.
+}
+
+void JobManager::JoinEnded() {
+  std::vector<std::thread> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = running_.begin(); it != running_.end();) {
+      if (!it->second.done) {
+        ++it;
+        continue;
+      }
+      ended.push_back(std::move(it->second.thread));
+      it = running_.erase(it);
+    }
+  }
+  for (std::thread& thread : ended) thread.join();
 }
 
 void JobManager::RunOne(v1::Job job) {
+  const std::string job_id = job.job_id();
+  absl::Cleanup ended = [this, job_id] {
+    registry_->ReleaseJob(job_id);
+    if (metrics_ != nullptr) metrics_->JobEnded(job_id);
+    absl::MutexLock lock(&mu_);
+    running_[job_id].done = true;
+    changed_ = true;
+  };
   JobRun run;
   run.output_dir = job.output_dir();
   std::error_code error;
@@ -358,8 +486,8 @@ void JobManager::AttachStepHook(v1::Job* job, JobRun* run) {
     p->set_tokens_per_second(rate);
     p->set_eta_seconds(rate > 0 ? (p->total_steps() - record.step) * tokens_per_step / rate : 0.0);
     if (metrics_ != nullptr) {
-      metrics_->StepDone(record.seconds - *last_seconds, rate, record.stats.loss);
-      if (record.val_loss.has_value()) metrics_->Evaluated(*record.val_loss);
+      metrics_->StepDone(job_id, record.seconds - *last_seconds, rate, record.stats.loss);
+      if (record.val_loss.has_value()) metrics_->Evaluated(job_id, *record.val_loss);
     }
     *last_seconds = record.seconds;
     job->set_message("");
@@ -418,9 +546,9 @@ void JobManager::AttachHooks(v1::Job* job, JobRun* run) {
     job->set_message(message);
     Publish(*job, v1::JOB_EVENT_KIND_STATE, message);
   };
-  run->stop_requested = [this] {
+  run->stop_requested = [this, job_id] {
     absl::MutexLock lock(&mu_);
-    return stopping_ || cancel_running_;
+    return stopping_ || CancelledLocked(job_id);
   };
 }
 
@@ -428,7 +556,7 @@ void JobManager::Conclude(v1::Job* job, const absl::StatusOr<RunSummary>& summar
   bool cancelled, stopping;
   {
     absl::MutexLock lock(&mu_);
-    cancelled = cancel_running_;
+    cancelled = CancelledLocked(job->job_id());
     stopping = stopping_;
   }
   if (stopping && !cancelled && !summary.ok() && absl::IsCancelled(summary.status())) {

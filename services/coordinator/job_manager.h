@@ -1,8 +1,11 @@
 // JobManager: the coordinator's job queue. Jobs are validated on submission, stored in a
-// JobStore, and run one at a time, oldest first, on one runner thread by a JobRunner (the
-// coordinator's: a Trainer over a DistributedBackend). Progress, checkpoints and recoveries
-// are stored as they happen and fanned out to watchers. A job that was RUNNING when the
-// coordinator died is resumed first, from its last complete checkpoint. Thread-safe.
+// JobStore, and run by a JobRunner (the coordinator's: a Trainer over a DistributedBackend),
+// each on a thread of its own, several at once on disjoint workers: a scheduler thread starts
+// a queued job as soon as the worker registry can lease it enough idle workers, in the order
+// and within the limits PlanJobStarts decides, and tells each waiting job why it waits.
+// Progress, checkpoints and recoveries are stored as they happen and fanned out to watchers.
+// A job that was RUNNING when the coordinator died is resumed first, from its last complete
+// checkpoint. Thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_JOB_MANAGER_H_
 #define RESBM_SERVICES_COORDINATOR_JOB_MANAGER_H_
 
@@ -22,7 +25,9 @@
 #include "common/train/trainer.h"
 #include "resbm/v1/job_service.pb.h"
 #include "services/coordinator/coordinator_metrics.h"
+#include "services/coordinator/job_start_plan.h"
 #include "services/coordinator/job_store.h"
+#include "services/coordinator/worker_registry.h"
 
 namespace resbm {
 
@@ -44,19 +49,28 @@ struct JobRun {
 
 using JobRunner = std::function<absl::StatusOr<RunSummary>(const JobRun& run)>;
 
+struct JobManagerOptions {
+  // When jobs start (PlanJobStarts).
+  JobStartLimits limits;
+  // Steps, recoveries and resumes are counted here (not owned); may be null.
+  CoordinatorMetrics* metrics = nullptr;
+  // Called, with no lock of the manager held, whenever a running job's stop_requested turns
+  // true (a cancel or the shutdown), so whatever the run waits on can wake and look. May be
+  // empty.
+  std::function<void()> on_stop;
+};
+
 class JobManager {
  public:
   using Listener = std::function<void(const v1::JobEvent& event)>;
 
-  // Opens `data_dir`/jobs.db (creating the directory) and starts the runner thread. Steps,
-  // recoveries and resumes are counted in `metrics` (not owned; may be null). `on_stop` (may
-  // be empty) is called, with no lock of the manager held, whenever the running job's
-  // stop_requested turns true (a cancel or the shutdown), so whatever the run waits on can
-  // wake and look.
+  // Opens `data_dir`/jobs.db (creating the directory) and starts the scheduler. Each job
+  // leases its workers from `registry` (not owned; outlives the manager), which tells the
+  // manager when workers become available.
   static absl::StatusOr<std::unique_ptr<JobManager>> Open(const std::string& data_dir,
                                                           JobRunner runner,
-                                                          CoordinatorMetrics* metrics = nullptr,
-                                                          std::function<void()> on_stop = {});
+                                                          WorkerRegistry* registry,
+                                                          JobManagerOptions options = {});
   // Shutdown().
   ~JobManager();
   JobManager(const JobManager&) = delete;
@@ -65,8 +79,10 @@ class JobManager {
   // Applies the defaults, validates (INVALID_ARGUMENT naming field, value and expectation;
   // nothing is stored then), resolves init.from_job to that job's final checkpoint, checks the
   // init source against the model (ModelInitCheck) and queues the job.
-  // `owner`: the submitting user ("" for an open API), recorded as Job.owner.
-  absl::StatusOr<v1::Job> Submit(v1::JobConfig config, const std::string& owner);
+  // `owner`: the submitting user ("" for an open API), recorded as Job.owner; `priority`:
+  // higher starts first among queued jobs.
+  absl::StatusOr<v1::Job> Submit(v1::JobConfig config, const std::string& owner,
+                                 int32_t priority = 0);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   absl::StatusOr<std::vector<v1::Job>> List();
   // QUEUED: cancelled now. RUNNING: stops before its next step (the returned job is still
@@ -79,20 +95,45 @@ class JobManager {
   absl::StatusOr<int64_t> Subscribe(const std::string& job_id, Listener listener);
   void Unsubscribe(int64_t handle);
 
-  // The running job's id ("" when idle) and the number of queued jobs.
-  std::string running_job_id() const;
+  // The running jobs' ids (sorted) and the number of queued jobs.
+  std::vector<std::string> running_job_ids() const;
   int64_t queued_jobs() const;
 
-  // Stops the runner: a running job stops before its next step and stays RUNNING in the
-  // store, to be resumed by the next coordinator. Idempotent.
+  // The registry's word that workers may have become available: the scheduler looks again.
+  void WorkersChanged();
+
+  // Stops the scheduler and the runs: a running job stops before its next step and stays
+  // RUNNING in the store, to be resumed by the next coordinator. Idempotent.
   void Shutdown();
 
  private:
+  // A job the manager runs now.
+  struct Running {
+    std::string owner;
+    bool cancel = false;  // Cancelled while running: ends before its next step.
+    bool done = false;    // The run ended; its thread can be joined.
+    std::thread thread;
+  };
+
   JobManager(std::string data_dir, std::unique_ptr<JobStore> store, JobRunner runner,
-             CoordinatorMetrics* metrics, std::function<void()> on_stop);
-  void RunLoop();
-  // Takes the next job to run: a RUNNING one (resumed) first, then the oldest QUEUED.
-  std::optional<v1::Job> NextJob();
+             WorkerRegistry* registry, JobManagerOptions options);
+  // The scheduler thread: a pass whenever something changed (a submission, a cancel, a run
+  // that ended, workers that became available).
+  void ScheduleLoop();
+  // Starts what PlanJobStarts says may start and tells the others why they wait; false when
+  // the store could not be read.
+  bool SchedulePass();
+  // The queue as PlanJobStarts takes it, from the stored jobs that do not run now.
+  std::vector<PendingJob> PendingJobs(const std::vector<v1::Job>& jobs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores a waiting job's reason as its message (when it changed and the job still waits).
+  void TellWaiting(const std::string& job_id, const std::string& reason);
+  // Starts job `job_id` on a thread of its own (its workers are leased), unless it was
+  // cancelled meanwhile.
+  void Start(const std::string& job_id);
+  // Joins the threads of the runs that ended.
+  void JoinEnded();
+  // One run, on its own thread; lets its workers go and wakes the scheduler when it ends.
   void RunOne(v1::Job job);
   // RUNNING now: started, or resumed from its last checkpoint after a coordinator restart
   // (run->resume set).
@@ -109,22 +150,29 @@ class JobManager {
   void PublishLocked(const v1::Job& job, v1::JobEventKind kind, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(publish_mu_);
 
+  // Whether job `job_id` runs and was cancelled.
+  bool CancelledLocked(const std::string& job_id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const std::string data_dir_;
   std::unique_ptr<JobStore> store_;
   JobRunner runner_;
+  WorkerRegistry* const registry_;
+  const JobStartLimits limits_;
   CoordinatorMetrics* const metrics_;
   const std::function<void()> on_stop_;
 
   mutable absl::Mutex mu_;
-  absl::CondVar wake_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::string running_ ABSL_GUARDED_BY(mu_);
-  bool cancel_running_ ABSL_GUARDED_BY(mu_) = false;
+  // Something changed since the scheduler's last pass.
+  bool changed_ ABSL_GUARDED_BY(mu_) = true;
+  std::map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);
+  // Jobs started ahead of each waiting job (PendingJob::overtaken), since this start.
+  std::map<std::string, int64_t> overtaken_ ABSL_GUARDED_BY(mu_);
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, std::pair<std::string, Listener>> listeners_ ABSL_GUARDED_BY(mu_);
   // Serializes Publish so watchers see events in order and never after Unsubscribe.
   absl::Mutex publish_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  std::thread runner_thread_;
+  std::thread scheduler_thread_;
 };
 
 }  // namespace resbm

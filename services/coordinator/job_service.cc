@@ -1,6 +1,7 @@
 #include "services/coordinator/job_service.h"
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -65,7 +66,7 @@ grpc::ServerUnaryReactor* JobService::SubmitJob(grpc::CallbackServerContext* con
       return Answer<v1::Job>(context, admitted, response);
     }
   }
-  return Answer(context, manager_->Submit(request->config(), *user), response);
+  return Answer(context, manager_->Submit(request->config(), *user, request->priority()), response);
 }
 
 absl::Status JobService::CheckUserLimits(const std::string& user) {
@@ -150,18 +151,24 @@ grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerConte
   if (auto user = Authenticate(*context); !user.ok()) {
     return Answer<v1::ClusterStatus>(context, user.status(), response);
   }
-  const std::string running = manager_->running_job_id();
+  absl::StatusOr<std::vector<v1::Job>> jobs = manager_->List();
+  if (!jobs.ok()) return Answer<v1::ClusterStatus>(context, jobs.status(), response);
+  return Answer(context, absl::StatusOr<v1::ClusterStatus>(ClusterView(*jobs)), response);
+}
+
+v1::ClusterStatus JobService::ClusterView(std::vector<v1::Job> jobs) const {
+  // Running jobs oldest first, then the queue as the scheduler orders it.
+  auto active = [](const v1::Job& job) {
+    return job.state() == v1::JOB_STATE_RUNNING || job.state() == v1::JOB_STATE_QUEUED;
+  };
+  jobs.erase(std::remove_if(jobs.begin(), jobs.end(), [&](const v1::Job& j) { return !active(j); }),
+             jobs.end());
+  std::stable_sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
+    if (a.state() != b.state()) return a.state() == v1::JOB_STATE_RUNNING;
+    return a.state() == v1::JOB_STATE_QUEUED && a.priority() > b.priority();
+  });
   v1::ClusterStatus status;
-  status.set_running_job_id(running);
-  status.set_queued_jobs(static_cast<uint32_t>(manager_->queued_jobs()));
-  std::vector<std::string> slots;  // Pipeline r's stage s at r * P + s.
-  size_t num_stages = 1;
-  if (!running.empty()) {
-    if (auto job = manager_->Get(running); job.ok()) {
-      slots.assign(job->stage_addresses().begin(), job->stage_addresses().end());
-      num_stages = std::max<size_t>(1, job->config().stages().num_stages());
-    }
-  }
+  std::map<std::string, uint32_t> held;
   const absl::Time now = absl::Now();
   for (const auto& worker : registry_->All()) {
     auto* w = status.add_workers();
@@ -170,15 +177,36 @@ grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerConte
     w->set_device(worker.device);
     w->set_healthy(registry_->IsHealthy(worker));
     w->set_last_seen_ms_ago(absl::ToInt64Milliseconds(now - worker.last_seen));
-    for (size_t slot = 0; slot < slots.size(); ++slot) {
-      if (slots[slot] == worker.address) {
-        w->set_job_id(running);
-        w->set_stage(static_cast<uint32_t>(slot % num_stages));
-        w->set_replica(static_cast<uint32_t>(slot / num_stages));
-      }
-    }
+    w->set_job_id(worker.job_id);
+    if (worker.job_id.empty()) continue;
+    ++held[worker.job_id];
+    auto job = std::find_if(jobs.begin(), jobs.end(),
+                            [&](const v1::Job& j) { return j.job_id() == worker.job_id; });
+    if (job == jobs.end()) continue;
+    // Pipeline r's stage s at slot r * P + s.
+    const auto& slots = job->stage_addresses();
+    const int slot =
+        static_cast<int>(std::find(slots.begin(), slots.end(), worker.address) - slots.begin());
+    if (slot == slots.size()) continue;
+    const uint32_t stages = std::max<uint32_t>(1, job->config().stages().num_stages());
+    w->set_assigned(true);
+    w->set_stage(static_cast<uint32_t>(slot) % stages);
+    w->set_replica(static_cast<uint32_t>(slot) / stages);
   }
-  return Answer(context, absl::StatusOr<v1::ClusterStatus>(std::move(status)), response);
+  for (const v1::Job& job : jobs) {
+    v1::ClusterJob* j = status.add_jobs();
+    j->set_job_id(job.job_id());
+    j->set_state(job.state());
+    j->set_owner(job.owner());
+    j->set_priority(job.priority());
+    j->set_workers_needed(job.config().stages().num_stages() *
+                          std::max<uint32_t>(1, job.config().stages().replicas()));
+    j->set_workers_held(held[job.job_id()]);
+    j->set_message(job.message());
+    if (job.state() == v1::JOB_STATE_QUEUED) status.set_queued_jobs(status.queued_jobs() + 1);
+  }
+  status.set_idle_workers(static_cast<uint32_t>(registry_->IdleHealthy()));
+  return status;
 }
 
 grpc::ServerWriteReactor<v1::ExportModelChunk>* JobService::ExportModel(

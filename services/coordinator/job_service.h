@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <set>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/transport/bearer_tokens.h"
@@ -69,6 +70,8 @@ class JobService final : public v1::JobService::CallbackService {
   // PERMISSION_DENIED unless `user` owns `job_id`'s job or is an admin (with tokens).
   absl::Status CheckMayCancel(const std::string& user, const std::string& job_id);
   absl::StatusOr<std::string> Authenticate(const grpc::CallbackServerContext& context) const;
+  // GetClusterStatus' answer from every stored job and the registry's workers.
+  v1::ClusterStatus ClusterView(std::vector<v1::Job> jobs) const;
 
   JobManager* manager_;
   WorkerRegistry* registry_;

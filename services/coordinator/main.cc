@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/runtime/bulk_allocator.h"
 #include "common/runtime/flag_parser.h"
@@ -58,6 +59,15 @@ int main(int argc, char** argv) {
   flags.AddInt("max-unfinished-jobs-per-user", &options.max_unfinished_jobs_per_user,
                "queued or running jobs one user may have; more submissions are refused (0: no "
                "limit)");
+  resbm::JobStartLimits& limits = options.job_start_limits;
+  flags.AddInt("max-running-jobs", &limits.max_running_jobs,
+               "jobs running at once, each on workers of its own (0: as many as the workers "
+               "allow)");
+  flags.AddInt("max-running-jobs-per-user", &limits.max_running_jobs_per_user,
+               "running jobs one user may have; the others wait queued (0: no limit)");
+  flags.AddInt("max-overtakes", &limits.max_overtakes,
+               "jobs that may start ahead of a queued job that does not fit yet before it "
+               "holds its place (0: strict order)");
   std::string admins;
   flags.AddString("admin-users", &admins,
                   "comma-separated users (of --auth-tokens-file) who may cancel any job");
@@ -65,6 +75,15 @@ int main(int argc, char** argv) {
   flags.AddString("auth-tokens-file", &tokens_file,
                   "the job API's users: 'USER TOKEN' lines; required with TLS");
   if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  for (const auto& [name, value] :
+       {std::pair<const char*, int64_t>{"max-running-jobs", limits.max_running_jobs},
+        {"max-running-jobs-per-user", limits.max_running_jobs_per_user},
+        {"max-overtakes", limits.max_overtakes}}) {
+    if (value < 0) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--", name, ": ", value, "; expected 0 or more")));
+    }
+  }
   auto loaded = resbm::TransportSecurity::Load(security, /*server=*/true);
   if (!loaded.ok()) return Fail(loaded.status());
   options.security = *loaded;

@@ -12,42 +12,53 @@ WorkerRegistry::WorkerRegistry(absl::Duration timeout, std::function<absl::Time(
 std::string WorkerRegistry::Register(const std::string& address, const std::string& device,
                                      const std::string& exchange_address) {
   const std::string& exchange = exchange_address.empty() ? address : exchange_address;
-  absl::MutexLock lock(&mu_);
-  for (auto& worker : workers_) {
-    if (worker.address == address) {
-      worker.exchange_address = exchange;
-      worker.device = device;
-      worker.last_seen = clock_();
-      worker.suspect = false;
-      changed_.SignalAll();
-      return worker.id;
+  std::string id;
+  {
+    absl::MutexLock lock(&mu_);
+    auto worker = std::find_if(workers_.begin(), workers_.end(),
+                               [&](const Worker& w) { return w.address == address; });
+    if (worker == workers_.end()) {
+      Worker added;
+      added.id = absl::StrCat("worker-", next_id_++);
+      added.address = address;
+      workers_.push_back(std::move(added));
+      worker = std::prev(workers_.end());
     }
+    worker->exchange_address = exchange;
+    worker->device = device;
+    worker->last_seen = clock_();
+    worker->suspect = false;
+    id = worker->id;
+    changed_.SignalAll();
   }
-  workers_.push_back(
-      Worker{absl::StrCat("worker-", next_id_++), address, exchange, device, clock_()});
-  changed_.SignalAll();
-  return workers_.back().id;
+  TellAvailable();
+  return id;
 }
 
 absl::Status WorkerRegistry::Heartbeat(const std::string& id, const std::string& address) {
-  absl::MutexLock lock(&mu_);
-  for (auto& worker : workers_) {
-    if (worker.id == id && (address.empty() || worker.address == address)) {
-      worker.last_seen = clock_();
-      worker.suspect = false;
-      changed_.SignalAll();
-      return absl::OkStatus();
+  bool revived = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto worker = std::find_if(workers_.begin(), workers_.end(), [&](const Worker& w) {
+      return w.id == id && (address.empty() || w.address == address);
+    });
+    if (worker == workers_.end()) {
+      return absl::NotFoundError(absl::StrCat("worker_id: '", id, "' is not registered",
+                                              address.empty() ? "" : " at ", address));
     }
+    revived = !IsHealthy(*worker);
+    worker->last_seen = clock_();
+    worker->suspect = false;
+    changed_.SignalAll();
   }
-  return absl::NotFoundError(absl::StrCat("worker_id: '", id, "' is not registered",
-                                          address.empty() ? "" : " at ", address));
+  if (revived) TellAvailable();
+  return absl::OkStatus();
 }
 
 std::vector<WorkerRegistry::Worker> WorkerRegistry::HealthyLocked() const {
   std::vector<Worker> healthy;
-  const absl::Time now = clock_();
   for (const auto& worker : workers_) {
-    if (!worker.suspect && now - worker.last_seen < timeout_) healthy.push_back(worker);
+    if (IsHealthy(worker)) healthy.push_back(worker);
   }
   return healthy;
 }
@@ -62,30 +73,105 @@ std::vector<WorkerRegistry::Worker> WorkerRegistry::Healthy() const {
   return HealthyLocked();
 }
 
-absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
-    int64_t count, absl::Time deadline, const std::function<bool()>& cancelled,
-    const std::function<void(int64_t healthy)>& on_wait) const {
-  int64_t told = -1;
-  absl::MutexLock lock(&mu_);
-  while (true) {
-    std::vector<Worker> healthy = HealthyLocked();
-    const int64_t have = static_cast<int64_t>(healthy.size());
-    if (have >= count) return healthy;
-    if (cancelled && cancelled()) return absl::CancelledError("stopped while waiting for workers");
-    // The deadline is wall time (the injected clock judges health only).
-    if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("workers: ", have, " healthy; the job needs ", count, " (one per stage)"));
-    }
-    if (have != told && on_wait) {
-      mu_.Unlock();  // The callback may publish, which must not hold the registry.
-      on_wait(have);
-      mu_.Lock();
-      told = have;
-      continue;
-    }
-    changed_.WaitWithDeadline(&mu_, deadline);  // Woken by registrations, heartbeats, WakeWaiters.
+std::vector<size_t> WorkerRegistry::AvailableLocked(const std::string& job_id) const {
+  std::vector<size_t> held, idle;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (!IsHealthy(workers_[i])) continue;
+    if (workers_[i].job_id == job_id) held.push_back(i);
+    if (workers_[i].job_id.empty()) idle.push_back(i);
   }
+  held.insert(held.end(), idle.begin(), idle.end());
+  return held;
+}
+
+void WorkerRegistry::LeaseLocked(const std::string& job_id, const std::vector<size_t>& available,
+                                 int64_t count) {
+  for (Worker& worker : workers_) {
+    if (worker.job_id == job_id) worker.job_id.clear();
+  }
+  for (int64_t i = 0; i < count; ++i) workers_[available[i]].job_id = job_id;
+}
+
+absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
+    const std::string& job_id, int64_t count, absl::Time deadline,
+    const std::function<bool()>& cancelled, const std::function<void(int64_t available)>& on_wait) {
+  int64_t told = -1;
+  absl::StatusOr<std::vector<Worker>> result;
+  {
+    absl::MutexLock lock(&mu_);
+    ++waiting_;
+    while (true) {
+      const std::vector<size_t> available = AvailableLocked(job_id);
+      const int64_t have = static_cast<int64_t>(available.size());
+      if (have >= count) {
+        LeaseLocked(job_id, available, count);
+        std::vector<Worker> leased;
+        for (const Worker& worker : workers_) {
+          if (worker.job_id == job_id) leased.push_back(worker);
+        }
+        result = std::move(leased);
+        break;
+      }
+      if (cancelled && cancelled()) {
+        result = absl::CancelledError("stopped while waiting for workers");
+        break;
+      }
+      // The deadline is wall time (the injected clock judges health only).
+      if (absl::Now() >= deadline) {
+        result = absl::DeadlineExceededError(
+            absl::StrCat("workers: ", have, " healthy and free for this job; it needs ", count,
+                         " (stages x replicas; jobs never share a worker)"));
+        break;
+      }
+      if (have != told && on_wait) {
+        mu_.Unlock();  // The callback may publish, which must not hold the registry.
+        on_wait(have);
+        mu_.Lock();
+        told = have;
+        continue;
+      }
+      changed_.WaitWithDeadline(&mu_, deadline);  // Registrations, heartbeats, WakeWaiters.
+    }
+    --waiting_;
+  }
+  // Workers the job let go, or a wait that ended (Reserve refuses while a job waits): the
+  // scheduler may start a job now.
+  TellAvailable();
+  return result;
+}
+
+bool WorkerRegistry::Reserve(const std::string& job_id, int64_t count) {
+  absl::MutexLock lock(&mu_);
+  if (waiting_ > 0) return false;
+  std::vector<size_t> idle;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (IsHealthy(workers_[i]) && workers_[i].job_id.empty()) idle.push_back(i);
+  }
+  if (static_cast<int64_t>(idle.size()) < count) return false;
+  LeaseLocked(job_id, idle, count);
+  return true;
+}
+
+void WorkerRegistry::ReleaseJob(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    for (Worker& worker : workers_) {
+      if (worker.job_id == job_id) worker.job_id.clear();
+    }
+    changed_.SignalAll();
+  }
+  TellAvailable();
+}
+
+int64_t WorkerRegistry::IdleHealthy() const {
+  absl::MutexLock lock(&mu_);
+  return std::count_if(workers_.begin(), workers_.end(),
+                       [&](const Worker& w) { return IsHealthy(w) && w.job_id.empty(); });
+}
+
+int64_t WorkerRegistry::waiting_jobs() const {
+  absl::MutexLock lock(&mu_);
+  return waiting_;
 }
 
 void WorkerRegistry::WakeWaiters() {

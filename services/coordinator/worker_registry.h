@@ -1,7 +1,9 @@
-// WorkerRegistry: the workers the coordinator knows, with the time each was last heard from;
-// a worker is healthy while its last heartbeat is younger than the timeout and the coordinator
-// has not found it unreachable since. Waiting for workers is woken by registrations and
-// heartbeats. The clock is injectable for tests. Thread-safe.
+// WorkerRegistry: the workers the coordinator knows, with the time each was last heard from
+// and the job that holds it; a worker is healthy while its last heartbeat is younger than the
+// timeout and the coordinator has not found it unreachable since. Jobs never share a worker:
+// a job leases the workers it runs on (Reserve, Acquire) until it lets them go (ReleaseJob).
+// Waiting for workers is woken by registrations and heartbeats. The clock is injectable for
+// tests. Thread-safe.
 #ifndef RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_
 #define RESBM_SERVICES_COORDINATOR_WORKER_REGISTRY_H_
 
@@ -26,6 +28,7 @@ class WorkerRegistry {
     std::string device;
     absl::Time last_seen;
     bool suspect = false;  // Unreachable since its last heartbeat.
+    std::string job_id;    // The job that holds it; empty: idle.
   };
 
   explicit WorkerRegistry(
@@ -45,15 +48,35 @@ class WorkerRegistry {
   bool IsHealthy(const Worker& worker) const {
     return !worker.suspect && clock_() - worker.last_seen < timeout_;
   }
-  // The one way to get workers, for a job's first assignment and every rebuild: waits until
-  // at least `count` workers are healthy and returns them (registration order). Woken by
-  // every registration, heartbeat and WakeWaiters; `cancelled` is checked on each wake (so
-  // whoever makes it true calls WakeWaiters). DeadlineExceeded naming how many are healthy;
-  // Cancelled. `on_wait` (may be empty) hears the healthy count whenever it changes while
-  // waiting.
+  // The one way for a job to get workers, for its first assignment and every rebuild: waits
+  // until `count` healthy workers are idle or already held by `job_id`, then leases exactly
+  // `count` of them to the job (those it holds first, then idle ones in registration order),
+  // lets the job's other workers go, and returns them in registration order. Woken by every
+  // registration, heartbeat, release and WakeWaiters; `cancelled` is checked on each wake (so
+  // whoever makes it true calls WakeWaiters). DeadlineExceeded naming how many are available;
+  // Cancelled. `on_wait` (may be empty) hears the available count whenever it changes while
+  // waiting. While a job waits here, Reserve gives no idle worker to another job: a running
+  // job's recovery takes idle workers before a queued job starts.
   absl::StatusOr<std::vector<Worker>> Acquire(
-      int64_t count, absl::Time deadline, const std::function<bool()>& cancelled = {},
-      const std::function<void(int64_t healthy)>& on_wait = {}) const;
+      const std::string& job_id, int64_t count, absl::Time deadline,
+      const std::function<bool()>& cancelled = {},
+      const std::function<void(int64_t available)>& on_wait = {});
+  // The scheduler's way to start a job without waiting: leases `count` healthy idle workers
+  // to `job_id` when that many exist and no running job waits in Acquire; false (nothing
+  // leased) otherwise.
+  bool Reserve(const std::string& job_id, int64_t count);
+  // Lets every worker `job_id` holds go (idle again).
+  void ReleaseJob(const std::string& job_id);
+  // Healthy workers no job holds.
+  int64_t IdleHealthy() const;
+  // Jobs waiting in Acquire now.
+  int64_t waiting_jobs() const;
+  // Called (with no lock of the registry held) whenever a worker may have become available to
+  // a job: a registration, a worker heard from again after it lapsed or was suspected, a
+  // release. Set once, before workers register.
+  void set_on_available(std::function<void()> on_available) {
+    on_available_ = std::move(on_available);
+  }
   // The coordinator could not reach the worker at `address` (an RPC failed UNAVAILABLE): it is
   // not healthy until it registers or heartbeats again, so a rebuild takes another worker
   // instead of waiting out the heartbeat timeout.
@@ -66,6 +89,15 @@ class WorkerRegistry {
 
  private:
   std::vector<Worker> HealthyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Indexes of the healthy workers idle or held by `job_id`, those it holds first.
+  std::vector<size_t> AvailableLocked(const std::string& job_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Leases the first `count` of `available` to `job_id` and lets its other workers go.
+  void LeaseLocked(const std::string& job_id, const std::vector<size_t>& available, int64_t count)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TellAvailable() const {
+    if (on_available_) on_available_();
+  }
 
   const absl::Duration timeout_;
   const std::function<absl::Time()> clock_;
@@ -73,6 +105,8 @@ class WorkerRegistry {
   mutable absl::CondVar changed_;  // A registration, heartbeat or suspicion.
   std::vector<Worker> workers_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t waiting_ ABSL_GUARDED_BY(mu_) = 0;  // Acquires waiting.
+  std::function<void()> on_available_;
 };
 
 }  // namespace resbm

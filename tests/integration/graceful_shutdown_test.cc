@@ -93,13 +93,13 @@ TEST_P(GracefulShutdownTest, CoordinatorExitsZeroOnSignalWhileAJobWaitsForWorker
   ASSERT_TRUE(job.ok()) << job.status();
   testing::WaitFor(
       [&] {
-        return client.Get(job->job_id())
-                   .value_or(v1::Job())
-                   .message()
-                   .find("waiting for 2 workers") != std::string::npos;
+        return client.Get(job->job_id()).value_or(v1::Job()).message().find("needs 2 workers") !=
+               std::string::npos;
       },
       absl::Seconds(30));
-  EXPECT_EQ(client.Get(job->job_id())->message(), "waiting for 2 workers (0 healthy)");
+  // Queued: the scheduler starts it once 2 workers are idle.
+  EXPECT_EQ(client.Get(job->job_id())->message(), "needs 2 workers, 0 idle (0 healthy)");
+  EXPECT_EQ(client.Get(job->job_id())->state(), v1::JOB_STATE_QUEUED);
   coordinator.Signal(GetParam());
   auto status = coordinator.Wait(absl::Seconds(15));
   ASSERT_TRUE(status.has_value()) << coordinator.Log();

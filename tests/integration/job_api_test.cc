@@ -131,8 +131,15 @@ TEST_F(JobApiTest, QueueCancelAndWatch) {
 
   auto status = cluster_.client().ClusterStatus();
   ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ(status->running_job_id(), a->job_id());
+  ASSERT_EQ(status->jobs_size(), 3);
+  EXPECT_EQ(status->jobs(0).job_id(), a->job_id());
+  EXPECT_EQ(status->jobs(0).state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(status->jobs(0).workers_held(), 2u);
+  // B waits for A's workers, and says so.
+  EXPECT_EQ(status->jobs(1).job_id(), b->job_id());
+  EXPECT_EQ(status->jobs(1).message(), "needs 2 workers, 0 idle");
   EXPECT_EQ(status->queued_jobs(), 2u);
+  EXPECT_EQ(status->idle_workers(), 0u);
   ASSERT_EQ(status->workers_size(), 2);
   std::set<uint32_t> stages;
   for (const auto& worker : status->workers()) {

@@ -108,11 +108,15 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
 
   auto job = cluster.client().Submit(*config);
   ASSERT_TRUE(job.ok()) << job.status();
-  // Mid-job, what Prometheus has seen of the traffic; it must grow by the end.
+  // Mid-job, what Prometheus has seen of the traffic (it must grow by the end) and the
+  // job's own series.
   ASSERT_TRUE(WaitFor(
       [&] {
         auto bytes = query("sum(resbm_transport_bytes_total)");
-        return !bytes.empty() && bytes[0] > 0;
+        auto train = query("resbm_train_loss{job_id=\"job-1\"}");
+        auto val = query("resbm_val_loss{job_id=\"job-1\"}");
+        return !bytes.empty() && bytes[0] > 0 && !train.empty() && train[0] > 0 && !val.empty() &&
+               val[0] > 0;
       },
       absl::Seconds(60)))
       << (*prometheus)->Log();
@@ -131,8 +135,8 @@ TEST(MetricsTest, EveryServiceExposesTheJobsNumbersAndPrometheusScrapesThem) {
   // Checkpoints after steps 0, 10, ..., 190, and the final one after step 200.
   EXPECT_EQ(SampleValue(coordinator, "resbm_checkpoint_seconds_count"), 21) << coordinator;
   EXPECT_GT(SampleValue(coordinator, "resbm_checkpoint_bytes_total"), 0) << coordinator;
-  EXPECT_GT(SampleValue(coordinator, "resbm_train_loss"), 0) << coordinator;
-  EXPECT_GT(SampleValue(coordinator, "resbm_val_loss"), 0) << coordinator;
+  // A job's series go when it ends: the job_id label is bounded by the running jobs.
+  EXPECT_EQ(coordinator.find("job_id=\"job-1\""), std::string::npos) << coordinator;
 
   // The worker that ran stage 0 sent activations to stage 1 and got gradients back.
   std::string first, last;

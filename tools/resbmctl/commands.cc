@@ -139,13 +139,19 @@ int Submit(int argc, char** argv) {
                      "Submits the job in FILE (JSON, or textproto for .textproto/.pbtxt) and "
                      "prints it; --watch follows it to the end.",
                      1, "FILE");
-  int64_t steps = 0, stages = 0, seed = 0;
+  int64_t steps = 0, stages = 0, seed = 0, priority = 0;
   bool watch = false;
   command.flags.AddInt("steps", &steps, "override training.steps");
   command.flags.AddInt("stages", &stages, "override stages.num_stages");
   command.flags.AddInt("seed", &seed, "override training.seed");
   command.flags.AddBool("watch", &watch, "follow the job until it ends");
+  command.flags.AddInt("priority", &priority,
+                       "higher starts first among queued jobs (default 0; may be negative)");
   if (int code = command.Parse(argc, argv, 1); code >= 0) return code;
+  if (priority < INT32_MIN || priority > INT32_MAX) {
+    return Fail(command.name, absl::InvalidArgumentError(absl::StrCat(
+                                  "--priority: ", priority, "; expected a 32-bit integer")));
+  }
   JobOverrides overrides;
   if (command.flags.WasSet("steps")) overrides.steps = steps;
   if (command.flags.WasSet("stages")) overrides.stages = stages;
@@ -153,7 +159,7 @@ int Submit(int argc, char** argv) {
   auto config = LoadJobConfigWithOverrides(command.args[0], overrides);
   if (!config.ok()) return Fail(command.name, config.status());
   JobClient& client = command.client();
-  auto job = client.Submit(*config);
+  auto job = client.Submit(*config, static_cast<int32_t>(priority));
   if (!job.ok()) return Fail(command.name, job.status());
   if (!watch) {
     PrintJob(command, *job);

@@ -60,9 +60,10 @@ absl::StatusOr<Response> JobClient::Call(
   return response;
 }
 
-absl::StatusOr<v1::Job> JobClient::Submit(const v1::JobConfig& config) {
+absl::StatusOr<v1::Job> JobClient::Submit(const v1::JobConfig& config, int32_t priority) {
   v1::SubmitJobRequest request;
   *request.mutable_config() = config;
+  request.set_priority(priority);
   return Call(&v1::JobService::Stub::SubmitJob, request);
 }
 

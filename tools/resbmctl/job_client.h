@@ -30,7 +30,8 @@ class JobClient {
   explicit JobClient(const std::string& address, absl::Duration deadline = absl::Seconds(15),
                      JobClientAuth auth = {});
 
-  absl::StatusOr<v1::Job> Submit(const v1::JobConfig& config);
+  // `priority`: higher starts first among queued jobs.
+  absl::StatusOr<v1::Job> Submit(const v1::JobConfig& config, int32_t priority = 0);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   absl::StatusOr<std::vector<v1::Job>> List();
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);

@@ -61,15 +61,15 @@ std::string JobStateName(v1::JobState state) {
 }
 
 std::string JobsTable(const std::vector<v1::Job>& jobs) {
-  std::vector<std::vector<std::string>> rows = {
-      {"JOB", "NAME", "OWNER", "STATE", "STEP", "LOSS", "VAL", "TOK/S", "RECOV", "MESSAGE"}};
+  std::vector<std::vector<std::string>> rows = {{"JOB", "NAME", "OWNER", "PRIO", "STATE", "STEP",
+                                                 "LOSS", "VAL", "TOK/S", "RECOV", "MESSAGE"}};
   for (const auto& job : jobs) {
     const auto& p = job.progress();
     rows.push_back(
         {job.job_id(), job.config().name().empty() ? "-" : job.config().name(),
-         job.owner().empty() ? "-" : job.owner(), JobStateName(job.state()),
-         absl::StrCat(p.step(), "/", p.total_steps()), p.step() > 0 ? Loss(p.train_loss()) : "-",
-         p.has_val_loss() ? Loss(p.val_loss()) : "-",
+         job.owner().empty() ? "-" : job.owner(), absl::StrCat(job.priority()),
+         JobStateName(job.state()), absl::StrCat(p.step(), "/", p.total_steps()),
+         p.step() > 0 ? Loss(p.train_loss()) : "-", p.has_val_loss() ? Loss(p.val_loss()) : "-",
          p.tokens_per_second() > 0 ? absl::StrFormat("%.0f", p.tokens_per_second()) : "-",
          absl::StrCat(p.recoveries()), job.message()});
   }
@@ -83,6 +83,7 @@ std::string JobDetail(const v1::Job& job) {
       {"job:", job.job_id()},
       {"name:", c.name().empty() ? "-" : c.name()},
       {"owner:", job.owner().empty() ? "- (open job API)" : job.owner()},
+      {"priority:", absl::StrCat(job.priority())},
       {"state:", JobStateName(job.state())},
       {"message:", job.message().empty() ? "-" : job.message()},
       {"model:", absl::StrCat("d_model ", c.model().d_model(), ", ", c.model().n_layers(),
@@ -132,12 +133,19 @@ std::string ClusterTable(const v1::ClusterStatus& status) {
     rows.push_back({w.worker_id(), w.address(), w.device(), w.healthy() ? "healthy" : "lost",
                     absl::StrFormat("%.1fs ago", w.last_seen_ms_ago() / 1000.0),
                     w.job_id().empty() ? "-" : w.job_id(),
-                    w.job_id().empty() ? "-" : absl::StrCat(w.stage()),
-                    w.job_id().empty() ? "-" : absl::StrCat(w.replica())});
+                    w.assigned() ? absl::StrCat(w.stage()) : "-",
+                    w.assigned() ? absl::StrCat(w.replica()) : "-"});
   }
-  return absl::StrCat(Table(rows),
-                      "running: ", status.running_job_id().empty() ? "-" : status.running_job_id(),
-                      ", queued: ", status.queued_jobs(), "\n");
+  std::vector<std::vector<std::string>> jobs = {
+      {"JOB", "STATE", "OWNER", "PRIO", "WORKERS", "MESSAGE"}};
+  for (const auto& j : status.jobs()) {
+    jobs.push_back({j.job_id(), JobStateName(j.state()), j.owner().empty() ? "-" : j.owner(),
+                    absl::StrCat(j.priority()),
+                    absl::StrCat(j.workers_held(), "/", j.workers_needed()),
+                    j.message().empty() ? "-" : j.message()});
+  }
+  return absl::StrCat(Table(rows), "\n", Table(jobs), "idle workers: ", status.idle_workers(),
+                      ", queued jobs: ", status.queued_jobs(), "\n");
 }
 
 std::string ProgressBar(const v1::Job& job, int width) {

@@ -1,8 +1,10 @@
 #include "services/coordinator/worker_registry.h"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
@@ -66,10 +68,11 @@ TEST_F(WorkerRegistryTest, AnIdOfAnotherAddressAsksForRegistration) {
 
 TEST_F(WorkerRegistryTest, WaitingForMoreWorkersThanThereAreTimesOutWithACount) {
   registry_.Register("10.0.0.1:7100", "cpu");
-  auto workers = registry_.Acquire(3, absl::Now() + absl::Milliseconds(100));
+  auto workers = registry_.Acquire("job-1", 3, absl::Now() + absl::Milliseconds(100));
   ASSERT_FALSE(workers.ok());
   EXPECT_EQ(workers.status().code(), absl::StatusCode::kDeadlineExceeded);
-  EXPECT_NE(workers.status().message().find("1 healthy; the job needs 3"), std::string::npos)
+  EXPECT_NE(workers.status().message().find("1 healthy and free for this job; it needs 3"),
+            std::string::npos)
       << workers.status();
 }
 
@@ -81,10 +84,11 @@ TEST_F(WorkerRegistryTest, AcquireIsWokenByARegistration) {
     registry_.Register("10.0.0.2:7100", "cpu");
   });
   // Generous deadline: the registration, not the clock, ends the wait.
-  auto workers = registry_.Acquire(2, absl::Now() + absl::Seconds(60), {}, [&](int64_t healthy) {
-    EXPECT_EQ(healthy, 1);
-    waiting.Notify();
-  });
+  auto workers =
+      registry_.Acquire("job-1", 2, absl::Now() + absl::Seconds(60), {}, [&](int64_t healthy) {
+        EXPECT_EQ(healthy, 1);
+        waiting.Notify();
+      });
   late.join();
   ASSERT_TRUE(workers.ok()) << workers.status();
   EXPECT_EQ(workers->size(), 2u);
@@ -92,7 +96,8 @@ TEST_F(WorkerRegistryTest, AcquireIsWokenByARegistration) {
 
 TEST_F(WorkerRegistryTest, AcquireStopsWhenCancelled) {
   std::atomic<bool> stop{true};
-  auto workers = registry_.Acquire(1, absl::Now() + absl::Seconds(60), [&] { return stop.load(); });
+  auto workers =
+      registry_.Acquire("job-1", 1, absl::Now() + absl::Seconds(60), [&] { return stop.load(); });
   EXPECT_EQ(workers.status().code(), absl::StatusCode::kCancelled) << workers.status();
 }
 
@@ -106,7 +111,7 @@ TEST_F(WorkerRegistryTest, WakeWaitersEndsACancelledWait) {
   });
   // Generous deadline: the wake, not the clock, ends the wait.
   auto workers = registry_.Acquire(
-      1, absl::Now() + absl::Seconds(60), [&] { return stop.load(); },
+      "job-1", 1, absl::Now() + absl::Seconds(60), [&] { return stop.load(); },
       [&](int64_t) { waiting.Notify(); });
   canceller.join();
   EXPECT_EQ(workers.status().code(), absl::StatusCode::kCancelled) << workers.status();
@@ -119,6 +124,74 @@ TEST_F(WorkerRegistryTest, ASuspectIsUnhealthyUntilItIsHeardFromAgain) {
   EXPECT_FALSE(registry_.IsHealthy(registry_.All()[0]));
   ASSERT_TRUE(registry_.Heartbeat(id, "10.0.0.1:7100").ok());
   EXPECT_EQ(registry_.Healthy().size(), 1u);
+}
+
+// Jobs never share a worker: what one holds, another neither reserves nor acquires.
+TEST_F(WorkerRegistryTest, JobsLeaseDisjointWorkers) {
+  for (int i = 1; i <= 5; ++i) registry_.Register(absl::StrCat("10.0.0.", i, ":7100"), "cpu");
+  ASSERT_TRUE(registry_.Reserve("job-1", 3));
+  EXPECT_EQ(registry_.IdleHealthy(), 2);
+  EXPECT_FALSE(registry_.Reserve("job-2", 3));  // Nothing leased by a refusal.
+  EXPECT_EQ(registry_.IdleHealthy(), 2);
+  ASSERT_TRUE(registry_.Reserve("job-2", 2));
+  auto one = registry_.Acquire("job-1", 3, absl::Now());
+  auto two = registry_.Acquire("job-2", 2, absl::Now());
+  ASSERT_TRUE(one.ok() && two.ok()) << one.status() << two.status();
+  std::set<std::string> addresses;
+  for (const auto& w : *one) addresses.insert(w.address);
+  for (const auto& w : *two) addresses.insert(w.address);
+  EXPECT_EQ(addresses.size(), 5u);
+  EXPECT_EQ((*one)[0].address, "10.0.0.1:7100");  // Registration order.
+  EXPECT_EQ((*two)[0].address, "10.0.0.4:7100");
+  auto three = registry_.Acquire("job-3", 1, absl::Now());
+  EXPECT_EQ(three.status().code(), absl::StatusCode::kDeadlineExceeded) << three.status();
+  registry_.ReleaseJob("job-2");
+  EXPECT_EQ(registry_.IdleHealthy(), 2);
+  EXPECT_TRUE(registry_.Acquire("job-3", 1, absl::Now()).ok());
+}
+
+// A rebuild keeps the live workers the job holds and replaces a lost one with an idle one;
+// the lost one, heard from again, is idle (the job let it go).
+TEST_F(WorkerRegistryTest, ARebuildKeepsItsLiveWorkersAndTakesAnIdleOne) {
+  for (int i = 1; i <= 4; ++i) registry_.Register(absl::StrCat("10.0.0.", i, ":7100"), "cpu");
+  ASSERT_TRUE(registry_.Reserve("job-1", 1));  // 10.0.0.1.
+  ASSERT_TRUE(registry_.Reserve("job-2", 2));  // 10.0.0.2 and .3.
+  registry_.Suspect("10.0.0.2:7100");
+  auto rebuilt = registry_.Acquire("job-2", 2, absl::Now());
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  ASSERT_EQ(rebuilt->size(), 2u);
+  EXPECT_EQ((*rebuilt)[0].address, "10.0.0.3:7100");
+  EXPECT_EQ((*rebuilt)[1].address, "10.0.0.4:7100");
+  const std::string lost = registry_.All()[1].id;
+  ASSERT_TRUE(registry_.Heartbeat(lost, "10.0.0.2:7100").ok());
+  EXPECT_EQ(registry_.All()[1].job_id, "");
+  EXPECT_EQ(registry_.IdleHealthy(), 1);
+}
+
+// While a running job waits for a replacement, the scheduler gives no idle worker to a job
+// that has not started: the recovery goes first.
+TEST_F(WorkerRegistryTest, AWaitingRecoveryGoesBeforeAReservation) {
+  registry_.Register("10.0.0.1:7100", "cpu");
+  ASSERT_TRUE(registry_.Reserve("job-1", 1));
+  registry_.Suspect("10.0.0.1:7100");
+  int64_t available_calls = 0;
+  registry_.set_on_available([&] { ++available_calls; });
+  absl::Notification waiting;
+  std::thread late([&] {
+    waiting.WaitForNotification();
+    EXPECT_EQ(registry_.waiting_jobs(), 1);
+    registry_.Register("10.0.0.2:7100", "cpu");
+  });
+  auto recovered = registry_.Acquire("job-1", 1, absl::Now() + absl::Seconds(60), {}, [&](int64_t) {
+    // The Acquire counts as waiting: no reservation.
+    EXPECT_FALSE(registry_.Reserve("job-2", 0));
+    waiting.Notify();
+  });
+  late.join();
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_EQ((*recovered)[0].address, "10.0.0.2:7100");
+  EXPECT_EQ(registry_.waiting_jobs(), 0);
+  EXPECT_GE(available_calls, 2);  // The registration, and the wait's end.
 }
 
 }  // namespace

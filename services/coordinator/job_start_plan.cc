@@ -1,0 +1,74 @@
+#include "services/coordinator/job_start_plan.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace resbm {
+namespace {
+
+// Why `job` may not start whatever the workers (a limit), or "" when it may.
+std::string LimitReason(const PendingJob& job, const JobPool& pool, const JobStartLimits& limits) {
+  if (limits.max_running_jobs > 0 && pool.running_jobs >= limits.max_running_jobs) {
+    return absl::StrCat(pool.running_jobs, " jobs running, the most at once (--max-running-jobs ",
+                        limits.max_running_jobs, ")");
+  }
+  if (limits.max_running_jobs_per_user > 0) {
+    auto running = pool.running_by_owner.find(job.owner);
+    const int64_t mine = running == pool.running_by_owner.end() ? 0 : running->second;
+    if (mine >= limits.max_running_jobs_per_user) {
+      return absl::StrCat("user '", job.owner, "' runs ", mine,
+                          " jobs, the most at once (--max-running-jobs-per-user ",
+                          limits.max_running_jobs_per_user, ")");
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& start_pool,
+                           const JobStartLimits& limits) {
+  std::stable_sort(queue.begin(), queue.end(), [](const PendingJob& a, const PendingJob& b) {
+    if (a.resumed != b.resumed) return a.resumed;
+    return a.priority > b.priority;
+  });
+  JobPool pool = start_pool;
+  JobStartPlan plan;
+  std::vector<PendingJob*> blocked;  // Waiting for workers, ahead of the rest.
+  for (PendingJob& job : queue) {
+    if (std::string limit = LimitReason(job, pool, limits); !limit.empty()) {
+      plan.waiting[job.job_id] = std::move(limit);
+      continue;
+    }
+    if (job.workers > pool.idle_workers) {
+      plan.waiting[job.job_id] =
+          absl::StrCat("needs ", job.workers, " workers, ", pool.idle_workers, " idle");
+      if (job.workers > pool.healthy_workers) {
+        // It cannot start until workers join, however long the others wait: it holds no place.
+        absl::StrAppend(&plan.waiting[job.job_id], " (", pool.healthy_workers, " healthy)");
+      } else {
+        blocked.push_back(&job);
+      }
+      continue;
+    }
+    auto holding = std::find_if(blocked.begin(), blocked.end(), [&](const PendingJob* ahead) {
+      return ahead->overtaken >= limits.max_overtakes;
+    });
+    if (holding != blocked.end()) {
+      plan.waiting[job.job_id] = absl::StrCat(
+          "behind ", (*holding)->job_id, ", which waits for ", (*holding)->workers,
+          " workers and was overtaken ", (*holding)->overtaken,
+          " times: no more jobs start ahead of it (--max-overtakes ", limits.max_overtakes, ")");
+      continue;
+    }
+    plan.start.push_back(job.job_id);
+    pool.idle_workers -= job.workers;
+    ++pool.running_jobs;
+    ++pool.running_by_owner[job.owner];
+    for (PendingJob* ahead : blocked) plan.overtaken[ahead->job_id] = ++ahead->overtaken;
+  }
+  return plan;
+}
+
+}  // namespace resbm
