@@ -16,15 +16,17 @@
 
 namespace resbm::testing {
 
-// The job the recovery tests run: d 64, 4 layers on 2 stages, ResBM 8x on an fp32 wire, 8 x
-// 32 tokens a step in 2 microbatches (a few milliseconds a step on one thread).
+// The job the recovery tests run: d 64, 4 layers on 2 stages (2 per stage with more stages),
+// ResBM 8x on an fp32 wire, 8 x 32 tokens a step in 2 microbatches (a few milliseconds a step
+// on one thread).
 inline std::string TwoStageJobJson(const std::string& name, int steps, int eval_every, int seed,
-                                   int checkpoint_every = 10, int replicas = 1) {
+                                   int checkpoint_every = 10, int replicas = 1, int stages = 2) {
   std::ostringstream json;
   json << R"({"name": ")" << name << R"(",
-    "model": {"d_model": 64, "n_layers": 4, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
-    "stages": {"num_stages": 2, "replicas": )"
-       << replicas << R"(},
+    "model": {"d_model": 64, "n_layers": )"
+       << 2 * stages << R"(, "n_heads": 2, "mlp_hidden": 128, "seq_len": 32},
+    "stages": {"num_stages": )"
+       << stages << R"(, "replicas": )" << replicas << R"(},
     "compression": {"ratio": 8, "wire_dtype": "WIRE_DTYPE_FP32"},
     "training": {"steps": )"
        << steps << R"(, "batch_size": 8, "microbatches": )" << std::max(2, replicas)
