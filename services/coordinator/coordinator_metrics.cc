@@ -28,6 +28,10 @@ CoordinatorMetrics::CoordinatorMetrics(std::shared_ptr<prometheus::Registry> reg
               .Register(*registry_)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                                                2.5, 5, 10, 30, 60})),
+      job_step_(BuildGauge()
+                    .Name("resbm_job_step")
+                    .Help("The last optimizer step a running job completed")
+                    .Register(*registry_)),
       tokens_per_second_(BuildGauge()
                              .Name("resbm_tokens_per_second")
                              .Help("Training tokens per second of a running job")
@@ -90,9 +94,10 @@ void CoordinatorMetrics::SetWorkers(int64_t healthy, int64_t lost) {
   workers_.Add({{"health", "lost"}}).Set(static_cast<double>(lost));
 }
 
-void CoordinatorMetrics::StepDone(const std::string& job_id, double seconds,
+void CoordinatorMetrics::StepDone(const std::string& job_id, int64_t step, double seconds,
                                   double tokens_per_second, double train_loss) {
   step_seconds_.Observe(seconds);
+  job_step_.Add({{"job_id", job_id}}).Set(static_cast<double>(step));
   tokens_per_second_.Add({{"job_id", job_id}}).Set(tokens_per_second);
   train_loss_.Add({{"job_id", job_id}}).Set(train_loss);
   steps_.Increment();
@@ -104,7 +109,7 @@ void CoordinatorMetrics::Evaluated(const std::string& job_id, double val_loss) {
 
 void CoordinatorMetrics::JobEnded(const std::string& job_id) {
   for (prometheus::Family<prometheus::Gauge>* family :
-       {&tokens_per_second_, &train_loss_, &val_loss_, &waited_on_}) {
+       {&job_step_, &tokens_per_second_, &train_loss_, &val_loss_, &waited_on_}) {
     // Add returns the existing series (or a new one), which Remove then drops.
     family->Remove(&family->Add({{"job_id", job_id}}));
   }

@@ -31,7 +31,8 @@ class CoordinatorMetrics {
   void SetJobs(const std::map<std::string, int64_t>& jobs_by_state);
   void SetWorkers(int64_t healthy, int64_t lost);
 
-  void StepDone(const std::string& job_id, double seconds, double tokens_per_second,
+  // The job completed optimizer step `step` (its gauge; a replayed step sets it back).
+  void StepDone(const std::string& job_id, int64_t step, double seconds, double tokens_per_second,
                 double train_loss);
   void Evaluated(const std::string& job_id, double val_loss);
   // Drops the job's series.
@@ -49,6 +50,7 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& jobs_;
   prometheus::Family<prometheus::Gauge>& workers_;
   prometheus::Histogram& step_seconds_;
+  prometheus::Family<prometheus::Gauge>& job_step_;
   prometheus::Family<prometheus::Gauge>& tokens_per_second_;
   prometheus::Family<prometheus::Gauge>& train_loss_;
   prometheus::Family<prometheus::Gauge>& val_loss_;

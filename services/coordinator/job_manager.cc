@@ -486,7 +486,8 @@ void JobManager::AttachStepHook(v1::Job* job, JobRun* run) {
     p->set_tokens_per_second(rate);
     p->set_eta_seconds(rate > 0 ? (p->total_steps() - record.step) * tokens_per_step / rate : 0.0);
     if (metrics_ != nullptr) {
-      metrics_->StepDone(job_id, record.seconds - *last_seconds, rate, record.stats.loss);
+      metrics_->StepDone(job_id, record.step, record.seconds - *last_seconds, rate,
+                         record.stats.loss);
       if (record.val_loss.has_value()) metrics_->Evaluated(job_id, *record.val_loss);
     }
     *last_seconds = record.seconds;
