@@ -44,7 +44,8 @@ struct CoordinatorOptions {
   absl::Duration heartbeat_interval = absl::Seconds(1);
   // A worker unheard of for this long is not healthy.
   absl::Duration heartbeat_timeout = absl::Seconds(5);
-  // How long a job waits for enough healthy workers before it fails.
+  // How long a started job waits for the workers it was leased before it fails (a queued job
+  // waits in the queue until enough are idle, however long).
   absl::Duration worker_wait = absl::Minutes(10);
   // A step that takes longer is failed (and recovered from).
   absl::Duration step_timeout = absl::Minutes(5);

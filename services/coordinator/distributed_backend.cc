@@ -239,6 +239,17 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
     const absl::Time deadline = absl::Now() + options_.recovery_timeout;
     RESBM_ASSIGN_OR_RETURN(std::vector<StageEndpoint> healthy,
                            options_.find_workers(num_workers_, deadline));
+    // The lease covers only healthy workers: one this pipeline keeps but the registry no
+    // longer counts (its heartbeat lapsed) would be free for another job. Rebuild instead.
+    std::set<std::string> leased;
+    for (const StageEndpoint& worker : healthy) leased.insert(worker.address);
+    for (size_t slot = 0; slot < driver_->addresses().size(); ++slot) {
+      const bool kept = std::find(gone.begin(), gone.end(), slot) == gone.end();
+      if (kept && leased.count(driver_->addresses()[slot]) == 0) {
+        return absl::UnavailableError(absl::StrCat("replicas: ", driver_->addresses()[slot],
+                                                   " answers but its heartbeat lapsed"));
+      }
+    }
     auto next = healthy.begin();
     for (size_t slot : gone) {
       while (next != healthy.end() && in_use.count(next->address) != 0) ++next;

@@ -43,6 +43,14 @@ int64_t WorkersOf(const v1::JobConfig& config) {
          std::max<int64_t>(1, config.stages().replicas());
 }
 
+// The workers `job_id` of `queue` needs.
+int64_t WorkersNeeded(const std::vector<PendingJob>& queue, const std::string& job_id) {
+  for (const PendingJob& job : queue) {
+    if (job.job_id == job_id) return job.workers;
+  }
+  return 0;
+}
+
 bool Finished(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
          state == v1::JOB_STATE_CANCELLED;
@@ -114,6 +122,13 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& 
   std::unique_ptr<JobManager> manager(
       new JobManager(std::filesystem::absolute(data_dir).lexically_normal().string(),
                      std::move(store), std::move(runner), registry, std::move(options)));
+  RESBM_ASSIGN_OR_RETURN(const std::vector<v1::Job> jobs, manager->store_->List());
+  {
+    absl::MutexLock lock(&manager->mu_);
+    for (const v1::Job& job : jobs) {
+      if (job.state() == v1::JOB_STATE_RUNNING) manager->resumable_.insert(job.job_id());
+    }
+  }
   registry->set_on_available([m = manager.get()] { m->WorkersChanged(); });
   manager->scheduler_thread_ = std::thread([m = manager.get()] { m->ScheduleLoop(); });
   return manager;
@@ -129,7 +144,10 @@ JobManager::JobManager(std::string data_dir, std::unique_ptr<JobStore> store, Jo
       metrics_(options.metrics),
       on_stop_(std::move(options.on_stop)) {}
 
-JobManager::~JobManager() { Shutdown(); }
+JobManager::~JobManager() {
+  Shutdown();
+  registry_->set_on_available(nullptr);  // Waits for a call in progress.
+}
 
 void JobManager::Shutdown() {
   {
@@ -206,6 +224,8 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id) {
       job.set_message("cancelling: stops before its next step");
       return job;
     }
+    overtaken_.erase(job_id);
+    resumable_.erase(job_id);
     job.set_state(v1::JOB_STATE_CANCELLED);
     job.set_message("cancelled before it started");
     job.set_finished_unix_ms(NowUnixMs());
@@ -306,7 +326,9 @@ void JobManager::ScheduleLoop() {
 std::vector<PendingJob> JobManager::PendingJobs(const std::vector<v1::Job>& jobs) {
   std::vector<PendingJob> queue;
   for (const v1::Job& job : jobs) {
-    const bool resumed = job.state() == v1::JOB_STATE_RUNNING;
+    // RUNNING and not run by this coordinator: interrupted by a restart (a run this one ended
+    // is never started again, even if storing its end failed).
+    const bool resumed = resumable_.count(job.job_id()) != 0;
     if (running_.count(job.job_id()) != 0) continue;
     if (!resumed && job.state() != v1::JOB_STATE_QUEUED) continue;
     PendingJob pending;
@@ -342,39 +364,55 @@ bool JobManager::SchedulePass() {
     }
     queue = PendingJobs(*jobs);
     plan = PlanJobStarts(queue, pool, limits_);
-    for (const auto& [job_id, count] : plan.overtaken) overtaken_[job_id] = count;
   }
   for (size_t i = 0; i < plan.start.size(); ++i) {
     const std::string& job_id = plan.start[i];
-    auto pending = std::find_if(queue.begin(), queue.end(),
-                                [&](const PendingJob& job) { return job.job_id == job_id; });
-    if (pending->workers > 0 && !registry_->Reserve(job_id, pending->workers)) {
-      // A running job's recovery is waiting for workers (it goes first), or a worker lapsed
-      // since the count: the rest of the plan waits for the next pass.
-      for (size_t j = i; j < plan.start.size(); ++j) {
-        plan.waiting[plan.start[j]] =
-            registry_->waiting_jobs() > 0
-                ? "waits while a running job's recovery takes idle workers first"
-                : absl::StrCat("needs ", pending->workers, " workers, ", registry_->IdleHealthy(),
-                               " idle");
-      }
+    const int64_t workers = WorkersNeeded(queue, job_id);
+    if (workers > 0 && !registry_->Reserve(job_id, workers)) {
+      HoldRest(queue, plan.start, i, &plan.waiting);
       break;
     }
-    Start(job_id);
+    if (!Start(job_id)) continue;
+    absl::MutexLock lock(&mu_);
+    for (const std::string& overtaken : plan.overtakes[job_id]) ++overtaken_[overtaken];
   }
   for (const auto& [job_id, reason] : plan.waiting) TellWaiting(job_id, reason);
   return true;
 }
 
+void JobManager::HoldRest(const std::vector<PendingJob>& queue,
+                          const std::vector<std::string>& start, size_t from,
+                          std::map<std::string, std::string>* waiting) {
+  const bool recovering = registry_->waiting_jobs() > 0;
+  for (size_t j = from; j < start.size(); ++j) {
+    (*waiting)[start[j]] = recovering
+                               ? "waits while a running job's recovery takes idle workers first"
+                               : absl::StrCat("needs ", WorkersNeeded(queue, start[j]),
+                                              " workers, ", registry_->IdleHealthy(), " idle");
+  }
+  // A worker lapsed since the count: no event will come for it, so plan again with the new
+  // count. (A waiting recovery wakes the scheduler itself when its wait ends.)
+  if (!recovering) {
+    absl::MutexLock lock(&mu_);
+    changed_ = true;
+  }
+}
+
 void JobManager::TellWaiting(const std::string& job_id, const std::string& reason) {
   absl::MutexLock publish(&publish_mu_);  // A cancel cannot come between the read and the write.
   absl::StatusOr<v1::Job> job = store_->Get(job_id);
-  if (!job.ok() || job->state() != v1::JOB_STATE_QUEUED || job->message() == reason) return;
+  if (!job.ok() || job->message() == reason) return;
+  bool waits = job->state() == v1::JOB_STATE_QUEUED;
+  if (job->state() == v1::JOB_STATE_RUNNING) {  // Interrupted by a restart, not started again.
+    absl::MutexLock lock(&mu_);
+    waits = resumable_.count(job_id) != 0;
+  }
+  if (!waits) return;
   job->set_message(reason);
   PublishLocked(*job, v1::JOB_EVENT_KIND_STATE, reason);
 }
 
-void JobManager::Start(const std::string& job_id) {
+bool JobManager::Start(const std::string& job_id) {
   absl::MutexLock publish(&publish_mu_);  // A cancel cannot come between the read and the start.
   absl::StatusOr<v1::Job> job = store_->Get(job_id);
   bool started = false;
@@ -382,6 +420,7 @@ void JobManager::Start(const std::string& job_id) {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
       overtaken_.erase(job_id);
+      resumable_.erase(job_id);
       Running& run = running_[job_id];
       run.owner = job->owner();
       // The thread's first Publish waits for publish_mu_: it starts once this returns.
@@ -390,6 +429,7 @@ void JobManager::Start(const std::string& job_id) {
     }
   }
   if (!started) registry_->ReleaseJob(job_id);  // Cancelled meanwhile: the lease goes.
+  return started;
 }
 
 void JobManager::JoinEnded() {

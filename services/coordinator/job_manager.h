@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -126,11 +127,15 @@ class JobManager {
   // The queue as PlanJobStarts takes it, from the stored jobs that do not run now.
   std::vector<PendingJob> PendingJobs(const std::vector<v1::Job>& jobs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Stores a waiting job's reason as its message (when it changed and the job still waits).
+  // Stores a waiting job's reason as its message (when it changed and the job still waits:
+  // queued, or interrupted by a coordinator restart and not resumed yet).
   void TellWaiting(const std::string& job_id, const std::string& reason);
   // Starts job `job_id` on a thread of its own (its workers are leased), unless it was
-  // cancelled meanwhile.
-  void Start(const std::string& job_id);
+  // cancelled meanwhile (false; the lease goes).
+  bool Start(const std::string& job_id);
+  // The plan's starts from `from` on could not have their workers: each waits, saying why.
+  void HoldRest(const std::vector<PendingJob>& queue, const std::vector<std::string>& start,
+                size_t from, std::map<std::string, std::string>* waiting);
   // Joins the threads of the runs that ended.
   void JoinEnded();
   // One run, on its own thread; lets its workers go and wakes the scheduler when it ends.
@@ -168,6 +173,9 @@ class JobManager {
   std::map<std::string, Running> running_ ABSL_GUARDED_BY(mu_);
   // Jobs started ahead of each waiting job (PendingJob::overtaken), since this start.
   std::map<std::string, int64_t> overtaken_ ABSL_GUARDED_BY(mu_);
+  // Jobs RUNNING in the store when the manager opened (interrupted by a restart) and not
+  // started again yet.
+  std::set<std::string> resumable_ ABSL_GUARDED_BY(mu_);
   int64_t next_handle_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<int64_t, std::pair<std::string, Listener>> listeners_ ABSL_GUARDED_BY(mu_);
   // Serializes Publish so watchers see events in order and never after Unsubscribe.

@@ -157,7 +157,7 @@ grpc::ServerUnaryReactor* JobService::GetClusterStatus(grpc::CallbackServerConte
 }
 
 v1::ClusterStatus JobService::ClusterView(std::vector<v1::Job> jobs) const {
-  // Running jobs oldest first, then the queue as the scheduler orders it.
+  // Running jobs in the order they started, then the queue as the scheduler orders it.
   auto active = [](const v1::Job& job) {
     return job.state() == v1::JOB_STATE_RUNNING || job.state() == v1::JOB_STATE_QUEUED;
   };
@@ -165,7 +165,8 @@ v1::ClusterStatus JobService::ClusterView(std::vector<v1::Job> jobs) const {
              jobs.end());
   std::stable_sort(jobs.begin(), jobs.end(), [](const v1::Job& a, const v1::Job& b) {
     if (a.state() != b.state()) return a.state() == v1::JOB_STATE_RUNNING;
-    return a.state() == v1::JOB_STATE_QUEUED && a.priority() > b.priority();
+    if (a.state() == v1::JOB_STATE_RUNNING) return a.started_unix_ms() < b.started_unix_ms();
+    return a.priority() > b.priority();
   });
   v1::ClusterStatus status;
   std::map<std::string, uint32_t> held;

@@ -55,7 +55,7 @@ JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& start_p
     auto holding = std::find_if(blocked.begin(), blocked.end(), [&](const PendingJob* ahead) {
       return ahead->overtaken >= limits.max_overtakes;
     });
-    if (holding != blocked.end()) {
+    if (holding != blocked.end() && job.workers > 0) {
       plan.waiting[job.job_id] = absl::StrCat(
           "behind ", (*holding)->job_id, ", which waits for ", (*holding)->workers,
           " workers and was overtaken ", (*holding)->overtaken,
@@ -66,7 +66,11 @@ JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& start_p
     pool.idle_workers -= job.workers;
     ++pool.running_jobs;
     ++pool.running_by_owner[job.owner];
-    for (PendingJob* ahead : blocked) plan.overtaken[ahead->job_id] = ++ahead->overtaken;
+    if (job.workers == 0) continue;  // Takes no worker: overtakes nobody.
+    for (PendingJob* ahead : blocked) {
+      ++ahead->overtaken;
+      plan.overtakes[job.job_id].push_back(ahead->job_id);
+    }
   }
   return plan;
 }

@@ -26,7 +26,7 @@ struct PendingJob {
   std::string job_id;
   std::string owner;
   int32_t priority = 0;
-  // Stages x replicas.
+  // Stages x replicas; 0 for a job that ends at once (cancelled before a restart).
   int64_t workers = 1;
   // Jobs started ahead of it while it waited.
   int64_t overtaken = 0;
@@ -57,8 +57,9 @@ struct JobStartPlan {
   std::vector<std::string> start;
   // Each job that waits, and why ("needs 4 workers, 2 idle").
   std::map<std::string, std::string> waiting;
-  // The new overtaken count of each waiting job that a start overtook.
-  std::map<std::string, int64_t> overtaken;
+  // Per job to start, the waiting jobs it overtakes (each counts one more overtake once the
+  // start happens).
+  std::map<std::string, std::vector<std::string>> overtakes;
 };
 
 // `queue`: the QUEUED (and resumed) jobs in submission order.

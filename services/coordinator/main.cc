@@ -44,7 +44,8 @@ int main(int argc, char** argv) {
   flags.AddString("metrics-listen", &options.metrics_address,
                   "host:port of the Prometheus /metrics endpoint (empty: none)");
   flags.AddInt("wait-workers-seconds", &wait_seconds,
-               "how long a job waits for one healthy worker per stage");
+               "how long a started job waits for the workers it was given to answer (a queued "
+               "job waits in the queue, however long, until enough workers are idle)");
   flags.AddInt("step-timeout-seconds", &step_timeout_seconds,
                "a step that takes longer fails and is recovered from");
   flags.AddInt("heartbeat-timeout-ms", &heartbeat_timeout_ms,

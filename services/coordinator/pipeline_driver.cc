@@ -126,8 +126,23 @@ absl::StatusOr<int64_t> PipelineDriver::Replace(const std::map<size_t, StageEndp
         worker.exchange_address.empty() ? worker.address : worker.exchange_address;
     Connect(slot);
   }
+  RESBM_RETURN_IF_ERROR(ApplyPendingOnLive(replaced));
   // A stage with no live replica left fails in AssignSlot (nothing to take its state from).
   return AssignSlots(&replaced);
+}
+
+absl::Status PipelineDriver::ApplyPendingOnLive(const std::set<size_t>& replaced) {
+  // With the outer optimizer an apply may start a synchronisation the lost replica cannot
+  // join; those replicas are not exact across a loss anyway (their local steps diverge).
+  if (!pending_apply_.has_value() || OuterPeriod() > 0) return absl::OkStatus();
+  const v1::ApplyStepRequest apply = *pending_apply_;
+  std::vector<v1::ApplyStepResponse> applied(stubs_.size());
+  return OnEveryStage("apply before the replacement on", absl::Seconds(60),
+                      [&](size_t s, grpc::ClientContext* context, Done done) {
+                        if (replaced.count(s) != 0) return done(grpc::Status::OK);
+                        stubs_[s]->async()->ApplyStep(context, &apply, &applied[s],
+                                                      std::move(done));
+                      });
 }
 
 std::vector<size_t> PipelineDriver::Unresponsive(absl::Duration timeout) {

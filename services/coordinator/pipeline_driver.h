@@ -129,6 +129,11 @@ class PipelineDriver {
   double PipelineSquaredNorm(const std::vector<v1::RunStepResponse>& responses,
                              int64_t replica) const;
   absl::Status CheckReplicasAgree(const std::vector<v1::RunStepResponse>& responses);
+  // A new replica copies a live peer's parameters and optimizer state, not its gradients: a
+  // peer whose last RunStep was cancelled before it applied the pending update applies it
+  // now (the others skip it), so every copy is of an applied state and the redone step
+  // skips the update everywhere. Synchronous replicas only (OuterPeriod() == 0).
+  absl::Status ApplyPendingOnLive(const std::set<size_t>& replaced);
   // Assign, or with `replaced` the rewiring Replace describes.
   absl::StatusOr<int64_t> AssignSlots(const std::set<size_t>* replaced);
   // One slot's Assign: fresh, or with `replaced` a rewire (keep_state) or a new replica

@@ -96,10 +96,10 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
     const std::string& job_id, int64_t count, absl::Time deadline,
     const std::function<bool()>& cancelled, const std::function<void(int64_t available)>& on_wait) {
   int64_t told = -1;
+  bool waited = false;  // Counted in waiting_ (only once it has to wait).
   absl::StatusOr<std::vector<Worker>> result;
   {
     absl::MutexLock lock(&mu_);
-    ++waiting_;
     while (true) {
       const std::vector<size_t> available = AvailableLocked(job_id);
       const int64_t have = static_cast<int64_t>(available.size());
@@ -123,6 +123,10 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
                          " (stages x replicas; jobs never share a worker)"));
         break;
       }
+      if (!waited) {
+        waited = true;
+        ++waiting_;
+      }
       if (have != told && on_wait) {
         mu_.Unlock();  // The callback may publish, which must not hold the registry.
         on_wait(have);
@@ -132,12 +136,22 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
       }
       changed_.WaitWithDeadline(&mu_, deadline);  // Registrations, heartbeats, WakeWaiters.
     }
-    --waiting_;
+    if (waited) --waiting_;
   }
   // Workers the job let go, or a wait that ended (Reserve refuses while a job waits): the
   // scheduler may start a job now.
   TellAvailable();
   return result;
+}
+
+void WorkerRegistry::set_on_available(std::function<void()> on_available) {
+  absl::MutexLock lock(&callback_mu_);
+  on_available_ = std::move(on_available);
+}
+
+void WorkerRegistry::TellAvailable() const {
+  absl::MutexLock lock(&callback_mu_);
+  if (on_available_) on_available_();
 }
 
 bool WorkerRegistry::Reserve(const std::string& job_id, int64_t count) {

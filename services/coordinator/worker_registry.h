@@ -69,14 +69,13 @@ class WorkerRegistry {
   void ReleaseJob(const std::string& job_id);
   // Healthy workers no job holds.
   int64_t IdleHealthy() const;
-  // Jobs waiting in Acquire now.
+  // Jobs waiting in Acquire now (not those whose workers were there at once).
   int64_t waiting_jobs() const;
-  // Called (with no lock of the registry held) whenever a worker may have become available to
+  // Called (with no lock of the workers held) whenever a worker may have become available to
   // a job: a registration, a worker heard from again after it lapsed or was suspected, a
-  // release. Set once, before workers register.
-  void set_on_available(std::function<void()> on_available) {
-    on_available_ = std::move(on_available);
-  }
+  // release, the end of a wait in Acquire. Replacing it (e.g. with an empty one) waits for a
+  // call in progress, so its target may go once this returns.
+  void set_on_available(std::function<void()> on_available);
   // The coordinator could not reach the worker at `address` (an RPC failed UNAVAILABLE): it is
   // not healthy until it registers or heartbeats again, so a rebuild takes another worker
   // instead of waiting out the heartbeat timeout.
@@ -95,9 +94,7 @@ class WorkerRegistry {
   // Leases the first `count` of `available` to `job_id` and lets its other workers go.
   void LeaseLocked(const std::string& job_id, const std::vector<size_t>& available, int64_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void TellAvailable() const {
-    if (on_available_) on_available_();
-  }
+  void TellAvailable() const;
 
   const absl::Duration timeout_;
   const std::function<absl::Time()> clock_;
@@ -106,7 +103,9 @@ class WorkerRegistry {
   std::vector<Worker> workers_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t waiting_ ABSL_GUARDED_BY(mu_) = 0;  // Acquires waiting.
-  std::function<void()> on_available_;
+  // Held while on_available_ runs: never while mu_ is.
+  mutable absl::Mutex callback_mu_;
+  std::function<void()> on_available_ ABSL_GUARDED_BY(callback_mu_);
 };
 
 }  // namespace resbm

@@ -55,7 +55,7 @@ TEST(PlanJobStartsTest, ASmallJobBackfillsAndCountsAgainstTheOneItOvertakes) {
       PlanJobStarts({Job("job-1", 4), Job("job-2", 2)}, Pool(3, 5), JobStartLimits{});
   EXPECT_THAT(plan.start, ElementsAre("job-2"));
   EXPECT_EQ(plan.waiting.at("job-1"), "needs 4 workers, 3 idle");
-  EXPECT_EQ(plan.overtaken.at("job-1"), 1);
+  EXPECT_THAT(plan.overtakes.at("job-2"), ElementsAre("job-1"));
 }
 
 TEST(PlanJobStartsTest, AJobOvertakenTooOftenHoldsItsPlace) {
@@ -83,7 +83,7 @@ TEST(PlanJobStartsTest, AJobLargerThanThePoolHoldsNoPlace) {
   const JobStartPlan plan = PlanJobStarts({huge, Job("job-2", 2)}, Pool(3, 5), JobStartLimits{});
   EXPECT_THAT(plan.start, ElementsAre("job-2"));
   EXPECT_EQ(plan.waiting.at("job-1"), "needs 8 workers, 3 idle (5 healthy)");
-  EXPECT_EQ(plan.overtaken.count("job-1"), 0u);
+  EXPECT_EQ(plan.overtakes.count("job-2"), 0u);
 }
 
 TEST(PlanJobStartsTest, RunningJobLimitsHoldTheRest) {
@@ -109,7 +109,29 @@ TEST(PlanJobStartsTest, APerUserLimitHoldsOnlyThatUsersJobs) {
   EXPECT_THAT(plan.waiting.at("job-2"), HasSubstr("user 'alice' runs 1 jobs"));
   EXPECT_THAT(plan.waiting.at("job-4"), HasSubstr("user 'bob' runs 1 jobs"));
   // A job held by its owner's limit is not overtaken: it waits for its own job, not workers.
-  EXPECT_THAT(plan.overtaken, IsEmpty());
+  EXPECT_EQ(plan.overtakes.count("job-3"), 0u);
+}
+
+// Overtakes within one plan: the second small start counts again, and once the limit is
+// reached mid-plan the rest waits.
+TEST(PlanJobStartsTest, OvertakesAddUpWithinAPlan) {
+  JobStartLimits limits;
+  limits.max_overtakes = 2;
+  const JobStartPlan plan = PlanJobStarts(
+      {Job("job-1", 4), Job("job-2", 1), Job("job-3", 1), Job("job-4", 1)}, Pool(3, 5), limits);
+  EXPECT_THAT(plan.start, ElementsAre("job-2", "job-3"));
+  EXPECT_THAT(plan.overtakes.at("job-3"), ElementsAre("job-1"));
+  EXPECT_THAT(plan.waiting.at("job-4"), HasSubstr("overtaken 2 times"));
+}
+
+// A job that needs no worker (cancelled, then the coordinator restarted) ends at once, even
+// behind a job that holds its place.
+TEST(PlanJobStartsTest, AJobWithoutWorkersIsNeverHeldBack) {
+  PendingJob big = Job("job-1", 4);
+  big.overtaken = 9;
+  const JobStartPlan plan = PlanJobStarts({big, Job("job-2", 0)}, Pool(3, 5), JobStartLimits{});
+  EXPECT_THAT(plan.start, ElementsAre("job-2"));
+  EXPECT_EQ(plan.overtakes.count("job-2"), 0u);
 }
 
 }  // namespace
