@@ -823,6 +823,10 @@ absl::StatusOr<v1::JobConfig> LoadJobConfigWithOverrides(const std::string& path
     config.mutable_stages()->set_num_stages(static_cast<uint32_t>(*overrides.stages));
     config.mutable_stages()->clear_layers_per_stage();
   }
+  if (overrides.replicas) {
+    RESBM_RETURN_IF_ERROR(positive("replicas", *overrides.replicas));
+    config.mutable_stages()->set_replicas(static_cast<uint32_t>(*overrides.replicas));
+  }
   if (overrides.seed) {
     if (*overrides.seed < 0) {
       return absl::InvalidArgumentError(

@@ -76,6 +76,8 @@ struct JobOverrides {
   // Also clears an explicit layers_per_stage (the split becomes even).
   std::optional<int64_t> stages;
   std::optional<int64_t> seed;
+  // stages.replicas: pipelines, each with a worker per stage.
+  std::optional<int64_t> replicas;
 };
 
 // Loads `path` (the default job when empty), applies `overrides`, validates.

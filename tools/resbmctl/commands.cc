@@ -139,10 +139,12 @@ int Submit(int argc, char** argv) {
                      "Submits the job in FILE (JSON, or textproto for .textproto/.pbtxt) and "
                      "prints it; --watch follows it to the end.",
                      1, "FILE");
-  int64_t steps = 0, stages = 0, seed = 0, priority = 0;
+  int64_t steps = 0, stages = 0, seed = 0, replicas = 0, priority = 0;
   bool watch = false;
   command.flags.AddInt("steps", &steps, "override training.steps");
   command.flags.AddInt("stages", &stages, "override stages.num_stages");
+  command.flags.AddInt("replicas", &replicas,
+                       "override stages.replicas (pipelines, each a worker per stage)");
   command.flags.AddInt("seed", &seed, "override training.seed");
   command.flags.AddBool("watch", &watch, "follow the job until it ends");
   command.flags.AddInt("priority", &priority,
@@ -156,6 +158,7 @@ int Submit(int argc, char** argv) {
   if (command.flags.WasSet("steps")) overrides.steps = steps;
   if (command.flags.WasSet("stages")) overrides.stages = stages;
   if (command.flags.WasSet("seed")) overrides.seed = seed;
+  if (command.flags.WasSet("replicas")) overrides.replicas = replicas;
   auto config = LoadJobConfigWithOverrides(command.args[0], overrides);
   if (!config.ok()) return Fail(command.name, config.status());
   JobClient& client = command.client();
@@ -301,6 +304,8 @@ int Local(int argc, char** argv) {
   flags.AddString("config", &options.config_path, "job config file (default: the default job)");
   flags.AddInt("stages", &options.stages, "override stages.num_stages");
   flags.AddInt("steps", &options.steps, "override training.steps");
+  flags.AddInt("replicas", &options.replicas,
+               "override stages.replicas (pipelines; one worker per stage of each)");
   flags.AddInt("spare-workers", &options.spare_workers,
                "extra workers that take over a stage whose worker dies");
   flags.AddString("summary-json", &options.summary_json, "where to copy the run summary");
@@ -312,11 +317,12 @@ int Local(int argc, char** argv) {
                   "the processes' logs and the coordinator's data (data/, wiped at start)");
   options.threads_per_worker = 0;
   flags.AddInt("threads-per-worker", &options.threads_per_worker,
-               "intra-op threads per worker (0: cores / stages, at least 1)");
+               "intra-op threads per worker (0: cores / workers, at least 1)");
   if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
   if (options.threads_per_worker <= 0) {
-    const int64_t stages = options.stages > 0 ? options.stages : 4;
-    options.threads_per_worker = std::max<int64_t>(1, cores / stages);
+    const int64_t workers =
+        (options.stages > 0 ? options.stages : 4) * std::max<int64_t>(1, options.replicas);
+    options.threads_per_worker = std::max<int64_t>(1, cores / workers);
   }
   auto status = RunLocalCluster(options);
   if (status.code() == absl::StatusCode::kCancelled) {

@@ -46,8 +46,13 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
   JobOverrides overrides;
   if (options.stages > 0) overrides.stages = options.stages;
   if (options.steps > 0) overrides.steps = options.steps;
+  if (options.replicas > 0) overrides.replicas = options.replicas;
   RESBM_ASSIGN_OR_RETURN(v1::JobConfig config,
                          LoadJobConfigWithOverrides(options.config_path, overrides));
+  if (options.replicas < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--replicas: ", options.replicas, "; expected >= 1 (0: the config's)"));
+  }
   if (options.spare_workers < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("--spare-workers: ", options.spare_workers, "; expected >= 0"));

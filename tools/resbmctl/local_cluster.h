@@ -19,6 +19,7 @@ struct LocalClusterOptions {
   std::string config_path;  // Empty: the default job.
   int64_t stages = 0;       // 0: from the config.
   int64_t steps = 0;        // 0: from the config.
+  int64_t replicas = 0;     // Pipelines; 0: from the config.
   // Workers beyond one per stage: they take over a stage whose worker dies.
   int64_t spare_workers = 0;
   std::string summary_json = "out/summary.json";

@@ -715,11 +715,13 @@ TEST(JobOverridesTest, AppliesFlagsOnTopOfTheDefaultJob) {
   overrides.steps = 7;
   overrides.stages = 2;
   overrides.seed = 3;
+  overrides.replicas = 2;
   auto config = LoadJobConfigWithOverrides("", overrides);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->training().steps(), 7u);
   EXPECT_EQ(config->stages().num_stages(), 2u);
   EXPECT_EQ(config->training().seed(), 3u);
+  EXPECT_EQ(config->stages().replicas(), 2u);
   EXPECT_EQ(config->model().d_model(), DefaultJobConfig().model().d_model());
 }
 
@@ -737,6 +739,13 @@ TEST(JobOverridesTest, RefusesBadOverridesNamingTheFlag) {
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(config.status().message().find("stages.num_stages: 9"), std::string::npos)
       << config.status();
+  overrides = JobOverrides();
+  overrides.replicas = 0;
+  EXPECT_NE(LoadJobConfigWithOverrides("", overrides)
+                .status()
+                .message()
+                .find("--replicas: 0; expected a positive integer"),
+            std::string::npos);
   overrides = JobOverrides();
   EXPECT_EQ(LoadJobConfigWithOverrides("/nonexistent.json", overrides).status().code(),
             absl::StatusCode::kNotFound);
