@@ -1,7 +1,8 @@
 // The job API against a real coordinator process: every malformed spec refused with the
-// field named and nothing stored; unknown ids; the queue (one job at a time, oldest first);
-// cancelling a queued and a running job (its workers drop its state and the next job runs);
-// WatchJob's event stream; cluster status; gRPC health checking.
+// field named and nothing stored; unknown ids; the queue (a job waits for idle workers, and
+// says so); priorities and --max-running-jobs; cancelling a queued and a running job (its
+// workers drop its state and the next job runs); WatchJob's event stream; cluster status;
+// gRPC health checking.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
@@ -220,6 +221,47 @@ TEST_F(JobApiTest, QueueCancelAndWatch) {
   EXPECT_EQ((*jobs)[0].state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ((*jobs)[1].state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ((*jobs)[2].state(), v1::JOB_STATE_CANCELLED);
+}
+
+// With --max-running-jobs=1 and workers to spare, the limit is why jobs wait; a higher
+// priority starts first, whatever the submission order.
+TEST(JobSchedulingTest, PriorityAndTheRunningJobLimitDecideWhoStarts) {
+  ProcessCluster cluster(::testing::TempDir() + "/resbm_job_priority_" +
+                         std::to_string(::getpid()));
+  ASSERT_TRUE(cluster.StartCoordinator({"--max-running-jobs=1"}).ok()) << cluster.Logs();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
+  auto a = cluster.client().Submit(TinyJob(100000));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(cluster.WaitForJob(
+      a->job_id(), [](const v1::Job& job) { return job.progress().step() >= 1; },
+      absl::Seconds(60)))
+      << cluster.Logs();
+  auto b = cluster.client().Submit(TinyJob(20));
+  auto c = cluster.client().Submit(TinyJob(20), /*priority=*/5);
+  ASSERT_TRUE(b.ok() && c.ok()) << b.status() << c.status();
+  EXPECT_EQ(c->priority(), 5);
+  const std::string limited = "1 jobs running, the most at once (--max-running-jobs 1)";
+  for (const std::string& id : {b->job_id(), c->job_id()}) {
+    ASSERT_TRUE(cluster.WaitForJob(
+        id, [&](const v1::Job& job) { return job.message() == limited; }, absl::Seconds(30)))
+        << cluster.client().Get(id)->message();
+  }
+  auto status = cluster.client().ClusterStatus();
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_EQ(status->jobs_size(), 3);
+  EXPECT_EQ(status->jobs(0).job_id(), a->job_id());
+  EXPECT_EQ(status->jobs(1).job_id(), c->job_id());  // Priority 5 before 0.
+  EXPECT_EQ(status->jobs(2).job_id(), b->job_id());
+  EXPECT_EQ(status->idle_workers(), 2u);
+
+  ASSERT_TRUE(cluster.client().Cancel(a->job_id()).ok());
+  auto ended_b = cluster.client().WaitForEnd(b->job_id(), absl::Seconds(120));
+  auto ended_c = cluster.client().Get(c->job_id());
+  ASSERT_TRUE(ended_b.ok() && ended_c.ok()) << ended_b.status() << cluster.Logs();
+  EXPECT_EQ(ended_b->state(), v1::JOB_STATE_SUCCEEDED) << ended_b->message();
+  EXPECT_EQ(ended_c->state(), v1::JOB_STATE_SUCCEEDED) << ended_c->message();
+  // One at a time: c ran first, and b only once c had ended.
+  EXPECT_GE(ended_b->started_unix_ms(), ended_c->finished_unix_ms());
 }
 
 }  // namespace

@@ -161,7 +161,8 @@ TEST(ReplicasTest, TwentyKillsOfRandomReplicasGiveTheUninterruptedLosses) {
     const int victim = cluster.WorkerAt(job.stage_addresses(static_cast<int>(rng() % 4)));
     ASSERT_GE(victim, 0);
     cluster.worker(victim).Signal(SIGKILL);
-    ASSERT_TRUE(cluster.ReplaceWorker(victim).ok());
+    const absl::Status replaced = cluster.ReplaceWorker(victim);
+    ASSERT_TRUE(replaced.ok()) << replaced;
     last_step = job.progress().step();
   }
   auto ended = cluster.client().WaitForEnd(job_id, absl::Seconds(300));
