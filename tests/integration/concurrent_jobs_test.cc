@@ -4,7 +4,7 @@
 // that job restores its own last checkpoint while the other keeps running and writing its
 // own, and its recovery takes the first workers that free up before the queued job starts.
 // Every job ends with exactly the losses resbm-train computes for it alone; bob cannot cancel
-// alice's job.
+// alice's job. And a coordinator killed under two running jobs resumes both.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -141,6 +141,50 @@ TEST(ConcurrentJobsTest, ThreeJobsOnFiveWorkersEachEqualTheirSingleProcessRun) {
                 absl::StartsWith(name, small.job_id + "-") ||
                 absl::StartsWith(name, third.job_id + "-"))
         << name;
+  }
+}
+
+// Two jobs running at once when the coordinator is killed with SIGKILL: the next coordinator
+// resumes both from their own checkpoints, on workers of their own again, and each ends with
+// exactly its single-process losses.
+TEST(ConcurrentJobsTest, ACoordinatorKilledUnderTwoJobsResumesBoth) {
+  ProcessCluster cluster(::testing::TempDir() + "/resbm_concurrent_restart_" +
+                         std::to_string(::getpid()));
+  TestJob one = MakeJob(cluster.dir(), "one", 60, 8, /*stages=*/2);
+  TestJob two = MakeJob(cluster.dir(), "two", 60, 9, /*stages=*/2);
+  ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
+  for (TestJob* job : {&one, &two}) {
+    auto submitted = cluster.client().Submit(*LoadJobConfigFile(job->config));
+    ASSERT_TRUE(submitted.ok()) << submitted.status();
+    job->job_id = submitted->job_id();
+  }
+  // Both past a checkpoint (every 10 steps) and running.
+  for (TestJob* job : {&one, &two}) {
+    ASSERT_TRUE(cluster.WaitForJob(
+        job->job_id,
+        [](const v1::Job& j) {
+          return j.progress().has_checkpoint_step() && j.progress().checkpoint_step() >= 10;
+        },
+        absl::Seconds(120)))
+        << cluster.Logs();
+  }
+  auto one_running = cluster.client().Get(one.job_id);
+  auto two_running = cluster.client().Get(two.job_id);
+  ASSERT_TRUE(one_running.ok() && two_running.ok());
+  ASSERT_EQ(one_running->state(), v1::JOB_STATE_RUNNING);
+  ASSERT_EQ(two_running->state(), v1::JOB_STATE_RUNNING);
+  cluster.coordinator().Signal(SIGKILL);
+  ASSERT_TRUE(cluster.coordinator().Wait(absl::Seconds(30)).has_value());
+  ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
+
+  for (TestJob* job : {&one, &two}) {
+    auto ended = cluster.client().WaitForEnd(job->job_id, absl::Seconds(300));
+    ASSERT_TRUE(ended.ok()) << ended.status() << "\n" << cluster.Logs();
+    ASSERT_EQ(ended->state(), v1::JOB_STATE_SUCCEEDED) << job->name << ": " << ended->message();
+    SCOPED_TRACE(job->name);
+    EXPECT_EQ(ended->progress().resumes(), 1u);
+    ExpectSameLosses(TrainLosses(ended->output_dir() + "/losses.csv"), job->expected);
   }
 }
 
