@@ -82,6 +82,8 @@ bool DistributedBackend::SuspectUnreachable(const PipelineDriver& driver) {
 absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
                                                         const std::vector<int64_t>& inputs,
                                                         const std::vector<int64_t>& targets) {
+  // Pipelines out of the job since a loss come back at a step boundary once workers are free.
+  if (!driver_->dropped().empty()) RESBM_RETURN_IF_ERROR(RestorePipelines());
   absl::StatusOr<PipelineStepResult> stepped = driver_->TrainStep(step, inputs, targets);
   failed_train_step_ = stepped.ok() ? -1 : step;
   RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, std::move(stepped));
@@ -92,6 +94,7 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   // Slot r * P + s is pipeline r's stage s: a stage's means are over its replicas' steps.
   if (timed_step_) {
     for (int64_t slot = 0; slot < num_workers_; ++slot) {
+      if (!driver_->active(static_cast<size_t>(slot))) continue;
       StageTiming& timing = timing_[slot % num_stages_];
       const v1::RunStepResponse& stage = result.stages[slot];
       ++timing.steps;
@@ -107,6 +110,7 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
   CountReplicaBytes();
   // Boundary b: what stage b sent down and what stage b + 1 sent back up.
   for (int64_t first = 0; first < num_workers_; first += num_stages_) {
+    if (!driver_->active(static_cast<size_t>(first))) continue;
     for (int64_t b = 0; b + 1 < num_stages_; ++b) {
       const v1::RunStepResponse& up = result.stages[first + b];
       const v1::RunStepResponse& down = result.stages[first + b + 1];
@@ -192,6 +196,8 @@ absl::StatusOr<int64_t> DistributedBackend::Recover(const absl::Status& failure)
     absl::StatusOr<int64_t> redo = ReplaceLostReplicas();
     failed_train_step_ = -1;
     if (redo.ok()) return redo;
+    std::fprintf(stderr, "coordinator: %s: replicas not mended in place (%s): the checkpoint\n",
+                 options_.job_id.c_str(), redo.status().ToString().c_str());
     // A whole stage lost, no replacement, or a replacement that failed: the checkpoint.
   }
   if (checkpoint_step_ < 0) return failure;  // Nothing to go back to.
@@ -236,15 +242,29 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
     if (options_.suspect) options_.suspect(driver_->addresses()[slot]);
   }
   if (!gone.empty()) {
-    const absl::Time deadline = absl::Now() + options_.recovery_timeout;
-    RESBM_ASSIGN_OR_RETURN(std::vector<StageEndpoint> healthy,
-                           options_.find_workers(num_workers_, deadline));
+    absl::StatusOr<std::vector<StageEndpoint>> found =
+        options_.find_workers(num_workers_, absl::Now());
+    std::set<int64_t> broken;
+    for (size_t slot : gone) broken.insert(static_cast<int64_t>(slot) / num_stages_);
+    if (!found.ok() && replacements.empty() && driver_->CanDrop(broken)) {
+      // No idle worker now: the pipelines left take the broken ones' microbatches at once,
+      // and the broken ones come back when workers do (RestorePipelines).
+      RESBM_RETURN_IF_ERROR(
+          Annotate(driver_->DropPipelines(broken), "going on without pipelines: "));
+      if (options_.on_assigned) options_.on_assigned(AssignedAddresses());
+      return step;
+    }
+    if (!found.ok()) {
+      found = options_.find_workers(num_workers_, absl::Now() + options_.recovery_timeout);
+    }
+    RESBM_ASSIGN_OR_RETURN(std::vector<StageEndpoint> healthy, std::move(found));
     // The lease covers only healthy workers: one this pipeline keeps but the registry no
     // longer counts (its heartbeat lapsed) would be free for another job. Rebuild instead.
     std::set<std::string> leased;
     for (const StageEndpoint& worker : healthy) leased.insert(worker.address);
     for (size_t slot = 0; slot < driver_->addresses().size(); ++slot) {
-      const bool kept = std::find(gone.begin(), gone.end(), slot) == gone.end();
+      const bool kept =
+          driver_->active(slot) && std::find(gone.begin(), gone.end(), slot) == gone.end();
       if (kept && leased.count(driver_->addresses()[slot]) == 0) {
         return absl::UnavailableError(absl::StrCat("replicas: ", driver_->addresses()[slot],
                                                    " answers but its heartbeat lapsed"));
@@ -260,9 +280,57 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
       replacements[slot] = *next++;
     }
   }
-  RESBM_RETURN_IF_ERROR(driver_->Replace(replacements).status());
-  if (!replacements.empty() && options_.on_assigned) options_.on_assigned(driver_->addresses());
+  RESBM_RETURN_IF_ERROR(Annotate(driver_->Replace(replacements).status(),
+                                 absl::StrCat("replacing ", replacements.size(), " replicas (",
+                                              driver_->dropped().size(), " pipelines out): ")));
+  if (!replacements.empty() && options_.on_assigned) options_.on_assigned(AssignedAddresses());
   return step;
+}
+
+std::vector<std::string> DistributedBackend::AssignedAddresses() const {
+  std::vector<std::string> addresses = driver_->addresses();
+  for (size_t slot = 0; slot < addresses.size(); ++slot) {
+    if (!driver_->active(slot)) addresses[slot].clear();
+  }
+  return addresses;
+}
+
+absl::Status DistributedBackend::RestorePipelines() {
+  // Without waiting: the job goes on with the pipelines it has until enough workers are free.
+  absl::StatusOr<std::vector<StageEndpoint>> leased =
+      options_.find_workers(num_workers_, absl::Now());
+  if (!leased.ok()) return absl::OkStatus();
+  std::set<std::string> in_use;
+  for (size_t slot = 0; slot < driver_->addresses().size(); ++slot) {
+    if (driver_->active(slot)) in_use.insert(driver_->addresses()[slot]);
+  }
+  std::map<size_t, StageEndpoint> slots;  // Every slot of the pipelines out of the job.
+  std::vector<size_t> unfilled;
+  for (int64_t r : driver_->dropped()) {
+    for (int64_t s = 0; s < num_stages_; ++s) {
+      const size_t slot = static_cast<size_t>(r * num_stages_ + s);
+      // A worker of the pipeline that stayed healthy serves its slot again (fresh state).
+      const std::string& address = driver_->addresses()[slot];
+      const bool healthy = std::any_of(leased->begin(), leased->end(), [&](const StageEndpoint& w) {
+        return w.address == address;
+      });
+      if (healthy && in_use.insert(address).second) {
+        slots[slot] = driver_->endpoint(slot);
+      } else {
+        unfilled.push_back(slot);
+      }
+    }
+  }
+  auto next = leased->begin();
+  for (size_t slot : unfilled) {
+    while (next != leased->end() && in_use.count(next->address) != 0) ++next;
+    if (next == leased->end()) return absl::OkStatus();  // Not yet.
+    in_use.insert(next->address);
+    slots[slot] = *next++;
+  }
+  RESBM_RETURN_IF_ERROR(driver_->Replace(slots).status());
+  if (options_.on_assigned) options_.on_assigned(AssignedAddresses());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> DistributedBackend::RebuildFromCheckpoint(const absl::Status& failure) {

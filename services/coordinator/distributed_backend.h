@@ -107,6 +107,12 @@ class DistributedBackend : public TrainingBackend {
   // failed step's index (it is redone on the same state). No checkpoint is read; an error
   // where a whole stage is gone or no replacement comes.
   absl::StatusOr<int64_t> ReplaceLostReplicas();
+  // Puts the pipelines DropPipelines took out back once enough workers are free (their
+  // healthy workers and idle ones, every slot a new replica from a live one); until then
+  // nothing (the job goes on without them). An error only where a Replace failed.
+  absl::Status RestorePipelines();
+  // The driver's addresses, empty for the slots of pipelines out of the job.
+  std::vector<std::string> AssignedAddresses() const;
 
   DistributedBackendOptions options_;
   int64_t num_stages_;

@@ -57,16 +57,49 @@ absl::StatusOr<std::unique_ptr<PipelineDriver>> PipelineDriver::Create(
   }
   if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   std::unique_ptr<PipelineDriver> driver(new PipelineDriver(job_id, config, workers, credentials));
-  std::vector<int64_t> live(replicas);
-  for (int64_t r = 0; r < replicas; ++r) live[r] = r;
-  RESBM_ASSIGN_OR_RETURN(driver->shares_, DealMicrobatches(config.training().microbatches(), live));
-  for (const MicrobatchShare& share : driver->shares_) {
-    const int64_t m = static_cast<int64_t>(share.microbatches.size());
-    if (driver->train_schedules_.count(m) != 0) continue;
-    RESBM_ASSIGN_OR_RETURN(driver->train_schedules_[m],
-                           MakePipelineSchedule(ToScheduleKind(config), stages, m));
-  }
+  RESBM_RETURN_IF_ERROR(driver->DealToActive());
   return driver;
+}
+
+absl::Status PipelineDriver::DealToActive() {
+  std::vector<int64_t> live;
+  for (int64_t r = 0; r < num_replicas_; ++r) {
+    if (dropped_.count(r) == 0) live.push_back(r);
+  }
+  RESBM_ASSIGN_OR_RETURN(shares_, DealMicrobatches(config_.training().microbatches(), live));
+  for (const MicrobatchShare& share : shares_) {
+    const int64_t m = static_cast<int64_t>(share.microbatches.size());
+    if (train_schedules_.count(m) != 0) continue;
+    RESBM_ASSIGN_OR_RETURN(train_schedules_[m],
+                           MakePipelineSchedule(ToScheduleKind(config_), num_stages_, m));
+  }
+  return absl::OkStatus();
+}
+
+int64_t PipelineDriver::FirstActive() const {
+  int64_t r = 0;
+  while (dropped_.count(r) != 0) ++r;
+  return r;
+}
+
+bool PipelineDriver::CanDrop(const std::set<int64_t>& out) const {
+  std::set<int64_t> dropped = dropped_;
+  dropped.insert(out.begin(), out.end());
+  return OuterPeriod() == 0 && static_cast<int64_t>(dropped.size()) < num_replicas_;
+}
+
+absl::Status PipelineDriver::DropPipelines(const std::set<int64_t>& out) {
+  if (!CanDrop(out)) {
+    return absl::FailedPreconditionError(
+        "replicas: no pipeline would be left (or the outer optimizer's, which cannot go on "
+        "without one)");
+  }
+  dropped_.insert(out.begin(), out.end());
+  RESBM_RETURN_IF_ERROR(DealToActive());
+  RESBM_RETURN_IF_ERROR(ApplyPendingOnLive({}));
+  // Every live slot keeps its state; the rings close over the live replicas.
+  const std::set<size_t> none;
+  return AssignSlots(&none).status();
 }
 
 PipelineDriver::PipelineDriver(const std::string& job_id, const v1::JobConfig& config,
@@ -127,6 +160,13 @@ absl::StatusOr<int64_t> PipelineDriver::Replace(const std::map<size_t, StageEndp
     Connect(slot);
   }
   RESBM_RETURN_IF_ERROR(ApplyPendingOnLive(replaced));
+  // A pipeline out of the job whose every slot is given comes back, each slot a new replica.
+  for (auto r = dropped_.begin(); r != dropped_.end();) {
+    bool whole = true;
+    for (int64_t s = 0; s < num_stages_; ++s) whole = whole && replaced.count(Slot(*r, s)) != 0;
+    r = whole ? dropped_.erase(r) : std::next(r);
+  }
+  RESBM_RETURN_IF_ERROR(DealToActive());
   // A stage with no live replica left fails in AssignSlot (nothing to take its state from).
   return AssignSlots(&replaced);
 }
@@ -178,6 +218,7 @@ absl::StatusOr<int64_t> PipelineDriver::AssignSlots(const std::set<size_t>* give
   for (int64_t s = num_stages_ - 1; s >= 0; --s) {
     for (int64_t r = 0; r < num_replicas_; ++r) {
       const size_t slot = Slot(r, s);
+      if (!active(slot)) continue;
       std::set<size_t>* fresh = replaced ? &*replaced : nullptr;
       absl::StatusOr<v1::AssignResponse> response = AssignSlot(slot, plan[s], fresh);
       // A worker that restarted at its address lost its stage: a new replica after all.
@@ -188,7 +229,7 @@ absl::StatusOr<int64_t> PipelineDriver::AssignSlots(const std::set<size_t>* give
       }
       RESBM_RETURN_IF_ERROR(response.status());
       // Every replica holds the same parameters: the model has one replica's.
-      if (r == 0) parameters += static_cast<int64_t>(response->parameters());
+      if (r == FirstActive()) parameters += static_cast<int64_t>(response->parameters());
     }
   }
   return parameters;
@@ -208,9 +249,10 @@ absl::StatusOr<v1::AssignResponse> PipelineDriver::AssignSlot(size_t slot, const
   a->set_num_layers(static_cast<uint32_t>(spec.num_layers));
   if (s + 1 < num_stages_) a->set_downstream_address(exchange_addresses_[Slot(r, s + 1)]);
   if (num_replicas_ > 1) {
-    a->set_replica_index(static_cast<uint32_t>(r));
+    // The ring of the stage's replicas in the job; its index there.
     for (int64_t q = 0; q < num_replicas_; ++q) {
-      a->add_replica_addresses(exchange_addresses_[Slot(q, s)]);
+      if (q == r) a->set_replica_index(static_cast<uint32_t>(a->replica_addresses_size()));
+      if (active(Slot(q, s))) a->add_replica_addresses(exchange_addresses_[Slot(q, s)]);
     }
   }
   if (replaced != nullptr && replaced->count(slot) == 0) {
@@ -218,7 +260,9 @@ absl::StatusOr<v1::AssignResponse> PipelineDriver::AssignSlot(size_t slot, const
   } else if (replaced != nullptr) {
     // From a live replica of the stage: every replica holds the same state.
     for (int64_t q = 0; q < num_replicas_ && request.state_from().empty(); ++q) {
-      if (replaced->count(Slot(q, s)) == 0) request.set_state_from(exchange_addresses_[Slot(q, s)]);
+      if (replaced->count(Slot(q, s)) == 0 && active(Slot(q, s))) {
+        request.set_state_from(exchange_addresses_[Slot(q, s)]);
+      }
     }
     if (request.state_from().empty()) {
       return absl::FailedPreconditionError(
@@ -381,6 +425,11 @@ std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientCon
     }
   };
   for (size_t s = 0; s < stages; ++s) {
+    if (!active(s)) {  // A pipeline out of the job: no call, nothing to wait for.
+      absl::MutexLock lock(&fan_out->mu);
+      ++fan_out->done;
+      continue;
+    }
     start(s, &(*contexts)[s], [=](grpc::Status status) {
       bool first_failure = false;
       {
@@ -404,6 +453,7 @@ std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientCon
     absl::Time wake = absl::InfiniteFuture();
     size_t first = 0;
     for (size_t s = 0; liveness != nullptr && !lapsed && s < stages; ++s) {
+      if (!active(s)) continue;
       const absl::Time lapses = (*liveness)(addresses_[s]);
       if (lapses < wake) {
         wake = lapses;
@@ -469,7 +519,7 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   const double clip = config_.optimizer().grad_clip();
   if (period == 0) {
     // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
-    stats.grad_norm = std::sqrt(PipelineSquaredNorm(responses, 0));
+    stats.grad_norm = std::sqrt(PipelineSquaredNorm(responses, FirstActive()));
   } else {
     // Each pipeline clips by its own norm; the step reports their root mean square.
     double mean_squared = 0.0;
@@ -513,13 +563,16 @@ absl::Status PipelineDriver::CheckReplicasAgree(const std::vector<v1::RunStepRes
   for (int64_t s = 0; s < num_stages_; ++s) {
     // The state most replicas hold is the stage's; a tie goes to the lowest replica's.
     std::map<uint64_t, int64_t> votes;
-    for (int64_t r = 0; r < num_replicas_; ++r) ++votes[responses[Slot(r, s)].parameter_checksum()];
-    uint64_t agreed = responses[Slot(0, s)].parameter_checksum();
+    for (int64_t r = 0; r < num_replicas_; ++r) {
+      if (active(Slot(r, s))) ++votes[responses[Slot(r, s)].parameter_checksum()];
+    }
+    uint64_t agreed = responses[Slot(FirstActive(), s)].parameter_checksum();
     for (int64_t r = 0; r < num_replicas_; ++r) {
       const uint64_t checksum = responses[Slot(r, s)].parameter_checksum();
-      if (votes[checksum] > votes[agreed]) agreed = checksum;
+      if (active(Slot(r, s)) && votes[checksum] > votes[agreed]) agreed = checksum;
     }
     for (int64_t r = 0; r < num_replicas_; ++r) {
+      if (!active(Slot(r, s))) continue;
       const uint64_t checksum = responses[Slot(r, s)].parameter_checksum();
       if (checksum == agreed) continue;
       refused_.push_back(Slot(r, s));
@@ -563,7 +616,7 @@ absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
     // The last step's update first: the checkpoint holds `step` applied steps.
     if (pending_apply_.has_value()) *request.mutable_apply() = *pending_apply_;
   }
-  // Replica 0 of each stage writes the stage's file; the others, which hold the same state,
+  // The first pipeline in the job writes each stage's file; the others, which hold the same state,
   // only apply the pending update.
   v1::ApplyStepRequest apply = pending_apply_.value_or(v1::ApplyStepRequest());
   std::vector<v1::ApplyStepResponse> applied(stubs_.size());
@@ -571,7 +624,7 @@ absl::StatusOr<int64_t> PipelineDriver::SaveCheckpoints(int64_t step) {
   pending_apply_.reset();
   RESBM_RETURN_IF_ERROR(OnEveryStage(
       "checkpoint of", absl::Seconds(120), [&](size_t s, grpc::ClientContext* context, Done done) {
-        if (static_cast<int64_t>(s) < num_stages_) {
+        if (static_cast<int64_t>(s) / num_stages_ == FirstActive()) {
           stubs_[s]->async()->SaveCheckpoint(context, &requests[s], &responses[s], std::move(done));
         } else if (pending) {
           stubs_[s]->async()->ApplyStep(context, &apply, &applied[s], std::move(done));
@@ -619,7 +672,7 @@ absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {
         stubs_[s]->async()->LoadCheckpoint(context, &request, &responses[s], std::move(done));
       }));
   for (size_t s = 0; s < responses.size(); ++s) {
-    if (responses[s].step() != static_cast<uint64_t>(step)) {
+    if (active(s) && responses[s].step() != static_cast<uint64_t>(step)) {
       return absl::DataLossError(absl::StrCat("checkpoint of ", SlotName(s), " after step ", step,
                                               " holds step ", responses[s].step()));
     }

@@ -70,6 +70,20 @@ class PipelineDriver {
   // keep theirs and are rewired to the new addresses. The job goes on from the same step
   // (the last step's pending update is sent again; whoever applied it skips it).
   absl::StatusOr<int64_t> Replace(const std::map<size_t, StageEndpoint>& workers);
+  // Synchronous replicas: takes pipelines `out` (replica indices) out of the job for want of
+  // workers to replace their lost ones. The step's microbatches are dealt to the others, each
+  // stage's ring shrinks to its live replicas (rewired, keeping their state), and no call goes
+  // to an out pipeline's workers until Replace puts every slot of it back (each then takes
+  // its stage's state from a live replica). FAILED_PRECONDITION with the outer optimizer or
+  // when no pipeline would be left.
+  absl::Status DropPipelines(const std::set<int64_t>& out);
+  // Whether DropPipelines(out) may go on: synchronous replicas, a pipeline left.
+  bool CanDrop(const std::set<int64_t>& out) const;
+  // The pipelines out of the job (empty: all in), and whether slot `slot`'s is in.
+  const std::set<int64_t>& dropped() const { return dropped_; }
+  bool active(size_t slot) const {
+    return dropped_.count(static_cast<int64_t>(slot) / num_stages_) == 0;
+  }
   // The slots the last TrainStep refused because their parameters disagreed with their
   // stage's other replicas (that step failed with DATA_LOSS; Replace them).
   const std::vector<size_t>& refused() const { return refused_; }
@@ -122,6 +136,11 @@ class PipelineDriver {
                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
   // The stubs of slot `slot` (its worker's StageWorker and health service), on one channel.
   void Connect(size_t slot);
+  // Deals the step's microbatches to the pipelines in the job (shares_) and makes the
+  // schedules their shares need.
+  absl::Status DealToActive();
+  // The lowest pipeline in the job: its stages write the checkpoints and report the norm.
+  int64_t FirstActive() const;
   // Compares the replicas' parameter checksums stage by stage; fills refused_.
   // The outer optimizer's period (0: synchronous replicas, or one pipeline).
   int64_t OuterPeriod() const;
@@ -208,6 +227,8 @@ class PipelineDriver {
   Liveness liveness_;
   // The last TrainStep's optimizer update, until a call carries it to every stage.
   std::optional<v1::ApplyStepRequest> pending_apply_;
+  // Pipelines out of the job (DropPipelines).
+  std::set<int64_t> dropped_;
   // Per stage: bytes its replicas reported sending each other since TakeReplicaBytes.
   std::vector<int64_t> replica_bytes_;
 };

@@ -188,15 +188,19 @@ absl::Status StageSession::ConnectDownstream() {
 }
 
 absl::Status StageSession::JoinReplicaRing() {
-  const int64_t replicas = assignment_.config().stages().replicas();
+  const int64_t replicas_wanted = std::max<int64_t>(1, assignment_.config().stages().replicas());
   const int64_t given = assignment_.replica_addresses_size();
-  if (replicas <= 1 && given <= 1) return absl::OkStatus();
-  if (given != replicas || assignment_.replica_index() >= given) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("assignment: replica ", assignment_.replica_index(), " of ", given,
-                     " replica addresses; expected an index below stages.replicas ", replicas,
-                     " and one address per replica"));
+  // Fewer than stages.replicas while a pipeline is out (its workers lost): the ring is the
+  // live replicas of the stage, and a stage left with one sums nothing.
+  if (given > replicas_wanted ||
+      (given > 0 && static_cast<int64_t>(assignment_.replica_index()) >= given)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "assignment: replica ", assignment_.replica_index(), " of ", given,
+        " replica addresses; expected an index below the addresses, at most stages.replicas ",
+        replicas_wanted));
   }
+  if (given <= 1) return absl::OkStatus();
+  const int64_t replicas = given;
   if (options_.reduce_inbox == nullptr) {
     return absl::FailedPreconditionError("this worker cannot all-reduce (no reduce inbox)");
   }

@@ -1,9 +1,10 @@
 // Replicas with real processes: a 2 x 2 job (two pipelines of two stages, their gradients
 // all-reduced between the replicas of each stage over gRPC) submitted through the job API.
-// One replica is killed with SIGKILL mid-step; the job waits for a replacement, which joins
-// when a new worker starts, takes its stage's state from the live replica (no checkpoint is
-// read), and the failed step is redone: the job ends with exactly the losses resbm-train
-// computes in one process for the same global batch.
+// One replica is killed with SIGKILL mid-step and no worker is idle: the broken pipeline goes
+// out of the job and the other redoes the failed step with every microbatch, going on alone;
+// when a new worker starts, the pipeline comes back at a step boundary, each of its stages
+// taking its state from the live replica (no checkpoint is read): the job ends with exactly
+// the losses resbm-train computes in one process for the same global batch.
 #include <csignal>
 #include <fstream>
 #include <random>
@@ -21,10 +22,10 @@ namespace {
 TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_replicas_" + std::to_string(::getpid()));
   const std::string config = cluster.dir() + "/job.json";
-  std::ofstream(config) << TwoStageJobJson("grid", 60, 20, 13, /*checkpoint_every=*/10,
+  std::ofstream(config) << TwoStageJobJson("grid", 100, 20, 13, /*checkpoint_every=*/10,
                                            /*replicas=*/2);
   const auto expected = ReferenceLosses(config, cluster.dir());
-  ASSERT_EQ(expected.size(), 60u);
+  ASSERT_EQ(expected.size(), 100u);
 
   ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(cluster.StartWorker().ok());  // No spare.
@@ -47,13 +48,31 @@ TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
   const int victim = cluster.WorkerAt(running.stage_addresses(3));  // Slot 1 * P + 1.
   ASSERT_GE(victim, 0) << running.stage_addresses(3);
   cluster.worker(victim).Signal(SIGKILL);
-  // The job waits for a fourth worker; a new one then joins.
+  // No idle worker: pipeline 1 goes out of the job (its slots empty) and pipeline 0 takes
+  // every microbatch, without waiting; steps go on.
+  uint64_t out_at = 0;
   ASSERT_TRUE(cluster.WaitForJob(
       submitted->job_id(),
-      [](const v1::Job& job) { return absl::StrContains(job.message(), "waiting for 4 workers"); },
+      [&](const v1::Job& job) {
+        if (job.stage_addresses_size() != 4 || !job.stage_addresses(3).empty()) return false;
+        if (out_at == 0) out_at = job.progress().step();
+        return job.progress().step() >= out_at + 3;
+      },
       absl::Seconds(60)))
       << cluster.Logs();
+  const v1::Job one_pipeline = *cluster.client().Get(submitted->job_id());
+  EXPECT_TRUE(one_pipeline.stage_addresses(2).empty()) << "pipeline 1 is out as a whole";
+  EXPECT_FALSE(one_pipeline.stage_addresses(0).empty());
+  // A new worker: pipeline 1 comes back at a step boundary, from pipeline 0's state.
   ASSERT_TRUE(cluster.StartWorker().ok());
+  ASSERT_TRUE(cluster.WaitForJob(
+      submitted->job_id(),
+      [](const v1::Job& job) {
+        return job.stage_addresses_size() == 4 && !job.stage_addresses(2).empty() &&
+               !job.stage_addresses(3).empty();
+      },
+      absl::Seconds(60)))
+      << cluster.Logs();
 
   auto ended = cluster.client().WaitForEnd(submitted->job_id(), absl::Seconds(300));
   ASSERT_TRUE(ended.ok()) << ended.status() << "\n" << cluster.Logs();
@@ -121,7 +140,8 @@ TEST(ReplicasTest, TwentyKillsOfRandomReplicasGiveTheUninterruptedLosses) {
   ProcessCluster cluster(::testing::TempDir() + "/resbm_replica_chaos_" +
                          std::to_string(::getpid()));
   const std::string config = cluster.dir() + "/job.json";
-  constexpr int kSteps = 300;
+  // The job goes on with one pipeline while a replacement starts: room for twenty kills.
+  constexpr int kSteps = 700;
   std::ofstream(config) << TwoStageJobJson("churn", kSteps, 100, 17, /*checkpoint_every=*/100,
                                            /*replicas=*/2);
   const auto expected = ReferenceLosses(config, cluster.dir());

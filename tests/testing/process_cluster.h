@@ -93,8 +93,10 @@ class ProcessCluster {
     return absl::OkStatus();
   }
 
-  // Index of the worker serving `address` ("127.0.0.1:port"), or -1.
+  // Index of the worker serving `address` ("127.0.0.1:port"), or -1 (also for "", a slot of
+  // a pipeline out of its job).
   int WorkerAt(const std::string& address) {
+    if (address.empty()) return -1;
     for (size_t i = 0; i < workers_.size(); ++i) {
       if (workers_[i]->Log().find("serving on " + address) != std::string::npos) {
         return static_cast<int>(i);
