@@ -84,12 +84,18 @@ std::vector<size_t> WorkerRegistry::AvailableLocked(const std::string& job_id) c
   return held;
 }
 
-void WorkerRegistry::LeaseLocked(const std::string& job_id, const std::vector<size_t>& available,
+bool WorkerRegistry::LeaseLocked(const std::string& job_id, const std::vector<size_t>& available,
                                  int64_t count) {
+  std::vector<std::string> before;
+  for (const Worker& worker : workers_) before.push_back(worker.job_id);
   for (Worker& worker : workers_) {
     if (worker.job_id == job_id) worker.job_id.clear();
   }
   for (int64_t i = 0; i < count; ++i) workers_[available[i]].job_id = job_id;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (workers_[i].job_id != before[i]) return true;
+  }
+  return false;
 }
 
 absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
@@ -97,6 +103,7 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
     const std::function<bool()>& cancelled, const std::function<void(int64_t available)>& on_wait) {
   int64_t told = -1;
   bool waited = false;  // Counted in waiting_ (only once it has to wait).
+  bool leases_changed = false;
   absl::StatusOr<std::vector<Worker>> result;
   {
     absl::MutexLock lock(&mu_);
@@ -104,7 +111,7 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
       const std::vector<size_t> available = AvailableLocked(job_id);
       const int64_t have = static_cast<int64_t>(available.size());
       if (have >= count) {
-        LeaseLocked(job_id, available, count);
+        leases_changed = LeaseLocked(job_id, available, count);
         std::vector<Worker> leased;
         for (const Worker& worker : workers_) {
           if (worker.job_id == job_id) leased.push_back(worker);
@@ -139,8 +146,9 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
     if (waited) --waiting_;
   }
   // Workers the job let go, or a wait that ended (Reserve refuses while a job waits): the
-  // scheduler may start a job now.
-  TellAvailable();
+  // scheduler may start a job now. (Not for a look that changed nothing: a job without all
+  // its pipelines looks at every step.)
+  if (waited || leases_changed) TellAvailable();
   return result;
 }
 

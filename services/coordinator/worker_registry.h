@@ -91,8 +91,9 @@ class WorkerRegistry {
   // Indexes of the healthy workers idle or held by `job_id`, those it holds first.
   std::vector<size_t> AvailableLocked(const std::string& job_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Leases the first `count` of `available` to `job_id` and lets its other workers go.
-  void LeaseLocked(const std::string& job_id, const std::vector<size_t>& available, int64_t count)
+  // Leases the first `count` of `available` to `job_id` and lets its other workers go;
+  // whether any lease changed.
+  bool LeaseLocked(const std::string& job_id, const std::vector<size_t>& available, int64_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TellAvailable() const;
 

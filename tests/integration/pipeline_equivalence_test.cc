@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -304,6 +305,79 @@ TEST(PipelineReplicasTest, ARogueReplicaIsRefusedAndRebuiltFromItsPeer) {
       v1::ApplyStepResponse applied;
       ASSERT_TRUE(stub->ApplyStep(&context, rogue, &applied).ok());
     }
+  }
+}
+
+// A pipeline out of the job (as when its worker is lost and none is idle) and back: while it
+// is out, the others are dealt every microbatch and each stage's ring closes over its live
+// replicas; back, its stages take their state from a live replica. Pipeline 0 goes out, so
+// pipeline 1 reports the norm and writes a checkpoint meanwhile. Every step, and the final
+// parameters, equal the single-process run's.
+TEST(PipelineReplicasTest, APipelineOutOfTheJobAndBackKeepsTheSingleProcessSteps) {
+  torch::set_num_threads(1);
+  v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE);
+  config.mutable_stages()->set_replicas(3);
+  config.mutable_training()->set_microbatches(4);
+  const TokenStream tokens =
+      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
+  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
+  auto local = LocalPipelineOf(config);
+  ASSERT_TRUE(local.ok()) << local.status();
+  Cluster cluster = StartWorkers(6);
+  auto driver = PipelineDriver::Create("job-out", config, cluster.addresses);
+  ASSERT_TRUE(driver.ok()) << driver.status();
+  ASSERT_TRUE((*driver)->Assign().ok());
+  EXPECT_FALSE((*driver)->CanDrop({0, 1, 2}));
+  const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+  for (int64_t step = 0; step < 6; ++step) {
+    if (step == 2) {
+      ASSERT_TRUE((*driver)->DropPipelines({0}).ok());
+      EXPECT_EQ((*driver)->dropped(), std::set<int64_t>{0});
+    }
+    if (step == 3) {  // Written by pipeline 1, the first in the job now.
+      ASSERT_TRUE((*driver)->SaveCheckpoints(3).ok());
+      for (int s = 0; s < 2; ++s) {
+        const std::string path =
+            absl::StrCat(CheckpointDir(), "/job-out-step-3-stage-", s, ".ckpt");
+        EXPECT_TRUE(CheckpointFile::Read(path).ok()) << path;
+        std::remove(path.c_str());
+      }
+    }
+    if (step == 4) {
+      // Pipeline 0's slots (0 and 1) back, on the same workers with fresh state.
+      ASSERT_TRUE(
+          (*driver)->Replace({{0, (*driver)->endpoint(0)}, {1, (*driver)->endpoint(1)}}).ok());
+      EXPECT_TRUE((*driver)->dropped().empty());
+    }
+    std::vector<int64_t> x, y;
+    ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
+    auto distributed = (*driver)->TrainStep(step, x, y);
+    ASSERT_TRUE(distributed.ok()) << "step " << step << ": " << distributed.status();
+    // No call reached the pipeline that is out.
+    const bool out = step == 2 || step == 3;
+    EXPECT_EQ(distributed->stages[0].microbatches_size() == 0, out) << step;
+    EXPECT_EQ(distributed->stages[1].microbatches_size() == 0, out) << step;
+    auto reference =
+        (*local)->TrainStep(step, torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone(),
+                            torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone(),
+                            config.training().microbatches());
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    EXPECT_LT(RelativeDifference(distributed->stats.loss, reference->loss), 1e-5) << step;
+    EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, reference->grad_norm), 1e-5) << step;
+  }
+  ASSERT_TRUE((*driver)->SaveCheckpoints(6).ok());
+  for (int s = 0; s < 2; ++s) {
+    const std::string path = absl::StrCat(CheckpointDir(), "/job-out-step-6-stage-", s, ".ckpt");
+    auto saved = CheckpointFile::Read(path);
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    std::map<std::string, torch::Tensor> remote;
+    for (auto& [name, t] : saved->tensors) remote[name] = t;
+    for (const auto& [name, p] : (*local)->stage(s).Parameters()) {
+      const double diff =
+          ((remote["param." + name] - p).norm() / p.norm().clamp_min(1e-12)).item<double>();
+      EXPECT_LT(diff, 1e-5) << "stage " << s << " " << name;
+    }
+    std::remove(path.c_str());
   }
 }
 
