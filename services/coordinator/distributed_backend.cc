@@ -83,7 +83,12 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
                                                         const std::vector<int64_t>& inputs,
                                                         const std::vector<int64_t>& targets) {
   // Pipelines out of the job since a loss come back at a step boundary once workers are free.
-  if (!driver_->dropped().empty()) RESBM_RETURN_IF_ERROR(RestorePipelines());
+  if (!driver_->dropped().empty()) {
+    if (absl::Status restored = RestorePipelines(); !restored.ok()) {
+      failed_train_step_ = step;  // Mended in place like a failed step.
+      return restored;
+    }
+  }
   absl::StatusOr<PipelineStepResult> stepped = driver_->TrainStep(step, inputs, targets);
   failed_train_step_ = stepped.ok() ? -1 : step;
   RESBM_ASSIGN_OR_RETURN(PipelineStepResult result, std::move(stepped));
@@ -251,25 +256,16 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
       // and the broken ones come back when workers do (RestorePipelines).
       RESBM_RETURN_IF_ERROR(
           Annotate(driver_->DropPipelines(broken), "going on without pipelines: "));
+      timed_step_ = false;
       if (options_.on_assigned) options_.on_assigned(AssignedAddresses());
       return step;
     }
     if (!found.ok()) {
       found = options_.find_workers(num_workers_, absl::Now() + options_.recovery_timeout);
     }
+    // A kept worker whose heartbeat lapsed is not in `healthy` but stays the job's (the
+    // registry keeps an unhealthy worker's lease).
     RESBM_ASSIGN_OR_RETURN(std::vector<StageEndpoint> healthy, std::move(found));
-    // The lease covers only healthy workers: one this pipeline keeps but the registry no
-    // longer counts (its heartbeat lapsed) would be free for another job. Rebuild instead.
-    std::set<std::string> leased;
-    for (const StageEndpoint& worker : healthy) leased.insert(worker.address);
-    for (size_t slot = 0; slot < driver_->addresses().size(); ++slot) {
-      const bool kept =
-          driver_->active(slot) && std::find(gone.begin(), gone.end(), slot) == gone.end();
-      if (kept && leased.count(driver_->addresses()[slot]) == 0) {
-        return absl::UnavailableError(absl::StrCat("replicas: ", driver_->addresses()[slot],
-                                                   " answers but its heartbeat lapsed"));
-      }
-    }
     auto next = healthy.begin();
     for (size_t slot : gone) {
       while (next != healthy.end() && in_use.count(next->address) != 0) ++next;
@@ -311,11 +307,10 @@ absl::Status DistributedBackend::RestorePipelines() {
       const size_t slot = static_cast<size_t>(r * num_stages_ + s);
       // A worker of the pipeline that stayed healthy serves its slot again (fresh state).
       const std::string& address = driver_->addresses()[slot];
-      const bool healthy = std::any_of(leased->begin(), leased->end(), [&](const StageEndpoint& w) {
-        return w.address == address;
-      });
-      if (healthy && in_use.insert(address).second) {
-        slots[slot] = driver_->endpoint(slot);
+      auto worker = std::find_if(leased->begin(), leased->end(),
+                                 [&](const StageEndpoint& w) { return w.address == address; });
+      if (worker != leased->end() && in_use.insert(address).second) {
+        slots[slot] = *worker;  // Its exchange address as it registered last.
       } else {
         unfilled.push_back(slot);
       }
@@ -328,7 +323,16 @@ absl::Status DistributedBackend::RestorePipelines() {
     in_use.insert(next->address);
     slots[slot] = *next++;
   }
-  RESBM_RETURN_IF_ERROR(driver_->Replace(slots).status());
+  const std::set<int64_t> restoring = driver_->dropped();
+  if (absl::Status replaced = driver_->Replace(slots).status(); !replaced.ok()) {
+    // Half back (some rings rewired with them): take them out again, so the live pipelines'
+    // rings close over themselves, and go on; a failure there is the step's.
+    RESBM_RETURN_IF_ERROR(Annotate(driver_->DropPipelines(restoring),
+                                   absl::StrCat("after '", replaced.message(), "': ")));
+    std::fprintf(stderr, "coordinator: %s: pipelines not back yet (%s)\n", options_.job_id.c_str(),
+                 replaced.ToString().c_str());
+  }
+  timed_step_ = false;  // New links: the next step is not steady state.
   if (options_.on_assigned) options_.on_assigned(AssignedAddresses());
   return absl::OkStatus();
 }

@@ -180,7 +180,7 @@ v1::ClusterStatus JobService::ClusterView(std::vector<v1::Job> jobs) const {
     w->set_last_seen_ms_ago(absl::ToInt64Milliseconds(now - worker.last_seen));
     w->set_job_id(worker.job_id);
     if (worker.job_id.empty()) continue;
-    ++held[worker.job_id];
+    if (registry_->IsHealthy(worker)) ++held[worker.job_id];
     auto job = std::find_if(jobs.begin(), jobs.end(),
                             [&](const v1::Job& j) { return j.job_id() == worker.job_id; });
     if (job == jobs.end()) continue;

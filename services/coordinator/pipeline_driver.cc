@@ -425,7 +425,7 @@ std::optional<size_t> PipelineDriver::CallEveryStage(std::vector<grpc::ClientCon
     }
   };
   for (size_t s = 0; s < stages; ++s) {
-    if (!active(s)) {  // A pipeline out of the job: no call, nothing to wait for.
+    if (!policy.every_slot && !active(s)) {  // A pipeline out of the job: no call.
       absl::MutexLock lock(&fan_out->mu);
       ++fan_out->done;
       continue;
@@ -518,7 +518,7 @@ absl::StatusOr<PipelineStepResult> PipelineDriver::TrainStep(int64_t step,
   apply.set_step(static_cast<uint64_t>(step));
   const double clip = config_.optimizer().grad_clip();
   if (period == 0) {
-    // Every replica of a stage holds the same (all-reduced) gradients: replica 0's count.
+    // Every replica of a stage holds the same (all-reduced) gradients: one pipeline's count.
     stats.grad_norm = std::sqrt(PipelineSquaredNorm(responses, FirstActive()));
   } else {
     // Each pipeline clips by its own norm; the step reports their root mean square.
@@ -658,7 +658,9 @@ void PipelineDriver::Release() {
         }
         stubs_[s]->async()->Release(context, &request, &responses[s], std::move(done));
       },
-      FanOutPolicy{/*cancel_on_failure=*/false, /*watch_heartbeats=*/false}, &statuses, nullptr);
+      FanOutPolicy{/*cancel_on_failure=*/false, /*watch_heartbeats=*/false,
+                   /*every_slot=*/true},
+      &statuses, nullptr);
 }
 
 absl::StatusOr<int64_t> PipelineDriver::LoadCheckpoints(int64_t step) {

@@ -180,6 +180,8 @@ class PipelineDriver {
   struct FanOutPolicy {
     bool cancel_on_failure;
     bool watch_heartbeats;
+    // Also the slots of pipelines out of the job (Release: their workers drop the job too).
+    bool every_slot = false;
   };
   // Starts every stage's call (no thread per call), its status into `statuses[s]`, and
   // returns once all ended; with `policy.watch_heartbeats`, the stage whose worker's

@@ -88,8 +88,10 @@ bool WorkerRegistry::LeaseLocked(const std::string& job_id, const std::vector<si
                                  int64_t count) {
   std::vector<std::string> before;
   for (const Worker& worker : workers_) before.push_back(worker.job_id);
+  // Healthy workers the job holds beyond `count` go; unhealthy ones stay its own: one whose
+  // heartbeat only lapsed may still serve it, and none may be given to another job meanwhile.
   for (Worker& worker : workers_) {
-    if (worker.job_id == job_id) worker.job_id.clear();
+    if (worker.job_id == job_id && IsHealthy(worker)) worker.job_id.clear();
   }
   for (int64_t i = 0; i < count; ++i) workers_[available[i]].job_id = job_id;
   for (size_t i = 0; i < workers_.size(); ++i) {
@@ -112,10 +114,10 @@ absl::StatusOr<std::vector<WorkerRegistry::Worker>> WorkerRegistry::Acquire(
       const int64_t have = static_cast<int64_t>(available.size());
       if (have >= count) {
         leases_changed = LeaseLocked(job_id, available, count);
+        std::vector<size_t> chosen(available.begin(), available.begin() + count);
+        std::sort(chosen.begin(), chosen.end());  // Registration order.
         std::vector<Worker> leased;
-        for (const Worker& worker : workers_) {
-          if (worker.job_id == job_id) leased.push_back(worker);
-        }
+        for (size_t i : chosen) leased.push_back(workers_[i]);
         result = std::move(leased);
         break;
       }

@@ -51,7 +51,9 @@ class WorkerRegistry {
   // The one way for a job to get workers, for its first assignment and every rebuild: waits
   // until `count` healthy workers are idle or already held by `job_id`, then leases exactly
   // `count` of them to the job (those it holds first, then idle ones in registration order),
-  // lets the job's other workers go, and returns them in registration order. Woken by every
+  // lets the job's other healthy workers go (its unhealthy ones stay its own until
+  // ReleaseJob: a lapsed heartbeat may come back), and returns the `count` in registration
+  // order. Woken by every
   // registration, heartbeat, release and WakeWaiters; `cancelled` is checked on each wake (so
   // whoever makes it true calls WakeWaiters). DeadlineExceeded naming how many are available;
   // Cancelled. `on_wait` (may be empty) hears the available count whenever it changes while

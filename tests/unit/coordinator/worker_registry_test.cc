@@ -151,7 +151,7 @@ TEST_F(WorkerRegistryTest, JobsLeaseDisjointWorkers) {
 }
 
 // A rebuild keeps the live workers the job holds and replaces a lost one with an idle one;
-// the lost one, heard from again, is idle (the job let it go).
+// the lost one stays the job's (heard from again, it is no other job's to take).
 TEST_F(WorkerRegistryTest, ARebuildKeepsItsLiveWorkersAndTakesAnIdleOne) {
   for (int i = 1; i <= 4; ++i) registry_.Register(absl::StrCat("10.0.0.", i, ":7100"), "cpu");
   ASSERT_TRUE(registry_.Reserve("job-1", 1));  // 10.0.0.1.
@@ -164,8 +164,11 @@ TEST_F(WorkerRegistryTest, ARebuildKeepsItsLiveWorkersAndTakesAnIdleOne) {
   EXPECT_EQ((*rebuilt)[1].address, "10.0.0.4:7100");
   const std::string lost = registry_.All()[1].id;
   ASSERT_TRUE(registry_.Heartbeat(lost, "10.0.0.2:7100").ok());
-  EXPECT_EQ(registry_.All()[1].job_id, "");
-  EXPECT_EQ(registry_.IdleHealthy(), 1);
+  EXPECT_EQ(registry_.All()[1].job_id, "job-2");
+  EXPECT_EQ(registry_.IdleHealthy(), 0);
+  EXPECT_FALSE(registry_.Reserve("job-3", 1));
+  registry_.ReleaseJob("job-2");
+  EXPECT_EQ(registry_.IdleHealthy(), 3);
 }
 
 // While a running job waits for a replacement, the scheduler gives no idle worker to a job
