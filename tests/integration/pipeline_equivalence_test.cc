@@ -118,6 +118,46 @@ double RelativeDifference(double a, double b) {
   return std::abs(a - b) / std::max(1e-12, std::abs(b));
 }
 
+// A replicas job on in-process workers beside the single-process pipeline it must equal:
+// the same config, tokens and sampler for both.
+struct ReplicaRig {
+  explicit ReplicaRig(v1::JobConfig job)
+      : config(std::move(job)),
+        tokens(TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3))),
+        sampler(&tokens, config.model().seq_len(), config.training().seed()),
+        cluster(StartWorkers(config.stages().num_stages() * config.stages().replicas())) {}
+
+  // The reference and the assigned driver of job `job_id`.
+  absl::Status Start(const std::string& job_id) {
+    torch::set_num_threads(1);
+    RESBM_ASSIGN_OR_RETURN(local, LocalPipelineOf(config));
+    RESBM_ASSIGN_OR_RETURN(driver, PipelineDriver::Create(job_id, config, cluster.addresses));
+    return driver->Assign().status();
+  }
+  absl::Status Sample(int64_t step, std::vector<int64_t>* x, std::vector<int64_t>* y) {
+    return sampler.Sample(step, 0, config.training().batch_size(), x, y);
+  }
+  // The single-process step on the same batch, against the distributed one's stats.
+  void ExpectSameStep(int64_t step, std::vector<int64_t>& x, std::vector<int64_t>& y,
+                      const StepStats& distributed) {
+    const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+    auto reference =
+        local->TrainStep(step, torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone(),
+                         torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone(),
+                         config.training().microbatches());
+    ASSERT_TRUE(reference.ok()) << reference.status();
+    EXPECT_LT(RelativeDifference(distributed.loss, reference->loss), 1e-5) << step;
+    EXPECT_LT(RelativeDifference(distributed.grad_norm, reference->grad_norm), 1e-5) << step;
+  }
+
+  v1::JobConfig config;
+  TokenStream tokens;
+  BatchSampler sampler;
+  Cluster cluster;
+  std::unique_ptr<LocalPipeline> local;
+  std::unique_ptr<PipelineDriver> driver;
+};
+
 struct Case {
   int stages;
   v1::CompressionKind kind;
@@ -259,40 +299,27 @@ TEST_P(PipelineEquivalenceTest, DistributedStepsMatchTheSingleProcessPipeline) {
 // refused at the next step, which is not applied; rebuilt from a live replica of its stage,
 // the redone step and the ones after equal the single-process run again.
 TEST(PipelineReplicasTest, ARogueReplicaIsRefusedAndRebuiltFromItsPeer) {
-  torch::set_num_threads(1);
   v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_1F1B);
   config.mutable_stages()->set_replicas(2);
-  const TokenStream tokens =
-      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
-  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
-  auto local = LocalPipelineOf(config);
-  ASSERT_TRUE(local.ok()) << local.status();
-  Cluster cluster = StartWorkers(4);
-  auto driver = PipelineDriver::Create("job-rogue", config, cluster.addresses);
-  ASSERT_TRUE(driver.ok()) << driver.status();
-  ASSERT_TRUE((*driver)->Assign().ok());
-  const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+  ReplicaRig rig(config);
+  ASSERT_TRUE(rig.Start("job-rogue").ok());
+  PipelineDriver* driver = rig.driver.get();
+  const Cluster& cluster = rig.cluster;
   for (int64_t step = 0; step < 5; ++step) {
     std::vector<int64_t> x, y;
-    ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
-    auto distributed = (*driver)->TrainStep(step, x, y);
+    ASSERT_TRUE(rig.Sample(step, &x, &y).ok());
+    auto distributed = driver->TrainStep(step, x, y);
     if (step == 2) {
       ASSERT_FALSE(distributed.ok());
       EXPECT_EQ(distributed.status().code(), absl::StatusCode::kDataLoss) << distributed.status();
       EXPECT_NE(distributed.status().message().find("stage 1 replica 1 ("), std::string::npos)
           << distributed.status();
-      ASSERT_EQ((*driver)->refused(), std::vector<size_t>{3});
-      ASSERT_TRUE((*driver)->Replace({{3, (*driver)->endpoint(3)}}).ok());
-      distributed = (*driver)->TrainStep(step, x, y);  // Redone, on the same state.
+      ASSERT_EQ(driver->refused(), std::vector<size_t>{3});
+      ASSERT_TRUE(driver->Replace({{3, driver->endpoint(3)}}).ok());
+      distributed = driver->TrainStep(step, x, y);  // Redone, on the same state.
     }
     ASSERT_TRUE(distributed.ok()) << "step " << step << ": " << distributed.status();
-    auto reference =
-        (*local)->TrainStep(step, torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone(),
-                            torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone(),
-                            config.training().microbatches());
-    ASSERT_TRUE(reference.ok()) << reference.status();
-    EXPECT_LT(RelativeDifference(distributed->stats.loss, reference->loss), 1e-5) << step;
-    EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, reference->grad_norm), 1e-5) << step;
+    rig.ExpectSameStep(step, x, y, distributed->stats);
     if (step == 1) {
       // An update that only stage 1 of pipeline 1 gets, at another clip factor.
       auto stub = v1::StageWorker::NewStub(
@@ -314,28 +341,20 @@ TEST(PipelineReplicasTest, ARogueReplicaIsRefusedAndRebuiltFromItsPeer) {
 // pipeline 1 reports the norm and writes a checkpoint meanwhile. Every step, and the final
 // parameters, equal the single-process run's.
 TEST(PipelineReplicasTest, APipelineOutOfTheJobAndBackKeepsTheSingleProcessSteps) {
-  torch::set_num_threads(1);
   v1::JobConfig config = TinyJob(2, v1::COMPRESSION_KIND_RESBM, v1::PIPELINE_SCHEDULE_GPIPE);
   config.mutable_stages()->set_replicas(3);
   config.mutable_training()->set_microbatches(4);
-  const TokenStream tokens =
-      TokenStream::InMemory(RandomTokens(4096, config.model().vocab_size(), 3));
-  BatchSampler sampler(&tokens, config.model().seq_len(), config.training().seed());
-  auto local = LocalPipelineOf(config);
-  ASSERT_TRUE(local.ok()) << local.status();
-  Cluster cluster = StartWorkers(6);
-  auto driver = PipelineDriver::Create("job-out", config, cluster.addresses);
-  ASSERT_TRUE(driver.ok()) << driver.status();
-  ASSERT_TRUE((*driver)->Assign().ok());
-  EXPECT_FALSE((*driver)->CanDrop({0, 1, 2}));
-  const int64_t batch = config.training().batch_size(), seq = config.model().seq_len();
+  ReplicaRig rig(config);
+  ASSERT_TRUE(rig.Start("job-out").ok());
+  PipelineDriver* driver = rig.driver.get();
+  EXPECT_FALSE(driver->CanDrop({0, 1, 2}));
   for (int64_t step = 0; step < 6; ++step) {
     if (step == 2) {
-      ASSERT_TRUE((*driver)->DropPipelines({0}).ok());
-      EXPECT_EQ((*driver)->dropped(), std::set<int64_t>{0});
+      ASSERT_TRUE(driver->DropPipelines({0}).ok());
+      EXPECT_EQ(driver->dropped(), std::set<int64_t>{0});
     }
     if (step == 3) {  // Written by pipeline 1, the first in the job now.
-      ASSERT_TRUE((*driver)->SaveCheckpoints(3).ok());
+      ASSERT_TRUE(driver->SaveCheckpoints(3).ok());
       for (int s = 0; s < 2; ++s) {
         const std::string path =
             absl::StrCat(CheckpointDir(), "/job-out-step-3-stage-", s, ".ckpt");
@@ -345,34 +364,27 @@ TEST(PipelineReplicasTest, APipelineOutOfTheJobAndBackKeepsTheSingleProcessSteps
     }
     if (step == 4) {
       // Pipeline 0's slots (0 and 1) back, on the same workers with fresh state.
-      ASSERT_TRUE(
-          (*driver)->Replace({{0, (*driver)->endpoint(0)}, {1, (*driver)->endpoint(1)}}).ok());
-      EXPECT_TRUE((*driver)->dropped().empty());
+      ASSERT_TRUE(driver->Replace({{0, driver->endpoint(0)}, {1, driver->endpoint(1)}}).ok());
+      EXPECT_TRUE(driver->dropped().empty());
     }
     std::vector<int64_t> x, y;
-    ASSERT_TRUE(sampler.Sample(step, 0, batch, &x, &y).ok());
-    auto distributed = (*driver)->TrainStep(step, x, y);
+    ASSERT_TRUE(rig.Sample(step, &x, &y).ok());
+    auto distributed = driver->TrainStep(step, x, y);
     ASSERT_TRUE(distributed.ok()) << "step " << step << ": " << distributed.status();
     // No call reached the pipeline that is out.
     const bool out = step == 2 || step == 3;
     EXPECT_EQ(distributed->stages[0].microbatches_size() == 0, out) << step;
     EXPECT_EQ(distributed->stages[1].microbatches_size() == 0, out) << step;
-    auto reference =
-        (*local)->TrainStep(step, torch::from_blob(x.data(), {batch, seq}, torch::kInt64).clone(),
-                            torch::from_blob(y.data(), {batch, seq}, torch::kInt64).clone(),
-                            config.training().microbatches());
-    ASSERT_TRUE(reference.ok()) << reference.status();
-    EXPECT_LT(RelativeDifference(distributed->stats.loss, reference->loss), 1e-5) << step;
-    EXPECT_LT(RelativeDifference(distributed->stats.grad_norm, reference->grad_norm), 1e-5) << step;
+    rig.ExpectSameStep(step, x, y, distributed->stats);
   }
-  ASSERT_TRUE((*driver)->SaveCheckpoints(6).ok());
+  ASSERT_TRUE(driver->SaveCheckpoints(6).ok());
   for (int s = 0; s < 2; ++s) {
     const std::string path = absl::StrCat(CheckpointDir(), "/job-out-step-6-stage-", s, ".ckpt");
     auto saved = CheckpointFile::Read(path);
     ASSERT_TRUE(saved.ok()) << saved.status();
     std::map<std::string, torch::Tensor> remote;
     for (auto& [name, t] : saved->tensors) remote[name] = t;
-    for (const auto& [name, p] : (*local)->stage(s).Parameters()) {
+    for (const auto& [name, p] : rig.local->stage(s).Parameters()) {
       const double diff =
           ((remote["param." + name] - p).norm() / p.norm().clamp_min(1e-12)).item<double>();
       EXPECT_LT(diff, 1e-5) << "stage " << s << " " << name;
