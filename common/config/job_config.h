@@ -6,6 +6,7 @@
 #ifndef RESBM_COMMON_CONFIG_JOB_CONFIG_H_
 #define RESBM_COMMON_CONFIG_JOB_CONFIG_H_
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -54,6 +55,12 @@ void SetCompression(v1::CompressionKind kind, uint32_t ratio, v1::JobConfig* con
 // Returns the first violation as kInvalidArgument, "<field path>: <value> ...; expected ...".
 // Whether data files exist is checked when the data is loaded, not here.
 absl::Status ValidateJobConfig(const v1::JobConfig& config);
+
+// The workers a job runs on: one per stage of each of its stages.replicas pipelines.
+inline int64_t JobWorkerCount(const v1::JobConfig& config) {
+  return static_cast<int64_t>(config.stages().num_stages()) *
+         std::max<int64_t>(1, config.stages().replicas());
+}
 
 // Converters to the model core's option structs. They apply the defaults to a copy first, so a
 // partially filled config maps as ParseJobConfigJson would fill it; they do not validate.

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/config/job_config.h"
 #include "common/modelio/stage_checkpoint_path.h"
 #include "common/status/failure_cause.h"
 #include "common/status/status_macros.h"
@@ -33,7 +34,7 @@ absl::StatusOr<std::unique_ptr<DistributedBackend>> DistributedBackend::Create(
 DistributedBackend::DistributedBackend(const DistributedBackendOptions& options)
     : options_(options),
       num_stages_(options.config.stages().num_stages()),
-      num_workers_(num_stages_ * std::max<int64_t>(1, options.config.stages().replicas())),
+      num_workers_(JobWorkerCount(options.config)),
       traffic_(num_stages_ - 1),
       timing_(num_stages_) {}
 

@@ -37,12 +37,6 @@ void AddRecoveryRecord(const RecoveryEvent& event, v1::JobProgress* progress) {
 
 int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
 
-// The workers a job runs on: one per stage of each pipeline.
-int64_t WorkersOf(const v1::JobConfig& config) {
-  return static_cast<int64_t>(config.stages().num_stages()) *
-         std::max<int64_t>(1, config.stages().replicas());
-}
-
 // The workers `job_id` of `queue` needs.
 int64_t WorkersNeeded(const std::vector<PendingJob>& queue, const std::string& job_id) {
   for (const PendingJob& job : queue) {
@@ -112,6 +106,7 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Open(const std::string& 
                                                              JobRunner runner,
                                                              WorkerRegistry* registry,
                                                              JobManagerOptions options) {
+  RESBM_RETURN_IF_ERROR(ValidateJobStartLimits(options.limits));
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
   if (error) {
@@ -336,7 +331,7 @@ std::vector<PendingJob> JobManager::PendingJobs(const std::vector<v1::Job>& jobs
     pending.owner = job.owner();
     pending.priority = job.priority();
     // Cancelled, then the coordinator restarted: it ends at once, on no worker.
-    pending.workers = job.cancel_requested() ? 0 : WorkersOf(job.config());
+    pending.workers = job.cancel_requested() ? 0 : JobWorkerCount(job.config());
     pending.overtaken = overtaken_[job.job_id()];
     pending.resumed = resumed;
     queue.push_back(std::move(pending));
@@ -376,7 +371,12 @@ bool JobManager::SchedulePass() {
     absl::MutexLock lock(&mu_);
     for (const std::string& overtaken : plan.overtakes[job_id]) ++overtaken_[overtaken];
   }
-  for (const auto& [job_id, reason] : plan.waiting) TellWaiting(job_id, reason);
+  // Only the reasons that changed: most passes repeat them, and each write is a store read.
+  std::map<std::string, const std::string*> told;
+  for (const v1::Job& job : *jobs) told[job.job_id()] = &job.message();
+  for (const auto& [job_id, reason] : plan.waiting) {
+    if (*told[job_id] != reason) TellWaiting(job_id, reason);
+  }
   return true;
 }
 

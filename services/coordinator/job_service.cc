@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/config/job_config.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
 #include "services/coordinator/watch_job_reactor.h"
@@ -200,8 +201,7 @@ v1::ClusterStatus JobService::ClusterView(std::vector<v1::Job> jobs) const {
     j->set_state(job.state());
     j->set_owner(job.owner());
     j->set_priority(job.priority());
-    j->set_workers_needed(job.config().stages().num_stages() *
-                          std::max<uint32_t>(1, job.config().stages().replicas()));
+    j->set_workers_needed(static_cast<uint32_t>(JobWorkerCount(job.config())));
     j->set_workers_held(held[job.job_id()]);
     j->set_message(job.message());
     if (job.state() == v1::JOB_STATE_QUEUED) status.set_queued_jobs(status.queued_jobs() + 1);

@@ -1,6 +1,7 @@
 #include "services/coordinator/job_start_plan.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -26,6 +27,19 @@ std::string LimitReason(const PendingJob& job, const JobPool& pool, const JobSta
 }
 
 }  // namespace
+
+absl::Status ValidateJobStartLimits(const JobStartLimits& limits) {
+  for (const auto& [name, value] :
+       {std::pair<const char*, int64_t>{"max-running-jobs", limits.max_running_jobs},
+        {"max-running-jobs-per-user", limits.max_running_jobs_per_user},
+        {"max-overtakes", limits.max_overtakes}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, ": ", value, "; expected 0 or more"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& start_pool,
                            const JobStartLimits& limits) {

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace resbm {
 
 struct PendingJob {
@@ -61,6 +63,9 @@ struct JobStartPlan {
   // start happens).
   std::map<std::string, std::vector<std::string>> overtakes;
 };
+
+// INVALID_ARGUMENT naming the limit (and its resbm-coordinator flag) when one is negative.
+absl::Status ValidateJobStartLimits(const JobStartLimits& limits);
 
 // `queue`: the QUEUED (and resumed) jobs in submission order.
 JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& pool,

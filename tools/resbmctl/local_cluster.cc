@@ -58,9 +58,7 @@ absl::Status RunLocalCluster(const LocalClusterOptions& options) {
         absl::StrCat("--spare-workers: ", options.spare_workers, "; expected >= 0"));
   }
   // One worker per stage of every pipeline (stages.replicas of them), plus the spares.
-  const int64_t workers_wanted =
-      int64_t{config.stages().num_stages()} * std::max<uint32_t>(1, config.stages().replicas()) +
-      options.spare_workers;
+  const int64_t workers_wanted = JobWorkerCount(config) + options.spare_workers;
 
   std::error_code error;
   const std::string data_dir = options.log_dir + "/data";

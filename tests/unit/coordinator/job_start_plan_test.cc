@@ -134,5 +134,14 @@ TEST(PlanJobStartsTest, AJobWithoutWorkersIsNeverHeldBack) {
   EXPECT_EQ(plan.overtakes.count("job-2"), 0u);
 }
 
+TEST(PlanJobStartsTest, NegativeLimitsAreRefusedNamingTheFlag) {
+  EXPECT_TRUE(ValidateJobStartLimits(JobStartLimits{}).ok());
+  JobStartLimits limits;
+  limits.max_overtakes = -1;
+  const absl::Status refused = ValidateJobStartLimits(limits);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.message(), "--max-overtakes: -1; expected 0 or more");
+}
+
 }  // namespace
 }  // namespace resbm
