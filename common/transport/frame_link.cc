@@ -3,8 +3,27 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/transport/bulk_message.h"
 
 namespace resbm {
+
+grpc::ByteBuffer FrameMessage(v1::TensorFrame frame) {
+  const BulkBytes payload = BulkBytes::Own(std::move(*frame.mutable_payload()));
+  frame.clear_payload();
+  return JoinBulkField(frame, v1::TensorFrame::kPayloadFieldNumber, payload);
+}
+
+absl::StatusOr<v1::TensorFrame> ParseFrameMessage(const grpc::ByteBuffer& message) {
+  v1::TensorFrame frame;
+  BulkBytes payload;
+  absl::Status parsed =
+      SplitBulkField(message, v1::TensorFrame::kPayloadFieldNumber, &frame, &payload);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("frame: ", parsed.message()));
+  }
+  frame.set_payload(payload.ToString());
+  return frame;
+}
 
 FrameLink::FrameLink(int64_t max_queued, int64_t inbox_capacity)
     : max_queued_(max_queued), inbox_(inbox_capacity) {
@@ -29,6 +48,10 @@ void FrameLink::Attach(FrameWriter* writer) {
 }
 
 absl::Status FrameLink::Send(v1::TensorFrame frame, absl::Time deadline) {
+  return SendMessage(FrameMessage(std::move(frame)), deadline);  // Serialized outside the lock.
+}
+
+absl::Status FrameLink::SendMessage(grpc::ByteBuffer message, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   while (closed_.ok() && static_cast<int64_t>(queue_.size()) >= max_queued_) {
     if (room_.WaitWithDeadline(&mu_, deadline)) {
@@ -38,7 +61,7 @@ absl::Status FrameLink::Send(v1::TensorFrame frame, absl::Time deadline) {
   }
   if (!closed_.ok()) return closed_;
   if (writes_finished_) return absl::FailedPreconditionError("link: writes already finished");
-  queue_.push_back(std::move(frame));
+  queue_.push_back(std::move(message));
   if (!writing_) {
     writing_ = true;
     writer_->StartFrameWrite(&queue_.front());

@@ -1,15 +1,19 @@
 // FrameLink: one end of a boundary stream as the stage executor sees it: a bounded outbound
 // queue drained by the stream's reactor one write at a time, and the mailbox of frames that
 // arrived. Shared (shared_ptr) by the reactor and the worker, so either may go first; the
-// reactor detaches in OnDone. Thread-safe.
+// reactor detaches in OnDone. Frames travel as raw gRPC messages (FrameMessage): a payload
+// is handed to gRPC as it is, never copied by protobuf on the way out. Thread-safe.
 #ifndef RESBM_COMMON_TRANSPORT_FRAME_LINK_H_
 #define RESBM_COMMON_TRANSPORT_FRAME_LINK_H_
+
+#include <grpcpp/support/byte_buffer.h>
 
 #include <cstdint>
 #include <deque>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/transport/frame_mailbox.h"
@@ -17,12 +21,19 @@
 
 namespace resbm {
 
-// Implemented by the reactors: start writing `frame` (which stays alive until the link's
+// `frame` as its stream carries it: the payload's bytes move into a slice of their own, not
+// copied; the bytes are TensorFrame's serialization.
+grpc::ByteBuffer FrameMessage(v1::TensorFrame frame);
+// A received message as a TensorFrame (the payload copied once, out of gRPC's slices);
+// InvalidArgument for bytes that are not one.
+absl::StatusOr<v1::TensorFrame> ParseFrameMessage(const grpc::ByteBuffer& message);
+
+// Implemented by the reactors: start writing `message` (which stays alive until the link's
 // OnWriteDone). Called with the link's lock held; must not call back into the link.
 class FrameWriter {
  public:
   virtual ~FrameWriter() = default;
-  virtual void StartFrameWrite(const v1::TensorFrame* frame) = 0;
+  virtual void StartFrameWrite(const grpc::ByteBuffer* message) = 0;
   // Half-closes the stream after the last write (a client's normal end); same rules.
   virtual void StartFrameWritesDone() {}
 };
@@ -37,6 +48,9 @@ class FrameLink {
   // Executor side: queues a frame, blocking while the queue is full (the backpressure).
   // Unavailable once the link is closed; DeadlineExceeded if no room by `deadline`.
   absl::Status Send(v1::TensorFrame frame, absl::Time deadline);
+  // The same for a frame already made a message (FrameMessage): a benchmark sends one many
+  // times.
+  absl::Status SendMessage(grpc::ByteBuffer message, absl::Time deadline);
   // Executor side, the normal end: no more frames; once those queued are written the stream
   // is half-closed (WritesDone), and the peer finishes it with OK. Send fails from here on.
   void FinishWrites();
@@ -65,7 +79,7 @@ class FrameLink {
   FrameMailbox inbox_;
   mutable absl::Mutex mu_;
   absl::CondVar room_;
-  std::deque<v1::TensorFrame> queue_ ABSL_GUARDED_BY(mu_);  // Front is being written.
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);  // Front is being written.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool writes_finished_ ABSL_GUARDED_BY(mu_) = false;
   bool detached_ ABSL_GUARDED_BY(mu_) = false;  // Close ran.

@@ -6,12 +6,15 @@
 
 namespace resbm {
 
-void ExchangeClientReactor::Start(v1::StageWorker::Stub* stub, std::shared_ptr<FrameLink> link,
+void ExchangeClientReactor::Start(grpc::GenericStub* stub, std::shared_ptr<FrameLink> link,
                                   std::shared_ptr<grpc::ClientContext> context) {
+  // gRPC keeps a pointer to the method's name for the call's life.
+  static const std::string* const kMethod = new std::string("/resbm.v1.StageWorker/Exchange");
   std::shared_ptr<ExchangeClientReactor> reactor(
       new ExchangeClientReactor(std::move(link), std::move(context)));
   reactor->self_ = reactor;
-  stub->async()->Exchange(reactor->context_.get(), reactor.get());
+  stub->PrepareBidiStreamingCall(reactor->context_.get(), *kMethod, grpc::StubOptions(),
+                                 reactor.get());
   std::weak_ptr<ExchangeClientReactor> weak = reactor;
   reactor->link_->inbox().SetOnRoom([weak] {
     if (auto alive = weak.lock()) alive->Resume();
@@ -29,7 +32,9 @@ ExchangeClientReactor::ExchangeClientReactor(std::shared_ptr<FrameLink> link,
                                              std::shared_ptr<grpc::ClientContext> context)
     : context_(std::move(context)), link_(std::move(link)) {}
 
-void ExchangeClientReactor::StartFrameWrite(const v1::TensorFrame* frame) { StartWrite(frame); }
+void ExchangeClientReactor::StartFrameWrite(const grpc::ByteBuffer* message) {
+  StartWrite(message);
+}
 
 void ExchangeClientReactor::StartFrameWritesDone() { StartWritesDone(); }
 
@@ -39,10 +44,17 @@ void ExchangeClientReactor::OnReadDone(bool ok) {
     RemoveHold();  // OnDone follows once the call is over.
     return;
   }
-  // Moved out first: once Deliver pauses the stream, a resume may start the next read.
-  v1::TensorFrame frame = std::move(incoming_);
+  // Parsed first: once Deliver pauses the stream, a resume may start the next read.
+  absl::StatusOr<v1::TensorFrame> frame = ParseFrameMessage(incoming_);
   incoming_.Clear();
-  if (link_->Deliver(std::move(frame))) StartRead(&incoming_);
+  if (!frame.ok()) {
+    link_->Shutdown(absl::DataLossError(
+        absl::StrCat("downstream stage sent what is not a frame: ", frame.status().message())));
+    context_->TryCancel();
+    RemoveHold();
+    return;
+  }
+  if (link_->Deliver(*std::move(frame))) StartRead(&incoming_);
 }
 
 void ExchangeClientReactor::Resume() { StartRead(&incoming_); }

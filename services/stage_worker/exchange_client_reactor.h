@@ -8,6 +8,7 @@
 #ifndef RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_
 #define RESBM_SERVICES_STAGE_WORKER_EXCHANGE_CLIENT_REACTOR_H_
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -17,18 +18,19 @@
 
 namespace resbm {
 
-class ExchangeClientReactor : public grpc::ClientBidiReactor<v1::TensorFrame, v1::TensorFrame>,
+class ExchangeClientReactor : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                               public FrameWriter {
  public:
-  // Starts the call on `stub` (must outlive the call). The caller keeps `context` to end
-  // the stream from its side with TryCancel (an aborted step, shutdown).
-  static void Start(v1::StageWorker::Stub* stub, std::shared_ptr<FrameLink> link,
+  // Starts StageWorker/Exchange on `stub` (must outlive the call), its frames as raw
+  // messages (FrameMessage). The caller keeps `context` to end the stream from its side with
+  // TryCancel (an aborted step, shutdown).
+  static void Start(grpc::GenericStub* stub, std::shared_ptr<FrameLink> link,
                     std::shared_ptr<grpc::ClientContext> context);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
-  void StartFrameWrite(const v1::TensorFrame* frame) override;
+  void StartFrameWrite(const grpc::ByteBuffer* message) override;
   void StartFrameWritesDone() override;
 
  private:
@@ -39,7 +41,7 @@ class ExchangeClientReactor : public grpc::ClientBidiReactor<v1::TensorFrame, v1
 
   std::shared_ptr<grpc::ClientContext> context_;
   std::shared_ptr<FrameLink> link_;
-  v1::TensorFrame incoming_;
+  grpc::ByteBuffer incoming_;
   std::shared_ptr<ExchangeClientReactor> self_;  // Dropped in OnDone.
 };
 

@@ -2,6 +2,9 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "common/status/grpc_status.h"
+
 namespace resbm {
 
 ExchangeServerReactor* ExchangeServerReactor::Start(std::shared_ptr<FrameLink> link, OnEnd on_end) {
@@ -21,7 +24,9 @@ ExchangeServerReactor* ExchangeServerReactor::Start(std::shared_ptr<FrameLink> l
 ExchangeServerReactor::ExchangeServerReactor(std::shared_ptr<FrameLink> link, OnEnd on_end)
     : link_(std::move(link)), on_end_(std::move(on_end)) {}
 
-void ExchangeServerReactor::StartFrameWrite(const v1::TensorFrame* frame) { StartWrite(frame); }
+void ExchangeServerReactor::StartFrameWrite(const grpc::ByteBuffer* message) {
+  StartWrite(message);
+}
 
 void ExchangeServerReactor::OnReadDone(bool ok) {
   if (!ok) {
@@ -30,10 +35,16 @@ void ExchangeServerReactor::OnReadDone(bool ok) {
     FinishOnce(grpc::Status::OK);
     return;
   }
-  // Moved out first: once Deliver pauses the stream, a resume may start the next read.
-  v1::TensorFrame frame = std::move(incoming_);
+  // Parsed first: once Deliver pauses the stream, a resume may start the next read.
+  absl::StatusOr<v1::TensorFrame> frame = ParseFrameMessage(incoming_);
   incoming_.Clear();
-  if (link_->Deliver(std::move(frame))) StartRead(&incoming_);
+  if (!frame.ok()) {
+    link_->Shutdown(absl::DataLossError(
+        absl::StrCat("upstream stage sent what is not a frame: ", frame.status().message())));
+    FinishOnce(ToGrpcStatus(frame.status()));
+    return;
+  }
+  if (link_->Deliver(*std::move(frame))) StartRead(&incoming_);
 }
 
 void ExchangeServerReactor::Resume() {

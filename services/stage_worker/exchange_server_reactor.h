@@ -21,7 +21,7 @@
 
 namespace resbm {
 
-class ExchangeServerReactor : public grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>,
+class ExchangeServerReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                               public FrameWriter {
  public:
   // How a stream ended: "writes_done" (the upstream half-closed: the normal end) or
@@ -36,7 +36,7 @@ class ExchangeServerReactor : public grpc::ServerBidiReactor<v1::TensorFrame, v1
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
   void OnDone() override;
-  void StartFrameWrite(const v1::TensorFrame* frame) override;
+  void StartFrameWrite(const grpc::ByteBuffer* message) override;
 
  private:
   ExchangeServerReactor(std::shared_ptr<FrameLink> link, OnEnd on_end);
@@ -46,7 +46,7 @@ class ExchangeServerReactor : public grpc::ServerBidiReactor<v1::TensorFrame, v1
 
   std::shared_ptr<FrameLink> link_;
   OnEnd on_end_;
-  v1::TensorFrame incoming_;
+  grpc::ByteBuffer incoming_;                    // A raw TensorFrame (ParseFrameMessage).
   std::shared_ptr<ExchangeServerReactor> self_;  // Dropped in OnDone.
   std::atomic<bool> cancelled_{false};
   absl::Mutex mu_;

@@ -9,6 +9,7 @@
 #include "common/status/failure_cause.h"
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
+#include "common/transport/bulk_message.h"
 #include "common/transport/grpc_settings.h"
 
 namespace resbm {
@@ -50,26 +51,82 @@ struct ChunkCall {
   grpc::ByteBuffer response;  // An empty ReduceChunkResponse.
 };
 
-// A ReduceChunkRequest as the wire carries it, built without protobuf copying the payload
-// into its output: the small fields serialized, then `values` as its tag, its length and the
-// bytes in a slice of their own. Protobuf reads fields in any order, so the receiver parses
-// an ordinary ReduceChunkRequest.
-grpc::ByteBuffer ChunkMessage(const v1::ReduceChunkRequest& fields, const char* values,
-                              size_t size) {
-  std::string head = fields.SerializeAsString();
-  head.push_back(static_cast<char>((v1::ReduceChunkRequest::kValuesFieldNumber << 3) | 2));
-  for (uint64_t n = size;; n >>= 7) {  // The length as a varint.
-    if (n < 0x80) {
-      head.push_back(static_cast<char>(n));
-      break;
+// Adds the fp32 values in `bytes` to `out`, value by value: the slices they arrived in need
+// not be aligned for float, and a value may straddle two of them.
+void AddFloats(const BulkBytes& bytes, float* out) {
+  char carry[sizeof(float)];
+  size_t carried = 0;
+  bytes.ForEachSpan([&](const char* data, size_t size) {
+    while (carried > 0 && size > 0) {  // Completes the value the last span began.
+      carry[carried++] = *data++;
+      --size;
+      if (carried == sizeof(float)) {
+        float in;
+        std::memcpy(&in, carry, sizeof(float));
+        *out++ += in;
+        carried = 0;
+      }
     }
-    head.push_back(static_cast<char>((n & 0x7f) | 0x80));
-  }
-  grpc::Slice slices[2] = {grpc::Slice(head), grpc::Slice(values, size)};
-  return grpc::ByteBuffer(slices, 2);
+    if (carried > 0) return;  // The span ended inside that value.
+    const size_t whole = size / sizeof(float);
+    for (size_t i = 0; i < whole; ++i) {
+      float in;
+      std::memcpy(&in, data + i * sizeof(float), sizeof(float));
+      out[i] += in;
+    }
+    out += whole;
+    carried = size - whole * sizeof(float);
+    std::memcpy(carry, data + whole * sizeof(float), carried);
+  });
 }
 
 }  // namespace
+
+// The values of one AllReduce while gRPC may still read them: its sends pin them (no copy),
+// counted per round, so that a chunk is not overwritten before the sends of it let go; the
+// pins keep them alive past an all-reduce that failed while gRPC still held some.
+struct GradientRing::Pins {
+  Pins(std::vector<float> sums, int64_t rounds) : values(std::move(sums)), held(rounds, 0) {}
+
+  // Pins values [begin, end), sent in `round`.
+  static BulkBytes Pin(const std::shared_ptr<Pins>& pins, int64_t round, int64_t begin,
+                       int64_t end) {
+    {
+      absl::MutexLock lock(&pins->mu);
+      ++pins->held[round];
+    }
+    auto* ref = new std::pair<std::shared_ptr<Pins>, int64_t>(pins, round);
+    return BulkBytes::Pin(reinterpret_cast<const char*>(pins->values.data() + begin),
+                          static_cast<size_t>(end - begin) * sizeof(float), &Release, ref);
+  }
+  static void Release(void* context) {
+    std::unique_ptr<std::pair<std::shared_ptr<Pins>, int64_t>> ref(
+        static_cast<std::pair<std::shared_ptr<Pins>, int64_t>*>(context));
+    absl::MutexLock lock(&ref->first->mu);
+    --ref->first->held[ref->second];
+    ref->first->released.SignalAll();
+  }
+  // Waits until gRPC let go of round `round`'s pins (every round's if negative).
+  absl::Status AwaitReleased(int64_t round, absl::Time deadline) {
+    absl::MutexLock lock(&mu);
+    auto free = [&] {
+      if (round >= 0) return held[round] == 0;
+      return std::all_of(held.begin(), held.end(), [](int64_t h) { return h == 0; });
+    };
+    while (!free()) {
+      if (released.WaitWithDeadline(&mu, deadline) && !free()) {
+        return absl::DeadlineExceededError(
+            "all-reduce: gRPC still held the values sent at the deadline");
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::vector<float> values;  // Written by the executor; its size never changes.
+  absl::Mutex mu;
+  absl::CondVar released;
+  std::vector<int64_t> held ABSL_GUARDED_BY(mu);  // Live pins, by round.
+};
 
 struct GradientRing::Sends {
   // Tripped by the first failed send: the waits for the previous replica end with it (a
@@ -90,9 +147,9 @@ GradientRing::GradientRing(Options options, std::shared_ptr<ReduceInbox> inbox)
 }
 
 absl::Status GradientRing::Receive(int64_t step, int64_t round, int64_t piece, bool add,
-                                   int64_t begin, int64_t end, std::vector<float>* values,
-                                   absl::Time deadline, const Cancellation* cancel) {
-  RESBM_ASSIGN_OR_RETURN(const std::string got, inbox_->Take(step, round, piece, deadline, cancel));
+                                   int64_t begin, int64_t end, float* values, absl::Time deadline,
+                                   const Cancellation* cancel) {
+  RESBM_ASSIGN_OR_RETURN(const BulkBytes got, inbox_->Take(step, round, piece, deadline, cancel));
   const size_t expected = static_cast<size_t>(end - begin) * sizeof(float);
   if (got.size() != expected) {
     return absl::DataLossError(absl::StrCat("all-reduce round ", round, " piece ", piece, ": ",
@@ -101,20 +158,15 @@ absl::Status GradientRing::Receive(int64_t step, int64_t round, int64_t piece, b
                                             "expected ",
                                             expected));
   }
-  if (!add) {
-    std::memcpy(values->data() + begin, got.data(), got.size());
-    return absl::OkStatus();
-  }
-  // Copied value by value: a string's bytes need not be aligned for float.
-  for (int64_t i = begin; i < end; ++i) {
-    float in;
-    std::memcpy(&in, got.data() + (i - begin) * sizeof(float), sizeof(float));
-    (*values)[i] += in;
+  if (add) {
+    AddFloats(got, values + begin);
+  } else {
+    got.CopyTo(reinterpret_cast<char*>(values + begin));
   }
   return absl::OkStatus();
 }
 
-void GradientRing::Send(int64_t step, int64_t round, int64_t piece, const char* values, size_t size,
+void GradientRing::Send(int64_t step, int64_t round, int64_t piece, const BulkBytes& values,
                         absl::Time deadline, const std::shared_ptr<Sends>& sends) {
   auto call = std::make_shared<ChunkCall>();
   call->context.set_deadline(absl::ToChronoTime(deadline));
@@ -125,7 +177,7 @@ void GradientRing::Send(int64_t step, int64_t round, int64_t piece, const char* 
   fields.set_from_replica(static_cast<uint32_t>(options_.replica));
   fields.set_round(static_cast<uint32_t>(round));
   fields.set_piece(static_cast<uint32_t>(piece));
-  call->request = ChunkMessage(fields, values, size);
+  call->request = JoinBulkField(fields, v1::ReduceChunkRequest::kValuesFieldNumber, values);
   {
     absl::MutexLock lock(&sends->mu);
     ++sends->in_flight;
@@ -135,6 +187,7 @@ void GradientRing::Send(int64_t step, int64_t round, int64_t piece, const char* 
   next_->UnaryCall(
       &call->context, "/resbm.v1.StageWorker/ReduceChunk", grpc::StubOptions(), &call->request,
       &call->response, [call, sends, to, round](grpc::Status s) {
+        call->request.Clear();  // Lets go of the values it pinned: gRPC is done with them.
         if (!s.ok()) {
           // Unlocked: the token's wake-ups take the inbox's lock.
           sends->failed.Cancel(Annotate(
@@ -151,6 +204,8 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
   const int64_t r = options_.replica, n = options_.replicas;
   if (n <= 1) return absl::OkStatus();
   const int64_t count = static_cast<int64_t>(values->size());
+  auto pins = std::make_shared<Pins>(std::move(*values), 2 * (n - 1));  // Moved, not copied.
+  float* sums = pins->values.data();
   const std::shared_ptr<Sends> sends = StartSends(cancel);
   // The step's token trips the ring's too: one token for the waits to watch.
   const Cancellation::Subscription step_cancelled =
@@ -162,18 +217,23 @@ absl::Status GradientRing::AllReduce(int64_t step, std::vector<float>* values, a
     for (int64_t piece = 0; send_begin + piece * options_.piece_values < send_end; ++piece) {
       const int64_t begin = send_begin + piece * options_.piece_values;
       const int64_t end = std::min(send_end, begin + options_.piece_values);
-      Send(step, round, piece, reinterpret_cast<const char*>(values->data() + begin),
-           static_cast<size_t>(end - begin) * sizeof(float), deadline, sends);
+      Send(step, round, piece, Pins::Pin(pins, round, begin, end), deadline, sends);
     }
+    // All-gather round j overwrites the chunk reduce-scatter round j sent.
+    if (!plan.add) status = pins->AwaitReleased(round - (n - 1), deadline);
     const auto [receive_begin, receive_end] = RingChunk(count, n, plan.receive_chunk);
     for (int64_t piece = 0;
          status.ok() && receive_begin + piece * options_.piece_values < receive_end; ++piece) {
       const int64_t begin = receive_begin + piece * options_.piece_values;
       const int64_t end = std::min(receive_end, begin + options_.piece_values);
-      status = Receive(step, round, piece, plan.add, begin, end, values, deadline, &sends->failed);
+      status = Receive(step, round, piece, plan.add, begin, end, sums, deadline, &sends->failed);
     }
   }
-  return EndSends(sends, std::move(status));
+  status = EndSends(sends, std::move(status));
+  if (status.ok()) status = pins->AwaitReleased(-1, deadline);
+  // After a failure gRPC may still hold pins: the sums stay theirs, and the caller's go.
+  if (status.ok()) *values = std::move(pins->values);
+  return status;
 }
 
 std::shared_ptr<GradientRing::Sends> GradientRing::StartSends(const Cancellation* cancel) const {
@@ -220,16 +280,19 @@ absl::Status GradientRing::AllGather(int64_t step, std::string mine,
     const std::string& out = (*by_replica)[Mod(r - round, n)];
     for (int64_t piece = 0; piece < pieces; ++piece) {
       const size_t begin = static_cast<size_t>(piece) * piece_bytes;
-      Send(step, round, piece, out.data() + std::min(size, begin),
-           std::min(piece_bytes, size - std::min(size, begin)), deadline, sends);
+      // Copied: the caller's strings need not outlive what gRPC holds.
+      Send(step, round, piece,
+           BulkBytes::Own(out.substr(std::min(size, begin),
+                                     std::min(piece_bytes, size - std::min(size, begin)))),
+           deadline, sends);
     }
     std::string& in = (*by_replica)[Mod(r - round - 1, n)];
     for (int64_t piece = 0; status.ok() && piece < pieces; ++piece) {
-      absl::StatusOr<std::string> got = inbox_->Take(step, round, piece, deadline, &sends->failed);
+      absl::StatusOr<BulkBytes> got = inbox_->Take(step, round, piece, deadline, &sends->failed);
       if (!got.ok()) {
         status = got.status();
       } else {
-        in += *got;
+        got->ForEachSpan([&in](const char* data, size_t size) { in.append(data, size); });
       }
     }
     if (status.ok() && in.size() != size) {

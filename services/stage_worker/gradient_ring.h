@@ -56,7 +56,8 @@ class GradientRing {
   GradientRing& operator=(const GradientRing&) = delete;
 
   // Replaces `values` by their sum over every replica (each passes its own). Every send has
-  // ended when it returns; the first failure (a send, a wait) is its error.
+  // ended when it returns; the first failure (a send, a wait) is its error, and leaves
+  // `values` unspecified. The values are sent from where they are, never copied.
   absl::Status AllReduce(int64_t step, std::vector<float>* values, absl::Time deadline,
                          const Cancellation* cancel);
 
@@ -67,17 +68,19 @@ class GradientRing {
                          absl::Time deadline, const Cancellation* cancel);
 
   int64_t replicas() const { return options_.replicas; }
+  int64_t piece_values() const { return options_.piece_values; }
 
  private:
   // The sends in flight, and the first of their failures.
   struct Sends;
-  // Sends `size` bytes from `values` (copied once, into the message's own slice).
-  void Send(int64_t step, int64_t round, int64_t piece, const char* values, size_t size,
+  // The values an all-reduce sends, pinned while gRPC holds them.
+  struct Pins;
+  // Sends `values` (their slices, not a copy) as one piece.
+  void Send(int64_t step, int64_t round, int64_t piece, const BulkBytes& values,
             absl::Time deadline, const std::shared_ptr<Sends>& sends);
   // Takes a piece, values [begin, end), from the previous replica: added, or copied.
   absl::Status Receive(int64_t step, int64_t round, int64_t piece, bool add, int64_t begin,
-                       int64_t end, std::vector<float>* values, absl::Time deadline,
-                       const Cancellation* cancel);
+                       int64_t end, float* values, absl::Time deadline, const Cancellation* cancel);
 
   // The sends of one collective, tripped by the step's token too.
   std::shared_ptr<Sends> StartSends(const Cancellation* cancel) const;
@@ -86,7 +89,7 @@ class GradientRing {
 
   const Options options_;
   const std::shared_ptr<ReduceInbox> inbox_;
-  // ReduceChunk as raw bytes: the payload goes out without protobuf serializing it again.
+  // ReduceChunk as raw bytes: the values go out without protobuf copying them.
   std::unique_ptr<grpc::GenericStub> next_;
 };
 

@@ -13,7 +13,7 @@ void ReduceInbox::Expect(const std::string& job_id, int64_t stage, int64_t from_
   held_.clear();
 }
 
-absl::Status ReduceInbox::Deliver(v1::ReduceChunkRequest chunk) {
+absl::Status ReduceInbox::Deliver(const v1::ReduceChunkRequest& chunk, BulkBytes values) {
   absl::MutexLock lock(&mu_);
   if (job_id_.empty() || chunk.job_id() != job_id_ ||
       static_cast<int64_t>(chunk.stage_index()) != stage_ ||
@@ -37,13 +37,13 @@ absl::Status ReduceInbox::Deliver(v1::ReduceChunkRequest chunk) {
     return absl::ResourceExhaustedError(
         absl::StrCat("reduce chunks: ", held_.size(), " held; expected at most ", kMaxHeld));
   }
-  held_.emplace(key, std::move(*chunk.mutable_values()));
+  held_.emplace(key, std::move(values));
   arrived_.SignalAll();
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReduceInbox::Take(int64_t step, int64_t round, int64_t piece,
-                                              absl::Time deadline, const Cancellation* cancel) {
+absl::StatusOr<BulkBytes> ReduceInbox::Take(int64_t step, int64_t round, int64_t piece,
+                                            absl::Time deadline, const Cancellation* cancel) {
   const Cancellation::Subscription woken = Cancellation::Subscribe(cancel, [this] {
     absl::MutexLock lock(&mu_);
     arrived_.SignalAll();
@@ -62,7 +62,7 @@ absl::StatusOr<std::string> ReduceInbox::Take(int64_t step, int64_t round, int64
                        ") from the previous replica"));
     }
   }
-  std::string values = std::move(held_[key]);
+  BulkBytes values = std::move(held_[key]);
   held_.erase(key);
   return values;
 }

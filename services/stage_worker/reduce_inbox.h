@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/runtime/cancellation.h"
+#include "common/transport/bulk_bytes.h"
 #include "resbm/v1/stage_worker.pb.h"
 
 namespace resbm {
@@ -34,12 +35,13 @@ class ReduceInbox {
   // The handler's half. FAILED_PRECONDITION for another job or stage, ALREADY_EXISTS for a
   // chunk held already, RESOURCE_EXHAUSTED past kMaxHeld, and a chunk of a step already
   // over is dropped (OK).
-  absl::Status Deliver(v1::ReduceChunkRequest chunk);
-  // Waits for piece `piece` of the chunk of (`step`, `round`) and returns its values; drops
-  // the chunks of earlier steps. DEADLINE_EXCEEDED at `deadline`, the token's reason once it
-  // trips.
-  absl::StatusOr<std::string> Take(int64_t step, int64_t round, int64_t piece, absl::Time deadline,
-                                   const Cancellation* cancel);
+  // `chunk` is the request's other fields; `values` its values, as gRPC's slices.
+  absl::Status Deliver(const v1::ReduceChunkRequest& chunk, BulkBytes values);
+  // Waits for piece `piece` of the chunk of (`step`, `round`) and returns its values (the
+  // slices they arrived in, not copied); drops the chunks of earlier steps. DEADLINE_EXCEEDED at
+  // `deadline`, the token's reason once it trips.
+  absl::StatusOr<BulkBytes> Take(int64_t step, int64_t round, int64_t piece, absl::Time deadline,
+                                 const Cancellation* cancel);
 
  private:
   absl::Mutex mu_;
@@ -49,7 +51,7 @@ class ReduceInbox {
   int64_t from_replica_ ABSL_GUARDED_BY(mu_) = -1;
   int64_t oldest_step_ ABSL_GUARDED_BY(mu_) = 0;  // Chunks of earlier steps are dropped.
   using Key = std::tuple<int64_t, int64_t, int64_t>;  // Step, round, piece.
-  std::map<Key, std::string> held_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, BulkBytes> held_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace resbm

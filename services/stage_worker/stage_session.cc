@@ -178,7 +178,7 @@ absl::Status StageSession::ConnectDownstream() {
                                                assignment_.downstream_address(),
                                                ": not reachable"));
   }
-  stub_ = v1::StageWorker::NewStub(channel_);
+  stub_ = std::make_unique<grpc::GenericStub>(channel_);
   downstream_ = std::make_shared<FrameLink>(options_.max_queued_frames,
                                             2 * assignment_.config().training().microbatches() + 2);
   downstream_->inbox().SetByteBudget(inbox_budget_bytes_);

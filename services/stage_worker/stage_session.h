@@ -5,6 +5,7 @@
 #ifndef RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_
 #define RESBM_SERVICES_STAGE_WORKER_STAGE_SESSION_H_
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
@@ -113,7 +114,7 @@ class StageSession {
   int64_t inbox_budget_bytes_ = 0;
   // The stream to stage index + 1 (absent on the last stage).
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::StageWorker::Stub> stub_;
+  std::unique_ptr<grpc::GenericStub> stub_;  // Exchange's raw frames.
   std::shared_ptr<grpc::ClientContext> downstream_context_;
   std::shared_ptr<FrameLink> downstream_;
   std::unique_ptr<GradientRing> ring_;

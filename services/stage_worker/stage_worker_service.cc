@@ -8,6 +8,7 @@
 #include "common/status/grpc_status.h"
 #include "common/status/status_macros.h"
 #include "services/stage_worker/exchange_server_reactor.h"
+#include "services/stage_worker/reduce_peer_service.h"
 
 namespace resbm {
 namespace {
@@ -226,7 +227,7 @@ grpc::ServerUnaryReactor* StageWorkerService::Release(grpc::CallbackServerContex
   });
 }
 
-grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* StageWorkerService::Exchange(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StageWorkerService::Exchange(
     grpc::CallbackServerContext* context) {
   // Room for two steps' frames of any schedule; the mailbox refuses more, and its byte budget
   // stops reading before that.
@@ -270,11 +271,9 @@ grpc::ServerUnaryReactor* StageWorkerService::FetchState(grpc::CallbackServerCon
 }
 
 grpc::ServerUnaryReactor* StageWorkerService::ReduceChunk(grpc::CallbackServerContext* context,
-                                                          const v1::ReduceChunkRequest* request,
-                                                          v1::ReduceChunkResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(options_.reduce_inbox->Deliver(*request)));
-  return reactor;
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return ServeReduceChunk(context, request, response, options_.reduce_inbox.get());
 }
 
 void StageWorkerService::DropUpstream() {

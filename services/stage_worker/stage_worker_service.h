@@ -17,11 +17,12 @@
 #include "common/runtime/executor_thread.h"
 #include "common/transport/frame_link.h"
 #include "resbm/v1/stage_worker.grpc.pb.h"
+#include "services/stage_worker/raw_stage_worker_service.h"
 #include "services/stage_worker/stage_session.h"
 
 namespace resbm {
 
-class StageWorkerService final : public v1::StageWorker::CallbackService {
+class StageWorkerService final : public RawStageWorkerService {
  public:
   explicit StageWorkerService(const StageSessionOptions& options);
   ~StageWorkerService() override;  // Stops the executor (and drops the session on it).
@@ -44,15 +45,15 @@ class StageWorkerService final : public v1::StageWorker::CallbackService {
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* context,
                                     const v1::ReleaseRequest* request,
                                     v1::ReleaseResponse* response) override;
-  grpc::ServerBidiReactor<v1::TensorFrame, v1::TensorFrame>* Exchange(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Exchange(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* FetchState(grpc::CallbackServerContext* context,
                                        const v1::FetchStateRequest* request,
                                        v1::FetchStateResponse* response) override;
   // Delivered at once (the executor is the one waiting for it), never queued behind a step.
   grpc::ServerUnaryReactor* ReduceChunk(grpc::CallbackServerContext* context,
-                                        const v1::ReduceChunkRequest* request,
-                                        v1::ReduceChunkResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
 
   // Stops accepting work and joins the executor; pending calls finish with UNAVAILABLE.
   void Stop();

@@ -23,12 +23,15 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Records every frame the link starts writing; the test completes writes by hand.
+// Records every frame the link starts writing (parsed back from its raw message, as the
+// receiving stage parses it); the test completes writes by hand.
 class RecordingWriter : public FrameWriter {
  public:
-  void StartFrameWrite(const v1::TensorFrame* frame) override {
+  void StartFrameWrite(const grpc::ByteBuffer* message) override {
+    absl::StatusOr<v1::TensorFrame> frame = ParseFrameMessage(*message);
+    ASSERT_TRUE(frame.ok()) << frame.status();
     absl::MutexLock lock(&mu_);
-    frames_.push_back(*frame);
+    frames_.push_back(*std::move(frame));
   }
   std::vector<v1::TensorFrame> frames() const {
     absl::MutexLock lock(&mu_);

@@ -132,6 +132,49 @@ TEST(GradientRingTest, ThreeReplicasOverGrpcHoldTheSameSumsAfterEveryStep) {
   for (Peer& peer : peers) peer.server->Shutdown();
 }
 
+// What arrives is added or copied from gRPC's slices where they are, and gRPC cuts them
+// anywhere: here inside values, as a stand-in for replica 1 delivers them.
+TEST(GradientRingTest, AddsAndCopiesValuesThatStraddleSlices) {
+  std::vector<Peer> peers = StartPeers(2);  // Replica 1 only takes what replica 0 sends.
+  auto ring = RingOf(peers, 0);
+  auto odd_cuts = [](const std::vector<float>& values) {
+    const std::string bytes(reinterpret_cast<const char*>(values.data()),
+                            values.size() * sizeof(float));
+    std::vector<grpc::Slice> slices;
+    size_t begin = 0;
+    for (const size_t cut : {size_t{1}, size_t{6}, size_t{7}, size_t{13}, bytes.size()}) {
+      slices.emplace_back(bytes.data() + begin, cut - begin);
+      begin = cut;
+    }
+    return BulkBytes(std::move(slices));
+  };
+  v1::ReduceChunkRequest chunk;
+  chunk.set_job_id("job-ring");
+  chunk.set_stage_index(1);
+  chunk.set_from_replica(1);
+  chunk.set_round(0);  // Reduce-scatter: replica 0 adds chunk 1, values [5, 10).
+  ASSERT_TRUE(peers[0].inbox->Deliver(chunk, odd_cuts({100, 200, 300, 400, 500})).ok());
+  chunk.set_round(1);  // All-gather: replica 0 copies chunk 0's sums, values [0, 5).
+  ASSERT_TRUE(peers[0].inbox->Deliver(chunk, odd_cuts({-1, -2, -3, -4, -5})).ok());
+  std::vector<float> values = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  const absl::Status status =
+      ring->AllReduce(0, &values, absl::Now() + absl::Seconds(30), /*cancel=*/nullptr);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(values, (std::vector<float>{-1, -2, -3, -4, -5, 105, 206, 307, 408, 509}));
+  // What replica 0 sent: its chunk 0 as it was, then its sums of chunk 1.
+  auto sent = peers[1].inbox->Take(0, 0, 0, absl::Now() + absl::Seconds(30), nullptr);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  std::vector<float> first(5);
+  sent->CopyTo(reinterpret_cast<char*>(first.data()));
+  EXPECT_EQ(first, (std::vector<float>{0, 1, 2, 3, 4}));
+  sent = peers[1].inbox->Take(0, 1, 0, absl::Now() + absl::Seconds(30), nullptr);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  std::vector<float> second(5);
+  sent->CopyTo(reinterpret_cast<char*>(second.data()));
+  EXPECT_EQ(second, (std::vector<float>{105, 206, 307, 408, 509}));
+  for (Peer& peer : peers) peer.server->Shutdown();
+}
+
 TEST(GradientRingTest, AGoneReplicaEndsTheAllReduceWithAnError) {
   std::vector<Peer> peers = StartPeers(2);
   auto ring = RingOf(peers, 0);
@@ -173,23 +216,24 @@ TEST(ReduceInboxTest, RefusesOtherStagesAndDuplicatesAndDropsFinishedSteps) {
   chunk.set_stage_index(2);
   chunk.set_step(4);
   chunk.set_round(0);
-  chunk.set_values("abcd");
-  EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kFailedPrecondition);  // Nothing yet.
+  const BulkBytes values = BulkBytes::Own("abcd");
+  EXPECT_EQ(inbox.Deliver(chunk, values).code(),
+            absl::StatusCode::kFailedPrecondition);  // Nothing yet.
   inbox.Expect("job-1", 3, 0);
-  const absl::Status other = inbox.Deliver(chunk);
+  const absl::Status other = inbox.Deliver(chunk, values);
   EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(other.message().find("job 'job-1' stage 3"), std::string::npos) << other;
   inbox.Expect("job-1", 2, 1);  // Replica 1's chunks only.
-  EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(inbox.Deliver(chunk, values).code(), absl::StatusCode::kFailedPrecondition);
   chunk.set_from_replica(1);
-  ASSERT_TRUE(inbox.Deliver(chunk).ok());
-  EXPECT_EQ(inbox.Deliver(chunk).code(), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(inbox.Deliver(chunk, values).ok());
+  EXPECT_EQ(inbox.Deliver(chunk, values).code(), absl::StatusCode::kAlreadyExists);
   auto taken = inbox.Take(4, 0, 0, absl::Now() + absl::Seconds(10), nullptr);
   ASSERT_TRUE(taken.ok()) << taken.status();
-  EXPECT_EQ(*taken, "abcd");
+  EXPECT_EQ(taken->ToString(), "abcd");
   // A chunk of a step before the one being taken is dropped, not held.
   chunk.set_step(3);
-  EXPECT_TRUE(inbox.Deliver(chunk).ok());
+  EXPECT_TRUE(inbox.Deliver(chunk, values).ok());
   EXPECT_EQ(inbox.Take(3, 0, 0, absl::Now(), nullptr).status().code(),
             absl::StatusCode::kDeadlineExceeded);
 }
@@ -204,14 +248,13 @@ TEST(ReduceInboxTest, AWaitEndsWhenTheChunkArrivesOrTheTokenTrips) {
     chunk.set_job_id("job-1");
     chunk.set_step(1);
     chunk.set_round(2);
-    chunk.set_values("xy");
-    EXPECT_TRUE(inbox.Deliver(chunk).ok());
+    EXPECT_TRUE(inbox.Deliver(chunk, BulkBytes::Own("xy")).ok());
   });
   waiting.Notify();
   auto taken = inbox.Take(1, 2, 0, absl::Now() + absl::Seconds(60), nullptr);
   deliverer.join();
   ASSERT_TRUE(taken.ok()) << taken.status();
-  EXPECT_EQ(*taken, "xy");
+  EXPECT_EQ(taken->ToString(), "xy");
 
   Cancellation cancel;
   std::thread canceller([&] { cancel.Cancel(absl::UnavailableError("a peer failed")); });
