@@ -1,5 +1,7 @@
 #include "tests/fuzz/fuzz_targets.h"
 
+#include <grpcpp/support/byte_buffer.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -8,6 +10,7 @@
 #include "common/config/job_config.h"
 #include "common/data/token_shard.h"
 #include "common/modelio/safetensors_file.h"
+#include "common/transport/frame_link.h"
 #include "common/wire/frame_codec.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -62,10 +65,19 @@ void DecodeAndRoundTrip(const v1::TensorFrame& frame, const FrameExpectation& ex
 int FrameDecode(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const FrameExpectation expected = Expectation(data[0]);
-  // 1. The bytes as a serialized frame (what arrives on the stream).
+  // 1. The bytes as a message arrives on the stream, cut in two where gRPC might cut it, and
+  // parsed as the reactors parse it (ParseFrameMessage); what it accepts, protobuf's own
+  // parser reads as the very same frame.
+  const size_t cut = 1 + data[0] % size;
+  grpc::Slice slices[2] = {grpc::Slice(data + 1, cut - 1), grpc::Slice(data + cut, size - cut)};
+  const absl::StatusOr<v1::TensorFrame> arrived = ParseFrameMessage(grpc::ByteBuffer(slices, 2));
   v1::TensorFrame parsed;
-  if (parsed.ParseFromArray(data + 1, static_cast<int>(size - 1))) {
-    DecodeAndRoundTrip(parsed, expected);
+  const bool protobuf_parses = parsed.ParseFromArray(data + 1, static_cast<int>(size - 1));
+  if (arrived.ok()) {
+    Require(protobuf_parses, "a message the stream accepts is one protobuf parses");
+    Require(arrived->SerializeAsString() == parsed.SerializeAsString(),
+            "the stream's parse and protobuf's give the same frame");
+    DecodeAndRoundTrip(*arrived, expected);
   }
   // 2. A frame built from the bytes, so the checks past the header are reached often.
   if (size < 8) return 0;

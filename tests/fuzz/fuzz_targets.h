@@ -9,7 +9,8 @@
 
 namespace resbm::fuzz {
 
-// FrameCodec::Decode on a TensorFrame parsed from the bytes, and on one built from them
+// FrameCodec::Decode on a TensorFrame parsed from the bytes as the stream's reactors parse a
+// message (ParseFrameMessage, which must agree with protobuf's parser), and on one built from them
 // (header fields from the first bytes, the rest as payload) against a fixed expectation; a
 // frame that decodes must encode and decode back to the same values.
 int FrameDecode(const uint8_t* data, size_t size);

@@ -657,8 +657,9 @@ int main(int argc, char** argv) {
       "of warm-up | best of %lld repeats\n"
       "  raw TCP: one socket pair, one write() per frame; timed until the receiver acks the last "
       "byte\n"
-      "  gRPC:    StageWorker/Exchange stream of TensorFrames (sync client, callback server, the "
-      "worker's channel arguments); MiB counts payload only\n"
+      "  gRPC:    StageWorker/Exchange stream of TensorFrames as the worker sends and parses them "
+      "(FrameLink, its callback reactor, raw messages, the worker's channel arguments); MiB "
+      "counts payload only\n"
       "  allocator: %s\n",
       std::thread::hardware_concurrency(), static_cast<long long>(mib),
       static_cast<long long>(warmup_mib), static_cast<long long>(repeats),
