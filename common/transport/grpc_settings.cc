@@ -44,6 +44,9 @@ grpc::ChannelArguments PeerChannelArguments() {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // HTTP/2 windows are left to gRPC's BDP probe (on by default): it fills 80 Mbit/s and
+  // 1 Gbit/s links at 100 ms RTT, where a fixed window would fit one link only
+  // (bench_transport --link_mbit; docs/BENCHMARKS.md). Never turn it off here.
   return args;
 }
 

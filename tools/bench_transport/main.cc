@@ -2,6 +2,8 @@
 // run, for frames of 64 KiB to 4 MiB, the same byte budget goes through (a) a plain TCP
 // socket pair and (b) resbm.v1.StageWorker/Exchange carrying TensorFrames, with the stage
 // worker's channel and server arguments; it prints MiB/s of each and the ratio gRPC / TCP.
+// With --link_mbit every connection crosses an emulated long fat link instead (ShapedRelay),
+// which shows whether HTTP/2's windows keep a stream and the ring at the link's rate.
 #include <arpa/inet.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -20,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -27,7 +30,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "common/base/hash.h"
 #include "common/runtime/bulk_allocator.h"
 #include "common/runtime/flag_parser.h"
@@ -42,6 +48,7 @@
 #include "services/stage_worker/raw_stage_worker_service.h"
 #include "services/stage_worker/reduce_inbox.h"
 #include "services/stage_worker/reduce_peer_service.h"
+#include "tools/bench_transport/shaped_relay.h"
 
 namespace {
 
@@ -53,6 +60,14 @@ constexpr int64_t kMiB = int64_t{1} << 20;
 // and 4 MiB stand for wider models (the paper's uncompressed frames are 32 MiB). Below 64 KiB
 // per-frame costs dominate and say little about the link.
 constexpr int64_t kFrameSizes[] = {64 * kKiB, 256 * kKiB, 1 * kMiB, 4 * kMiB};
+
+// How every connection of the run goes: straight over loopback, or through a ShapedRelay of
+// its own (the same link for raw TCP and gRPC); `grpc_args` are added to the Exchange stream's
+// channel and server on top of the workers' own (to try flow-control settings).
+struct Route {
+  std::optional<resbm::ShapedRelay::Link> link;
+  std::vector<std::pair<std::string, int>> grpc_args;
+};
 
 // One timed transfer of `frames` frames.
 struct Measurement {
@@ -107,13 +122,15 @@ class ScopedFd {
   int fd_;
 };
 
-// A connected loopback pair: `sender` is the connecting end, `receiver` the accepted one.
+// A connected loopback pair: `sender` is the connecting end, `receiver` the accepted one;
+// through `relay` where the route has a link (declared first: it outlives both ends).
 struct SocketPair {
+  std::unique_ptr<resbm::ShapedRelay> relay;
   ScopedFd sender;
   ScopedFd receiver;
 };
 
-absl::StatusOr<SocketPair> ConnectLoopback() {
+absl::StatusOr<SocketPair> ConnectLoopback(const Route& route) {
   ScopedFd listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener.get() < 0) return ErrnoError("socket");
   sockaddr_in address{};
@@ -125,16 +142,21 @@ absl::StatusOr<SocketPair> ConnectLoopback() {
   if (bind(listener.get(), generic, sizeof(address)) != 0) return ErrnoError("bind 127.0.0.1:0");
   if (listen(listener.get(), 1) != 0) return ErrnoError("listen");
   if (getsockname(listener.get(), generic, &length) != 0) return ErrnoError("getsockname");
+  std::unique_ptr<resbm::ShapedRelay> relay;
+  if (route.link) {
+    RESBM_ASSIGN_OR_RETURN(relay, resbm::ShapedRelay::Start(ntohs(address.sin_port), *route.link));
+    address.sin_port = htons(static_cast<uint16_t>(relay->port()));
+  }
   ScopedFd sender(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (sender.get() < 0) return ErrnoError("socket");
   // The kernel completes a loopback handshake into the backlog, so connect returns before
-  // accept and one thread can do both.
+  // accept and one thread can do both (the relay's own connect lands in the backlog too).
   if (connect(sender.get(), generic, sizeof(address)) != 0) {
     return ErrnoError(absl::StrCat("connect 127.0.0.1:", ntohs(address.sin_port)));
   }
   ScopedFd receiver(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (receiver.get() < 0) return ErrnoError("accept");
-  return SocketPair{std::move(sender), std::move(receiver)};
+  return SocketPair{std::move(relay), std::move(sender), std::move(receiver)};
 }
 
 // Writes all `size` bytes, retrying short writes and EINTR. MSG_NOSIGNAL: a vanished peer is
@@ -189,8 +211,8 @@ absl::Status Receive(int fd, const std::vector<int64_t>& phase_bytes) {
 
 // `warmup_frames` untimed, then `frames` timed: one write() of the whole frame each.
 absl::StatusOr<Measurement> MeasureTcp(const std::string& payload, int64_t frames,
-                                       int64_t warmup_frames) {
-  RESBM_ASSIGN_OR_RETURN(SocketPair pair, ConnectLoopback());
+                                       int64_t warmup_frames, const Route& route) {
+  RESBM_ASSIGN_OR_RETURN(SocketPair pair, ConnectLoopback(route));
   const int64_t frame_bytes = static_cast<int64_t>(payload.size());
   absl::Status received;
   std::thread receiver([&] {
@@ -364,18 +386,27 @@ class GrpcLoopback {
   GrpcLoopback& operator=(const GrpcLoopback&) = delete;
   ~GrpcLoopback() { server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
 
-  static absl::StatusOr<std::unique_ptr<GrpcLoopback>> Start() {
+  static absl::StatusOr<std::unique_ptr<GrpcLoopback>> Start(const Route& route) {
     std::unique_ptr<GrpcLoopback> loopback(new GrpcLoopback());
     // The stage worker's own server and channel settings, so the benchmark measures them.
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &loopback->port_);
     builder.RegisterService(&loopback->service_);
     builder.SetMaxReceiveMessageSize(resbm::kMaxWorkerMessageBytes);
+    grpc::ChannelArguments args = resbm::PeerChannelArguments();
+    for (const auto& [name, value] : route.grpc_args) {
+      builder.AddChannelArgument(name, value);
+      args.SetInt(name, value);
+    }
     auto server = resbm::StartServer(builder, "127.0.0.1:0", loopback->port_);
     if (!server.ok()) return server.status();
     loopback->server_ = std::move(*server);
-    const grpc::ChannelArguments args = resbm::PeerChannelArguments();
-    const std::string address = absl::StrCat("127.0.0.1:", loopback->port_);
+    int port = loopback->port_;
+    if (route.link) {
+      RESBM_ASSIGN_OR_RETURN(loopback->relay_, resbm::ShapedRelay::Start(port, *route.link));
+      port = loopback->relay_->port();
+    }
+    const std::string address = absl::StrCat("127.0.0.1:", port);
     loopback->channel_ =
         grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     if (!loopback->channel_->WaitForConnected(std::chrono::system_clock::now() +
@@ -439,6 +470,7 @@ class GrpcLoopback {
   CountingStageWorker service_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<resbm::ShapedRelay> relay_;  // Between channel_ and server_, if any.
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<grpc::GenericStub> stub_;
 };
@@ -496,10 +528,10 @@ absl::Status CheckSameSums(const std::vector<std::vector<float>>& data, const ch
 // The same all-reduce over R plain socket pairs (replica r writes to r + 1): the slowest
 // replica's seconds, best of the repeats after one untimed.
 absl::StatusOr<double> MeasureTcpRing(int64_t replicas, int64_t values, int64_t piece_values,
-                                      int64_t repeats) {
+                                      int64_t repeats, const Route& route) {
   std::vector<SocketPair> links;  // links[r]: replica r's socket to replica r + 1.
   for (int64_t r = 0; r < replicas; ++r) {
-    RESBM_ASSIGN_OR_RETURN(SocketPair pair, ConnectLoopback());
+    RESBM_ASSIGN_OR_RETURN(SocketPair pair, ConnectLoopback(route));
     links.push_back(std::move(pair));
   }
   std::vector<std::vector<float>> data(replicas, std::vector<float>(values, 1.0f));
@@ -524,12 +556,15 @@ absl::StatusOr<double> MeasureTcpRing(int64_t replicas, int64_t values, int64_t 
   return best;
 }
 
-absl::StatusOr<AllReduceRow> MeasureAllReduce(int64_t replicas, int64_t values, int64_t repeats) {
+absl::StatusOr<AllReduceRow> MeasureAllReduce(int64_t replicas, int64_t values, int64_t repeats,
+                                              const Route& route) {
   struct Peer {
     std::shared_ptr<resbm::ReduceInbox> inbox = std::make_shared<resbm::ReduceInbox>();
     std::unique_ptr<resbm::ReducePeerService> service;
     std::unique_ptr<grpc::Server> server;
     int port = 0;
+    std::unique_ptr<resbm::ShapedRelay> relay;  // In front of the server, if the route has one.
+    int reached_at = 0;                         // port, or the relay's.
   };
   std::vector<Peer> peers(replicas);
   for (int64_t r = 0; r < replicas; ++r) {
@@ -542,6 +577,11 @@ absl::StatusOr<AllReduceRow> MeasureAllReduce(int64_t replicas, int64_t values, 
     auto server = resbm::StartServer(builder, "127.0.0.1:0", peers[r].port);
     if (!server.ok()) return server.status();
     peers[r].server = std::move(*server);
+    peers[r].reached_at = peers[r].port;
+    if (route.link) {
+      RESBM_ASSIGN_OR_RETURN(peers[r].relay, resbm::ShapedRelay::Start(peers[r].port, *route.link));
+      peers[r].reached_at = peers[r].relay->port();
+    }
   }
   std::vector<std::unique_ptr<resbm::GradientRing>> rings;
   for (int64_t r = 0; r < replicas; ++r) {
@@ -549,7 +589,7 @@ absl::StatusOr<AllReduceRow> MeasureAllReduce(int64_t replicas, int64_t values, 
     options.job_id = "bench";
     options.replica = r;
     options.replicas = replicas;
-    options.next_address = absl::StrCat("127.0.0.1:", peers[(r + 1) % replicas].port);
+    options.next_address = absl::StrCat("127.0.0.1:", peers[(r + 1) % replicas].reached_at);
     rings.push_back(std::make_unique<resbm::GradientRing>(options, peers[r].inbox));
   }
   AllReduceRow row{replicas, values, resbm::RingBytesSent(values, replicas), 0.0};
@@ -573,8 +613,8 @@ absl::StatusOr<AllReduceRow> MeasureAllReduce(int64_t replicas, int64_t values, 
     if (step == 1 || (step > 1 && seconds < row.seconds)) row.seconds = seconds;
   }
   for (Peer& peer : peers) peer.server->Shutdown();
-  RESBM_ASSIGN_OR_RETURN(row.tcp_seconds,
-                         MeasureTcpRing(replicas, values, rings[0]->piece_values(), repeats));
+  RESBM_ASSIGN_OR_RETURN(
+      row.tcp_seconds, MeasureTcpRing(replicas, values, rings[0]->piece_values(), repeats, route));
   return row;
 }
 
@@ -617,6 +657,42 @@ absl::Status WriteJson(const std::string& path, const std::vector<Row>& rows,
   return absl::OkStatus();
 }
 
+absl::StatusOr<Route> MakeRoute(double link_mbit, double link_delay_ms,
+                                const std::string& grpc_args) {
+  Route route;
+  if (link_mbit < 0.0 || link_delay_ms < 0.0 || (link_mbit == 0.0 && link_delay_ms > 0.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--link_mbit ", link_mbit, ", --link_delay_ms ", link_delay_ms,
+                     ": expected a rate > 0 (or 0 for bare loopback) and a delay >= 0"));
+  }
+  if (link_mbit > 0.0) {
+    route.link = resbm::ShapedRelay::Link{link_mbit, link_delay_ms};
+    // The queue a link holds beyond its bandwidth-delay product: a quarter of a second at
+    // its rate (a router's usual buffer), at least 256 KiB.
+    route.link->queue_bytes = std::max<int64_t>(256 * kKiB, link_mbit * 1e6 / 8 / 4);
+  }
+  for (const absl::string_view item : absl::StrSplit(grpc_args, ',', absl::SkipEmpty())) {
+    const std::pair<std::string, std::string> name_value = absl::StrSplit(item, '=');
+    int value = 0;
+    if (name_value.first.empty() || !absl::SimpleAtoi(name_value.second, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--grpc_args: '", item, "'; expected NAME=INT"));
+    }
+    route.grpc_args.emplace_back(name_value.first, value);
+  }
+  return route;
+}
+
+std::string RouteName(const Route& route) {
+  std::string name = route.link
+                         ? absl::StrCat("link ", route.link->mbit_per_second, " Mbit/s x ",
+                                        2 * route.link->delay_ms, " ms RTT (a relay on 127.0.0.1, ",
+                                        route.link->queue_bytes / kKiB, " KiB queue)")
+                         : std::string("loopback 127.0.0.1");
+  for (const auto& [arg, value] : route.grpc_args) absl::StrAppend(&name, ", ", arg, "=", value);
+  return name;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -636,8 +712,23 @@ int main(int argc, char** argv) {
   bool default_malloc = false;
   flags.AddBool("default_malloc", &default_malloc,
                 "keep glibc's allocator defaults instead of the services' KeepBulkBuffersMapped");
+  double link_mbit = 0.0, link_delay_ms = 0.0;
+  flags.AddDouble("link_mbit", &link_mbit,
+                  "> 0: every connection crosses a link of this rate (Mbit/s, each direction) "
+                  "instead of bare loopback (a relay in this process; see --link_delay_ms)");
+  flags.AddDouble("link_delay_ms", &link_delay_ms,
+                  "the link's one-way delay (with --link_mbit); 50 gives a 100 ms round trip");
+  std::string grpc_args_text;
+  flags.AddString("grpc_args", &grpc_args_text,
+                  "NAME=INT[,NAME=INT...]: channel arguments added to the Exchange stream's "
+                  "channel and server (e.g. grpc.http2.lookahead_bytes=4194304)");
   // The upper bounds only keep byte counts far from int64 overflow.
   if (auto exit_code = flags.ParseCommandLine(argc, argv)) return *exit_code;
+  auto route = MakeRoute(link_mbit, link_delay_ms, grpc_args_text);
+  if (!route.ok()) {
+    std::fprintf(stderr, "bench_transport: %s\n", route.status().ToString().c_str());
+    return 2;
+  }
   if (!default_malloc) resbm::KeepBulkBuffersMapped();  // As resbm-worker does.
   if (mib < 1 || mib > (1 << 20) || repeats < 1 || warmup_mib < 0 || warmup_mib > (1 << 20) ||
       all_reduce_mib < 1 || all_reduce_mib > 4096) {
@@ -647,13 +738,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto grpc_loopback = GrpcLoopback::Start();
+  auto grpc_loopback = GrpcLoopback::Start(*route);
   if (!grpc_loopback.ok()) {
     std::fprintf(stderr, "bench_transport: %s\n", grpc_loopback.status().ToString().c_str());
     return 1;
   }
   std::printf(
-      "bench_transport: loopback 127.0.0.1, %u CPUs | %lld MiB per measurement after %lld MiB "
+      "bench_transport: %s, %u CPUs | %lld MiB per measurement after %lld MiB "
       "of warm-up | best of %lld repeats\n"
       "  raw TCP: one socket pair, one write() per frame; timed until the receiver acks the last "
       "byte\n"
@@ -661,7 +752,7 @@ int main(int argc, char** argv) {
       "(FrameLink, its callback reactor, raw messages, the worker's channel arguments); MiB "
       "counts payload only\n"
       "  allocator: %s\n",
-      std::thread::hardware_concurrency(), static_cast<long long>(mib),
+      RouteName(*route).c_str(), std::thread::hardware_concurrency(), static_cast<long long>(mib),
       static_cast<long long>(warmup_mib), static_cast<long long>(repeats),
       default_malloc ? "glibc defaults (--default_malloc)"
                      : "the services' (KeepBulkBuffersMapped: 32 MiB mmap threshold, 2 arenas)");
@@ -670,13 +761,13 @@ int main(int argc, char** argv) {
   for (const int64_t frame_bytes : kFrameSizes) {
     const std::string payload = Payload(frame_bytes);
     const TensorFrame frame = MakeFrame(payload);
-    const int64_t frames = mib * kMiB / frame_bytes;
+    const int64_t frames = std::max<int64_t>(1, mib * kMiB / frame_bytes);
     const int64_t warmup_frames = warmup_mib * kMiB / frame_bytes;
     Row row;
     row.frame_bytes = frame_bytes;
     // Alternating the transports spreads slow drift (thermal, other load) over both.
     for (int64_t r = 0; r < repeats; ++r) {
-      auto over_tcp = MeasureTcp(payload, frames, warmup_frames);
+      auto over_tcp = MeasureTcp(payload, frames, warmup_frames, *route);
       auto over_grpc = over_tcp.ok() ? (*grpc_loopback)->Measure(frame, frames, warmup_frames)
                                      : absl::StatusOr<Measurement>(over_tcp.status());
       if (!over_grpc.ok()) {
@@ -726,7 +817,7 @@ int main(int argc, char** argv) {
               "raw TCP MiB/s", "gRPC / TCP ring", "gRPC / TCP stream (1 MiB)");
   std::vector<AllReduceRow> reduce_rows;
   for (const int64_t replicas : {2, 3}) {
-    auto reduced = MeasureAllReduce(replicas, all_reduce_mib * kMiB / 4, repeats);
+    auto reduced = MeasureAllReduce(replicas, all_reduce_mib * kMiB / 4, repeats, *route);
     if (!reduced.ok()) {
       std::fprintf(stderr, "bench_transport: all-reduce over %lld replicas: %s\n",
                    static_cast<long long>(replicas), reduced.status().ToString().c_str());
