@@ -120,6 +120,7 @@ absl::StatusOr<RunSummary> Coordinator::RunJob(const JobRun& run) {
     return workers;
   };
   backend_options.suspect = [this](const std::string& address) { registry_.Suspect(address); };
+  backend_options.want_workers = [this, job_id](int64_t total) { registry_.Want(job_id, total); };
   backend_options.liveness = [this](const std::string& address) {
     return registry_.LapsesAt(address);
   };

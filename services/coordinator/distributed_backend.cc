@@ -68,6 +68,7 @@ absl::Status DistributedBackend::Build(absl::Time deadline) {
     driver->Release();
   }
   timed_step_ = false;
+  if (options_.want_workers) options_.want_workers(0);  // Every pipeline in, if any was out.
   if (options_.on_assigned) options_.on_assigned(driver_->addresses());
   return absl::OkStatus();
 }
@@ -257,6 +258,7 @@ absl::StatusOr<int64_t> DistributedBackend::ReplaceLostReplicas() {
       // and the broken ones come back when workers do (RestorePipelines).
       RESBM_RETURN_IF_ERROR(
           Annotate(driver_->DropPipelines(broken), "going on without pipelines: "));
+      if (options_.want_workers) options_.want_workers(num_workers_);
       timed_step_ = false;
       if (options_.on_assigned) options_.on_assigned(AssignedAddresses());
       return step;
@@ -332,6 +334,8 @@ absl::Status DistributedBackend::RestorePipelines() {
                                    absl::StrCat("after '", replaced.message(), "': ")));
     std::fprintf(stderr, "coordinator: %s: pipelines not back yet (%s)\n", options_.job_id.c_str(),
                  replaced.ToString().c_str());
+  } else if (options_.want_workers) {
+    options_.want_workers(0);  // Whole again.
   }
   timed_step_ = false;  // New links: the next step is not steady state.
   if (options_.on_assigned) options_.on_assigned(AssignedAddresses());

@@ -45,6 +45,10 @@ struct DistributedBackendOptions {
   absl::Duration step_timeout = absl::Minutes(5);
   // Polled while recovering: true gives up with CANCELLED (the job was cancelled).
   std::function<bool()> cancelled;
+  // Told the workers the job would hold in all while pipelines are out of it (stages x
+  // replicas), and 0 once they are back (WorkerRegistry::Want: idle workers are kept for
+  // them). May be empty.
+  std::function<void(int64_t total)> want_workers;
   // Told the worker address of each stage whenever the stages are (re)assigned.
   std::function<void(const std::vector<std::string>&)> on_assigned;
   // Checkpoint times and sizes, the stage each step waited on (not owned); may be null.

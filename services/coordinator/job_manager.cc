@@ -347,6 +347,7 @@ bool JobManager::SchedulePass() {
   }
   JobPool pool;
   pool.idle_workers = registry_->IdleHealthy();
+  pool.kept_workers = registry_->KeptIdle();
   pool.healthy_workers = static_cast<int64_t>(registry_->Healthy().size());
   std::vector<PendingJob> queue;
   JobStartPlan plan;
@@ -384,11 +385,13 @@ void JobManager::HoldRest(const std::vector<PendingJob>& queue,
                           const std::vector<std::string>& start, size_t from,
                           std::map<std::string, std::string>* waiting) {
   const bool recovering = registry_->waiting_jobs() > 0;
+  JobPool pool;
+  pool.idle_workers = registry_->IdleHealthy();
+  pool.kept_workers = registry_->KeptIdle();
   for (size_t j = from; j < start.size(); ++j) {
     (*waiting)[start[j]] = recovering
                                ? "waits while a running job's recovery takes idle workers first"
-                               : absl::StrCat("needs ", WorkersNeeded(queue, start[j]),
-                                              " workers, ", registry_->IdleHealthy(), " idle");
+                               : NeedsWorkersReason(WorkersNeeded(queue, start[j]), pool);
   }
   // A worker lapsed since the count: no event will come for it, so plan again with the new
   // count. (A waiting recovery wakes the scheduler itself when its wait ends.)

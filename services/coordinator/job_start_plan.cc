@@ -41,6 +41,14 @@ absl::Status ValidateJobStartLimits(const JobStartLimits& limits) {
   return absl::OkStatus();
 }
 
+std::string NeedsWorkersReason(int64_t workers, const JobPool& pool) {
+  std::string reason = absl::StrCat("needs ", workers, " workers, ", pool.idle_workers, " idle");
+  if (pool.kept_workers > 0) {
+    absl::StrAppend(&reason, ", ", pool.kept_workers, " kept for a running job's pipelines out");
+  }
+  return reason;
+}
+
 JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& start_pool,
                            const JobStartLimits& limits) {
   std::stable_sort(queue.begin(), queue.end(), [](const PendingJob& a, const PendingJob& b) {
@@ -55,9 +63,8 @@ JobStartPlan PlanJobStarts(std::vector<PendingJob> queue, const JobPool& start_p
       plan.waiting[job.job_id] = std::move(limit);
       continue;
     }
-    if (job.workers > pool.idle_workers) {
-      plan.waiting[job.job_id] =
-          absl::StrCat("needs ", job.workers, " workers, ", pool.idle_workers, " idle");
+    if (job.workers > pool.idle_workers - pool.kept_workers) {
+      plan.waiting[job.job_id] = NeedsWorkersReason(job.workers, pool);
       if (job.workers > pool.healthy_workers) {
         // It cannot start until workers join, however long the others wait: it holds no place.
         absl::StrAppend(&plan.waiting[job.job_id], " (", pool.healthy_workers, " healthy)");

@@ -49,6 +49,9 @@ struct JobPool {
   // Healthy workers no job holds, and all healthy workers.
   int64_t idle_workers = 0;
   int64_t healthy_workers = 0;
+  // Of the idle ones, those kept for running jobs whose pipelines are out
+  // (WorkerRegistry::KeptIdle): no queued job starts on them.
+  int64_t kept_workers = 0;
   int64_t running_jobs = 0;
   // Running jobs by owner.
   std::map<std::string, int64_t> running_by_owner;
@@ -63,6 +66,10 @@ struct JobStartPlan {
   // start happens).
   std::map<std::string, std::vector<std::string>> overtakes;
 };
+
+// Why a job that needs `workers` waits for them: "needs 4 workers, 2 idle" (and how many of
+// those are kept for running jobs).
+std::string NeedsWorkersReason(int64_t workers, const JobPool& pool);
 
 // INVALID_ARGUMENT naming the limit (and its resbm-coordinator flag) when one is negative.
 absl::Status ValidateJobStartLimits(const JobStartLimits& limits);

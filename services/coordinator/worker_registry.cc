@@ -164,14 +164,30 @@ void WorkerRegistry::TellAvailable() const {
   if (on_available_) on_available_();
 }
 
-bool WorkerRegistry::Reserve(const std::string& job_id, int64_t count) {
-  absl::MutexLock lock(&mu_);
-  if (waiting_ > 0) return false;
+std::vector<size_t> WorkerRegistry::IdleLocked() const {
   std::vector<size_t> idle;
   for (size_t i = 0; i < workers_.size(); ++i) {
     if (IsHealthy(workers_[i]) && workers_[i].job_id.empty()) idle.push_back(i);
   }
-  if (static_cast<int64_t>(idle.size()) < count) return false;
+  return idle;
+}
+
+int64_t WorkerRegistry::WantedLocked() const {
+  int64_t wanted = 0;
+  for (const auto& [job_id, total] : wanted_) {
+    const int64_t held = std::count_if(workers_.begin(), workers_.end(), [&](const Worker& w) {
+      return w.job_id == job_id && IsHealthy(w);
+    });
+    wanted += std::max<int64_t>(0, total - held);
+  }
+  return wanted;
+}
+
+bool WorkerRegistry::Reserve(const std::string& job_id, int64_t count) {
+  absl::MutexLock lock(&mu_);
+  if (waiting_ > 0) return false;
+  const std::vector<size_t> idle = IdleLocked();
+  if (static_cast<int64_t>(idle.size()) - WantedLocked() < count) return false;
   LeaseLocked(job_id, idle, count);
   return true;
 }
@@ -182,15 +198,32 @@ void WorkerRegistry::ReleaseJob(const std::string& job_id) {
     for (Worker& worker : workers_) {
       if (worker.job_id == job_id) worker.job_id.clear();
     }
+    wanted_.erase(job_id);
     changed_.SignalAll();
   }
   TellAvailable();
 }
 
+void WorkerRegistry::Want(const std::string& job_id, int64_t total) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (total > 0) {
+      wanted_[job_id] = total;
+      return;
+    }
+    if (wanted_.erase(job_id) == 0) return;
+  }
+  TellAvailable();  // The workers it kept may start a queued job now.
+}
+
 int64_t WorkerRegistry::IdleHealthy() const {
   absl::MutexLock lock(&mu_);
-  return std::count_if(workers_.begin(), workers_.end(),
-                       [&](const Worker& w) { return IsHealthy(w) && w.job_id.empty(); });
+  return static_cast<int64_t>(IdleLocked().size());
+}
+
+int64_t WorkerRegistry::KeptIdle() const {
+  absl::MutexLock lock(&mu_);
+  return std::min(static_cast<int64_t>(IdleLocked().size()), WantedLocked());
 }
 
 int64_t WorkerRegistry::waiting_jobs() const {

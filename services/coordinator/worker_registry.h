@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,10 +68,17 @@ class WorkerRegistry {
   // to `job_id` when that many exist and no running job waits in Acquire; false (nothing
   // leased) otherwise.
   bool Reserve(const std::string& job_id, int64_t count);
-  // Lets every worker `job_id` holds go (idle again).
+  // Lets every worker `job_id` holds go (idle again), and ends its Want.
   void ReleaseJob(const std::string& job_id);
+  // A running job that goes on with fewer workers than its grid (pipelines out of the job)
+  // and takes them back when it can: it would hold `total` in all. Idle workers up to what it
+  // lacks (`total` minus the healthy workers it holds) are kept for it: Reserve gives them to
+  // no other job, so a degraded job is whole again before a queued one starts. 0 ends it.
+  void Want(const std::string& job_id, int64_t total);
   // Healthy workers no job holds.
   int64_t IdleHealthy() const;
+  // Of those, the ones kept for running jobs by Want.
+  int64_t KeptIdle() const;
   // Jobs waiting in Acquire now (not those whose workers were there at once).
   int64_t waiting_jobs() const;
   // Called (with no lock of the workers held) whenever a worker may have become available to
@@ -98,6 +106,9 @@ class WorkerRegistry {
   bool LeaseLocked(const std::string& job_id, const std::vector<size_t>& available, int64_t count)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TellAvailable() const;
+  std::vector<size_t> IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What the jobs that Want workers lack in all.
+  int64_t WantedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const absl::Duration timeout_;
   const std::function<absl::Time()> clock_;
@@ -106,6 +117,7 @@ class WorkerRegistry {
   std::vector<Worker> workers_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t waiting_ ABSL_GUARDED_BY(mu_) = 0;  // Acquires waiting.
+  std::map<std::string, int64_t> wanted_ ABSL_GUARDED_BY(mu_);  // Job -> Want's total.
   // Held while on_available_ runs: never while mu_ is.
   mutable absl::Mutex callback_mu_;
   std::function<void()> on_available_ ABSL_GUARDED_BY(callback_mu_);

@@ -3,8 +3,9 @@
 // One replica is killed with SIGKILL mid-step and no worker is idle: the broken pipeline goes
 // out of the job and the other redoes the failed step with every microbatch, going on alone;
 // when a new worker starts, the pipeline comes back at a step boundary, each of its stages
-// taking its state from the live replica (no checkpoint is read): the job ends with exactly
-// the losses resbm-train computes in one process for the same global batch.
+// taking its state from the live replica (no checkpoint is read), before a job queued
+// meanwhile can take that worker: the job ends with exactly the losses resbm-train computes
+// in one process for the same global batch.
 #include <csignal>
 #include <fstream>
 #include <random>
@@ -63,7 +64,13 @@ TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
   const v1::Job one_pipeline = *cluster.client().Get(submitted->job_id());
   EXPECT_TRUE(one_pipeline.stage_addresses(2).empty()) << "pipeline 1 is out as a whole";
   EXPECT_FALSE(one_pipeline.stage_addresses(0).empty());
-  // A new worker: pipeline 1 comes back at a step boundary, from pipeline 0's state.
+  // A one-worker job queued meanwhile, then a new worker: pipeline 1 comes back at a step
+  // boundary, from pipeline 0's state; the queued job does not take the worker first.
+  const std::string solo_config = cluster.dir() + "/solo.json";
+  std::ofstream(solo_config) << TwoStageJobJson("solo", 20, 0, 5, 10, /*replicas=*/1,
+                                                /*stages=*/1);
+  auto solo = cluster.client().Submit(*LoadJobConfigFile(solo_config));
+  ASSERT_TRUE(solo.ok()) << solo.status();
   ASSERT_TRUE(cluster.StartWorker().ok());
   ASSERT_TRUE(cluster.WaitForJob(
       submitted->job_id(),
@@ -73,6 +80,10 @@ TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
       },
       absl::Seconds(60)))
       << cluster.Logs();
+  const v1::Job solo_waiting = *cluster.client().Get(solo->job_id());
+  EXPECT_EQ(solo_waiting.state(), v1::JOB_STATE_QUEUED) << solo_waiting.message();
+  EXPECT_TRUE(absl::StrContains(solo_waiting.message(), "needs 1 workers"))
+      << solo_waiting.message();
 
   auto ended = cluster.client().WaitForEnd(submitted->job_id(), absl::Seconds(300));
   ASSERT_TRUE(ended.ok()) << ended.status() << "\n" << cluster.Logs();
@@ -84,6 +95,10 @@ TEST(ReplicasTest, AKilledReplicaIsReplacedFromItsPeerWithoutACheckpoint) {
   EXPECT_EQ(recovery.resumed_after() + 1, recovery.step()) << cluster.Logs();
   EXPECT_EQ(ended->progress().recoveries(), 1u) << cluster.Logs();
   EXPECT_EQ(ended->summary().boundaries_size(), 1);
+  // The grid's workers free again: the queued job runs.
+  auto solo_ended = cluster.client().WaitForEnd(solo->job_id(), absl::Seconds(120));
+  ASSERT_TRUE(solo_ended.ok()) << solo_ended.status() << "\n" << cluster.Logs();
+  EXPECT_EQ(solo_ended->state(), v1::JOB_STATE_SUCCEEDED) << solo_ended->message();
 }
 
 // The outer optimizer (DiLoCo, a synchronisation every 10 steps): a replica killed mid-period

@@ -86,6 +86,15 @@ TEST(PlanJobStartsTest, AJobLargerThanThePoolHoldsNoPlace) {
   EXPECT_EQ(plan.overtakes.count("job-2"), 0u);
 }
 
+TEST(PlanJobStartsTest, WorkersKeptForARunningJobStartNothing) {
+  JobPool pool = Pool(3);
+  pool.kept_workers = 2;
+  const JobStartPlan plan = PlanJobStarts({Job("job-1", 2), Job("job-2", 1)}, pool, {});
+  EXPECT_THAT(plan.start, ElementsAre("job-2"));
+  EXPECT_EQ(plan.waiting.at("job-1"),
+            "needs 2 workers, 3 idle, 2 kept for a running job's pipelines out");
+}
+
 TEST(PlanJobStartsTest, RunningJobLimitsHoldTheRest) {
   JobStartLimits limits;
   limits.max_running_jobs = 2;

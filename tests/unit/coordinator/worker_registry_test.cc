@@ -197,5 +197,43 @@ TEST_F(WorkerRegistryTest, AWaitingRecoveryGoesBeforeAReservation) {
   EXPECT_GE(available_calls, 2);  // The registration, and the wait's end.
 }
 
+// A job going on with a pipeline out of it (it would hold 3, holds 2 healthy) keeps the next
+// idle worker for itself: the scheduler starts no queued job on it, the job's own look takes
+// it, and once the job wants nothing more the other idle workers are free again.
+TEST_F(WorkerRegistryTest, IdleWorkersAreKeptForAJobWithPipelinesOut) {
+  for (int i = 1; i <= 3; ++i) registry_.Register(absl::StrCat("10.0.0.", i, ":7100"), "cpu");
+  ASSERT_TRUE(registry_.Reserve("job-1", 3));
+  registry_.Suspect("10.0.0.3:7100");  // Lost: its pipeline goes out.
+  registry_.Want("job-1", 3);
+  int64_t available_calls = 0;
+  registry_.set_on_available([&] { ++available_calls; });
+  registry_.Register("10.0.0.4:7100", "cpu");
+  registry_.Register("10.0.0.5:7100", "cpu");
+  EXPECT_EQ(registry_.IdleHealthy(), 2);
+  EXPECT_EQ(registry_.KeptIdle(), 1);
+  EXPECT_FALSE(registry_.Reserve("job-2", 2)) << "one of the two idle is job-1's";
+  ASSERT_TRUE(registry_.Reserve("job-2", 1));
+  EXPECT_EQ(registry_.All()[3].job_id, "job-2");
+  EXPECT_EQ(registry_.KeptIdle(), 1) << "job-1 still lacks one; the last idle is kept";
+  EXPECT_FALSE(registry_.Reserve("job-3", 1));
+  auto whole = registry_.Acquire("job-1", 3, absl::Now());
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ((*whole)[2].address, "10.0.0.5:7100");
+  registry_.Want("job-1", 0);
+  EXPECT_EQ(registry_.KeptIdle(), 0);
+  registry_.Register("10.0.0.6:7100", "cpu");
+  EXPECT_TRUE(registry_.Reserve("job-3", 1));
+  EXPECT_GE(available_calls, 3);  // The registrations and the end of the want.
+}
+
+TEST_F(WorkerRegistryTest, ReleasingAJobEndsItsWant) {
+  registry_.Register("10.0.0.1:7100", "cpu");
+  registry_.Want("job-1", 2);
+  EXPECT_EQ(registry_.KeptIdle(), 1);
+  registry_.ReleaseJob("job-1");
+  EXPECT_EQ(registry_.KeptIdle(), 0);
+  EXPECT_TRUE(registry_.Reserve("job-2", 1));
+}
+
 }  // namespace
 }  // namespace resbm
