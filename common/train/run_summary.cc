@@ -131,6 +131,7 @@ v1::RunSummary RunSummary::ToProto() const {
     out->set_backward_seconds_per_microbatch(s.backward_seconds);
     out->set_wait_seconds_per_step(s.wait_seconds_per_step);
     out->set_replica_bytes_sent(static_cast<uint64_t>(s.replica_bytes_sent));
+    out->set_all_reduce_seconds_per_step(s.all_reduce_seconds_per_step);
   }
   p.set_effective_compression_vs_bf16(EffectiveCompression());
   p.set_effective_compression_with_token_ids_vs_bf16(EffectiveCompressionWithTokenIds());
@@ -168,10 +169,10 @@ RunSummary RunSummary::FromProto(const v1::RunSummary& p) {
         b.boundary(), traffic, static_cast<int64_t>(b.bf16_reference_bytes_per_direction())});
   }
   for (const v1::StageSummary& t : p.stages()) {
-    s.stages.push_back(StageSummary{t.stage(), static_cast<int64_t>(t.steps()),
-                                    t.forward_seconds_per_microbatch(),
-                                    t.backward_seconds_per_microbatch(), t.wait_seconds_per_step(),
-                                    static_cast<int64_t>(t.replica_bytes_sent())});
+    s.stages.push_back(StageSummary{
+        t.stage(), static_cast<int64_t>(t.steps()), t.forward_seconds_per_microbatch(),
+        t.backward_seconds_per_microbatch(), t.wait_seconds_per_step(),
+        static_cast<int64_t>(t.replica_bytes_sent()), t.all_reduce_seconds_per_step()});
   }
   return s;
 }

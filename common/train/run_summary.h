@@ -34,6 +34,7 @@ struct StageSummary {
   double backward_seconds = 0.0;       // Mean per microbatch.
   double wait_seconds_per_step = 0.0;  // Waiting for a neighbour's frame.
   int64_t replica_bytes_sent = 0;      // Between the stage's replicas, over the run.
+  double all_reduce_seconds_per_step = 0.0;  // All-reducing (several replicas), per step.
 };
 
 struct RunSummary {

@@ -405,6 +405,8 @@ RunSummary Trainer::Summarize(const std::vector<StepRecord>& records, double val
     stage.backward_seconds = timing[s].backward_seconds / microbatches;
     stage.wait_seconds_per_step = timing[s].wait_seconds / static_cast<double>(timing[s].steps);
     stage.replica_bytes_sent = timing[s].replica_bytes_sent;
+    stage.all_reduce_seconds_per_step =
+        timing[s].all_reduce_seconds / static_cast<double>(timing[s].steps);
     summary.stages.push_back(stage);
   }
   return summary;

@@ -22,6 +22,7 @@ struct StageTiming {
   double forward_seconds = 0.0;   // Summed over the microbatches.
   double backward_seconds = 0.0;  // Summed over the microbatches.
   double wait_seconds = 0.0;      // Waiting for a neighbour's frame, summed over the steps.
+  double all_reduce_seconds = 0.0;  // In the replicas' gradient all-reduce, over the steps.
   // Bytes the stage's replicas sent each other, over every training step (timed or not).
   int64_t replica_bytes_sent = 0;
 };

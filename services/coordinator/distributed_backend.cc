@@ -106,6 +106,7 @@ absl::StatusOr<StepStats> DistributedBackend::TrainStep(int64_t step,
       const v1::RunStepResponse& stage = result.stages[slot];
       ++timing.steps;
       timing.wait_seconds += stage.wait_seconds();
+      timing.all_reduce_seconds += stage.all_reduce_seconds();
       for (const auto& mb : stage.microbatches()) {
         ++timing.microbatches;
         timing.forward_seconds += mb.forward_seconds();
