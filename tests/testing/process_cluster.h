@@ -73,7 +73,8 @@ class ProcessCluster {
   // 127.0.0.1), e.g. a veth's address that a network namespace can reach.
   void set_host(std::string host) { host_ = std::move(host); }
 
-  // Starts one more worker registered with the coordinator; returns its index. `prefix`
+  // Starts one more worker, which registers with the coordinator on its own (this does not
+  // wait for that: a test that counts workers waits for them); returns its index. `prefix`
   // runs it through another command (e.g. {"ip", "netns", "exec", NS}); `host` (default: the
   // cluster's) is the address it listens on.
   absl::StatusOr<size_t> StartWorker(const std::vector<std::string>& prefix = {},
