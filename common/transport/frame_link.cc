@@ -103,6 +103,18 @@ void FrameLink::Shutdown(const absl::Status& status) {
   inbox_.Close(why);
 }
 
+absl::StatusOr<bool> FrameLink::DeliverMessage(grpc::ByteBuffer* message, absl::string_view peer) {
+  absl::StatusOr<v1::TensorFrame> frame = ParseFrameMessage(*message);
+  message->Clear();
+  if (!frame.ok()) {
+    const absl::Status error = absl::DataLossError(
+        absl::StrCat(peer, " sent what is not a frame: ", frame.status().message()));
+    Shutdown(error);
+    return error;
+  }
+  return Deliver(*std::move(frame));
+}
+
 void FrameLink::Close(const absl::Status& status) {
   Shutdown(status);
   absl::MutexLock lock(&mu_);

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/transport/frame_mailbox.h"
@@ -64,6 +65,11 @@ class FrameLink {
   void OnWriteDone(bool ok);
   // Whether the reactor may read on (FrameMailbox::Deliver).
   bool Deliver(v1::TensorFrame frame) { return inbox_.Deliver(std::move(frame)); }
+  // A read message from `peer` ("upstream stage"): parsed and cleared first (once Deliver
+  // pauses the stream, a resume may start the next read into it), then delivered; whether
+  // the reactor may read on. A message that is not a frame shuts the link with DataLoss
+  // naming `peer`, and that error is returned for the reactor to end its call with.
+  absl::StatusOr<bool> DeliverMessage(grpc::ByteBuffer* message, absl::string_view peer);
   // No new writes start; Send and every inbox wait fail with `status`. Queued frames stay
   // alive (one may be in flight): safe to call from any reaction, e.g. before Finish.
   void Shutdown(const absl::Status& status);

@@ -44,17 +44,13 @@ void ExchangeClientReactor::OnReadDone(bool ok) {
     RemoveHold();  // OnDone follows once the call is over.
     return;
   }
-  // Parsed first: once Deliver pauses the stream, a resume may start the next read.
-  absl::StatusOr<v1::TensorFrame> frame = ParseFrameMessage(incoming_);
-  incoming_.Clear();
-  if (!frame.ok()) {
-    link_->Shutdown(absl::DataLossError(
-        absl::StrCat("downstream stage sent what is not a frame: ", frame.status().message())));
+  const absl::StatusOr<bool> read_on = link_->DeliverMessage(&incoming_, "downstream stage");
+  if (!read_on.ok()) {
     context_->TryCancel();
     RemoveHold();
     return;
   }
-  if (link_->Deliver(*std::move(frame))) StartRead(&incoming_);
+  if (*read_on) StartRead(&incoming_);
 }
 
 void ExchangeClientReactor::Resume() { StartRead(&incoming_); }

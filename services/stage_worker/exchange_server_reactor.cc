@@ -2,7 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "common/status/grpc_status.h"
 
 namespace resbm {
@@ -35,16 +34,12 @@ void ExchangeServerReactor::OnReadDone(bool ok) {
     FinishOnce(grpc::Status::OK);
     return;
   }
-  // Parsed first: once Deliver pauses the stream, a resume may start the next read.
-  absl::StatusOr<v1::TensorFrame> frame = ParseFrameMessage(incoming_);
-  incoming_.Clear();
-  if (!frame.ok()) {
-    link_->Shutdown(absl::DataLossError(
-        absl::StrCat("upstream stage sent what is not a frame: ", frame.status().message())));
-    FinishOnce(ToGrpcStatus(frame.status()));
+  const absl::StatusOr<bool> read_on = link_->DeliverMessage(&incoming_, "upstream stage");
+  if (!read_on.ok()) {
+    FinishOnce(ToGrpcStatus(read_on.status()));
     return;
   }
-  if (link_->Deliver(*std::move(frame))) StartRead(&incoming_);
+  if (*read_on) StartRead(&incoming_);
 }
 
 void ExchangeServerReactor::Resume() {

@@ -58,11 +58,8 @@ TEST(ConcurrentJobsTest, ThreeJobsOnFiveWorkersEachEqualTheirSingleProcessRun) {
                        JobClientAuth{nullptr, kAlice});
   ASSERT_TRUE(cluster.StartCoordinator().ok()) << cluster.Logs();
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto status = cluster.client().ClusterStatus();
-        return status.ok() && status->idle_workers() == 5;
-      },
+  ASSERT_TRUE(cluster.WaitForCluster(
+      [](const v1::ClusterStatus& status) { return status.idle_workers() == 5; },
       absl::Seconds(30)))
       << cluster.Logs();
   JobClient bob(cluster.address(), absl::Seconds(15), JobClientAuth{nullptr, kBob});

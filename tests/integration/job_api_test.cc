@@ -231,11 +231,8 @@ TEST(JobSchedulingTest, PriorityAndTheRunningJobLimitDecideWhoStarts) {
   ASSERT_TRUE(cluster.StartCoordinator({"--max-running-jobs=1"}).ok()) << cluster.Logs();
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(cluster.StartWorker().ok());
   // All four registered (a worker loads LibTorch first): the idle count below counts them.
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto status = cluster.client().ClusterStatus();
-        return status.ok() && status->workers_size() == 4;
-      },
+  ASSERT_TRUE(cluster.WaitForCluster(
+      [](const v1::ClusterStatus& status) { return status.workers_size() == 4; },
       absl::Seconds(60)))
       << cluster.Logs();
   auto a = cluster.client().Submit(TinyJob(100000));

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "services/coordinator/pipeline_driver.h"
 #include "services/stage_worker/stage_worker.h"
+#include "tests/testing/random_tokens.h"
 
 namespace resbm {
 namespace {
@@ -57,12 +57,7 @@ v1::JobConfig TinyJob(int stages, v1::CompressionKind kind, v1::PipelineSchedule
 }
 
 // Random tokens below the vocabulary: the equivalence does not need real text.
-std::vector<uint16_t> RandomTokens(int64_t n, int64_t vocab, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<uint16_t> tokens(n);
-  for (auto& t : tokens) t = static_cast<uint16_t>(rng() % vocab);
-  return tokens;
-}
+using ::resbm::testing::RandomTokens;
 
 struct Cluster {
   std::vector<std::unique_ptr<StageWorker>> workers;

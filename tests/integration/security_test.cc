@@ -165,11 +165,10 @@ TEST_F(SecurityTest, WorkersRefuseCallersWithoutACertificateFromTheCa) {
   auto index = cluster_.StartWorker();
   ASSERT_TRUE(index.ok());
   std::string address;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto status = cluster_.client().ClusterStatus();
-        if (!status.ok() || status->workers_size() != 1) return false;
-        address = status->workers(0).address();
+  ASSERT_TRUE(cluster_.WaitForCluster(
+      [&](const v1::ClusterStatus& status) {
+        if (status.workers_size() != 1) return false;
+        address = status.workers(0).address();
         return true;
       },
       absl::Seconds(30)))
@@ -220,11 +219,8 @@ TEST_F(SecurityTest, AWorkerWithAnotherCasCertificateNeverJoins) {
       dir_ + "/rogue.log");
   ASSERT_TRUE(rogue.ok()) << rogue.status();
   ASSERT_TRUE(cluster_.StartWorker().ok());
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto status = cluster_.client().ClusterStatus();
-        return status.ok() && status->workers_size() == 1;
-      },
+  ASSERT_TRUE(cluster_.WaitForCluster(
+      [](const v1::ClusterStatus& status) { return status.workers_size() == 1; },
       absl::Seconds(30)))
       << cluster_.Logs();
   // Several registration attempts of the rogue worker, each refused in the TLS handshake.

@@ -117,6 +117,17 @@ class ProcessCluster {
         timeout);
   }
 
+  // Waits (reading the cluster's status every 50 ms) until `condition` holds for it.
+  bool WaitForCluster(const std::function<bool(const v1::ClusterStatus&)>& condition,
+                      absl::Duration timeout) {
+    return WaitFor(
+        [&] {
+          auto status = client_->ClusterStatus();
+          return status.ok() && condition(*status);
+        },
+        timeout);
+  }
+
   ChildProcess& coordinator() { return *coordinator_; }
   ChildProcess& worker(size_t i) { return *workers_[i]; }
   size_t num_workers() const { return workers_.size(); }

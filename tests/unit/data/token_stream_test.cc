@@ -15,6 +15,7 @@
 #include "common/data/token_shard.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/random_tokens.h"
 #include "tests/testing/scoped_temp_dir.h"
 
 namespace resbm {
@@ -22,12 +23,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::vector<uint16_t> RandomTokens(int64_t n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint16_t> tokens(n);
-  for (uint16_t& t : tokens) t = static_cast<uint16_t>(rng() % vocab);
-  return tokens;
-}
+using ::resbm::testing::RandomTokens;
 
 // Three shards of different sizes on disk, and their concatenation in memory.
 struct ShardSet {
@@ -38,7 +34,7 @@ struct ShardSet {
 ShardSet WriteShards(const ScopedTempDir& dir, const std::vector<int64_t>& sizes) {
   ShardSet set;
   for (size_t i = 0; i < sizes.size(); ++i) {
-    std::vector<uint16_t> tokens = RandomTokens(sizes[i], 1000, static_cast<uint32_t>(i + 1));
+    std::vector<uint16_t> tokens = RandomTokens(sizes[i], 1000, static_cast<uint64_t>(i + 1));
     set.paths.push_back(dir.File("shard" + std::to_string(i)));
     EXPECT_TRUE(WriteTokenShard(set.paths.back(), tokens).ok());
     set.all.insert(set.all.end(), tokens.begin(), tokens.end());
